@@ -1,0 +1,45 @@
+"""astrometry_query: plate solving with astrometry.net, the astroquery way.
+
+>>> from astrometry_query import AstrometryNet
+>>> header = AstrometryNet.solve_from_image('m42.fits')      # doctest: +SKIP
+
+Solves through the nova.astrometry.net web API (or any server that speaks it,
+including ``astrometry-query serve``) or offline with a local astrometry.net.
+"""
+from astropy import config as _config
+
+__version__ = '0.1.0'
+
+
+class Conf(_config.ConfigNamespace):
+    """Configuration parameters for `astrometry_query`.
+
+    Every item is read when a call needs it, so changing ``conf`` takes effect
+    at once, also for the module-level ``AstrometryNet`` instance.
+    """
+    api_key = _config.ConfigItem(
+        '', 'The astrometry.net API key. Prefer the keyring (login(store_api_key=True)) '
+        'or the ASTROMETRY_NET_API_KEY environment variable to writing it here.')
+    server = _config.ConfigItem('https://nova.astrometry.net',
+                                'The nova server: its root URL (or its /api/ URL).')
+    timeout = _config.ConfigItem(120.0, 'Timeout of one HTTP request, in seconds.')
+    solve_timeout = _config.ConfigItem(120.0, 'Default time to wait for a solve, in seconds.')
+    poll_interval = _config.ConfigItem(
+        1.0, 'First interval between status polls, in seconds (it grows while waiting).')
+    backend = _config.ConfigItem(
+        'auto', "Solver backend: 'nova', 'local', or 'auto' (nova when an API key or a "
+        "server is set, else the local solver when installed).")
+    index_dir = _config.ConfigItem(
+        '', 'Directory of astrometry.net index files for the local backend '
+        '(default: the add_path entries of /etc/astrometry.cfg).')
+    local_data_dir = _config.ConfigItem(
+        '', 'Where the local backend keeps its job directories '
+        '(default: astropy cache dir/astrometry_query/local).')
+
+
+conf = Conf()
+
+from .exceptions import *  # noqa: E402,F401,F403
+from .core import AstrometryNet, AstrometryNetClass  # noqa: E402
+
+__all__ = ['AstrometryNet', 'AstrometryNetClass', 'conf', 'Conf']

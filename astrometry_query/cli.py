@@ -1,0 +1,122 @@
+"""``astrometry-query``: solve images, run the bundled example, or serve the
+nova API.
+
+    astrometry-query demo                      # solve the bundled example offline
+    astrometry-query solve IMAGE [options]     # solve a FITS image, write its WCS
+    astrometry-query serve [--port 8080] ...   # a nova-compatible server
+"""
+import argparse
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+import astropy.units as u
+
+__all__ = ['main', 'example_image_path']
+
+
+def example_image_path():
+    """Path of the bundled example image (a synthetic field near M42)."""
+    return Path(str(files('astrometry_query') / 'data' / 'example.fits'))
+
+
+def _summary(client, header, output):
+    cal = client.get_calibration(header)
+    center = cal.center
+    lines = [
+        f"Solved: job {header.get('AN_JOBID')} ({client.backend.name} backend)",
+        f"  centre      RA {center.ra.to_string(u.hourangle, sep=':', precision=2)}  "
+        f"Dec {center.dec.to_string(u.deg, sep=':', precision=1, alwayssign=True)}  "
+        f"({center.ra.deg:.5f}, {center.dec.deg:+.5f}) deg",
+        f"  pixel scale {cal.pixscale.to_value(u.arcsec / u.pix):.4f} arcsec/pixel",
+        f"  field       {cal.width.to_value(u.arcmin):.2f} x {cal.height.to_value(u.arcmin):.2f} "
+        f"arcmin" if cal.width is not None else '',
+        f"  orientation {cal.orientation.to_value(u.deg):.2f} deg (up is that many degrees E of N), "
+        f"parity {cal.parity:+.0f}",
+        f"  WCS written to {output}",
+    ]
+    return '\n'.join(line for line in lines if line)
+
+
+def _solve(args):
+    from . import AstrometryNetClass
+    settings = {}
+    if args.scale_low is not None or args.scale_high is not None:
+        settings.update(scale_lower=args.scale_low, scale_upper=args.scale_high,
+                        scale_units=args.scale_units)
+    if args.ra is not None or args.dec is not None:
+        settings.update(center_ra=args.ra, center_dec=args.dec, radius=args.radius)
+    image = Path(args.image)
+    output = Path(args.output) if args.output else image.with_name(image.stem.split('.')[0] + '.wcs')
+    with AstrometryNetClass(api_key=args.api_key, server=args.server,
+                            backend=args.backend) as client:
+        header = client.solve_from_image(image, solve_timeout=args.timeout,
+                                         verbose=not args.quiet, **settings)
+        header.tofile(output, overwrite=True)
+        print(_summary(client, header, output))
+    return 0
+
+
+def _demo(args):
+    args.image = str(example_image_path())
+    args.output = args.output or 'example.wcs'
+    args.backend = 'local'
+    for name in ('scale_low', 'scale_high', 'ra', 'dec', 'api_key', 'server'):
+        setattr(args, name, None)
+    print(f'Solving the bundled example image {args.image} offline with solve-field ...')
+    return _solve(args)
+
+
+def _serve(args):
+    from .server import serve
+    serve(host=args.host, port=args.port, workers=args.workers, data_dir=args.data_dir,
+          api_keys=tuple(args.api_key or ()), solve_timeout=args.solve_timeout)
+    return 0
+
+
+def _parser():
+    parser = argparse.ArgumentParser(prog='astrometry-query', description=__doc__.split('\n')[0])
+    sub = parser.add_subparsers(dest='command', required=True)
+
+    solve = sub.add_parser('solve', help='plate-solve a FITS image')
+    solve.add_argument('image')
+    demo = sub.add_parser('demo', help='solve the bundled example image offline')
+    for p in (solve, demo):
+        p.add_argument('-o', '--output', help='where to write the WCS header (FITS)')
+        p.add_argument('--timeout', type=float, default=None, help='solve timeout, seconds')
+        p.add_argument('-q', '--quiet', action='store_true', help='no status line')
+    solve.add_argument('--backend', choices=('auto', 'nova', 'local'), default=None)
+    solve.add_argument('--server', help='nova server URL')
+    solve.add_argument('--api-key', help='nova API key (better: ASTROMETRY_NET_API_KEY)')
+    solve.add_argument('--scale-low', type=float)
+    solve.add_argument('--scale-high', type=float)
+    solve.add_argument('--scale-units', default='arcsecperpix',
+                       choices=('degwidth', 'arcminwidth', 'arcsecperpix', 'focalmm'))
+    solve.add_argument('--ra', type=float, help='centre hint, degrees')
+    solve.add_argument('--dec', type=float, help='centre hint, degrees')
+    solve.add_argument('--radius', type=float, default=None, help='hint radius, degrees')
+
+    serve = sub.add_parser('serve', help='run a nova-compatible server')
+    serve.add_argument('--host', default='127.0.0.1')
+    serve.add_argument('--port', type=int, default=8080)
+    serve.add_argument('--workers', type=int, default=2)
+    serve.add_argument('--data-dir', default=None)
+    serve.add_argument('--api-key', action='append',
+                       help='an accepted API key (repeat for several); none: any key, loopback only')
+    serve.add_argument('--solve-timeout', type=float, default=300.0)
+    return parser
+
+
+def main(argv=None):
+    """Entry point of the ``astrometry-query`` command."""
+    args = _parser().parse_args(argv)
+    from .exceptions import AstrometryNetError
+    try:
+        return {'solve': _solve, 'demo': _demo, 'serve': _serve}[args.command](args)
+    except AstrometryNetError as exc:
+        print(f'astrometry-query: {type(exc).__name__}: {exc}', file=sys.stderr)
+        return 2
+
+
+if __name__ == '__main__':
+    sys.exit(main())

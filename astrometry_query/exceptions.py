@@ -1,0 +1,121 @@
+"""One hierarchy of errors, rooted at `AstrometryNetError`.
+
+Errors raised after something was submitted carry ``submission_id`` (and
+``job_id`` when known) so the caller can resume with
+``AstrometryNet.wait(submission_id)`` instead of submitting again.
+"""
+import builtins
+
+from astroquery.exceptions import TimeoutError as _AstroqueryTimeoutError
+
+__all__ = ['AstrometryNetError', 'InvalidSettingError', 'InvalidInputError',
+           'MissingAPIKeyError', 'LoginError', 'ServerError', 'SubmissionError',
+           'SolveFailedError', 'SolveTimeoutError', 'JobNotFoundError',
+           'ResultNotAvailableError', 'LocalSolverNotFoundError']
+
+
+class AstrometryNetError(Exception):
+    """Base class of every error raised by astrometry_query.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong, in words.
+    submission_id, job_id : int, optional
+        Ids of the work already on the server, so that it can be resumed.
+    """
+
+    def __init__(self, message, *, submission_id=None, job_id=None):
+        super().__init__(message)
+        self.message = message
+        self.submission_id = submission_id
+        self.job_id = job_id
+
+    def __str__(self):
+        text = self.message
+        ids = []
+        if self.submission_id is not None:
+            ids.append(f'submission {self.submission_id}')
+        if self.job_id is not None:
+            ids.append(f'job {self.job_id}')
+        if ids and 'resume' not in text:
+            ref = self.job_id if self.job_id is not None else self.submission_id
+            text += (f" ({', '.join(ids)}; resume with "
+                     f"AstrometryNet.wait({ref!r}))")
+        return text
+
+
+class InvalidSettingError(AstrometryNetError, ValueError):
+    """A solve setting has a wrong name, type or value (raised before any I/O)."""
+
+    def __init__(self, message, *, setting=None, allowed=None):
+        super().__init__(message)
+        self.setting = setting
+        self.allowed = allowed
+
+
+class InvalidInputError(AstrometryNetError, ValueError):
+    """An image, source list, URL or id given by the caller cannot be used."""
+
+
+class MissingAPIKeyError(AstrometryNetError, RuntimeError):
+    """No API key was found for a backend that needs one."""
+
+
+class LoginError(AstrometryNetError, RuntimeError):
+    """The server rejected the API key."""
+
+
+class ServerError(AstrometryNetError):
+    """The server answered with an error payload, an HTML page or a bad status.
+
+    Attributes
+    ----------
+    status_code : int or None
+        The HTTP status of the answer.
+    url : str or None
+        The URL that was asked (never carries a secret).
+    """
+
+    def __init__(self, message, *, status_code=None, url=None, **ids):
+        super().__init__(message, **ids)
+        self.status_code = status_code
+        self.url = url
+
+
+class JobNotFoundError(ServerError):
+    """The server does not know this submission or job id (HTTP 404)."""
+
+
+class ResultNotAvailableError(AstrometryNetError):
+    """A result (calibration, file, annotations) was asked of an unsolved job."""
+
+
+class SubmissionError(AstrometryNetError):
+    """The server could not process what was submitted (its ``error_message``)."""
+
+
+class SolveFailedError(AstrometryNetError):
+    """The solver ran and did not find a solution."""
+
+
+class SolveTimeoutError(AstrometryNetError, _AstroqueryTimeoutError,
+                        builtins.TimeoutError):
+    """The solve did not finish within ``solve_timeout``.
+
+    It is both astroquery's ``TimeoutError`` and Python's builtin one.  As in
+    astroquery, ``args[1]`` is the submission id.
+    """
+
+    def __init__(self, message, *, submission_id=None, job_id=None):
+        AstrometryNetError.__init__(self, message, submission_id=submission_id,
+                                    job_id=job_id)
+        # astroquery's callers read the submission id from args[1].
+        self.args = (message, submission_id)
+
+    def __str__(self):
+        return AstrometryNetError.__str__(self)
+
+
+class LocalSolverNotFoundError(AstrometryNetError, RuntimeError):
+    """solve-field or the index files it needs are not installed."""

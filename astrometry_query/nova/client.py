@@ -1,0 +1,232 @@
+"""The nova backend: HTTP to nova.astrometry.net or any server that speaks
+its API.  Login and session renewal, uploads, status, results and files.
+
+All HTTP goes through a ``request`` callable with the signature of
+astroquery's ``BaseQuery._request``, so the facade's cache, session and
+test mocks apply; this module never imports the facade.
+"""
+import io
+import os
+import threading
+from pathlib import Path
+
+import requests
+
+from ..exceptions import (InvalidInputError, LoginError, MissingAPIKeyError, ResultNotAvailableError,
+                          ServerError)
+from ..results import Job, Submission
+from .protocol import (FILE_ROUTES, GATED_FILES, api_url, decode_response, encode_request,
+                       file_url, is_session_error)
+
+__all__ = ['NovaClient']
+
+MISSING_API_KEY = (
+    'Astrometry.net API key not set. Pass api_key=..., set conf.api_key or the '
+    'ASTROMETRY_NET_API_KEY environment variable, or store it in the keyring once with '
+    'AstrometryNet.login(api_key, store_api_key=True). Without a key, solve offline with '
+    "backend='local'.")
+
+
+class NovaClient:
+    """Speaks the nova API.
+
+    Parameters
+    ----------
+    request : callable
+        ``request(method, url, *, params, data, files, headers, timeout, cache,
+        allow_redirects)`` returning a response (astroquery's ``_request``).
+    server : str
+        Server root (``https://nova.astrometry.net``) or its ``/api/`` URL.
+    api_key : callable
+        Returns the API key when a login is needed (looked up lazily).
+    timeout : float
+        Timeout of each HTTP request, in seconds.
+    """
+    name = 'nova'
+
+    def __init__(self, request, *, server, api_key, timeout):
+        self._request = request
+        self.server = server
+        self._api_key = api_key
+        self.timeout = timeout
+        self._session_key = None
+        self._lock = threading.Lock()
+
+    def __repr__(self):
+        return f'<NovaClient server={self.server!r} logged_in={self._session_key is not None}>'
+
+    # -- HTTP ---------------------------------------------------------------
+    def _http(self, method, url, *, ids=None, cache=False, **kwargs):
+        ids = ids or {}
+        try:
+            return self._request(method, url, timeout=self.timeout, cache=cache, **kwargs)
+        except requests.Timeout:
+            raise ServerError(f'No answer from {url} within {self.timeout} s.', url=url,
+                              **ids) from None
+        except requests.ConnectionError as exc:
+            raise ServerError(f'Cannot reach the server at {url}: {type(exc).__name__}.', url=url,
+                              **ids) from None
+
+    def _api(self, method, parts, args=None, *, auth=False, files=None, params=None,
+             cache=False, ids=None):
+        """Call an API endpoint and decode its JSON; log in again once if the
+        server says the session is gone."""
+        ids = ids or {}
+        url = api_url(self.server, *parts)
+        for attempt in range(2):
+            data = None
+            if args is not None or auth:
+                payload = dict(args or {})
+                if auth:
+                    payload['session'] = self.session_key(renew=attempt > 0)
+                data = encode_request(payload)
+            response = self._http(method, url, data=data, files=files, params=params,
+                                  cache=cache, ids=ids)
+            try:
+                return decode_response(response.status_code, response.text, url=url, **ids)
+            except ServerError as exc:
+                if auth and attempt == 0 and is_session_error(exc.message):
+                    if files:
+                        for value in files.values():
+                            handle = value[1] if isinstance(value, tuple) else value
+                            if hasattr(handle, 'seek'):
+                                handle.seek(0)
+                    continue
+                raise
+
+    # -- login --------------------------------------------------------------
+    def login(self, api_key=None):
+        """Log in with the API key; returns nothing, raises `LoginError`."""
+        key = api_key or self._api_key()
+        if not key:
+            raise MissingAPIKeyError(MISSING_API_KEY)
+        url = api_url(self.server, 'login')
+        response = self._http('POST', url, data=encode_request({'apikey': key}))
+        try:
+            payload = decode_response(response.status_code, response.text, url=url)
+        except ServerError as exc:
+            if 'apikey' in exc.message:
+                raise LoginError(f'The server at {url} rejected the API key ({exc.message}). '
+                                 'Check it on your astrometry.net profile page.') from None
+            raise
+        if 'session' not in payload:
+            raise LoginError(f'The server at {url} gave no session in its login answer.')
+        with self._lock:
+            self._session_key = payload['session']
+
+    def session_key(self, renew=False):
+        with self._lock:
+            key = None if renew else self._session_key
+        if key is None:
+            self.login()
+            with self._lock:
+                key = self._session_key
+        return key
+
+    # -- submitting ---------------------------------------------------------
+    def submit_image(self, image, args, *, filename=None):
+        """Upload an image file (path, bytes or binary file object)."""
+        if isinstance(image, (str, os.PathLike)):
+            path = Path(image)
+            with open(path, 'rb') as handle:
+                return self._upload(args, files={'file': (filename or path.name, handle,
+                                                          'application/octet-stream')})
+        if isinstance(image, (bytes, bytearray)):
+            image = io.BytesIO(bytes(image))
+        return self._upload(args, files={'file': (filename or 'image.fits', image,
+                                                  'application/octet-stream')})
+
+    def submit_source_list(self, x, y, args, *, width, height):
+        """Submit x/y lists (brightest first) in the JSON, as nova's client does."""
+        payload = dict(args, x=[float(v) for v in x], y=[float(v) for v in y],
+                       image_width=int(width), image_height=int(height))
+        return self._upload(payload)
+
+    def submit_url(self, url, args):
+        """Ask the server to fetch an image from a URL."""
+        answer = self._api('POST', ['url_upload'], dict(args, url=url), auth=True)
+        return Submission(id=int(answer['subid']), hash=answer.get('hash'))
+
+    def _upload(self, args, files=None):
+        answer = self._api('POST', ['upload'], args, auth=True, files=files)
+        return Submission(id=int(answer['subid']), hash=answer.get('hash'))
+
+    # -- status -------------------------------------------------------------
+    def submission(self, submission_id):
+        sid = int(submission_id)
+        payload = self._api('GET', ['submissions', sid], ids={'submission_id': sid})
+        return Submission.from_api(sid, payload)
+
+    def job_status(self, job_id, submission_id=None):
+        payload = self._api('GET', ['jobs', int(job_id)],
+                            ids={'job_id': int(job_id), 'submission_id': submission_id})
+        return payload.get('status', '?')
+
+    def job_info(self, job_id, submission_id=None, *, cache=False):
+        ids = {'job_id': int(job_id), 'submission_id': submission_id}
+        payload = self._api('GET', ['jobs', int(job_id), 'info'], cache=cache, ids=ids)
+        return Job.from_api(job_id, payload, submission_id)
+
+    def failure_reason(self, job_id):
+        return ('the solver found no solution: give scale and position hints '
+                '(scale=(low, high) Quantities, center=SkyCoord, radius=...)')
+
+    # -- results ------------------------------------------------------------
+    def _result(self, job_id, what, key, *, cache=False, params=None):
+        ids = {'job_id': int(job_id)}
+        payload = self._api('GET', ['jobs', int(job_id), what], params=params, cache=cache, ids=ids)
+        if 'error' in payload and key not in payload:
+            raise ResultNotAvailableError(f'Job {job_id} has no {what}: {payload["error"]}', **ids)
+        return payload[key] if key else payload
+
+    def calibration(self, job_id, *, cache=False):
+        return self._result(job_id, 'calibration', None, cache=cache)
+
+    def annotations(self, job_id, *, nbright=None, cache=False):
+        params = None if nbright is None else {'nbright': int(nbright)}
+        return self._result(job_id, 'annotations', 'annotations', cache=cache, params=params)
+
+    def objects_in_field(self, job_id, *, cache=False):
+        return self._result(job_id, 'objects_in_field', 'objects_in_field', cache=cache)
+
+    def tags(self, job_id, *, machine=False):
+        return self._result(job_id, 'machine_tags' if machine else 'tags', 'tags')
+
+    def my_jobs(self):
+        return [int(j) for j in self._api('POST', ['myjobs'], auth=True)['jobs']]
+
+    def jobs_by_tag(self, tag, exact=False):
+        params = {'query': tag.strip()}
+        if exact:
+            params['exact'] = 'yes'
+        return [int(j) for j in self._api('GET', ['jobs_by_tag'], params=params)['job_ids']]
+
+    def download(self, job_id, kind, *, cache=False):
+        """The bytes of a result file of a job."""
+        if kind not in FILE_ROUTES:
+            raise InvalidInputError(f'kind must be one of {sorted(FILE_ROUTES)}, got {kind!r}.')
+        url = file_url(self.server, kind, job_id)
+        # The gated routes need a Referer, else they redirect to a human check.
+        headers = {'Referer': api_url(self.server, '')} if kind in GATED_FILES else None
+        response = self._http('GET', url, headers=headers, cache=cache, allow_redirects=False,
+                              ids={'job_id': int(job_id)})
+        status = response.status_code
+        if status in (301, 302, 303, 307, 308):
+            raise ServerError(f'{url} redirected to {response.headers.get("Location")!r} '
+                              'instead of sending the file.', status_code=status, url=url,
+                              job_id=int(job_id))
+        if status == 500:
+            raise ResultNotAvailableError(f'Job {job_id} has no {kind} file yet (HTTP 500 at {url}).',
+                                          job_id=int(job_id))
+        if status >= 400:
+            decode_response(status, response.text, url=url, job_id=int(job_id))
+        content = response.content
+        if kind != 'annotated' and not content.startswith(b'SIMPLE'):
+            snippet = content[:60].decode('ascii', errors='replace')
+            raise ServerError(f'{url} did not send a FITS file (it began {snippet!r}).',
+                              status_code=status, url=url, job_id=int(job_id))
+        return content
+
+    def close(self):
+        self._session_key = None
+

@@ -1,0 +1,128 @@
+"""Waiting for a submission to become a solved job, for any backend.
+
+Polls with a growing interval, shows a status line while waiting (silenced
+by ``verbose=False``), calls an optional progress hook, and turns every
+outcome into a Job or a typed error that carries the ids.
+"""
+import time
+
+from .exceptions import (JobNotFoundError, ServerError, SolveFailedError, SolveTimeoutError,
+                         SubmissionError)
+
+__all__ = ['wait_for_job', 'StatusLine']
+
+#: Polling never waits longer than this between two looks.
+MAX_POLL_INTERVAL = 10.0
+#: Transient network errors tolerated in a row while waiting.
+MAX_TRANSIENT_ERRORS = 5
+
+
+class StatusLine:
+    """A one-line status display (tqdm, so it also works in notebooks)."""
+
+    def __init__(self, verbose=True, desc='Solving'):
+        self._bar = None
+        if verbose:
+            from tqdm.auto import tqdm
+            self._bar = tqdm(total=None, desc=desc, bar_format='{desc} [{elapsed}]', leave=False)
+
+    def update(self, text):
+        if self._bar is not None:
+            self._bar.set_description_str(text, refresh=False)
+            self._bar.update(0)
+            self._bar.refresh()
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.0,
+                 poll_interval=1.0, verbose=True, progress=None, sleep=time.sleep,
+                 clock=time.monotonic):
+    """Poll until the job of a submission finishes; return its Job record.
+
+    Parameters
+    ----------
+    backend : NovaClient or LocalBackend
+        Anything with ``submission``, ``job_status``, ``job_info`` and
+        ``failure_reason``.
+    submission_id, job_id : int, optional
+        What to wait for; a job id alone is enough.
+    solve_timeout : float
+        Seconds to wait before raising `SolveTimeoutError`.
+    poll_interval : float
+        First interval between polls; it grows by half each poll, up to 10 s.
+    progress : callable, optional
+        Called as ``progress(state, submission_id, job_id)`` at each change.
+
+    Raises
+    ------
+    SubmissionError, SolveFailedError, SolveTimeoutError, JobNotFoundError
+    """
+    if submission_id is None and job_id is None:
+        raise ValueError('Give a submission id or a job id.')
+    deadline = clock() + float(solve_timeout)
+    interval = max(0.05, float(poll_interval))
+    errors_in_row = 0
+    last_state = None
+    ids = lambda: {'submission_id': submission_id, 'job_id': job_id}  # noqa: E731
+    with StatusLine(verbose) as line:
+        while True:
+            try:
+                state = _look(backend, submission_id, job_id)
+                errors_in_row = 0
+            except JobNotFoundError:
+                if submission_id is None or job_id is None:
+                    raise
+                # nova replaces a job lost in a worker restart: re-read the submission.
+                job_id, state = None, 'job vanished, re-reading the submission'
+            except ServerError as exc:
+                if exc.status_code is not None and exc.status_code < 500:
+                    raise
+                errors_in_row += 1
+                if errors_in_row > MAX_TRANSIENT_ERRORS:
+                    raise
+                state = f'server trouble ({exc.message[:60]}), retrying'
+            if isinstance(state, tuple):
+                state, found_job = state
+                job_id = found_job if found_job is not None else job_id
+            if state != last_state:
+                last_state = state
+                if progress is not None:
+                    progress(state, submission_id, job_id)
+            label = (f'submission {submission_id}' if submission_id is not None else '') + (
+                f' job {job_id}' if job_id is not None else '')
+            line.update(f'{label.strip()}: {state}')
+            if state == 'success':
+                return backend.job_info(job_id, submission_id)
+            if state == 'failure':
+                raise SolveFailedError(f'The solve failed: {backend.failure_reason(job_id)}.', **ids())
+            if isinstance(state, str) and state.startswith('submission failed: '):
+                raise SubmissionError(f'The server could not process the submission: '
+                                      f'{state[len("submission failed: "):]}', **ids())
+            remaining = deadline - clock()
+            if remaining <= 0:
+                raise SolveTimeoutError(f'Solve timed out after {solve_timeout:g} s without success '
+                                        f'or failure (last state: {state})', **ids())
+            sleep(min(interval, remaining))
+            interval = min(interval * 1.5, MAX_POLL_INTERVAL)
+
+
+def _look(backend, submission_id, job_id):
+    """One look at the work: a state word, or (state, job id) when a job appears."""
+    if job_id is None:
+        sub = backend.submission(submission_id)
+        if sub.failed:
+            return f'submission failed: {sub.error_message}'
+        if not sub.job_ids:
+            return sub.state
+        job_id = sub.job_ids[0]
+        return backend.job_status(job_id, submission_id), job_id
+    return backend.job_status(job_id, submission_id)

@@ -1,0 +1,299 @@
+"""Result records (Submission, Job, Calibration), the WCS header we return,
+nova's calibration numbers, and annotations as a Table.
+
+Pure data: no I/O, so both backends and the server share it.
+"""
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import astropy.units as u
+import numpy as np
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+from astropy.table import MaskedColumn, Table
+from astropy.wcs import WCS
+
+from .exceptions import InvalidInputError
+
+__all__ = ['Submission', 'Job', 'Calibration', 'calibration_from_wcs', 'make_wcs_header',
+           'annotations_table', 'jobs_table', 'job_ref', 'JOB_ID_CARD', 'SUBMISSION_ID_CARD']
+
+JOB_ID_CARD = 'AN_JOBID'
+SUBMISSION_ID_CARD = 'AN_SUBID'
+
+
+def _timestamp(value):
+    """nova sends str(datetime) or the literal string 'None'."""
+    if value in (None, 'None', ''):
+        return None
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+@dataclass
+class Submission:
+    """A submission: one upload, which becomes one or more jobs."""
+    id: int
+    user: int | None = None
+    processing_started: datetime | None = None
+    processing_finished: datetime | None = None
+    user_images: list = field(default_factory=list)
+    images: list = field(default_factory=list)
+    jobs: list = field(default_factory=list)
+    job_calibrations: list = field(default_factory=list)
+    error_message: str | None = None
+    hash: str | None = None
+
+    @classmethod
+    def from_api(cls, submission_id, payload):
+        """Build from the JSON of ``/api/submissions/<id>`` (or an upload reply)."""
+        return cls(id=int(submission_id), user=payload.get('user'),
+                   processing_started=_timestamp(payload.get('processing_started')),
+                   processing_finished=_timestamp(payload.get('processing_finished')),
+                   user_images=list(payload.get('user_images') or []),
+                   images=list(payload.get('images') or []),
+                   jobs=list(payload.get('jobs') or []),
+                   job_calibrations=[tuple(p) for p in payload.get('job_calibrations') or []],
+                   error_message=payload.get('error_message') or None,
+                   hash=payload.get('hash'))
+
+    @property
+    def job_ids(self):
+        """Ids of the jobs that exist so far (nova lists null while queued)."""
+        return [j for j in self.jobs if j is not None]
+
+    @property
+    def failed(self):
+        """True when the server gave up on the submission: no job will come."""
+        return bool(self.error_message) and not self.user_images
+
+    @property
+    def state(self):
+        """A word for where the submission is: queued, processing, failed, ...."""
+        if self.failed:
+            return 'failed'
+        if self.job_calibrations:
+            return 'solved'
+        if self.job_ids:
+            return 'solving'
+        if self.user_images:
+            return 'waiting for a job'
+        return 'processing' if self.processing_started else 'queued'
+
+
+@dataclass
+class Calibration:
+    """Where the field is on the sky, as nova's ``calibration`` reports it."""
+    ra: u.Quantity
+    dec: u.Quantity
+    radius: u.Quantity
+    pixscale: u.Quantity
+    orientation: u.Quantity
+    parity: float
+    width: u.Quantity | None = None
+    height: u.Quantity | None = None
+
+    @classmethod
+    def from_api(cls, payload):
+        width = payload.get('width_arcsec')
+        height = payload.get('height_arcsec')
+        return cls(ra=payload['ra'] * u.deg, dec=payload['dec'] * u.deg,
+                   radius=payload['radius'] * u.deg,
+                   pixscale=payload['pixscale'] * u.arcsec / u.pix,
+                   orientation=payload['orientation'] * u.deg,
+                   parity=float(payload['parity']),
+                   width=None if width is None else width * u.arcsec,
+                   height=None if height is None else height * u.arcsec)
+
+    @property
+    def center(self):
+        """The field centre as a `~astropy.coordinates.SkyCoord`."""
+        return SkyCoord(self.ra, self.dec, frame='icrs')
+
+    def to_api(self):
+        """The calibration as nova's JSON dict."""
+        out = {'ra': self.ra.to_value(u.deg), 'dec': self.dec.to_value(u.deg)}
+        if self.width is not None:
+            out['width_arcsec'] = self.width.to_value(u.arcsec)
+            out['height_arcsec'] = self.height.to_value(u.arcsec)
+        out.update(radius=self.radius.to_value(u.deg),
+                   pixscale=self.pixscale.to_value(u.arcsec / u.pix),
+                   orientation=self.orientation.to_value(u.deg), parity=self.parity)
+        return out
+
+
+@dataclass
+class Job:
+    """One solve of one image: status and, once solved, what was found."""
+    id: int
+    status: str
+    submission_id: int | None = None
+    calibration: Calibration | None = None
+    objects_in_field: list = field(default_factory=list)
+    machine_tags: list = field(default_factory=list)
+    tags: list = field(default_factory=list)
+    original_filename: str | None = None
+
+    @classmethod
+    def from_api(cls, job_id, payload, submission_id=None):
+        """Build from ``/api/jobs/<id>/info`` (or ``/api/jobs/<id>``) JSON."""
+        cal = payload.get('calibration')
+        return cls(id=int(job_id), status=payload.get('status', '?'),
+                   submission_id=submission_id,
+                   calibration=Calibration.from_api(cal) if cal else None,
+                   objects_in_field=list(payload.get('objects_in_field') or []),
+                   machine_tags=list(payload.get('machine_tags') or []),
+                   tags=list(payload.get('tags') or []),
+                   original_filename=payload.get('original_filename'))
+
+    @property
+    def solved(self):
+        return self.status == 'success'
+
+    @property
+    def finished(self):
+        return self.status in ('success', 'failure', '?')
+
+
+def calibration_from_wcs(header, width=None, height=None, *, flip_orientation=False):
+    """nova's calibration numbers for a solved WCS.
+
+    Parameters
+    ----------
+    header : `~astropy.io.fits.Header`
+        The solver's WCS (TAN or TAN-SIP; only the TAN part is used, as nova does).
+    width, height : int, optional
+        Image size in pixels; by default IMAGEW/IMAGEH of the header.
+    flip_orientation : bool
+        nova maps the orientation to (180 - o) mod 360 for JPEG/PNG/GIF uploads.
+
+    Returns
+    -------
+    dict
+        ra, dec, width_arcsec, height_arcsec, radius, pixscale, orientation,
+        parity, as nova's ``/api/jobs/<id>/calibration`` JSON.
+    """
+    width = float(width if width is not None else header['IMAGEW'])
+    height = float(height if height is not None else header['IMAGEH'])
+    tan = WCS(header, relax=True)
+    tan.sip = None
+    cd = tan.wcs.cd if tan.wcs.has_cd() else tan.pixel_scale_matrix
+    (cd11, cd12), (cd21, cd22) = cd
+    det = cd11 * cd22 - cd12 * cd21
+    pixscale = 3600.0 * math.sqrt(abs(det))
+    parity = 1.0 if det >= 0 else -1.0
+    orientation = -math.degrees(math.atan2(parity * cd21 - cd12, parity * cd11 + cd22))
+    if orientation <= -180:
+        orientation += 360.0
+    if flip_orientation:
+        orientation = (180.0 - orientation + 360.0) % 360.0
+    ra, dec = tan.wcs_pix2world([[0.5 + 0.5 * width, 0.5 + 0.5 * height]], 1)[0]
+    return {'ra': float(ra % 360.0), 'dec': float(dec),
+            'width_arcsec': pixscale * width, 'height_arcsec': pixscale * height,
+            'radius': pixscale * math.hypot(width, height) / 2.0 / 3600.0,
+            'pixscale': pixscale, 'orientation': orientation, 'parity': parity}
+
+
+def make_wcs_header(wcs_header, job_id=None, submission_id=None):
+    """The Header we return: the solver's WCS plus cards naming the job.
+
+    Parameters
+    ----------
+    wcs_header : `~astropy.io.fits.Header`, bytes or str
+        The solver's ``wcs.fits`` (a header-only FITS file) or its header.
+    """
+    if isinstance(wcs_header, (bytes, bytearray)):
+        wcs_header = fits.Header.fromstring(bytes(wcs_header).decode('ascii', errors='replace'))
+    elif isinstance(wcs_header, str):
+        wcs_header = fits.Header.fromstring(wcs_header)
+    header = wcs_header.copy()
+    if job_id is not None:
+        header[JOB_ID_CARD] = (int(job_id), 'astrometry.net job id')
+    if submission_id is not None:
+        header[SUBMISSION_ID_CARD] = (int(submission_id), 'astrometry.net submission id')
+    return header
+
+
+def job_ref(obj):
+    """(job_id, submission_id) named by an id, a record, a Header or a Table row.
+
+    A bare int is taken as a job id.  Raises `InvalidInputError` for anything else.
+    """
+    if isinstance(obj, Job):
+        return obj.id, obj.submission_id
+    if isinstance(obj, Submission):
+        jobs = obj.job_ids
+        return (jobs[0] if jobs else None), obj.id
+    if isinstance(obj, fits.Header):
+        job, sub = obj.get(JOB_ID_CARD), obj.get(SUBMISSION_ID_CARD)
+        if job is None and sub is None:
+            raise InvalidInputError(f'This header has no {JOB_ID_CARD}/{SUBMISSION_ID_CARD} card: '
+                                    'pass a header returned by a solve, or a job id.')
+        return job, sub
+    if hasattr(obj, 'colnames') and hasattr(obj, 'table'):   # a Table Row
+        for key in ('job_id', 'id', 'jobid'):
+            if key in obj.colnames:
+                sub = obj['submission_id'] if 'submission_id' in obj.colnames else None
+                return int(obj[key]), (None if np.ma.is_masked(sub) or sub is None else int(sub))
+        raise InvalidInputError('This table row has no job_id column.')
+    if isinstance(obj, (bool, np.bool_)):
+        raise InvalidInputError(f'A job must be an id, a Job, a Header or a Table row, not {obj!r}.')
+    if isinstance(obj, (int, np.integer)) or (isinstance(obj, str) and obj.strip().isdigit()):
+        if int(obj) < 0:
+            raise InvalidInputError(f'A job id must be a non-negative integer, got {obj!r}.')
+        return int(obj), None
+    raise InvalidInputError(f'A job must be an id, a Job, a Header or a Table row, not {obj!r}.')
+
+
+def annotations_table(annotations, wcs_header=None):
+    """nova annotations as a Table, with RA/Dec computed from the WCS.
+
+    Parameters
+    ----------
+    annotations : list of dict
+        nova's ``annotations`` list: type, names, pixelx, pixely, radius, [vmag].
+    wcs_header : `~astropy.io.fits.Header`, optional
+        The solved WCS; when given, ``ra`` and ``dec`` columns are added.
+    """
+    n = len(annotations)
+    names = [[str(x) for x in a.get('names') or []] for a in annotations]
+    table = Table()
+    table['type'] = np.array([str(a.get('type', '')) for a in annotations], dtype=str)
+    table['name'] = np.array([nm[0] if nm else '' for nm in names], dtype=str)
+    table['names'] = np.array([' / '.join(nm) for nm in names], dtype=str)
+    table['pixelx'] = np.array([float(a.get('pixelx', np.nan)) for a in annotations]) * u.pix
+    table['pixely'] = np.array([float(a.get('pixely', np.nan)) for a in annotations]) * u.pix
+    table['radius'] = np.array([float(a.get('radius', 0.0)) for a in annotations]) * u.pix
+    vmag = [a.get('vmag') for a in annotations]
+    table['vmag'] = MaskedColumn([np.nan if v is None else float(v) for v in vmag],
+                                 mask=[v is None for v in vmag], unit=u.mag)
+    if wcs_header is not None and n:
+        wcs = WCS(wcs_header, relax=True)
+        # nova's pixel coordinates are FITS 1-based.
+        ra, dec = wcs.all_pix2world(table['pixelx'].value, table['pixely'].value, 1)
+        table['ra'] = np.asarray(ra) % 360.0 * u.deg
+        table['dec'] = np.asarray(dec) * u.deg
+    elif wcs_header is not None:
+        table['ra'] = np.zeros(0) * u.deg
+        table['dec'] = np.zeros(0) * u.deg
+    table.meta['description'] = 'Objects annotated in the solved field (pixels are FITS 1-based)'
+    return table
+
+
+def jobs_table(jobs):
+    """A Table of Job records: one row per job."""
+    table = Table()
+    table['job_id'] = np.array([j.id for j in jobs], dtype=int)
+    table['submission_id'] = MaskedColumn([j.submission_id or 0 for j in jobs],
+                                          mask=[j.submission_id is None for j in jobs], dtype=int)
+    table['status'] = np.array([j.status for j in jobs], dtype=str)
+    table['original_filename'] = np.array([j.original_filename or '' for j in jobs], dtype=str)
+    cals = [j.calibration for j in jobs]
+    for key, unit in (('ra', u.deg), ('dec', u.deg), ('radius', u.deg),
+                      ('pixscale', u.arcsec / u.pix), ('orientation', u.deg)):
+        values = [np.nan if c is None else getattr(c, key).to_value(unit) for c in cals]
+        table[key] = MaskedColumn(values, mask=[c is None for c in cals], unit=unit)
+    return table
