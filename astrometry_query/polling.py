@@ -4,7 +4,10 @@ Polls with a growing interval, shows a status line while waiting (silenced
 by ``verbose=False``), calls an optional progress hook, and turns every
 outcome into a Job or a typed error that carries the ids.
 """
+import sys
 import time
+
+from astroquery import log
 
 from .exceptions import (JobNotFoundError, ServerError, SolveFailedError, SolveTimeoutError,
                          SubmissionError)
@@ -18,19 +21,27 @@ MAX_TRANSIENT_ERRORS = 5
 
 
 class StatusLine:
-    """A one-line status display (tqdm, so it also works in notebooks)."""
+    """A one-line status display: a tqdm line on a terminal or in a notebook,
+    else one log line per change (so CI logs stay readable)."""
 
     def __init__(self, verbose=True, desc='Solving'):
         self._bar = None
+        self._verbose = verbose
+        self._last = None
         if verbose:
             from tqdm.auto import tqdm
-            self._bar = tqdm(total=None, desc=desc, bar_format='{desc} [{elapsed}]', leave=False)
+            if sys.stderr.isatty() or 'notebook' in tqdm.__module__:
+                self._bar = tqdm(total=None, desc=desc, bar_format='{desc} [{elapsed}]',
+                                 leave=False)
 
     def update(self, text):
         if self._bar is not None:
             self._bar.set_description_str(text, refresh=False)
             self._bar.update(0)
             self._bar.refresh()
+        elif self._verbose and text != self._last:
+            log.info(text)
+        self._last = text
 
     def close(self):
         if self._bar is not None:

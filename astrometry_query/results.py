@@ -4,6 +4,7 @@ nova's calibration numbers, and annotations as a Table.
 Pure data: no I/O, so both backends and the server share it.
 """
 import math
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -12,7 +13,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import MaskedColumn, Table
-from astropy.wcs import WCS
+from astropy.wcs import WCS, FITSFixedWarning
 
 from .exceptions import InvalidInputError
 
@@ -158,6 +159,13 @@ class Job:
         return self.status in ('success', 'failure', '?')
 
 
+def _wcs(header):
+    """A WCS from a solver header (header-only files make astropy warn)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FITSFixedWarning)
+        return WCS(header, relax=True)
+
+
 def calibration_from_wcs(header, width=None, height=None, *, flip_orientation=False):
     """nova's calibration numbers for a solved WCS.
 
@@ -178,7 +186,7 @@ def calibration_from_wcs(header, width=None, height=None, *, flip_orientation=Fa
     """
     width = float(width if width is not None else header['IMAGEW'])
     height = float(height if height is not None else header['IMAGEH'])
-    tan = WCS(header, relax=True)
+    tan = _wcs(header)
     tan.sip = None
     cd = tan.wcs.cd if tan.wcs.has_cd() else tan.pixel_scale_matrix
     (cd11, cd12), (cd21, cd22) = cd
@@ -271,7 +279,7 @@ def annotations_table(annotations, wcs_header=None):
     table['vmag'] = MaskedColumn([np.nan if v is None else float(v) for v in vmag],
                                  mask=[v is None for v in vmag], unit=u.mag)
     if wcs_header is not None and n:
-        wcs = WCS(wcs_header, relax=True)
+        wcs = _wcs(wcs_header)
         # nova's pixel coordinates are FITS 1-based.
         ra, dec = wcs.all_pix2world(table['pixelx'].value, table['pixely'].value, 1)
         table['ra'] = np.asarray(ra) % 360.0 * u.deg

@@ -1,17 +1,13 @@
 """Synthetic star fields with a known true WCS, for testing plate solutions.
 
-The stars are taken from the astrometry.net index files themselves (through
-``query-starkd``), so an image rendered here can be solved by ``solve-field``
-with those same index files, and the answer can be checked against the truth.
+The stars come from the astrometry.net index files themselves (via
+``query-starkd``), so ``solve-field`` can solve the images and its answer can
+be checked against the truth with `wcs_rms_error`.
 
-Pixel conventions
------------------
-* numpy arrays and every astropy WCS call made here use **0-based** pixels
-  (``origin=0``): the centre of the first pixel is ``(x, y) = (0, 0)``.
-* FITS headers (``CRPIX``) and astrometry.net source lists (xyls) use
-  **1-based** pixels: the same pixel centre is ``(1, 1)``.
-  `SyntheticField.source_list` returns 1-based coordinates; the ``x`` and
-  ``y`` columns of `SyntheticField.stars` are 0-based.
+Pixel conventions: numpy arrays and all astropy WCS calls here are **0-based**
+(``origin=0``; the first pixel centre is (0, 0)), as are ``SyntheticField.stars['x', 'y']``.
+FITS (``CRPIX``) and astrometry.net source lists are **1-based** (the same
+centre is (1, 1)), as is `SyntheticField.source_list`.
 """
 import math
 import re
@@ -39,52 +35,38 @@ _CONFIG_FILES = ('/etc/astrometry.cfg', '/usr/local/astrometry/etc/astrometry.cf
 _erf = np.vectorize(math.erf, otypes=[float])
 
 
-def _index_dirs():
-    dirs = []
-    for cfg in _CONFIG_FILES:
-        try:
-            text = Path(cfg).read_text()
-        except OSError:
-            continue
-        dirs += re.findall(r'^\s*add_path\s+(\S+)', text, flags=re.M)
-    return list(dict.fromkeys(dirs + ['/usr/share/astrometry']))
-
-
 def _index_files(index_dir, index_names):
-    dirs = [Path(index_dir)] if index_dir is not None else [Path(d) for d in _index_dirs()]
-    if index_names is not None:
-        files = []
-        for name in index_names:
-            cands = [Path(name)] + [d / name for d in dirs]
-            found = [c for c in cands if c.is_file()]
-            if not found:
-                raise FileNotFoundError(f'index file {name!r} not found in {[str(d) for d in dirs]}')
-            files.append(found[0])
-        return files
-    files = sorted(f for d in dirs for f in d.glob('index-tycho2-*.fits'))
-    if not files:
-        raise FileNotFoundError('no index-tycho2-*.fits files found in '
-                                f'{[str(d) for d in dirs]}')
+    if index_dir is not None:
+        dirs = [Path(index_dir)]
+    else:           # the add_path folders of the astrometry.net config files
+        text = ''.join(Path(c).read_text() for c in _CONFIG_FILES if Path(c).is_file())
+        dirs = [Path(d) for d in dict.fromkeys(re.findall(r'^\s*add_path\s+(\S+)', text, re.M)
+                                               + ['/usr/share/astrometry'])]
+    if index_names is None:
+        files = sorted(f for d in dirs for f in d.glob('index-tycho2-*.fits'))
+    else:
+        files = [next((c for c in [Path(n)] + [d / n for d in dirs] if c.is_file()), None)
+                 for n in index_names]
+    if not files or None in files:
+        raise FileNotFoundError(f'index files {index_names or "index-tycho2-*.fits"} not '
+                                f'found in {[str(d) for d in dirs]}')
     return files
 
 
 def _parse_starkd_ascii(text):
-    """Parse ``query-starkd`` ASCII output into (ra, dec, mag) arrays.
+    """(ra, dec, mag) arrays from ``query-starkd`` ASCII output.
 
-    The output is a ``# RA, Dec[, MAG_VT]`` header line and then one
-    ``ra, dec[, mag]`` line per star; other lines (progress messages) are skipped.
-    Note that these numbers are printed with only 6 significant digits.
+    That is a ``# RA, Dec[, MAG_VT]`` line, then ``ra, dec[, mag]`` lines
+    (6 significant digits only); other lines are skipped.
     """
     rows = []
     for line in text.splitlines():
-        parts = [p.strip() for p in line.split(',')]
-        if line.startswith('#') or len(parts) < 2:
-            continue
         try:
-            vals = [float(p) for p in parts[:3]]
+            vals = [float(p) for p in line.split(',')[:3]]
         except ValueError:
             continue
-        rows.append(vals + [np.nan] * (3 - len(vals)))
+        if len(vals) >= 2:
+            rows.append(vals + [np.nan] * (3 - len(vals)))
     arr = np.array(rows, dtype=float).reshape(-1, 3)
     return arr[:, 0], arr[:, 1], arr[:, 2]
 
@@ -105,13 +87,9 @@ def _query_one(exe, path, ra, dec, radius):
             return _parse_starkd_ascii(proc.stdout)
         with fits.open(out) as hdul:
             tab = hdul[1].data
-            names = [n.upper() for n in tab.columns.names]
-            ra_, dec_ = (np.array(tab[n], dtype=float) for n in ('RA', 'DEC'))
-            magcol = 'MAG_VT' if 'MAG_VT' in names else next(
-                (n for n in names if n.startswith('MAG')), None)
-            mag = (np.array(tab[magcol], dtype=float) if magcol
-                   else np.full(len(ra_), np.nan))
-    return ra_, dec_, mag
+            mags = [n for n in tab.columns.names if n.upper().startswith('MAG')]
+            return (np.array(tab['RA'], dtype=float), np.array(tab['DEC'], dtype=float),
+                    np.array(tab[mags[0]], dtype=float) if mags else np.full(len(tab), np.nan))
 
 
 def _unique_mask(ra, dec, tol_arcsec):
@@ -137,31 +115,35 @@ def _unique_mask(ra, dec, tol_arcsec):
 def index_stars(center, radius, *, index_dir=None, index_names=None, tolerance=1.0):
     """Stars of the astrometry.net index files within ``radius`` of ``center``.
 
+    Runs ``query-starkd -r RA -d DEC -R RADIUS -T -o out.fits FILE`` on each
+    index file (reading its FITS output, which keeps full precision, or else
+    parsing its ASCII listing) and merges the results.
+
     Parameters
     ----------
     center : `~astropy.coordinates.SkyCoord`
-        Centre of the search.
     radius : `~astropy.units.Quantity`
         Search radius (angle).
     index_dir : str or Path, optional
         Folder of the index files. Default: the ``add_path`` folders of
         ``/etc/astrometry.cfg`` and ``/usr/share/astrometry``.
     index_names : list of str, optional
-        Index files to use (names in ``index_dir`` or paths). Default: every
-        ``index-tycho2-*.fits`` found.
+        Index files (names in ``index_dir``, or paths). Default: all ``index-tycho2-*.fits``.
     tolerance : float, optional
-        Positions closer than this (arcsec) are one star seen in several index
-        files; only one copy is kept.
+        Positions closer than this (arcsec) are one star found in several index
+        files; one copy is kept.
 
     Returns
     -------
     `~astropy.table.Table`
-        Columns ``ra``, ``dec`` (deg) and ``mag`` (Tycho VT), brightest first.
+        ``ra``, ``dec`` (deg) and ``mag`` (Tycho VT), brightest first.
 
     Raises
     ------
     RuntimeError
         If ``query-starkd`` is not installed or fails.
+    FileNotFoundError
+        If there are no index files.
     """
     exe = shutil.which('query-starkd')
     if exe is None:
@@ -189,34 +171,17 @@ def _scale_deg(pixel_scale):
         return q.to_value(u.deg)
 
 
-def _sip_matrices(sip, ny, nx):
-    """Forward (A, B) and fitted inverse (AP, BP) SIP matrices from a dict."""
-    sip = dict(sip)
-    k1 = float(sip.pop('k1', 0.0))
+def _sip_matrices(sip):
+    """Forward SIP matrices (A, B) from a dict of 'A_p_q'/'B_p_q'/'k1'/'order'."""
     terms = {k: float(v) for k, v in sip.items() if re.fullmatch(r'[AB]_\d+_\d+', k)}
-    for key in ('A_3_0', 'A_1_2', 'B_2_1', 'B_0_3'):
-        terms[key] = terms.get(key, 0.0) + k1
+    for key in ('A_3_0', 'A_1_2', 'B_2_1', 'B_0_3'):     # k1 * (u, v) * (u**2 + v**2)
+        terms[key] = terms.get(key, 0.0) + float(sip.get('k1', 0.0))
     order = int(sip.get('order', max(sum(map(int, k.split('_')[1:])) for k in terms)))
     a, b = np.zeros((order + 1, order + 1)), np.zeros((order + 1, order + 1))
     for key, val in terms.items():
         name, p, q = key.split('_')
         (a if name == 'A' else b)[int(p), int(q)] = val
-    # least-squares inverse polynomial of higher order on a grid over the frame
-    iorder = min(order + 2, 9)
-    uu, vv = np.meshgrid(np.linspace(-0.55 * nx, 0.55 * nx, 40),
-                         np.linspace(-0.55 * ny, 0.55 * ny, 40))
-    uu, vv = uu.ravel(), vv.ravel()
-    poly = lambda m, x, y: sum(m[p, q] * x**p * y**q for p in range(order + 1)
-                               for q in range(order + 1 - p))
-    U, V = uu + poly(a, uu, vv), vv + poly(b, uu, vv)
-    pq = [(p, q) for p in range(iorder + 1) for q in range(iorder + 1 - p)]
-    design = np.stack([U**p * V**q for p, q in pq], axis=1)
-    ap, bp = np.zeros((iorder + 1, iorder + 1)), np.zeros((iorder + 1, iorder + 1))
-    for mat, target in ((ap, uu - U), (bp, vv - V)):
-        coef = np.linalg.lstsq(design, target, rcond=None)[0]
-        for (p, q), cval in zip(pq, coef):
-            mat[p, q] = cval
-    return a, b, ap, bp
+    return a, b
 
 
 def make_wcs(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg,
@@ -226,11 +191,10 @@ def make_wcs(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg,
     Parameters
     ----------
     center : `~astropy.coordinates.SkyCoord`
-        Sky position of the image centre (CRVAL, at CRPIX = image centre:
-        FITS pixel ``((nx + 1) / 2, (ny + 1) / 2)``, 0-based ``((nx - 1) / 2, (ny - 1) / 2)``).
+        CRVAL, at CRPIX = the image centre: FITS pixel ``((nx + 1) / 2, (ny + 1) / 2)``,
+        0-based ``((nx - 1) / 2, (ny - 1) / 2)``.
     pixel_scale : `~astropy.units.Quantity`
-        Angle per pixel (``u.arcsec / u.pix``) or angle (``u.arcsec``); a bare
-        number is arcsec per pixel.
+        ``u.arcsec / u.pix`` or ``u.arcsec``; a bare number is arcsec per pixel.
     shape : tuple of int
         Image shape ``(ny, nx)``.
     rotation : `~astropy.units.Quantity`
@@ -243,8 +207,8 @@ def make_wcs(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg,
         SIP distortion, with keys ``'A_p_q'`` / ``'B_p_q'`` (coefficients in
         pixel units, e.g. ``{'A_2_0': 1e-6}``), optionally ``'order'``, and/or
         ``'k1'``: a radial term (pix**-2) that moves every pixel by
-        ``k1 * r**2`` times its offset from CRPIX (k1 > 0: pincushion). The
-        inverse (AP, BP) is fitted.
+        ``k1 * r**2`` times its offset from CRPIX (k1 > 0: pincushion). No
+        inverse (AP, BP) is written: astropy's ``all_world2pix`` iterates.
 
     Returns
     -------
@@ -265,7 +229,7 @@ def make_wcs(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg,
     w.wcs.ctype = ['RA---TAN', 'DEC--TAN']
     if sip:
         w.wcs.ctype = ['RA---TAN-SIP', 'DEC--TAN-SIP']
-        w.sip = Sip(*_sip_matrices(sip, ny, nx), w.wcs.crpix)
+        w.sip = Sip(*_sip_matrices(sip), None, None, w.wcs.crpix)
     w.wcs.set()
     w.pixel_shape = (nx, ny)
     return w
@@ -308,12 +272,7 @@ class SyntheticField:
         return h
 
     def header(self):
-        """FITS header: the true WCS, IMAGEW/IMAGEH, RA/DEC hints and rendering cards.
-
-        Returns
-        -------
-        `~astropy.io.fits.Header`
-        """
+        """`~astropy.io.fits.Header`: true WCS, IMAGEW/IMAGEH, RA/DEC hints, rendering cards."""
         h = self._hints()
         h.extend(self.wcs.to_header(relax=True), update=True)
         for i in (1, 2):                  # CDi_j rather than PCi_j + CDELTi
@@ -329,9 +288,7 @@ class SyntheticField:
         Parameters
         ----------
         path : str or Path
-            Output file.
         overwrite : bool
-            Replace an existing file.
         dtype : {numpy.float32, numpy.int16, numpy.uint16}
             Data type on disk; integer types are rounded and clipped to range.
         truth : {'primary', 'extension', 'none'}
@@ -360,12 +317,7 @@ class SyntheticField:
         return Path(path)
 
     def source_list(self, n=None):
-        """True star positions as an astrometry.net source list.
-
-        Parameters
-        ----------
-        n : int, optional
-            Keep only the ``n`` brightest.
+        """True positions of the ``n`` (default all) brightest stars, as an xylist.
 
         Returns
         -------
@@ -400,9 +352,13 @@ def _stamps(shape, x, y, flux, sigma):
 def render_field(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg,
                  flip=False, sip=None, fwhm=3.0, mag_limit=None, max_stars=None,
                  zeropoint=20.0, background=100.0, noise=True, read_noise=5.0,
-                 hot_pixels=0, cosmic_rays=0, saturation=None, seed=None,
+                 hot_pixels=0, cosmic_rays=0, hot_level=None, saturation=None, seed=None,
                  index_dir=None, index_names=None):
     """Render a star field from the index stars, with a known WCS.
+
+    Stars are queried over the whole field (plus a margin), projected with
+    the true WCS (``all_world2pix``, so with SIP), and drawn as pixel-integrated
+    Gaussians on small stamps; in electrons, gain 1.
 
     Parameters
     ----------
@@ -410,24 +366,24 @@ def render_field(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg,
         The true WCS; see `make_wcs`.
     fwhm : float
         Gaussian PSF FWHM in pixels.
-    mag_limit : float, optional
-        Leave out stars fainter than this.
-    max_stars : int, optional
-        Keep only the brightest in-frame stars.
+    mag_limit, max_stars : float, int, optional
+        Leave out stars fainter than ``mag_limit``; keep only the ``max_stars``
+        brightest in the frame.
     zeropoint : float
-        Magnitude of a star of 1 electron: ``flux = 10**(-0.4 * (mag - zeropoint))``.
-    background : float
-        Sky level (electrons per pixel).
+        ``flux = 10**(-0.4 * (mag - zeropoint))`` electrons.
+    background, read_noise : float
+        Sky level (electrons per pixel) and read noise (electrons RMS).
     noise : bool
         Add Poisson noise and Gaussian read noise.
-    read_noise : float
-        Read noise (electrons RMS).
     hot_pixels, cosmic_rays : int
-        Numbers of single bright pixels and of short bright streaks.
+        Numbers of single bright pixels and of short (1-8 px) bright streaks.
+    hot_level : float, optional
+        Hot pixels add 0.1-1 times this, cosmic rays 0.1-0.5 times it.
+        Default: ``saturation``, else 30000.
     saturation : float, optional
         Clip the image at this level.
     seed : int, optional
-        Seed of `numpy.random.default_rng`; the same seed gives the same image.
+        Seed of `numpy.random.default_rng`: the same seed gives the same image.
     index_dir, index_names
         Passed to `index_stars`.
 
@@ -440,8 +396,8 @@ def render_field(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg,
                    flip=flip, sip=sip)
     sigma = fwhm / (2 * math.sqrt(2 * math.log(2)))
     margin = 6 * sigma + 2
-    bx = np.array([-margin, nx - 1 + margin, nx - 1 + margin, -margin, (nx - 1) / 2])
-    by = np.array([-margin, -margin, ny - 1 + margin, ny - 1 + margin, 0.0])
+    bx = np.array([-margin, nx - 1 + margin, nx - 1 + margin, -margin])
+    by = np.array([-margin, -margin, ny - 1 + margin, ny - 1 + margin])
     edge = SkyCoord(*wcs.all_pix2world(bx, by, 0), unit='deg')
     radius = edge.separation(center).max() * 1.02 + 1 * u.arcmin
     cat = index_stars(center, radius, index_dir=index_dir, index_names=index_names)
@@ -462,10 +418,10 @@ def render_field(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg,
     rng = np.random.default_rng(seed)
     if noise:
         image = rng.poisson(image).astype(float) + rng.normal(0.0, read_noise, image.shape)
-    level = saturation if saturation is not None else 30000.0
+    level = hot_level or (saturation if saturation is not None else 30000.0)
     if hot_pixels:
         hy, hx = rng.integers(0, ny, hot_pixels), rng.integers(0, nx, hot_pixels)
-        image[hy, hx] += rng.uniform(0.2, 1.0, hot_pixels) * level
+        image[hy, hx] += rng.uniform(0.1, 1.0, hot_pixels) * level
     for _ in range(int(cosmic_rays)):
         length, angle = rng.uniform(1, 8), rng.uniform(0, 2 * math.pi)
         t = np.linspace(0.0, length, int(2 * length) + 2)
@@ -524,11 +480,11 @@ def wcs_rms_error(true_wcs, solved_wcs, shape=None, *, n=20):
     Parameters
     ----------
     true_wcs, solved_wcs : `~astropy.wcs.WCS`, `~astropy.io.fits.Header`, str or Path
-        WCS objects, headers (e.g. the header-only ``wcs.fits`` of
+        WCS objects, headers (e.g. of the header-only ``wcs.fits`` written by
         ``solve-field``) or FITS file names (primary header).
     shape : tuple of int, optional
-        Image shape ``(ny, nx)``. Default: ``pixel_shape`` of ``true_wcs``,
-        else of ``solved_wcs`` (from NAXISn or IMAGEW/IMAGEH).
+        ``(ny, nx)``. Default: from ``true_wcs``, else ``solved_wcs``
+        (``pixel_shape``, NAXISn or IMAGEW/IMAGEH).
     n : int
         Grid points per axis.
 
@@ -549,18 +505,13 @@ def wcs_rms_error(true_wcs, solved_wcs, shape=None, *, n=20):
     return float(np.sqrt(np.mean((tx - gx.ravel())**2 + (ty - gy.ravel())**2)))
 
 
-_EXAMPLE = dict(center=(83.82, -5.39), pixel_scale=8.0, shape=(450, 600), rotation=12.0,
-                fwhm=2.6, background=300.0, read_noise=8.0, hot_pixels=8, cosmic_rays=3,
-                zeropoint=19.5, saturation=60000.0, seed=20240942)
+_EXAMPLE = dict(center=(83.82, -5.39), pixel_scale=9.0, shape=(450, 600), rotation=20.0,
+                fwhm=2.6, zeropoint=19.5, background=300.0, read_noise=8.0, hot_pixels=5,
+                cosmic_rays=1, hot_level=5000.0, saturation=60000.0, seed=20240942)
 
 
 def example_field(index_dir=None):
-    """The `SyntheticField` of the bundled example image (Orion's sword, M42).
-
-    Returns
-    -------
-    SyntheticField
-    """
+    """The `SyntheticField` of the bundled example image (Orion's sword, M42)."""
     p = dict(_EXAMPLE)
     center = SkyCoord(*p.pop('center'), unit='deg')
     return render_field(center, pixel_scale=p.pop('pixel_scale') * u.arcsec / u.pix,
@@ -570,14 +521,8 @@ def example_field(index_dir=None):
 def make_example_image(path=None, *, overwrite=True, index_dir=None):
     """Write the bundled example image (uint16, true WCS in a ``TRUEWCS`` extension).
 
-    Parameters
-    ----------
-    path : str or Path, optional
-        Default: `EXAMPLE_IMAGE` (``astrometry_query/data/example.fits``).
-
-    Returns
-    -------
-    Path
+    600 x 450 pixels of 9"/pix around M42, rotated 20 deg (up is 20 deg E of N),
+    normal parity; ``path`` defaults to `EXAMPLE_IMAGE`. Returns the path.
     """
     sf = example_field(index_dir=index_dir)
     sf.meta['OBJECT'] = 'M42 (simulated)'

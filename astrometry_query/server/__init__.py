@@ -1,0 +1,259 @@
+"""A server that speaks the nova.astrometry.net API and solves with the local
+astrometry.net: one shared solver for a lab, offline solving for tools that
+speak nova, and the real server of our integration tests.
+
+>>> from astrometry_query.server import ServerThread
+>>> with ServerThread(api_keys=['mykey']) as server:        # doctest: +SKIP
+...     print(server.url)                                   # http://127.0.0.1:<port>
+
+From a shell: ``python -m astrometry_query.server --port 8080 --api-key KEY``.
+"""
+import ipaddress
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+
+from .app import NovaApp
+from .store import Store
+from .worker import SolvePool
+
+__all__ = ['create_app', 'serve', 'ServerThread', 'check_bind', 'default_data_dir']
+
+log = logging.getLogger('astrometry_query.server')
+access_log = logging.getLogger('astrometry_query.server.access')
+
+
+class AccessLog:
+    """Log method, path (never the query or body: they may hold keys), status, time."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope['type'] != 'http':
+            return await self.app(scope, receive, send)
+        started, status = time.perf_counter(), []
+
+        async def send_status(message):
+            if message['type'] == 'http.response.start':
+                status.append(message['status'])
+            await send(message)
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            access_log.info('%s %s %s %.1f ms', scope['method'], scope['path'],
+                            status[0] if status else '-', 1000 * (time.perf_counter() - started))
+
+
+def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_timeout=10.0,
+               installation=None, shutdown_timeout=None):
+    """The nova-compatible ASGI application.
+
+    Parameters
+    ----------
+    data_dir : path-like
+        SQLite database (``nova.sqlite3``), uploads and job directories.
+    api_keys : sequence of str
+        Accepted API keys; empty = any non-empty key (bind loopback only!).
+    workers : int
+        Concurrent solves (0: queue work without solving it).
+    solve_timeout : float
+        Per-solve limit in seconds.
+    fetch_timeout : float
+        Inactivity timeout of url_upload downloads, seconds.
+    installation : optional
+        Passed to ``solve_job`` (default: the system astrometry.net).
+    shutdown_timeout : float, optional
+        How long shutdown waits for running solves (default: until they end).
+
+    Returns
+    -------
+    `~starlette.applications.Starlette`
+        With ``state.store``, ``state.pool`` and ``state.data_dir``.
+    """
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(data_dir / 'nova.sqlite3')
+    pool = SolvePool(store, data_dir, workers=workers, solve_timeout=solve_timeout,
+                     fetch_timeout=fetch_timeout, installation=installation)
+    nova = NovaApp(data_dir, list(api_keys), pool)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        pool.start()
+        try:
+            yield
+        finally:
+            await run_in_threadpool(pool.stop, shutdown_timeout)
+            store.close()
+
+    app = Starlette(routes=nova.routes(), middleware=[Middleware(AccessLog)], lifespan=lifespan)
+    app.router.redirect_slashes = False
+    app.state.store, app.state.pool, app.state.data_dir = store, pool, data_dir
+    return app
+
+
+def default_data_dir():
+    """``<astropy cache dir>/astrometry_query/server``."""
+    from astropy.config import get_cache_dir
+    return Path(get_cache_dir()) / 'astrometry_query' / 'server'
+
+
+def is_loopback(host):
+    """True for 127.0.0.0/8, ::1 and 'localhost'."""
+    if host.strip('[]').lower() == 'localhost':
+        return True
+    try:
+        return ipaddress.ip_address(host.strip('[]')).is_loopback
+    except ValueError:
+        return False
+
+
+def check_bind(host, api_keys):
+    """Refuse to expose an open server (no API keys) beyond this machine.
+
+    Raises
+    ------
+    ValueError
+        ``api_keys`` is empty and ``host`` is not a loopback address.
+    """
+    if not api_keys and not is_loopback(host):
+        raise ValueError(
+            f'Refusing to listen on {host!r} without API keys: with no --api-key the '
+            'server accepts any key, so it may only bind a loopback address (127.0.0.1, '
+            '::1, localhost). Give at least one --api-key to serve other machines.')
+
+
+def _uvicorn_config(host, port, workers, data_dir, api_keys, solve_timeout, log_level,
+                    log_config, **app_kw):
+    import uvicorn
+    check_bind(host, api_keys)
+    app = create_app(data_dir, api_keys, workers, solve_timeout, **app_kw)
+    # Our AccessLog middleware logs paths only; uvicorn's would log query strings.
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
+                          lifespan='on', log_config=log_config, timeout_graceful_shutdown=5)
+
+
+def serve(host='127.0.0.1', port=8080, workers=2, data_dir=None, api_keys=(),
+          solve_timeout=300, log_level='info', **app_kw):
+    """Run the server until interrupted (blocking).
+
+    Parameters
+    ----------
+    host : str
+        Address to bind; without ``api_keys`` only loopback addresses are allowed.
+    port : int
+        TCP port.
+    workers : int
+        Solves run at once.
+    data_dir : path-like, optional
+        Database, uploads and jobs (default `default_data_dir`).
+    api_keys : sequence of str
+        Accepted API keys; empty = any non-empty key.
+    solve_timeout : float
+        Per-solve limit, seconds.
+    log_level : str
+        uvicorn's and our log level.
+    """
+    import uvicorn
+    logging.basicConfig(format='%(asctime)s %(levelname)s %(name)s: %(message)s')
+    logging.getLogger('astrometry_query').setLevel(log_level.upper())
+    config = _uvicorn_config(host, port, workers, Path(data_dir or default_data_dir()),
+                             list(api_keys), solve_timeout, log_level,
+                             uvicorn.config.LOGGING_CONFIG, **app_kw)
+    uvicorn.Server(config).run()
+
+
+class ServerThread:
+    """The server in a daemon thread, for tests, benchmarks and notebooks.
+
+    Parameters
+    ----------
+    host : str
+        Address to bind (loopback unless ``api_keys`` are given).
+    port : int
+        0 picks a free port; `url` tells which.
+    workers, api_keys, solve_timeout :
+        As for `serve`.
+    data_dir : path-like, optional
+        Default: a temporary directory, deleted by `stop`.
+    log_level : str
+        uvicorn's log level.
+    **app_kw
+        More `create_app` options (fetch_timeout, installation, shutdown_timeout).
+    """
+
+    def __init__(self, host='127.0.0.1', port=0, workers=2, data_dir=None, api_keys=(),
+                 solve_timeout=300, log_level='warning', **app_kw):
+        check_bind(host, api_keys)
+        self.host, self.port = host, port
+        self._own_dir = data_dir is None
+        self.data_dir = Path(data_dir or tempfile.mkdtemp(prefix='nova-server-'))
+        self._options = dict(workers=workers, api_keys=list(api_keys),
+                             solve_timeout=solve_timeout, log_level=log_level, **app_kw)
+        self._server = self._thread = self.app = None
+
+    @property
+    def url(self):
+        """Root URL, e.g. ``http://127.0.0.1:43210`` (the API is under ``/api/``)."""
+        host = f'[{self.host}]' if ':' in self.host else self.host
+        return f'http://{host}:{self.port}'
+
+    @property
+    def api_url(self):
+        return self.url + '/api/'
+
+    def start(self, timeout=30.0):
+        """Start serving; returns once the socket is bound and the workers run."""
+        import uvicorn
+        opts = dict(self._options)
+        config = _uvicorn_config(self.host, self.port, opts.pop('workers'), self.data_dir,
+                                 opts.pop('api_keys'), opts.pop('solve_timeout'),
+                                 opts.pop('log_level'), None, **opts)
+        self.app = config.app
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True,
+                                        name=f'nova-server-{self.port}')
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                self._server.should_exit = True
+                raise RuntimeError(f'the server did not start on {self.host}:{self.port} '
+                                   '(port in use?)')
+            time.sleep(0.01)
+        if not self.port:
+            self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self, timeout=None, *, cleanup=True):
+        """Stop accepting requests, let running solves finish, close the database.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Longest wait for the thread (default: until running solves end).
+        cleanup : bool
+            Delete a temporary data_dir made by this object.
+        """
+        if self._server is not None:
+            self._server.should_exit = True
+            self._thread.join(timeout)
+            self._server = None
+        if cleanup and self._own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

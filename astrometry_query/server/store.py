@@ -288,12 +288,12 @@ class Store:
         job['status'] = _job_status(row)
         job['objects'] = json.loads(row['objects'])
         job['calibration'] = json.loads(row['calibration']) if row['calibration'] else None
+        # tags: every tag of the user image; machine_tags: the solver's only.
+        tags = self._all('SELECT text, machine FROM tags WHERE user_image_id = ? ORDER BY id',
+                         row['ui_id'])
+        job['tags'] = [t['text'] for t in tags]
+        job['machine_tags'] = [t['text'] for t in tags if t['machine']]
         return job
-
-    def tags(self, user_image_id, machine_only=False):
-        sql = 'SELECT text FROM tags WHERE user_image_id = ?' + (' AND machine = 1' if machine_only
-                                                                 else '')
-        return [r['text'] for r in self._all(sql + ' ORDER BY id', user_image_id)]
 
     def jobs_of_user(self, user_id):
         """Every job on every user image of a user (``myjobs``)."""

@@ -1,0 +1,400 @@
+"""Starlette routes of the nova-compatible server (see nova-protocol.md).
+
+nova's wire quirks are kept where a client could notice them: ``request-json``
+read only from a POST form, API errors as HTTP 200 JSON, ``text/plain`` JSON
+from ``json.dumps`` defaults, HTML 404/500 pages, an optional trailing slash
+everywhere, and a home page (GET) or CSRF 403 (POST) for unknown paths.
+"""
+import functools
+import json
+import logging
+import secrets
+import tempfile
+from pathlib import Path
+from urllib.parse import parse_qsl, quote
+
+from starlette.concurrency import run_in_threadpool
+from starlette.convertors import Convertor, register_url_convertor
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.routing import Route, request_response
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
+from werkzeug.http import parse_options_header
+
+from ..nova.protocol import ERRORS
+from .store import SESSION_AGE
+from .worker import (WORKER_LOG, brightest_stars, save_upload, source_list_bytes,
+                     submission_args)
+
+__all__ = ['NovaApp', 'Endpoint', 'nova_json', 'read_form', 'SESSION_COOKIE']
+
+log = logging.getLogger('astrometry_query.server')
+
+SESSION_COOKIE = 'NovaAstrometrySession'
+FORM_MEMORY = 2_621_440      # Django's DATA_UPLOAD_MAX_MEMORY_SIZE (non-file data)
+MAX_BODY = 500_000_000       # nova's uWSGI --limit-post
+KML_TEXT = ('KMZ requests are off for now.  Post at '
+            'https://groups.google.com/forum/#!forum/astrometry for help.')
+#: route -> (local result kind, gated, Content-Type, attachment name)
+FILE_ROUTES = {
+    'wcs_file': ('wcs', False, 'application/fits', 'wcs.fits'),
+    'new_fits_file': ('new_fits', True, 'application/fits', 'new-image.fits'),
+    'rdls_file': ('rdls', False, 'application/fits', 'rdls.fits'),
+    'axy_file': ('axy', False, 'application/fits', 'axy.fits'),
+    'corr_file': ('corr', True, 'application/fits', 'corr.fits'),
+    'image_rd_file': ('image_rd', False, 'application/fits', 'image-radec.fits'),
+    'annotated_display': ('annotated', True, None, None),
+    'annotated_full': ('annotated', True, None, None),
+    'joblog': ('log', False, 'text/plain', None), 'joblog2': ('log2', False, 'text/plain', None),
+}
+# Plots this server does not draw: nova's answer to a failed plot.
+FILE_ROUTES.update((name, (None, True, None, None)) for name in (
+    'grid_display', 'grid_full', 'red_green_image_display', 'red_green_image_full',
+    'extraction_image_display', 'extraction_image_full'))
+#: joblog serves the engine log (the first of these names present), joblog2 ours.
+LOG_FILES = {'log': ('log', 'solve-field.log', 'solve.log'), 'log2': (WORKER_LOG,)}
+
+
+class _Pattern(Convertor):
+    def __init__(self, regex):
+        self.regex = regex
+
+    def convert(self, value):
+        return value
+
+
+# nova's id syntax: '12-3' matches, then int() fails: HTTP 500.
+register_url_convertor('nova_id', _Pattern('[0-9-]+'))
+register_url_convertor('opt_slash', _Pattern('/?'))
+
+
+class ApiError(Exception):
+    """An error nova reports as HTTP 200 {"status": "error", ...}."""
+
+
+class NotFound(Exception):
+    """Unknown id: an HTML 404 page."""
+
+
+class BadRequest(Exception):
+    """Unreadable or oversized form: an HTML 400 page."""
+
+
+def nova_json(obj):
+    """JSON the way nova sends it: json.dumps defaults, Content-Type text/plain."""
+    return Response(json.dumps(obj), headers={'Content-Type': 'text/plain'})
+
+
+def _page(status, title, body=''):
+    return HTMLResponse(f'<!DOCTYPE html>\n<html><head><title>{title}</title></head>'
+                        f'<body><h1>{title}</h1>{body}</body></html>\n', status_code=status)
+
+
+def _parse_multipart(spool, mimetype, size, options):
+    parser = FormDataParser(max_form_memory_size=FORM_MEMORY, silent=False)
+    try:
+        _, form, files = parser.parse(spool, mimetype, size, options)
+    except (RequestEntityTooLarge, ValueError) as exc:
+        raise BadRequest(type(exc).__name__) from None
+    # Django's QueryDict.get returns the last value of a repeated field.
+    return {k: v[-1] for k, v in form.lists()}, files
+
+
+async def read_form(request):
+    """The POST form fields and files; ({}, {}) for anything but a POST form."""
+    if request.method != 'POST':
+        return {}, {}
+    mimetype, options = parse_options_header(request.headers.get('content-type', ''))
+    if mimetype not in ('application/x-www-form-urlencoded', 'multipart/form-data'):
+        return {}, {}
+    limit = FORM_MEMORY if mimetype.startswith('application/') else MAX_BODY
+    spool, size = tempfile.SpooledTemporaryFile(max_size=1 << 20), 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            spool.close()
+            raise BadRequest('request body too large')
+        spool.write(chunk)
+    spool.seek(0)
+    if mimetype == 'multipart/form-data':
+        # werkzeug, not python-multipart: it accepts the official client's
+        # LF-terminated boundary lines (protocol §6.2).
+        return await run_in_threadpool(_parse_multipart, spool, mimetype, size, options)
+    return dict(parse_qsl(spool.read().decode('utf-8', 'replace'), keep_blank_values=True)), {}
+
+
+class Endpoint:
+    """An ASGI endpoint for any HTTP method (nova's views accept all) that maps
+    our exceptions to nova's outcomes; anything unexpected is an HTML 500."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        self.app = request_response(self.respond)
+
+    async def respond(self, request):
+        try:
+            return await self.fn(request)
+        except ApiError as exc:
+            return nova_json({'status': 'error', 'errormessage': str(exc)})
+        except NotFound:
+            return _page(404, 'Not Found', '<p>The requested resource was not found.</p>')
+        except BadRequest:
+            return _page(400, 'Bad Request (400)')
+        except Exception as exc:
+            # The exception type only: messages may quote request values.
+            log.warning('HTTP 500 for %s %s: %s', request.method, request.url.path,
+                        type(exc).__name__)
+            return _page(500, 'Server Error (500)')
+
+    async def __call__(self, scope, receive, send):
+        await self.app(scope, receive, send)
+
+
+class NovaApp:
+    """The routes and their shared state (store, worker pool, API keys)."""
+
+    def __init__(self, data_dir, api_keys, pool):
+        self.data_dir = Path(data_dir)
+        self.store, self.pool = pool.store, pool
+        self.api_keys = [k.encode('utf-8') for k in api_keys]
+
+    # -- request-json pre-checks (protocol §0.1) ----------------------------------
+    @staticmethod
+    def request_json(form):
+        raw = form.get('request-json')
+        if not raw:
+            raise ApiError(ERRORS['no_json'])
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        if data is None:
+            raise ApiError(ERRORS['bad_json'].format(raw=raw))
+        if not isinstance(data, dict):
+            raise TypeError('request-json is not an object')   # nova crashes: 500
+        return data
+
+    async def authed(self, form, need_user=True):
+        data = self.request_json(form)
+        if 'session' not in data:
+            raise ApiError(ERRORS['no_session'])
+        key = data['session']
+        user = await run_in_threadpool(self.store.check_session, str(key))
+        if user is None:
+            raise ApiError(ERRORS['unknown_session'].format(key=key))
+        if need_user and not user:
+            raise ApiError(ERRORS['not_authenticated'])
+        return data, user
+
+    # -- API ---------------------------------------------------------------------
+    async def login(self, request):
+        data = self.request_json((await read_form(request))[0])
+        apikey = data.get('apikey')
+        if apikey is None:
+            raise ApiError(ERRORS['need_apikey'])
+        apikey = str(apikey)
+        # No configured keys (loopback only): any non-empty key is accepted.
+        if not (any(secrets.compare_digest(apikey.encode(), k) for k in self.api_keys)
+                if self.api_keys else apikey):
+            raise ApiError(ERRORS['bad_apikey'])
+        user, email = await run_in_threadpool(self.store.user_for_key, apikey)
+        key = await run_in_threadpool(self.store.create_session, user)
+        resp = nova_json({'status': 'success', 'message': f'authenticated user: {email}',
+                          'session': key})
+        resp.set_cookie(SESSION_COOKIE, key, max_age=int(SESSION_AGE), httponly=True,
+                        samesite='lax')
+        resp.set_cookie('csrftoken', secrets.token_hex(16), max_age=31449600, samesite='lax')
+        return resp
+
+    async def submit(self, request, url_upload=False):
+        form, files = await read_form(request)
+        data, user = await self.authed(form)
+        xy = 'x' in data and 'y' in data
+        if xy:
+            try:
+                x, y = [float(v) for v in data['x']], [float(v) for v in data['y']]
+            except (TypeError, ValueError):
+                raise ApiError(ERRORS['bad_xy']) from None
+            if len(x) != len(y):
+                raise ApiError(ERRORS['xy_length'])
+        if data.get('album'):
+            # This server has no albums, so every title is unknown.
+            raise ApiError(ERRORS['no_album'].format(album=data['album']))
+        args = submission_args(data)        # nova's casts: a failure is an HTTP 500
+        uploads = self.data_dir / 'uploads'
+        if xy:
+            content = await run_in_threadpool(source_list_bytes, x, y)
+            upload, digest = await run_in_threadpool(save_upload, uploads, 'json-xy.xyls', content)
+            kw = dict(source='xy', upload=upload, original_filename='json-xy', hash=digest)
+        elif url_upload:
+            url = data.get('url')
+            if url is not None and len(str(url)) > 200:
+                raise ValueError('url longer than 200 characters')   # nova's column: 500
+            kw = dict(source='url', url=None if url is None else str(url))
+        else:
+            file = files.get('file')
+            if file is None or not file.filename:
+                # nova accepts it and fails later, fetching a URL of None.
+                kw = dict(source='url', url=None)
+            else:
+                # Django keeps the basename only (of a / or \ path), at most 255 chars.
+                name = file.filename.replace('\\', '/').rsplit('/', 1)[-1][:255]
+                upload, digest = await run_in_threadpool(save_upload, uploads, 'upload',
+                                                         file.stream)
+                kw = dict(source='file', upload=upload, original_filename=name, hash=digest)
+        sub_id = await run_in_threadpool(self.store.create_submission, user, args, **kw)
+        self.pool.wake()
+        out = {'status': 'success', 'subid': sub_id}
+        if kw.get('hash'):
+            out['hash'] = kw['hash']
+        return nova_json(out)
+
+    async def submission(self, request):
+        out = await run_in_threadpool(self.store.submission_status,
+                                      int(request.path_params['id']))
+        if out is None:
+            raise NotFound()
+        return nova_json(out)
+
+    async def _job(self, request):
+        job = await run_in_threadpool(self.store.job, int(request.path_params['id']))
+        if job is None:
+            raise NotFound()
+        return job
+
+    async def job_status(self, request):
+        return nova_json({'status': (await self._job(request))['status']})
+
+    async def calibration(self, request):
+        job = await self._job(request)
+        cal = job['calibration']
+        if cal is None:
+            return nova_json({'error': ERRORS['no_calibration'].format(job_id=job['id'])})
+        keys = ('ra', 'dec', 'width_arcsec', 'height_arcsec', 'radius', 'pixscale',
+                'orientation', 'parity')
+        return nova_json({k: cal.get(k) for k in keys})
+
+    async def tags(self, request, machine_only=False):
+        return nova_json({'tags': (await self._job(request))['machine_tags' if machine_only
+                                                              else 'tags']})
+
+    async def objects_in_field(self, request):
+        return nova_json({'objects_in_field': (await self._job(request))['objects']})
+
+    async def annotations(self, request):
+        nbright = request.query_params.get('nbright')
+        nbright = None if nbright is None else int(nbright)     # non-integer: 500
+        job = await self._job(request)
+        if job['calibration'] is None:
+            return nova_json({'error': ERRORS['no_calibration'].format(job_id=job['id'])})
+        from ..local import jobs as local_jobs
+        result = await run_in_threadpool(local_jobs.read_result,
+                                        self.data_dir / 'jobs' / str(job['id']))
+        annotations = list((result or {}).get('annotations') or [])
+        return nova_json({'annotations': brightest_stars(annotations, nbright)})
+
+    async def info(self, request):
+        job = await self._job(request)
+        out = {'objects_in_field': job['objects'], 'machine_tags': job['machine_tags'],
+               'tags': job['tags'], 'status': job['status'],
+               'original_filename': job['original_filename']}
+        if job['calibration'] is not None:
+            out['calibration'] = {k: job['calibration'].get(k) for k in
+                                  ('ra', 'dec', 'radius', 'pixscale', 'orientation', 'parity')}
+        return nova_json(out)
+
+    async def myjobs(self, request):
+        _, user = await self.authed((await read_form(request))[0])
+        return nova_json({'jobs': await run_in_threadpool(self.store.jobs_of_user, user),
+                          'status': 'success'})
+
+    async def jobs_by_tag(self, request):
+        query = request.query_params.get('query')
+        exact = bool(request.query_params.get('exact'))
+        ids = await run_in_threadpool(self.store.jobs_by_tag, query, exact)
+        return nova_json({'job_ids': ids})
+
+    async def submission_images(self, request):
+        data, _ = await self.authed((await read_form(request))[0], need_user=False)
+        subid = data.get('subid')           # int(): a non-numeric subid gives a 500
+        if subid is None or not await run_in_threadpool(self.store.submission_exists,
+                                                        int(subid)):
+            raise ApiError(ERRORS['no_submission'])
+        ids = await run_in_threadpool(self.store.user_images_of, int(subid))
+        return nova_json({'status': 'success', 'image_ids': ids})
+
+    async def survey_image(self, request):
+        await self.authed((await read_form(request))[0], need_user=False)
+        # nova's Python 3 code always crashes here (protocol §1.14).
+        raise NotImplementedError('sdss/galex_image_for_wcs')
+
+    async def _human(self, request):
+        if request.headers.get('referer'):
+            return True
+        key = request.cookies.get(SESSION_COOKIE)
+        return bool(key) and await run_in_threadpool(self.store.human_session, key)
+
+    def _result_path(self, job, kind):
+        job_dir = self.data_dir / 'jobs' / str(job['id'])
+        if kind in LOG_FILES:
+            path = next((job_dir / n for n in LOG_FILES[kind] if (job_dir / n).is_file()), None)
+            if path is None:
+                raise FileNotFoundError(kind)
+            return path
+        from ..local import jobs as local_jobs
+        return local_jobs.result_file(job_dir, kind)
+
+    def file_route(self, route):
+        kind, gated, media_type, filename = FILE_ROUTES[route]
+
+        async def job_file(request):
+            if gated and not await self._human(request):
+                return RedirectResponse('/ask_human?next=' + quote(request.url.path), 302)
+            job = await self._job(request)
+            if kind is None:
+                return HTMLResponse('plot failed: this server does not draw this plot')
+            # An unsolved job has no file: FileNotFoundError gives nova's 500.
+            path = await run_in_threadpool(self._result_path, job, kind)
+            if media_type is None:
+                with open(path, 'rb') as f:
+                    png = f.read(4) == b'\x89PNG'
+                return FileResponse(path, media_type='image/png' if png else 'image/jpeg')
+            headers = {'Content-Disposition': f'attachment; filename={filename}'} if filename else {}
+            return FileResponse(path, media_type=media_type, headers=headers)
+        return job_file
+
+    async def kml(self, request):
+        return HTMLResponse(KML_TEXT)
+
+    async def ask_human(self, request):
+        return _page(200, 'Are you human?', '<p>Result files need a Referer header or the '
+                                            'session cookie of an API login.</p>')
+
+    async def home(self, request):
+        if request.method in ('GET', 'HEAD'):
+            return _page(200, 'astrometry_query nova-compatible server',
+                         '<p>This server speaks the nova.astrometry.net API under '
+                         '<code>/api/</code> and solves with a local astrometry.net.</p>')
+        # nova's catch-all view is not CSRF-exempt: POSTs get Django's CSRF page.
+        return _page(403, '403 Forbidden', '<h2>CSRF verification failed. Request aborted.</h2>'
+                                           '<p>Reason given for failure: CSRF cookie not set.</p>')
+
+    def routes(self):
+        s = '{_s:opt_slash}'
+        api = [('login', self.login), ('upload', self.submit),
+               ('url_upload', functools.partial(self.submit, url_upload=True)),
+               ('submissions/{id:nova_id}', self.submission), ('jobs/{id:nova_id}', self.job_status)]
+        api += [(f'jobs/{{id:nova_id}}/{name}', getattr(self, name)) for name in (
+            'calibration', 'tags', 'objects_in_field', 'annotations', 'info')]
+        api += [('jobs/{id:nova_id}/machine_tags', functools.partial(self.tags, machine_only=True))]
+        api += [('jobs_by_tag', self.jobs_by_tag), ('submission_images', self.submission_images),
+                ('sdss_image_for_wcs', self.survey_image), ('galex_image_for_wcs', self.survey_image)]
+        routes = [Route(f'/api/{path}{s}', Endpoint(fn)) for path, fn in api]
+        # nova's myjobs pattern has no end anchor: /api/myjobsANYTHING is myjobs too.
+        routes.append(Route('/api/myjobs{_rest:path}', Endpoint(self.myjobs)))
+        routes += [Route(f'/{r}/{{id:nova_id}}{s}', Endpoint(self.file_route(r)))
+                   for r in FILE_ROUTES]
+        routes += [Route(f'/kml_file/{{id:nova_id}}{s}', Endpoint(self.kml)),
+                   Route(f'/ask_human{s}', Endpoint(self.ask_human)),
+                   Route('/{_rest:path}', Endpoint(self.home))]
+        return routes

@@ -1,0 +1,399 @@
+"""Background work of the nova-compatible server: turning submissions into
+images (download, gunzip, untar, recognise the file) and solving jobs in a
+bounded pool of threads.
+
+The database is the queue: threads claim the oldest unstarted row, so work
+survives a restart and no request handler ever waits for a solve.  Threads
+are enough because the solve itself runs in a ``solve-field`` subprocess.
+"""
+import gzip
+import hashlib
+import io
+import logging
+import math
+import shutil
+import struct
+import tarfile
+import threading
+import time
+import traceback
+import uuid
+import warnings
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import requests
+from astropy.io import fits
+from astropy.wcs import FITSFixedWarning
+
+from ..settings import MAX_SOURCES, nova_cast
+
+__all__ = ['SolvePool', 'NOVA_DEFAULTS', 'submission_args', 'source_list_bytes', 'ingest', 'save_upload',
+           'brightest_stars']
+
+log = logging.getLogger('astrometry_query.server')
+
+#: The values nova's models give absent submission arguments (protocol §2).
+NOVA_DEFAULTS = {
+    'publicly_visible': 'y', 'allow_commercial_use': 'd', 'allow_modifications': 'd',
+    'scale_units': 'degwidth', 'scale_type': 'ul', 'scale_lower': 0.1, 'scale_upper': 180.0,
+    'downsample_factor': 2, 'tweak_order': 2, 'parity': 2, 'use_sextractor': False,
+    'crpix_center': False, 'invert': False, 'image_width': 0, 'image_height': 0,
+}
+NOT_SUPPORTED = "This file's type is not supported"
+NOT_POSITIVE = 'Source list must contain POSITIVE x,y coordinates'
+MAX_DOWNLOAD = 500_000_000   # nova's uWSGI --limit-post
+WORKER_LOG = 'worker.log'
+
+
+def submission_args(data):
+    """Submission arguments from request-json, cast as nova casts them, over
+    nova's defaults.  Raises ValueError/TypeError where nova gives HTTP 500."""
+    args = dict(NOVA_DEFAULTS)
+    args.update(nova_cast(data))
+    for key in ('image_width', 'image_height'):     # int() in nova, not in our settings table
+        if key in data:
+            args[key] = int(data[key])
+    args.pop('album', None)
+    return args
+
+
+def source_list_bytes(x, y):
+    """A FITS binary table with float64 ``X``, ``Y`` columns, in the given
+    order, truncated to the solver's first 1000 sources."""
+    x = np.asarray(x, dtype=float)[:MAX_SOURCES]
+    y = np.asarray(y, dtype=float)[:MAX_SOURCES]
+    table = fits.BinTableHDU.from_columns([fits.Column('X', 'D', array=x),
+                                          fits.Column('Y', 'D', array=y)])
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), table]).writeto(buf)
+    return buf.getvalue()
+
+
+def fetch_url(url, dest, timeout=10.0):
+    """Download ``url`` to ``dest`` as nova's worker does (GET, Mozilla/5.0,
+    inactivity timeout, redirects followed, HTTP errors raised)."""
+    with requests.get(url, headers={'User-Agent': 'Mozilla/5.0'}, timeout=timeout,
+                      stream=True, allow_redirects=True) as resp:
+        resp.raise_for_status()
+        size = 0
+        with open(dest, 'wb') as out:
+            for chunk in resp.iter_content(1 << 16):
+                size += len(chunk)
+                if size > MAX_DOWNLOAD:
+                    raise ValueError(f'download larger than {MAX_DOWNLOAD} bytes')
+                out.write(chunk)
+
+
+def _image_size(head):
+    """(kind, width, height) of a PNG/GIF/JPEG from its first bytes, or None."""
+    if head.startswith(b'\x89PNG\r\n\x1a\n') and len(head) >= 24:
+        return ('png',) + struct.unpack('>II', head[16:24])
+    if head[:6] in (b'GIF87a', b'GIF89a'):
+        return ('gif',) + struct.unpack('<HH', head[6:10])
+    if head.startswith(b'\xff\xd8'):
+        i = 2
+        while i + 9 < len(head) and head[i] == 0xFF:
+            marker, length = head[i + 1], struct.unpack('>H', head[i + 2:i + 4])[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                h, w = struct.unpack('>HH', head[i + 5:i + 9])
+                return 'jpeg', w, h
+            i += 2 + length
+        return 'jpeg', None, None
+    return None
+
+
+def _fits_content(path):
+    """('image', w, h) or ('xy', x, y) for a FITS file, else None."""
+    with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
+        for hdu in hdul:
+            hdr = hdu.header
+            if hdu.is_image and hdr.get('NAXIS', 0) >= 2 and hdr.get('NAXIS1') and hdr.get('NAXIS2'):
+                return 'image', int(hdr['NAXIS1']), int(hdr['NAXIS2'])
+        for hdu in hdul:
+            if isinstance(hdu, fits.BinTableHDU):
+                names = {n.lower(): n for n in hdu.columns.names}
+                if 'x' in names and 'y' in names:   # nova matches the names case-insensitively
+                    data = hdu.data
+                    return 'xy', np.array(data[names['x']], float), np.array(data[names['y']], float)
+    return None
+
+
+def _text_source_list(path):
+    """x, y arrays from a text file of 'x y' lines, or None."""
+    if path.stat().st_size > 50_000_000:
+        return None
+    try:
+        rows = [line.split() for line in path.read_text('ascii').splitlines() if line.strip()]
+        values = np.array([[float(a), float(b)] for a, b in rows], dtype=float)
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return (values[:, 0], values[:, 1]) if len(values) else None
+
+
+def _as_source_list(x, y, out, name, args):
+    x, y = np.asarray(x, float)[:MAX_SOURCES], np.asarray(y, float)[:MAX_SOURCES]
+    if not len(x) or not (np.nanmax(x) > 0 and np.nanmax(y) > 0):
+        raise ValueError(NOT_POSITIVE)
+    out.write_bytes(source_list_bytes(x, y))
+    width, height = int(math.ceil(np.nanmax(x))), int(math.ceil(np.nanmax(y)))
+    # The solver gets image_width/height when given; the Image record keeps
+    # ceil(max x/y), which nova's calibration numbers then use.
+    return {'path': str(out), 'kind': 'xyls', 'original_filename': name,
+            'width': width, 'height': height,
+            'solve_width': args.get('image_width') or width,
+            'solve_height': args.get('image_height') or height}
+
+
+def classify(path, name, args, index=0):
+    """Recognise one decoded file: an image, or a source list (FITS table or text).
+
+    Raises
+    ------
+    ValueError
+        "This file's type is not supported", or a non-positive source list.
+    """
+    path = Path(path)
+    with open(path, 'rb') as f:
+        head = f.read(65536)
+    xyls = path.with_name(f'{index}-sources.xyls')
+    if head.startswith(b'SIMPLE  ='):
+        try:
+            content = _fits_content(path)
+        except Exception:
+            content = None
+        if content and content[0] == 'image':
+            return {'path': str(path), 'kind': 'fits', 'original_filename': name,
+                    'width': content[1], 'height': content[2]}
+        if content:
+            return _as_source_list(content[1], content[2], xyls, name, args)
+        raise ValueError(NOT_SUPPORTED)
+    picture = _image_size(head)
+    if picture:
+        return {'path': str(path), 'kind': picture[0], 'original_filename': name,
+                'width': picture[1], 'height': picture[2]}
+    text = _text_source_list(path)
+    if text is not None:
+        return _as_source_list(text[0], text[1], xyls, name, args)
+    raise ValueError(NOT_SUPPORTED)
+
+
+def _decompress(path, name):
+    with open(path, 'rb') as f:
+        if f.read(2) != b'\x1f\x8b':
+            return path, name
+    out = path.with_name(path.name + '.gunzip')
+    with gzip.open(path, 'rb') as src, open(out, 'wb') as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    return out, (name[:-3] if name.endswith('.gz') else name)
+
+
+def _members(path, name):
+    """The files of a tar archive, else the file itself."""
+    with open(path, 'rb') as f:
+        if f.read(9) == b'SIMPLE  =' or not tarfile.is_tarfile(path):
+            return [(path, name)]
+    out = []
+    with tarfile.open(path) as tar:
+        for i, member in enumerate(m for m in tar if m.isfile()):
+            # Member names are never used as paths: no traversal out of the upload dir.
+            dest = path.with_name(f'member-{i}')
+            with tar.extractfile(member) as src, open(dest, 'wb') as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+            out.append((dest, member.name))
+    if not out:
+        raise ValueError(NOT_SUPPORTED)
+    return out
+
+
+def ingest(sub, uploads_dir, fetch_timeout=10.0):
+    """Turn a claimed submission into image records (nova's first stage)."""
+    if sub['source'] in ('file', 'xy'):
+        path, name = Path(sub['upload']), sub['original_filename']
+    else:
+        work = Path(uploads_dir) / f'sub-{sub["id"]}'
+        work.mkdir(parents=True, exist_ok=True)
+        path = work / 'download'
+        # url is None for an upload with neither file nor x/y: requests then
+        # fails with "Invalid URL 'None'", as nova's worker does.
+        fetch_url(sub['url'], path, fetch_timeout)
+        name = urlparse(sub['url']).path.rstrip('/').rsplit('/', 1)[-1]
+    path, name = _decompress(path, name)
+    return [classify(p, n, sub['args'], i) for i, (p, n) in enumerate(_members(path, name))]
+
+
+def _error_text(exc):
+    return ''.join(traceback.format_exception_only(type(exc), exc)).strip()
+
+
+class SolvePool:
+    """Threads that process submissions and run at most ``workers`` solves at once.
+
+    Parameters
+    ----------
+    store : `~astrometry_query.server.store.Store`
+    data_dir : path-like
+        Uploads go to ``data_dir/uploads``, job directories to ``data_dir/jobs/<id>``.
+    workers : int
+        Concurrent solves; 0 accepts and queues work without solving it.
+    solve_timeout : float
+        Per-solve limit passed to ``solve_job``, seconds.
+    """
+
+    def __init__(self, store, data_dir, *, workers=2, solve_timeout=300.0, fetch_timeout=10.0,
+                 ingest_threads=2, installation=None):
+        self.store, self.data_dir = store, Path(data_dir)
+        self.jobs_dir, self.uploads_dir = self.data_dir / 'jobs', self.data_dir / 'uploads'
+        self.workers, self.solve_timeout = int(workers), solve_timeout
+        self.fetch_timeout, self.installation = fetch_timeout, installation
+        self._ingest_threads = max(1, int(ingest_threads))
+        self._cv, self._gen, self._stopping, self._threads = threading.Condition(), 0, False, []
+
+    def start(self):
+        """Requeue interrupted work, then start the threads."""
+        subs, jobs = self.store.recover()
+        self.store.purge_sessions()
+        if subs or jobs:
+            log.info('requeued %d submission(s) and %d job(s) after a restart', subs, jobs)
+        loops = ([(self.store.claim_submission, self._ingest)] * self._ingest_threads
+                 + [(self.store.claim_job, self._solve)] * self.workers)
+        for i, (claim, run) in enumerate(loops):
+            t = threading.Thread(target=self._loop, args=(claim, run), daemon=True,
+                                 name=f'nova-{run.__name__.strip("_")}-{i}')
+            t.start()
+            self._threads.append(t)
+
+    def wake(self):
+        """Tell idle threads that new work may be waiting."""
+        with self._cv:
+            self._gen += 1
+            self._cv.notify_all()
+
+    def stop(self, timeout=None):
+        """Take no new work and wait for running work (at most ``timeout`` s).
+
+        Returns
+        -------
+        bool
+            True when every thread has ended.
+        """
+        self._stopping = True
+        self.wake()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for t in self._threads:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            log.warning('stopping with work still running in %s; it will be re-run', alive)
+        return not alive
+
+    def _loop(self, claim, run):
+        while not self._stopping:
+            seen = self._gen
+            try:
+                item = claim()
+            except Exception:
+                log.exception('could not read the queue')
+                item = None
+            if item is None:
+                with self._cv:
+                    # Polling every 5 s as nova does also catches missed wake-ups.
+                    self._cv.wait_for(lambda: self._gen != seen or self._stopping, timeout=5.0)
+                continue
+            try:
+                run(item)
+            except Exception:
+                if not self._stopping:
+                    log.exception('%s of %s failed', run.__name__, item.get('id'))
+            self.wake()
+
+    def _ingest(self, sub):
+        try:
+            images = ingest(sub, self.uploads_dir, self.fetch_timeout)
+        except Exception as exc:
+            log.info('submission %d failed: %s', sub['id'], type(exc).__name__)
+            self.store.finish_submission(sub['id'], [], error=_error_text(exc))
+            return
+        self.store.finish_submission(sub['id'], images)
+
+    def _solve(self, job):
+        from ..local import jobs as local_jobs   # late: the server starts even without it
+        job_dir = self.jobs_dir / str(job['id'])
+        if job_dir.exists():    # a re-run after a restart starts clean
+            shutil.rmtree(job_dir)
+        job_dir.mkdir(parents=True)
+        source_list = job['kind'] == 'xyls'
+        started = time.monotonic()
+        lines = [f'job {job["id"]} started, input {job["kind"]} {job["original_filename"]!r}']
+        try:
+            result = local_jobs.solve_job(
+                job_dir, job['path'], dict(job['args']), source_list=source_list,
+                width=job['solve_width'] if source_list else None,
+                height=job['solve_height'] if source_list else None,
+                timeout=self.solve_timeout, installation=self.installation,
+                original_filename=job['original_filename'])
+        except Exception as exc:
+            result = {'status': 'failure', 'error': _error_text(exc)}
+            lines.append(traceback.format_exc())
+        calibration = result.get('calibration')
+        if calibration and source_list and (job['width'], job['height']) != (
+                job['solve_width'], job['solve_height']):
+            calibration = self._record_size_calibration(job_dir, job, calibration)
+        self.store.finish_job(job['id'], result.get('status') == 'success',
+                              calibration=calibration,
+                              objects=result.get('objects_in_field') or [],
+                              machine_tags=result.get('machine_tags') or [],
+                              image_size=(result.get('width'), result.get('height')))
+        lines.append(f'status {result.get("status")}, error {result.get("error")!r}, '
+                     f'{time.monotonic() - started:.2f} s')
+        (job_dir / WORKER_LOG).write_text('\n'.join(lines) + '\n')
+        log.info('job %d: %s in %.2f s', job['id'], result.get('status'),
+                 time.monotonic() - started)
+
+    def _record_size_calibration(self, job_dir, job, calibration):
+        """nova computes source-list calibrations with the recorded image
+        size (ceil(max x/y)), not with image_width/image_height."""
+        from ..local import jobs as local_jobs
+        from ..results import calibration_from_wcs
+        try:
+            header = fits.getheader(local_jobs.result_file(job_dir, 'wcs'))
+            with warnings.catch_warnings():     # a header-only WCS file: NAXIS = 0
+                warnings.simplefilter('ignore', FITSFixedWarning)
+                return calibration_from_wcs(header, job['width'], job['height'])
+        except Exception:
+            return calibration
+
+
+def save_upload(uploads_dir, name, content):
+    """Store upload bytes or a stream in a new directory under ``uploads_dir``.
+
+    Returns
+    -------
+    path : str
+    sha1 : str
+        Hex SHA-1 of the stored bytes (nova's upload ``hash``).
+    """
+    dest = Path(uploads_dir) / uuid.uuid4().hex / name
+    dest.parent.mkdir(parents=True)
+    digest = hashlib.sha1()
+    stream = io.BytesIO(content) if isinstance(content, bytes) else content
+    with open(dest, 'wb') as out:
+        for chunk in iter(lambda: stream.read(1 << 20), b''):
+            digest.update(chunk)
+            out.write(chunk)
+    return str(dest), digest.hexdigest()
+
+
+def brightest_stars(annotations, nbright):
+    """nova's ``nbright``: keep the N brightest named ("bright") stars, in V
+    order, where the stars were in the list; 0 or None keeps all."""
+    annotations = list(annotations)
+    if not nbright:
+        return annotations
+    bright = sorted((a for a in annotations if a.get('type') == 'bright'),
+                    key=lambda a: a.get('vmag', 99.0))[:nbright]
+    first = next((i for i, a in enumerate(annotations) if a.get('type') == 'bright'),
+                 len(annotations))
+    rest = [a for a in annotations if a.get('type') != 'bright']
+    return rest[:first] + bright + rest[first:]

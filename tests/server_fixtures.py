@@ -1,0 +1,129 @@
+"""pytest fixtures that run the real nova-compatible server on 127.0.0.1.
+
+Use them from a test module with::
+
+    from server_fixtures import nova_server, make_nova_server  # noqa: F401
+
+``nova_server`` (module scope) is one server with two workers; ``make_nova_server``
+builds servers with other options (workers, solve_timeout, ...) and stops them
+after the test.  Each yields a `NovaServer`.
+"""
+import json
+import secrets
+import shutil
+import string
+from pathlib import Path
+
+import pytest
+import requests
+
+from astrometry_query.server import ServerThread
+
+__all__ = ['NovaServer', 'nova_server', 'make_nova_server', 'requires_solver', 'have_solver',
+           'new_api_key']
+
+INDEX_DIR = Path('/usr/share/astrometry')
+
+
+def have_solver():
+    """True when solve-field and Tycho-2 index files are installed."""
+    return bool(shutil.which('solve-field') and shutil.which('query-starkd')
+                and list(INDEX_DIR.glob('index-tycho2-*.fits')))
+
+
+requires_solver = pytest.mark.skipif(not have_solver(),
+                                     reason='needs astrometry.net with Tycho-2 index files')
+
+
+def new_api_key():
+    """A key shaped like nova's: 16 random lowercase letters."""
+    return ''.join(secrets.choice(string.ascii_lowercase) for _ in range(16))
+
+
+class NovaServer:
+    """A server on 127.0.0.1 (ephemeral port) over a data directory that
+    outlives `stop`, so `restart` finds its submissions and jobs again.
+
+    Attributes
+    ----------
+    url : str
+        Root URL, e.g. ``http://127.0.0.1:41234``.
+    api_url : str
+        ``url + '/api/'``.
+    api_key, other_api_key : str
+        Two accepted keys (two users).
+    data_dir : `~pathlib.Path`
+    """
+
+    def __init__(self, data_dir, **options):
+        self.data_dir = Path(data_dir)
+        self.api_key, self.other_api_key = new_api_key(), new_api_key()
+        options.setdefault('workers', 2)
+        options.setdefault('log_level', 'warning')
+        self.options = options
+        self.port = 0
+        self.thread = None
+
+    @property
+    def url(self):
+        return f'http://127.0.0.1:{self.port}'
+
+    @property
+    def api_url(self):
+        return self.url + '/api/'
+
+    def start(self, **options):
+        """Start (again), on the same port once one was bound; ``options``
+        override the constructor's for this and later starts."""
+        self.options.update(options)
+        self.thread = ServerThread(port=self.port, data_dir=self.data_dir,
+                                   api_keys=[self.api_key, self.other_api_key], **self.options)
+        self.thread.start()
+        self.port = self.thread.port
+        return self
+
+    def stop(self):
+        """Stop cleanly (running solves finish first); the data stays."""
+        if self.thread is not None:
+            self.thread.stop(cleanup=False)
+            self.thread = None
+
+    def restart(self, **options):
+        """Stop, then start on the same data directory and port."""
+        self.stop()
+        return self.start(**options)
+
+    # small conveniences for tests
+    def login(self, api_key=None):
+        """A session key for ``api_key`` (default: `api_key`)."""
+        reply = requests.post(self.api_url + 'login', timeout=10, data={
+            'request-json': json.dumps({'apikey': api_key or self.api_key})})
+        return reply.json()['session']
+
+    def call(self, path, args=None, **kw):
+        """POST ``request-json`` = ``args`` to ``api_url + path``; the response."""
+        data = None if args is None else {'request-json': json.dumps(args)}
+        return requests.post(self.api_url + path, data=data, timeout=30, **kw)
+
+
+@pytest.fixture(scope='module')
+def nova_server(tmp_path_factory):
+    """A running server shared by the tests of a module."""
+    server = NovaServer(tmp_path_factory.mktemp('nova-server')).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def make_nova_server(tmp_path_factory):
+    """Factory: ``make_nova_server(workers=0, solve_timeout=30)`` -> a started
+    `NovaServer` with its own data directory, stopped after the test."""
+    servers = []
+
+    def make(**options):
+        server = NovaServer(tmp_path_factory.mktemp('nova-server'), **options).start()
+        servers.append(server)
+        return server
+    yield make
+    for server in servers:
+        server.stop()
