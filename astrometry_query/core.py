@@ -190,7 +190,10 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
         return self._nova() if self._backend_name() == 'nova' else self._local()
 
     # -- HTTP hooks: no secret in a log line or the cache ---------------------
-    def _response_hook(self, response, *args, **kwargs):
+    @staticmethod
+    def _response_hook(response, *args, **kwargs):
+        # static: astroquery deep-copies the request hooks when caching, and a
+        # bound method would drag the whole client (with its locks) along.
         log.debug(f'{response.request.method} {response.request.url} -> {response.status_code}'
                   f' {redact(response.request.body if isinstance(response.request.body, str) else "")}')
 
@@ -221,9 +224,6 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
 
     def _construct_payload(self, settings):
         return encode_request(settings)
-
-    def _login(self):
-        self.login(self.api_key)
 
     # -- submitting ---------------------------------------------------------
     def submit_image(self, image_file_path, *, force_image_upload=False, ra_key=None, dec_key=None,
@@ -381,5 +381,14 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
         sub = self.submit_url(url, **settings)
         return self._finish(sub, solve_timeout, verbose, return_submission_id, cache, progress)
 
+
+def _login(self):
+    """astroquery's private login (raises RuntimeError without an API key)."""
+    self.login(self.api_key)
+
+
+# Set after the class body: astroquery's metaclass would otherwise replace our
+# login() with a wrapper that calls a base class's login.
+AstrometryNetClass._login = _login
 
 AstrometryNet = AstrometryNetClass()

@@ -50,7 +50,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.response import HTTPResponse
 
 __all__ = ['FakeNova', 'Recorded', 'API_KEY', 'SERVER', 'CALIBRATION', 'ANNOTATIONS',
-           'OBJECTS', 'make_wcs_header', 'attach']
+           'OBJECTS', 'make_wcs_header', 'attach', 'render_stars', 'grid_stars', 'write_image']
 
 SERVER = 'http://nova.test'
 #: nova API keys are 16 random lowercase letters.
@@ -723,3 +723,42 @@ def attach(instance, fake):
     """Route ``instance._request`` to ``fake`` (MockResponse transport)."""
     instance._request = fake.request
     return instance
+
+
+# -- synthetic images for source-extraction and upload tests ---------------------------
+def render_stars(shape, stars, *, sigma=1.5, background=100.0, noise=2.0, seed=0):
+    """An image of Gaussian stars.
+
+    ``stars`` holds (x, y, flux) with x, y **0-based** numpy pixel coordinates
+    (column, row); the FITS 1-based position of a star is (x + 1, y + 1).
+    """
+    rng = np.random.default_rng(seed)
+    image = rng.normal(background, noise, shape)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    norm = 2 * np.pi * sigma ** 2
+    for x, y, flux in stars:
+        x0, y0 = int(round(x)), int(round(y))
+        half = int(np.ceil(5 * sigma))
+        sl = (slice(max(0, y0 - half), y0 + half + 1), slice(max(0, x0 - half), x0 + half + 1))
+        image[sl] += flux / norm * np.exp(-((xx[sl] - x) ** 2 + (yy[sl] - y) ** 2) / (2 * sigma ** 2))
+    return image
+
+
+def grid_stars(n_side, spacing, *, offset=12.0, flux0=2e5, seed=1):
+    """n_side**2 well separated stars with distinct fluxes (0-based x, y, flux)."""
+    rng = np.random.default_rng(seed)
+    stars = []
+    fluxes = flux0 * np.linspace(1.0, 0.05, n_side * n_side)
+    rng.shuffle(fluxes)
+    k = 0
+    for i in range(n_side):
+        for j in range(n_side):
+            dx, dy = rng.uniform(-0.45, 0.45, 2)
+            stars.append((offset + j * spacing + dx, offset + i * spacing + dy, float(fluxes[k])))
+            k += 1
+    return stars
+
+
+def write_image(path, data, header=None):
+    fits.PrimaryHDU(data=np.asarray(data, dtype=np.float32), header=header).writeto(path)
+    return path

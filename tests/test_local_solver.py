@@ -350,3 +350,10 @@ def test_find_installation(tmp_path):
     assert other.index_dirs == (tmp_path.resolve(),)
     assert [f.name for f in other.index_files] == ['index-test.fits']
     assert jobs.read_result(tmp_path) is None
+
+
+def test_unreadable_input_fails_with_the_reason(tmp_path):
+    (tmp_path / 'notes.txt').write_text('not an image')
+    result = jobs.solve_job(tmp_path, tmp_path / 'notes.txt', {})
+    assert result['status'] == 'failure' and not result['timed_out']
+    assert result['error'].startswith('solve-field failed')

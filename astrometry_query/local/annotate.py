@@ -1,17 +1,13 @@
-"""What is in a solved field, and the files built from a solution.
+"""What is in a solved field (``plot-constellations`` output in nova's shapes,
+nova-protocol.md §1.8, §1.9), and the files built from a solution: the
+annotated PNG, the image with its solved WCS, the source list with RA/Dec.
 
-``plot-constellations`` (astrometry.net) lists and draws the named stars,
-NGC/IC objects and constellations of a WCS; this module turns its output into
-nova's shapes (nova-protocol.md §1.8, §1.9) and builds the derived result
-files: the annotated PNG, the image with its solved WCS, and the source list
-with RA/Dec.
-
-Pixel coordinates are FITS 1-based throughout, as in nova and astrometry.net:
-``plot-constellations`` prints them that way (checked against astropy's
-``all_world2pix(..., 1)`` on a solved Orion field: θ1 Ori C agrees to 0.01 px).
+Pixels are FITS 1-based throughout, as in nova: ``plot-constellations``
+prints them so (θ1 Ori C in a solved Orion field agrees with astropy's
+``all_world2pix(..., 1)`` to 0.01 px).
 """
+import contextlib
 import gzip
-import json
 import os
 import re
 import shutil
@@ -24,7 +20,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
 from ..exceptions import AstrometryNetError, InvalidInputError, LocalSolverNotFoundError
-from .solver import INSTALL_SOLVER, find_installation
+from .solver import INSTALL_SOLVER, find_installation, xy_columns
 
 __all__ = ['objects_in_field', 'annotations', 'annotated_png', 'new_fits', 'image_rd',
            'image_format', 'read_image']
@@ -32,8 +28,7 @@ __all__ = ['objects_in_field', 'annotations', 'annotated_png', 'new_fits', 'imag
 _NETPBM = {'png': 'pngtopnm', 'jpeg': 'jpegtopnm', 'gif': 'giftopnm'}
 _MAGIC = ((b'\x89PNG', 'png'), (b'\xff\xd8', 'jpeg'), (b'GIF8', 'gif'), (b'SIMPLE  =', 'fits'))
 # Cards that describe a file's structure, never copied from wcs.fits.
-_STRUCTURAL = {'SIMPLE', 'BITPIX', 'NAXIS', 'EXTEND', 'XTENSION', 'PCOUNT', 'GCOUNT', 'END',
-               'DATE'}
+_STRUCTURAL = {'SIMPLE', 'BITPIX', 'NAXIS', 'EXTEND', 'XTENSION', 'PCOUNT', 'GCOUNT', 'END', 'DATE'}
 _WCS_KEY = re.compile(r'^(WCSAXES|CTYPE\d|CUNIT\d|CRVAL\d|CRPIX\d|CDELT\d|CROTA\d|CD\d_\d|PC\d_\d|'
                       r'PV\d_\d+|PS\d_\d+|LONPOLE|LATPOLE|RADESYS|RADECSYS|EQUINOX|EPOCH|'
                       r'IMAGEW|IMAGEH|(A|B|AP|BP)_(ORDER|DMAX|\d+_\d+))$')
@@ -56,13 +51,12 @@ def _run(cmd, timeout=120):
 
 
 def objects_in_field(wcs_path, *, installation=None):
-    """nova's ``objects_in_field`` list for a solved WCS.
+    """nova's ``objects_in_field`` list for a solved WCS (§1.8).
 
-    Runs ``plot-constellations -w wcs.fits -N -C -B -b 10 -j -L`` (NGC/IC,
-    constellations, the 10 brightest named stars) and, as nova does, splits
-    every output line on "/", strips the pieces and keeps each once, in order.
-    So "The star Alnilam (ε Ori / 46 Ori)" gives "The star Alnilam (ε Ori" and
-    "46 Ori)".
+    Runs ``plot-constellations -w wcs.fits -N -C -B -b 10 -j -L`` and, as nova
+    does, splits every output line on "/", strips the pieces and keeps each
+    once, in order: "The star Alnilam (ε Ori / 46 Ori)" gives "The star
+    Alnilam (ε Ori" and "46 Ori)".
 
     Parameters
     ----------
@@ -82,27 +76,18 @@ def objects_in_field(wcs_path, *, installation=None):
 
 
 def _parse_annotation(line):
-    """One annotation object from a line of plot-constellations' JSON."""
-    text = line.strip().rstrip(',').strip()
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    # Names are printed unescaped, so a quote in a name breaks the JSON:
-    # read the fields one by one instead.
-    obj = {}
-    for key in ('type', 'name'):
-        m = re.search(rf'"{key}"\s*:\s*"([^"]*)"', text)
-        if m:
-            obj[key] = m.group(1)
-    for key in ('pixelx', 'pixely', 'radius'):
-        m = re.search(rf'"{key}"\s*:\s*([-+0-9.eEinfa]+)', text)
-        if m:
-            obj[key] = float(m.group(1))
-    m = re.search(r'"names"\s*:\s*\[(.*)\]', text)
-    if m:
-        obj['names'] = [n.strip().strip('"') for n in m.group(1).split('", "')]
-    return obj if {'type', 'pixelx', 'pixely'} <= obj.keys() else None
+    """One object of plot-constellations' JSON, read field by field.
+
+    Names are printed unescaped (a quote in a name would break json.loads),
+    so the fields are picked out with patterns instead.
+    """
+    obj = {k: float(m.group(1)) for k in ('pixelx', 'pixely', 'radius')
+           if (m := re.search(rf'"{k}"\s*:\s*([-+0-9.eEinfa]+)', line))}
+    kind = re.search(r'"type"\s*:\s*"([^"]*)"', line)
+    names = re.search(r'"names"\s*:\s*\[\s*"(.*)"\s*\]', line)
+    if not (kind and 'pixelx' in obj and 'pixely' in obj):
+        return None
+    return dict(obj, type=kind.group(1), names=names.group(1).split('", "') if names else [])
 
 
 def _split_names(names):
@@ -120,10 +105,6 @@ def _raw_annotations(exe, wcs_path, nbright=None):
     items = (_parse_annotation(line) for line in stderr.splitlines()
              if re.match(r'\s*\{\s*"type"', line))
     return [a for a in items if a]
-
-
-def _key(a):
-    return (a.get('type'), round(float(a['pixelx']), 3), round(float(a['pixely']), 3))
 
 
 def annotations(wcs_path, *, nbright=None, installation=None):
@@ -150,13 +131,11 @@ def annotations(wcs_path, *, nbright=None, installation=None):
 
     Notes
     -----
-    ``plot-constellations`` prints no magnitudes, so there is no ``vmag`` key.
-    Bright stars are still listed brightest first: ``-b N`` sorts by V
-    magnitude when more than N stars are in the field, so asking for one
-    star fewer than there are gives all but the faintest in magnitude order,
-    and the faintest is appended. ``nbright`` then keeps the first N.
-    Debian ships none of nova's HD, Tycho-2, HIP or Abell catalogues, so
-    only ``bright``, ``ngc`` and ``ic`` occur.
+    ``plot-constellations`` prints no magnitudes, hence no ``vmag`` key. The
+    stars are still listed brightest first: ``-b N`` sorts by V magnitude
+    when more than N are in the field, so asking for one fewer than there
+    are gives all but the faintest in order, and the faintest is appended.
+    Debian ships none of nova's HD, Tycho-2, HIP or Abell catalogues.
     """
     exe = _plot_constellations(installation)
     raw = _raw_annotations(exe, wcs_path)
@@ -164,19 +143,19 @@ def annotations(wcs_path, *, nbright=None, installation=None):
     if len(stars) > 1:
         ranked = [a for a in _raw_annotations(exe, wcs_path, len(stars) - 1)
                   if a.get('type') == 'star']
-        seen = {_key(a) for a in ranked}
-        stars = ranked + [a for a in stars if _key(a) not in seen]
+        seen = {(a['pixelx'], a['pixely']) for a in ranked}
+        stars = ranked + [a for a in stars if (a['pixelx'], a['pixely']) not in seen]
     if nbright is not None:
         stars = stars[:max(int(nbright), 0)]
     bright, point, extended = [], [], []
     for a in stars:
-        bright.append({'type': 'bright', 'names': _split_names(a.get('names') or [a.get('name')]),
+        bright.append({'type': 'bright', 'names': _split_names(a['names']),
                        'pixelx': float(a['pixelx']), 'pixely': float(a['pixely']),
                        'radius': 0.0})
     for a in raw:
         if a.get('type') != 'ngc':
             continue
-        names = [str(n).strip() for n in a.get('names') or [] if str(n).strip()]
+        names = [n.strip() for n in a['names'] if n.strip()]
         item = {'type': 'ic' if names and names[0].upper().startswith('IC') else 'ngc',
                 'names': names, 'pixelx': float(a['pixelx']), 'pixely': float(a['pixely']),
                 'radius': float(a.get('radius') or 0.0)}
@@ -200,34 +179,22 @@ def image_format(path):
 
 def _read_pnm(data):
     """Array of a binary PGM/PPM (P5/P6): (H, W) or (H, W, 3)."""
-    tokens, pos = [], 0
-    while len(tokens) < 4:
-        m = re.compile(rb'\s*(#[^\n]*\n\s*)*(\S+)').match(data, pos)
-        if not m:
-            raise InvalidInputError('Unreadable PNM data from the image converter.')
-        tokens.append(m.group(2))
-        pos = m.end()
-    magic, width, height, maxval = tokens[0], int(tokens[1]), int(tokens[2]), int(tokens[3])
-    if magic not in (b'P5', b'P6'):
-        raise InvalidInputError(f'Unsupported PNM type {magic!r} from the image converter.')
-    planes = 3 if magic == b'P6' else 1
+    m = re.match(rb'(P[56])(?:\s+|#[^\n]*\n)+(\d+)(?:\s+|#[^\n]*\n)+(\d+)'
+                 rb'(?:\s+|#[^\n]*\n)+(\d+)\s', data)
+    if not m:
+        raise InvalidInputError('Unreadable or unsupported PNM data from the image converter.')
+    width, height, maxval = (int(g) for g in m.groups()[1:])
+    shape = (height, width, 3) if m.group(1) == b'P6' else (height, width)
     dtype = np.dtype('>u2') if maxval > 255 else np.uint8
-    count = width * height * planes
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=pos + 1)
-    return arr.reshape((height, width, planes) if planes == 3 else (height, width))
+    return np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=m.end()).reshape(shape)
 
 
 def read_image(path):
-    """The pixels of an image, rows in the solver's pixel-y order (row 0 is y=1).
+    """The pixels of an image as an (H, W) or (H, W, 3) array; row 0 is y=1.
 
     FITS: the first HDU with at least 2-D data (its first plane). PNG, JPEG
     and GIF: decoded with netpbm (``pngtopnm``... installed with
     astrometry.net), top row first, as ``solve-field`` numbers their pixels.
-
-    Returns
-    -------
-    `~numpy.ndarray`
-        (H, W), or (H, W, 3) for colour pictures.
     """
     kind = image_format(path)
     if kind == 'fits':
@@ -271,15 +238,21 @@ def _write_ppm(path, pixels):
         f.write(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
 
 
-def _tmp_name(path):
-    path = Path(path)
-    return path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+@contextlib.contextmanager
+def _atomic(out_path):
+    """A temporary name that replaces ``out_path`` when the block succeeds,
+    so a reader never sees a half-written file."""
+    out_path = Path(out_path)
+    tmp = out_path.with_name(f'.{out_path.name}.{os.getpid()}.tmp')
+    try:
+        yield tmp
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def _wcs_header(wcs_header):
-    if isinstance(wcs_header, fits.Header):
-        return wcs_header
-    return fits.getheader(wcs_header)
+def _wcs_header(wcs):
+    return wcs if isinstance(wcs, fits.Header) else fits.getheader(wcs)
 
 
 def annotated_png(wcs_path, out_path, *, image_path=None, width=None, height=None,
@@ -288,10 +261,8 @@ def annotated_png(wcs_path, out_path, *, image_path=None, width=None, height=Non
 
     Parameters
     ----------
-    wcs_path : str or `~pathlib.Path`
-        The solver's ``wcs.fits``.
-    out_path : str or `~pathlib.Path`
-        The PNG to write.
+    wcs_path, out_path : str or `~pathlib.Path`
+        The solver's ``wcs.fits``, and the PNG to write.
     image_path : str or `~pathlib.Path`, optional
         The solved image (FITS, PNG, JPEG, GIF), drawn underneath with an
         asinh stretch (FITS) or as is. Without it, or when it cannot be read
@@ -305,14 +276,12 @@ def annotated_png(wcs_path, out_path, *, image_path=None, width=None, height=Non
     """
     exe = _plot_constellations(installation)
     out_path = Path(out_path)
-    ppm = _tmp_name(out_path.with_suffix('.ppm'))
+    ppm = out_path.with_name(f'.{out_path.name}.{os.getpid()}.ppm')
     cmd = [exe, '-w', str(wcs_path), '-N', '-C', '-B']
-    pixels = None
-    if image_path is not None and image_format(image_path) is not None:
-        try:
-            pixels = read_image(image_path)
-        except (OSError, ValueError, AstrometryNetError):
-            pixels = None   # not an image after all (a FITS table): blank canvas
+    try:
+        pixels = read_image(image_path) if image_path is not None else None
+    except (OSError, ValueError, AstrometryNetError):
+        pixels = None   # not an image (e.g. a FITS table): a black canvas
     if pixels is not None:
         if pixels.ndim == 2 or pixels.dtype != np.uint8:
             pixels = _stretch(pixels)
@@ -325,13 +294,11 @@ def annotated_png(wcs_path, out_path, *, image_path=None, width=None, height=Non
         if not (width > 0 and height > 0):
             raise InvalidInputError(f'{wcs_path} has no IMAGEW/IMAGEH; give width and height.')
         cmd += ['-W', str(width), '-H', str(height)]
-    tmp = _tmp_name(out_path)
     try:
-        _run(cmd + ['-o', str(tmp)])
-        os.replace(tmp, out_path)
+        with _atomic(out_path) as tmp:
+            _run(cmd + ['-o', str(tmp)])
     finally:
         ppm.unlink(missing_ok=True)
-        tmp.unlink(missing_ok=True)
     return out_path
 
 
@@ -361,22 +328,18 @@ def new_fits(image_path, wcs_header, out_path):
 
     Parameters
     ----------
-    image_path : str or `~pathlib.Path`
-        The solved image (gzip-compressed FITS allowed).
+    image_path, out_path : str or `~pathlib.Path`
+        The solved image (gzip-compressed FITS allowed), and the file to write.
     wcs_header : `~astropy.io.fits.Header`, str or `~pathlib.Path`
         The solution, or the path of ``wcs.fits``.
-    out_path : str or `~pathlib.Path`
 
     Returns
     -------
     `~pathlib.Path`
     """
     wcs_header = _wcs_header(wcs_header)
-    out_path = Path(out_path)
-    tmp = _tmp_name(out_path)
-    kind = image_format(image_path)
-    try:
-        if kind == 'fits':
+    with _atomic(out_path) as tmp:
+        if image_format(image_path) == 'fits':
             with fits.open(image_path, do_not_scale_image_data=True) as hdul:
                 hdus = fits.HDUList()
                 target = None
@@ -398,19 +361,7 @@ def new_fits(image_path, wcs_header, out_path):
             hdu = fits.PrimaryHDU(np.asarray(pixels, dtype=pixels.dtype.newbyteorder('=')))
             _merge_wcs(hdu.header, wcs_header)
             hdu.writeto(tmp, overwrite=True)
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out_path
-
-
-def _xy_columns(names):
-    upper = {n.upper(): n for n in names}
-    for x, y in (('X', 'Y'), ('X_IMAGE', 'Y_IMAGE'), ('XWIN_IMAGE', 'YWIN_IMAGE'),
-                 ('FIELD_X', 'FIELD_Y')):
-        if x in upper and y in upper:
-            return upper[x], upper[y]
-    raise InvalidInputError(f'No X/Y columns in the source list (columns: {list(names)}).')
+    return Path(out_path)
 
 
 def image_rd(axy_path, wcs_header, out_path):
@@ -418,11 +369,10 @@ def image_rd(axy_path, wcs_header, out_path):
 
     Parameters
     ----------
-    axy_path : str or `~pathlib.Path`
-        ``job.axy`` (X, Y in FITS 1-based pixels, plus FLUX... columns).
+    axy_path, out_path : str or `~pathlib.Path`
+        ``job.axy`` (X, Y in FITS 1-based pixels, FLUX...), and the file to write.
     wcs_header : `~astropy.io.fits.Header`, str or `~pathlib.Path`
         The solution (its SIP distortion is applied).
-    out_path : str or `~pathlib.Path`
 
     Returns
     -------
@@ -430,10 +380,11 @@ def image_rd(axy_path, wcs_header, out_path):
         A FITS table: the axy columns plus ``RA`` and ``DEC`` (degrees).
     """
     wcs_header = _wcs_header(wcs_header)
-    out_path = Path(out_path)
     with fits.open(axy_path) as hdul:
         table = hdul[1]
-        xcol, ycol = _xy_columns(table.columns.names)
+        xcol, ycol = xy_columns(table.columns.names)
+        if xcol is None:
+            raise InvalidInputError(f'{axy_path} has no X/Y columns.')
         x = np.asarray(table.data[xcol], dtype=float)
         y = np.asarray(table.data[ycol], dtype=float)
         with warnings.catch_warnings():
@@ -444,10 +395,6 @@ def image_rd(axy_path, wcs_header, out_path):
         columns += [fits.Column('RA', 'D', unit='deg', array=np.asarray(ra) % 360.0),
                     fits.Column('DEC', 'D', unit='deg', array=np.asarray(dec))]
         out = fits.BinTableHDU.from_columns(columns)
-    tmp = _tmp_name(out_path)
-    try:
+    with _atomic(out_path) as tmp:
         fits.HDUList([fits.PrimaryHDU(), out]).writeto(tmp, overwrite=True)
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out_path
+    return Path(out_path)

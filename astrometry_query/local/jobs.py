@@ -35,7 +35,7 @@ from ..exceptions import InvalidInputError, LocalSolverNotFoundError
 from ..results import calibration_from_wcs
 from ..settings import solve_field_args
 from . import annotate
-from .solver import JOB_CONFIG, find_installation, run_solve_field
+from .solver import JOB_CONFIG, find_installation, run_solve_field, xy_columns
 
 __all__ = ['RESULT_FILE', 'RESULT_FILES', 'solve_job', 'read_result', 'result_file']
 
@@ -54,11 +54,11 @@ _RESERVED = set(RESULT_FILES.values()) | {RESULT_FILE, JOB_LOG, JOB_CONFIG, 'log
 _FLIPPED_FORMATS = ('png', 'jpeg', 'gif')
 
 
-def _note(job_dir, text):
-    """Append to the job's own log (and the logging module)."""
-    log.warning('%s: %s', job_dir, text.strip().splitlines()[0] if text.strip() else text)
+def _note(job_dir, exc):
+    """Record an exception: its traceback in job.log, a line in the log."""
+    log.warning('job %s: %s: %s', Path(job_dir).name, type(exc).__name__, exc)
     with open(Path(job_dir) / JOB_LOG, 'a', encoding='utf-8') as f:
-        f.write(text.rstrip('\n') + '\n')
+        f.write(''.join(traceback.format_exception(exc)))
 
 
 def _place_input(job_dir, input_path):
@@ -80,14 +80,12 @@ def _source_list_size(path):
     """ceil(max x), ceil(max y) of a FITS source list, as nova records them."""
     try:
         with fits.open(path) as hdul:
-            table = hdul[1]
-            xcol, ycol = annotate._xy_columns(table.columns.names)
-            x = np.asarray(table.data[xcol], dtype=float)
-            y = np.asarray(table.data[ycol], dtype=float)
-    except InvalidInputError:
-        raise
+            xcol, ycol = xy_columns(hdul[1].columns.names)
+            x = np.asarray(hdul[1].data[xcol], dtype=float)
+            y = np.asarray(hdul[1].data[ycol], dtype=float)
     except Exception as exc:
-        raise InvalidInputError(f'Cannot read the source list {Path(path).name}: {exc}') from exc
+        raise InvalidInputError(f'Cannot read x/y columns of the source list '
+                                f'{Path(path).name}: {exc}') from exc
     if x.size == 0 or not (np.nanmax(x) > 0 and np.nanmax(y) > 0):
         raise InvalidInputError('The source list is empty or its maximum x or y is not > 0.')
     return int(math.ceil(np.nanmax(x))), int(math.ceil(np.nanmax(y)))
@@ -100,6 +98,14 @@ def _axy_size(job_dir):
         return int(header.get('IMAGEW', 0)), int(header.get('IMAGEH', 0))
     except Exception:
         return 0, 0
+
+
+def _last_error(log_path):
+    """The most telling line of a solve-field log."""
+    lines = [ln.strip() for ln in Path(log_path).read_text(errors='replace').splitlines()
+             if ln.strip()]
+    errors = [ln for ln in lines if 'error' in ln.lower()]
+    return (errors or lines or ['(no output)'])[-1][:300]
 
 
 def _write_result(job_dir, result):
@@ -179,7 +185,7 @@ def solve_job(job_dir, input_path, nova_args, *, source_list=False, width=None, 
     except Exception as exc:   # a failed job, never an exception (as on nova)
         result['status'] = 'failure'
         result['error'] = f'{type(exc).__name__}: {exc}'
-        _note(job_dir, traceback.format_exc())
+        _note(job_dir, exc)
     _write_result(job_dir, result)
     return result
 
@@ -199,8 +205,13 @@ def _solve(job_dir, input_path, args, result, source_list, width, height, timeou
     if not outcome.solved:
         if not source_list:
             result['width'], result['height'] = _axy_size(job_dir)
-        result['error'] = (f'solve-field was stopped after the timeout of {timeout:g} s'
-                           if outcome.timed_out else 'solve-field found no solution')
+        if outcome.timed_out:
+            result['error'] = f'solve-field was stopped after the timeout of {timeout:g} s'
+        elif outcome.returncode:   # it could not even start solving (e.g. unknown file type)
+            result['error'] = (f'solve-field failed (exit {outcome.returncode}): '
+                               f'{_last_error(outcome.log_path)}')
+        else:
+            result['error'] = 'solve-field found no solution'
         return
     header = fits.getheader(outcome.wcs_path)
     if not source_list:
@@ -213,7 +224,7 @@ def _solve(job_dir, input_path, args, result, source_list, width, height, timeou
         result['annotations'] = annotate.annotations(outcome.wcs_path, installation=inst)
     except Exception as exc:
         result['error'] = f'listing the objects in the field failed: {exc}'
-        _note(job_dir, traceback.format_exc())
+        _note(job_dir, exc)
         return
     result['objects_in_field'] = objects
     result['machine_tags'] = list(objects)
@@ -223,8 +234,8 @@ def _solve(job_dir, input_path, args, result, source_list, width, height, timeou
                                image_path=None if source_list else input_path,
                                width=result['width'], height=result['height'],
                                installation=inst)
-    except Exception:
-        _note(job_dir, traceback.format_exc())
+    except Exception as exc:
+        _note(job_dir, exc)
 
 
 def read_result(job_dir):

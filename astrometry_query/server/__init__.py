@@ -165,6 +165,8 @@ def serve(host='127.0.0.1', port=8080, workers=2, data_dir=None, api_keys=(),
         uvicorn's and our log level.
     """
     import uvicorn
+    # On Ctrl-C, wait at most this long for running solves; they re-run on restart.
+    app_kw.setdefault('shutdown_timeout', 30.0)
     logging.basicConfig(format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     logging.getLogger('astrometry_query').setLevel(log_level.upper())
     config = _uvicorn_config(host, port, workers, Path(data_dir or default_data_dir()),

@@ -111,8 +111,7 @@ async def read_form(request):
     spool, size = tempfile.SpooledTemporaryFile(max_size=1 << 20), 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > limit:
-            spool.close()
+        if size > limit:        # Django answers 400 past its limits
             raise BadRequest('request body too large')
         spool.write(chunk)
     spool.seek(0)
@@ -359,8 +358,8 @@ class NovaApp:
                 with open(path, 'rb') as f:
                     png = f.read(4) == b'\x89PNG'
                 return FileResponse(path, media_type='image/png' if png else 'image/jpeg')
-            headers = {'Content-Disposition': f'attachment; filename={filename}'} if filename else {}
-            return FileResponse(path, media_type=media_type, headers=headers)
+            return FileResponse(path, media_type=media_type, headers={
+                'Content-Disposition': f'attachment; filename={filename}'} if filename else {})
         return job_file
 
     async def kml(self, request):
@@ -383,12 +382,13 @@ class NovaApp:
         s = '{_s:opt_slash}'
         api = [('login', self.login), ('upload', self.submit),
                ('url_upload', functools.partial(self.submit, url_upload=True)),
-               ('submissions/{id:nova_id}', self.submission), ('jobs/{id:nova_id}', self.job_status)]
+               ('submissions/{id:nova_id}', self.submission),
+               ('jobs/{id:nova_id}', self.job_status)]
         api += [(f'jobs/{{id:nova_id}}/{name}', getattr(self, name)) for name in (
             'calibration', 'tags', 'objects_in_field', 'annotations', 'info')]
         api += [('jobs/{id:nova_id}/machine_tags', functools.partial(self.tags, machine_only=True))]
-        api += [('jobs_by_tag', self.jobs_by_tag), ('submission_images', self.submission_images),
-                ('sdss_image_for_wcs', self.survey_image), ('galex_image_for_wcs', self.survey_image)]
+        api += [('jobs_by_tag', self.jobs_by_tag), ('submission_images', self.submission_images)]
+        api += [(f'{survey}_image_for_wcs', self.survey_image) for survey in ('sdss', 'galex')]
         routes = [Route(f'/api/{path}{s}', Endpoint(fn)) for path, fn in api]
         # nova's myjobs pattern has no end anchor: /api/myjobsANYTHING is myjobs too.
         routes.append(Route('/api/myjobs{_rest:path}', Endpoint(self.myjobs)))

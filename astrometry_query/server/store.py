@@ -22,27 +22,29 @@ __all__ = ['Store', 'now_string', 'SESSION_AGE']
 SESSION_AGE = 14 * 24 * 3600.0
 _SESSION_ALPHABET = string.ascii_lowercase + string.digits
 
+# AUTOINCREMENT: an id, once given out, never names another submission or job.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
-    id INTEGER PRIMARY KEY, key_hash TEXT UNIQUE NOT NULL, email TEXT NOT NULL DEFAULT '');
+    id INTEGER PRIMARY KEY, key_hash TEXT UNIQUE NOT NULL, email TEXT NOT NULL DEFAULT '',
+    last_start REAL);
 CREATE TABLE IF NOT EXISTS sessions (
     key TEXT PRIMARY KEY, user_id INTEGER, expires REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS submissions (
-    id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, args TEXT NOT NULL,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, user_id INTEGER NOT NULL, args TEXT NOT NULL,
     source TEXT NOT NULL, url TEXT, upload TEXT, original_filename TEXT, hash TEXT,
     submitted_on TEXT NOT NULL, processing_started TEXT, processing_finished TEXT,
     error_message TEXT);
 CREATE TABLE IF NOT EXISTS images (
-    id INTEGER PRIMARY KEY, path TEXT NOT NULL, kind TEXT NOT NULL,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, path TEXT NOT NULL, kind TEXT NOT NULL,
     width INTEGER, height INTEGER, solve_width INTEGER, solve_height INTEGER);
 CREATE TABLE IF NOT EXISTS user_images (
-    id INTEGER PRIMARY KEY, submission_id INTEGER NOT NULL, image_id INTEGER NOT NULL,
-    original_filename TEXT NOT NULL);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, submission_id INTEGER NOT NULL,
+    image_id INTEGER NOT NULL, original_filename TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY, user_image_id INTEGER NOT NULL, queued_time TEXT,
+    id INTEGER PRIMARY KEY AUTOINCREMENT, user_image_id INTEGER NOT NULL, queued_time TEXT,
     start_time TEXT, end_time TEXT, status TEXT, objects TEXT NOT NULL DEFAULT '[]');
 CREATE TABLE IF NOT EXISTS calibrations (
-    id INTEGER PRIMARY KEY, job_id INTEGER UNIQUE NOT NULL, data TEXT NOT NULL);
+    id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER UNIQUE NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tags (
     id INTEGER PRIMARY KEY, user_image_id INTEGER NOT NULL, text TEXT NOT NULL,
     machine INTEGER NOT NULL);
@@ -50,6 +52,7 @@ CREATE INDEX IF NOT EXISTS ui_sub ON user_images(submission_id);
 CREATE INDEX IF NOT EXISTS job_ui ON jobs(user_image_id);
 CREATE INDEX IF NOT EXISTS tag_ui ON tags(user_image_id);
 CREATE INDEX IF NOT EXISTS sub_user ON submissions(user_id);
+CREATE INDEX IF NOT EXISTS job_queued ON jobs(id) WHERE start_time IS NULL;
 """
 
 
@@ -84,6 +87,9 @@ class Store:
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._lock = threading.RLock()
+        # SQLite's lower() is ASCII-only; tags hold Greek letters ("The star ι Ori").
+        self._db.create_function('ulower', 1, lambda t: None if t is None else t.lower(),
+                                 deterministic=True)
         with self._lock:
             self._db.execute('PRAGMA journal_mode=WAL')
             self._db.execute('PRAGMA synchronous=NORMAL')
@@ -126,7 +132,8 @@ class Store:
         """A new 32-character ``[a-z0-9]`` session key (Django's format)."""
         key = ''.join(secrets.choice(_SESSION_ALPHABET) for _ in range(32))
         with self._tx() as db:
-            db.execute('INSERT INTO sessions VALUES (?, ?, ?)', (key, user_id, time.time() + SESSION_AGE))
+            db.execute('INSERT INTO sessions VALUES (?, ?, ?)',
+                       (key, user_id, time.time() + SESSION_AGE))
         return key
 
     def check_session(self, key):
@@ -143,7 +150,8 @@ class Store:
         """
         now = time.time()
         with self._tx() as db:
-            row = db.execute('SELECT user_id, expires FROM sessions WHERE key = ?', (key,)).fetchone()
+            row = db.execute('SELECT user_id, expires FROM sessions WHERE key = ?',
+                             (key,)).fetchone()
             if row is None:
                 return None
             if row['expires'] <= now or row['user_id'] is None:
@@ -241,16 +249,23 @@ class Store:
 
     # -- jobs -------------------------------------------------------------------
     def claim_job(self):
-        """Start the oldest queued job; return what the solver needs (or None)."""
+        """Start a queued job; return what the solver needs (or None).
+
+        Fair between users: the oldest queued job of the user served least
+        recently goes first, so one user's batch cannot starve the others.
+        """
         with self._tx() as db:
             row = db.execute(
                 'SELECT j.id, ui.original_filename, i.id AS image_id, i.path, i.kind, i.width,'
-                ' i.height, i.solve_width, i.solve_height, s.args FROM jobs j'
+                ' i.height, i.solve_width, i.solve_height, s.args, s.user_id FROM jobs j'
                 ' JOIN user_images ui ON ui.id = j.user_image_id'
                 ' JOIN images i ON i.id = ui.image_id JOIN submissions s ON s.id = ui.submission_id'
-                ' WHERE j.start_time IS NULL ORDER BY j.id LIMIT 1').fetchone()
+                ' JOIN users u ON u.id = s.user_id WHERE j.start_time IS NULL'
+                ' ORDER BY u.last_start IS NOT NULL, u.last_start, j.id LIMIT 1').fetchone()
             if row is not None:
                 db.execute('UPDATE jobs SET start_time = ? WHERE id = ?', (now_string(), row['id']))
+                db.execute('UPDATE users SET last_start = ? WHERE id = ?',
+                           (time.time(), row['user_id']))
         if row is None:
             return None
         job = dict(row)
@@ -314,14 +329,14 @@ class Store:
         """
         if exact:
             texts = {r['text'] for r in self._all(
-                'SELECT DISTINCT text FROM tags WHERE lower(text) = lower(?)', query)}
+                'SELECT DISTINCT text FROM tags WHERE ulower(text) = ulower(?)', query)}
             if len(texts) > 1:
                 raise LookupError('several tags match')
             where, arg = 't.text = ?', (texts.pop() if texts else None)
         else:
             if query is None:
                 raise TypeError('jobs_by_tag needs a query')
-            where, arg = 'instr(lower(t.text), lower(?)) > 0', query
+            where, arg = 'instr(ulower(t.text), ulower(?)) > 0', query
         # One row per matching tag: with substring matches an image can come back twice.
         rows = self._all('SELECT t.user_image_id AS ui FROM tags t JOIN user_images ui ON'
                          f' ui.id = t.user_image_id WHERE {where} ORDER BY ui.submission_id DESC,'

@@ -29,8 +29,8 @@ from astropy.wcs import FITSFixedWarning
 
 from ..settings import MAX_SOURCES, nova_cast
 
-__all__ = ['SolvePool', 'NOVA_DEFAULTS', 'submission_args', 'source_list_bytes', 'ingest', 'save_upload',
-           'brightest_stars']
+__all__ = ['SolvePool', 'NOVA_DEFAULTS', 'submission_args', 'source_list_bytes', 'ingest',
+           'save_upload', 'brightest_stars']
 
 log = logging.getLogger('astrometry_query.server')
 
@@ -108,15 +108,15 @@ def _fits_content(path):
     """('image', w, h) or ('xy', x, y) for a FITS file, else None."""
     with fits.open(path, memmap=True, lazy_load_hdus=True) as hdul:
         for hdu in hdul:
-            hdr = hdu.header
-            if hdu.is_image and hdr.get('NAXIS', 0) >= 2 and hdr.get('NAXIS1') and hdr.get('NAXIS2'):
-                return 'image', int(hdr['NAXIS1']), int(hdr['NAXIS2'])
+            shape = [hdu.header.get(k, 0) for k in ('NAXIS', 'NAXIS1', 'NAXIS2')]
+            if hdu.is_image and shape[0] >= 2 and shape[1] * shape[2]:
+                return 'image', int(shape[1]), int(shape[2])
         for hdu in hdul:
             if isinstance(hdu, fits.BinTableHDU):
                 names = {n.lower(): n for n in hdu.columns.names}
                 if 'x' in names and 'y' in names:   # nova matches the names case-insensitively
-                    data = hdu.data
-                    return 'xy', np.array(data[names['x']], float), np.array(data[names['y']], float)
+                    x, y = hdu.data[names['x']], hdu.data[names['y']]
+                    return 'xy', np.array(x, float), np.array(y, float)
     return None
 
 
