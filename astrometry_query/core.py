@@ -32,6 +32,21 @@ BACKENDS = ('auto', 'nova', 'local')
 MIN_SOURCES = 12
 
 
+def _read_header(path):
+    try:
+        return read_image(path)[1]
+    except InvalidInputError as exc:
+        raise InvalidInputError(f'ra_key/dec_key: {exc}') from None
+
+
+def _solve_timeout(value):
+    """solve_timeout (None: conf.solve_timeout), checked before any I/O."""
+    value = conf.solve_timeout if value is None else value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float('inf'):
+        raise InvalidInputError(f'solve_timeout must be a positive number of seconds, got {value!r}.')
+    return float(value)
+
+
 class AstrometryNetClass(JobResultsMixin, BaseQuery):
     """Plate-solve images and source lists with astrometry.net.
 
@@ -227,41 +242,44 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
 
     # -- submitting ---------------------------------------------------------
     def submit_image(self, image_file_path, *, force_image_upload=False, ra_key=None, dec_key=None,
-                     fwhm=3, detect_threshold=5, verbose=True, **settings):
+                     fwhm=3, detect_threshold=5, verbose=True, solve_timeout=None, **settings):
         """Submit an image without waiting; returns a `Submission`.
 
         Unless ``force_image_upload``, the nova backend extracts sources here
         (sep) and uploads only the brightest 1000; it uploads the image when
         too few are found.  The local backend solves the file itself.
-        See `solve_from_image` for the parameters.
+        See `solve_from_image` for the parameters; ``solve_timeout`` bounds a
+        local solve (its process tree is killed then).
         """
         path = Path(image_file_path) if isinstance(image_file_path, (str, os.PathLike)) else None
         if path is None or not path.is_file():
             raise InvalidInputError(f'image_file_path: no such file: {str(image_file_path)!r}')
         if (ra_key is None) != (dec_key is None):
             raise InvalidInputError('Give ra_key and dec_key together.')
-        args = to_nova_args(normalize_settings(settings))      # fails before any I/O
+        if ra_key is not None and 'center' not in settings and 'center_ra' not in settings:
+            # A header hint is a setting like any other: read it before validating.
+            settings['center_ra'], settings['center_dec'] = header_position(
+                _read_header(path), ra_key, dec_key)
+        args = to_nova_args(normalize_settings(settings))      # fails before any network I/O
+        timeout = _solve_timeout(solve_timeout)
         backend = self.backend
-        if ra_key is not None or (backend.name == 'nova' and not force_image_upload):
-            data, header = read_image(path)
-            if ra_key is not None and 'center_ra' not in args:
-                args['center_ra'], args['center_dec'] = header_position(header, ra_key, dec_key)
-                args = to_nova_args(normalize_settings(args))
-            if backend.name == 'nova' and not force_image_upload:
-                sources = extract_sources(data, fwhm=fwhm, detect_threshold=detect_threshold)
-                if verbose:
-                    log.info(f'Found {len(sources)} sources in {path.name}.')
-                if len(sources) >= MIN_SOURCES:
-                    height, width = data.shape
-                    return backend.submit_source_list(sources['x'].value, sources['y'].value, args,
-                                                      width=width, height=height)
-                log.info(f'Only {len(sources)} sources found: uploading the image instead.')
-        return backend.submit_image(path, args)
+        if backend.name == 'nova' and not force_image_upload:
+            data, _ = read_image(path)
+            sources = extract_sources(data, fwhm=fwhm, detect_threshold=detect_threshold)
+            if verbose:
+                log.info(f'Found {len(sources)} sources in {path.name}.')
+            if len(sources) >= MIN_SOURCES:
+                height, width = data.shape
+                return backend.submit_source_list(sources['x'].value, sources['y'].value, args,
+                                                  width=width, height=height, timeout=timeout)
+            log.info(f'Only {len(sources)} sources found: uploading the image instead.')
+        return backend.submit_image(path, args, timeout=timeout)
 
-    def submit_source_list(self, x, y, image_width, image_height, **settings):
+    def submit_source_list(self, x, y, image_width, image_height, *, solve_timeout=None, **settings):
         """Submit x/y source positions (FITS 1-based pixels, brightest first);
         returns a `Submission` without waiting.  nova uses the first 1000."""
         args = to_nova_args(normalize_settings(settings))
+        timeout = _solve_timeout(solve_timeout)
         x, y = check_source_list(x, y)
         for name, value in (('image_width', image_width), ('image_height', image_height)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1e6 \
@@ -272,25 +290,27 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
                         '(pass them brightest first).')
             x, y = x[:MAX_SOURCES], y[:MAX_SOURCES]
         return self.backend.submit_source_list(x, y, args, width=int(image_width),
-                                               height=int(image_height))
+                                               height=int(image_height), timeout=timeout)
 
-    def submit_url(self, url, **settings):
+    def submit_url(self, url, *, solve_timeout=None, **settings):
         """Ask the backend to fetch and solve an image at a URL; returns a `Submission`."""
         if not isinstance(url, str) or not url.lower().startswith(('http://', 'https://')):
             raise InvalidInputError(f'url must be an http(s) URL, got {url!r}.')
         if len(url) > 200:
             raise InvalidInputError(f'url must be at most 200 characters (nova stores 200), got {len(url)}.')
-        return self.backend.submit_url(url, to_nova_args(normalize_settings(settings)))
+        args = to_nova_args(normalize_settings(settings))
+        return self.backend.submit_url(url, args, timeout=_solve_timeout(solve_timeout))
 
     # -- waiting ------------------------------------------------------------
-    def wait(self, submission, *, solve_timeout=None, verbose=True, progress=None):
+    def wait(self, submission=None, *, job_id=None, solve_timeout=None, verbose=True, progress=None):
         """Wait for a submission (or job) to be solved; returns its `Job`.
 
         Parameters
         ----------
         submission : `Submission`, `Job`, Header, int
-            What to wait for.  An int is a submission id; use a `Job` or
-            ``job_id=`` in a Header to resume from a job.
+            What to wait for.  An int is a submission id.
+        job_id : int, optional
+            Wait for a job instead (a `Job` or a Header also name one).
         solve_timeout : float, optional
             Seconds; default ``conf.solve_timeout``.
         progress : callable, optional
@@ -300,15 +320,17 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
         ------
         SolveFailedError, SolveTimeoutError, SubmissionError
         """
-        if isinstance(submission, Submission):
+        if job_id is not None:
+            job_id, sub_id = job_ref(job_id)[0], None
+        elif submission is None:
+            raise InvalidInputError('wait() needs a submission (or job_id=).')
+        elif isinstance(submission, Submission):
             sub_id, job_id = submission.id, None
         elif isinstance(submission, (int, str)) and not isinstance(submission, bool):
             sub_id, job_id = int(job_ref(submission)[0]), None
         else:
             job_id, sub_id = job_ref(submission)
-        timeout = conf.solve_timeout if solve_timeout is None else solve_timeout
-        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout <= 0:
-            raise InvalidInputError(f'solve_timeout must be a positive number of seconds, got {timeout!r}.')
+        timeout = _solve_timeout(solve_timeout)
         return wait_for_job(self.backend, submission_id=sub_id, job_id=job_id,
                             solve_timeout=timeout, poll_interval=conf.poll_interval,
                             verbose=verbose, progress=progress)
@@ -364,7 +386,8 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
         """
         sub = self.submit_image(image_file_path, force_image_upload=force_image_upload,
                                 ra_key=ra_key, dec_key=dec_key, fwhm=fwhm,
-                                detect_threshold=detect_threshold, verbose=verbose, **settings)
+                                detect_threshold=detect_threshold, verbose=verbose,
+                                solve_timeout=solve_timeout, **settings)
         return self._finish(sub, solve_timeout, verbose, return_submission_id, cache, progress)
 
     def solve_from_source_list(self, x, y, image_width, image_height, *, solve_timeout=None,
@@ -372,13 +395,14 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
                                **settings):
         """Plate-solve a list of source positions (FITS 1-based, brightest
         first); returns the WCS Header.  See `solve_from_image`."""
-        sub = self.submit_source_list(x, y, image_width, image_height, **settings)
+        sub = self.submit_source_list(x, y, image_width, image_height, solve_timeout=solve_timeout,
+                                      **settings)
         return self._finish(sub, solve_timeout, verbose, return_submission_id, cache, progress)
 
     def solve_from_url(self, url, *, solve_timeout=None, verbose=True, return_submission_id=False,
                        cache=True, progress=None, **settings):
         """Plate-solve an image at a URL; returns the WCS Header."""
-        sub = self.submit_url(url, **settings)
+        sub = self.submit_url(url, solve_timeout=solve_timeout, **settings)
         return self._finish(sub, solve_timeout, verbose, return_submission_id, cache, progress)
 
 

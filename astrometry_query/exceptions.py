@@ -39,9 +39,9 @@ class AstrometryNetError(Exception):
         if self.job_id is not None:
             ids.append(f'job {self.job_id}')
         if ids and 'resume' not in text:
-            ref = self.job_id if self.job_id is not None else self.submission_id
-            text += (f" ({', '.join(ids)}; resume with "
-                     f"AstrometryNet.wait({ref!r}))")
+            call = (f'wait({self.submission_id!r})' if self.submission_id is not None
+                    else f'wait(job_id={self.job_id!r})')
+            text += f" ({', '.join(ids)}; resume with AstrometryNet.{call})"
         return text
 
 

@@ -113,6 +113,9 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
             line.update(f'{label.strip()}: {state}')
             if state == 'success':
                 return backend.job_info(job_id, submission_id)
+            if state == 'failure' and getattr(backend, 'timed_out', lambda j: False)(job_id):
+                raise SolveTimeoutError(f'The solve was stopped: {backend.failure_reason(job_id)}',
+                                        **ids())
             if state == 'failure':
                 raise SolveFailedError(f'The solve failed: {backend.failure_reason(job_id)}.', **ids())
             if isinstance(state, str) and state.startswith('submission failed: '):

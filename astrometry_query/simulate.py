@@ -126,9 +126,9 @@ def _scale_deg(pixel_scale):
 
 def _sip_matrices(sip):
     terms = {k: float(v) for k, v in sip.items() if re.fullmatch(r'[AB]_\d+_\d+', k)}
-    for key in ('A_3_0', 'A_1_2', 'B_2_1', 'B_0_3'):     # k1 * (u, v) * (u**2 + v**2)
-        terms[key] = terms.get(key, 0.0) + float(sip.get('k1', 0.0))
-    order = int(sip.get('order', max(sum(map(int, k.split('_')[1:])) for k in terms)))
+    for key in ('A_3_0', 'A_1_2', 'B_2_1', 'B_0_3') if 'k1' in sip else ():   # k1 * (u, v) * r**2
+        terms[key] = terms.get(key, 0.0) + float(sip['k1'])
+    order = int(sip.get('order', max((sum(map(int, k.split('_')[1:])) for k in terms), default=2)))
     a, b = np.zeros((order + 1, order + 1)), np.zeros((order + 1, order + 1))
     for key, val in terms.items():
         name, p, q = key.split('_')

@@ -26,8 +26,9 @@ Scenarios are scripts: a list of states, one per status poll (a look at
 ``/api/submissions/<id>`` or ``/api/jobs/<id>``); the last state sticks.
 States: ``queued``, ``processing``, ``waiting`` (image, job null),
 ``job_queued`` (job status "processing"), ``solving``, ``success``,
-``failure``, ``error`` (submission error_message), ``vanish`` (the job is
-deleted -- its id answers 404 -- and replaced by a new id, solving).
+``failure``, ``other`` (job status "?": ended with another status),
+``error`` (submission error_message), ``vanish`` (the job is deleted -- its
+id answers 404 -- and replaced by a new id, solving).
 """
 import email.parser
 import email.policy
@@ -158,7 +159,7 @@ FILE_ROUTES = {
 }
 
 JOB_STATUS = {'job_queued': 'processing', 'solving': 'solving', 'vanish': 'solving',
-              'success': 'success', 'failure': 'failure'}
+              'success': 'success', 'failure': 'failure', 'other': '?'}
 NO_JOB_STATES = ('queued', 'processing', 'waiting', 'error')
 STATES = NO_JOB_STATES + tuple(JOB_STATUS)
 

@@ -207,13 +207,24 @@ def test_unsolvable_field_raises_solve_failed(nova, local):
         assert info.value.submission_id is not None
 
 
-def test_timeout_carries_submission_id_and_resumes(local, fields):
+def test_local_timeout_kills_the_solve(local, fields):
     path, field, scale = fields['plain']
     with pytest.raises(SolveTimeoutError) as info:
-        local.solve_from_image(path, verbose=False, solve_timeout=0.01, **_scale_hint(scale))
+        local.solve_from_image(path, verbose=False, solve_timeout=0.05)
     assert isinstance(info.value, TimeoutError) and info.value.args[1] is not None
-    job = local.wait(info.value.submission_id, solve_timeout=120, verbose=False)
-    assert wcs_rms_error(field.wcs, local.get_wcs_header(job), field.data.shape) < WCS_LIMIT
+    # The solve was stopped, not left running: resuming reports the same.
+    with pytest.raises(SolveTimeoutError):
+        local.wait(info.value.submission_id, solve_timeout=60, verbose=False)
+
+
+def test_timeout_carries_submission_id_and_resumes(nova, fields):
+    path, field, scale = fields['plain']
+    with pytest.raises(SolveTimeoutError) as info:
+        nova.solve_from_image(path, verbose=False, solve_timeout=0.01, **_scale_hint(scale))
+    assert isinstance(info.value, TimeoutError) and info.value.args[1] is not None
+    assert f'wait({info.value.submission_id}' in str(info.value)
+    job = nova.wait(info.value.submission_id, solve_timeout=120, verbose=False)
+    assert wcs_rms_error(field.wcs, nova.get_wcs_header(job), field.data.shape) < WCS_LIMIT
 
 
 def test_local_results_survive_a_new_instance(fields):

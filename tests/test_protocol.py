@@ -217,3 +217,76 @@ def test_redact_nothing_secret():
     assert redact('') == ''
     assert redact(None) is None
     assert redact('{"status": "success"}') == '{"status": "success"}'
+
+
+# -- the fake server used by the client tests speaks nova's dialect ------------------------
+from nova_mock import API_KEY, SERVER, FakeNova  # noqa: E402
+
+
+def _call(fake, method, path, args=None, **kwargs):
+    data = encode_request(args) if args is not None else kwargs.pop('data', None)
+    return fake.request(method, SERVER + path, data=data, **kwargs)
+
+
+def test_fake_nova_prechecks():
+    fake = FakeNova()
+    assert json.loads(_call(fake, 'POST', '/api/upload').text) == {'status': 'error',
+                                                                   'errormessage': 'no json'}
+    r = _call(fake, 'POST', '/api/upload', data={'request-json': '{oops'})
+    assert json.loads(r.text)['errormessage'] == 'failed to parse JSON: "{oops"'
+    r = _call(fake, 'POST', '/api/upload', {'x': [1]})
+    assert json.loads(r.text)['errormessage'] == 'no "session" in JSON.'
+    r = _call(fake, 'POST', '/api/upload', {'session': 'zzz'})
+    assert json.loads(r.text)['errormessage'] == 'no session with key "zzz"'
+    r = _call(fake, 'POST', '/api/login', {'apikey': 'nope'})
+    assert (r.status_code, json.loads(r.text)) == (200, {'status': 'error',
+                                                         'errormessage': 'bad apikey'})
+    assert r.headers['Content-Type'] == 'text/plain'
+    r = _call(fake, 'POST', '/api/login', {})
+    assert json.loads(r.text)['errormessage'] == 'need "apikey"'
+    r = _call(fake, 'POST', '/api/login', {'apikey': API_KEY})
+    session = json.loads(r.text)['session']
+    assert len(session) == 32 and 'NovaAstrometrySession=' + session in r.headers['Set-Cookie']
+    fake.expire_sessions('unauthenticated')
+    r = _call(fake, 'POST', '/api/myjobs', {'session': session})
+    assert json.loads(r.text)['errormessage'] == 'user is not authenticated.'
+    r = _call(fake, 'POST', '/api/submission_images', {'session': session, 'subid': 1})
+    assert json.loads(r.text)['errormessage'] == 'submission does not exist'
+
+
+def test_fake_nova_non_json_outcomes():
+    fake = FakeNova()
+    r = _call(fake, 'GET', '/api/submissions/77')
+    assert r.status_code == 404 and '<title>Page not found' in r.text
+    assert _call(fake, 'GET', '/api/jobs/1-2').status_code == 500
+    r = _call(fake, 'GET', '/api/logout')
+    assert r.status_code == 200 and '<title>Astrometry.net</title>' in r.text
+    assert _call(fake, 'POST', '/api/logout').status_code == 403
+    assert _call(fake, 'POST', '//api/login', {'apikey': API_KEY}).status_code == 403
+    r = _call(fake, 'GET', '/kml_file/5')
+    assert r.text.startswith('KMZ requests are off')
+
+
+def test_fake_nova_lifecycle_and_files():
+    fake = FakeNova()
+    sid = fake.add_submission(['queued', 'waiting', 'solving', 'solving', 'success'])
+    first = json.loads(_call(fake, 'GET', f'/api/submissions/{sid}').text)
+    assert 'status' not in first and 'error_message' not in first
+    assert first['processing_started'] == 'None' and first['jobs'] == []
+    second = json.loads(_call(fake, 'GET', f'/api/submissions/{sid}').text)
+    assert second['jobs'] == [None] and second['user_images']
+    third = json.loads(_call(fake, 'GET', f'/api/submissions/{sid}').text)
+    jid = third['jobs'][0]
+    assert isinstance(jid, int) and third['job_calibrations'] == []
+    assert json.loads(_call(fake, 'GET', f'/api/jobs/{jid}/calibration').text) == {
+        'error': f'no calibration data available for job {jid}'}
+    assert _call(fake, 'GET', f'/wcs_file/{jid}').status_code == 500
+    assert json.loads(_call(fake, 'GET', f'/api/jobs/{jid}').text) == {'status': 'solving'}
+    assert json.loads(_call(fake, 'GET', f'/api/jobs/{jid}').text) == {'status': 'success'}
+    assert json.loads(_call(fake, 'GET', f'/api/jobs/{jid}/calibration').text)['pixscale'] == 20.0
+    r = _call(fake, 'GET', f'/corr_file/{jid}')
+    assert r.status_code == 302 and r.headers['Location'] == f'/ask_human?next=/corr_file/{jid}'
+    r = _call(fake, 'GET', f'/corr_file/{jid}', headers={'Referer': SERVER})
+    assert r.status_code == 200 and r.content.startswith(b'SIMPLE')
+    assert _call(fake, 'GET', f'/wcs_file/{jid}').content.startswith(b'SIMPLE')
+    assert [r.method for r in fake.requests][:3] == ['GET'] * 3

@@ -93,11 +93,12 @@ class LocalBackend:
         return path
 
     def _start(self, args, *, input_name, source_list=False, width=None, height=None,
-               original_filename=None, url=None, job=None):
+               original_filename=None, url=None, job=None, timeout=None):
         job_id, job_dir = job or self._new_job()
         request = {'args': args, 'input': input_name, 'source_list': source_list,
                    'width': width, 'height': height, 'url': url,
                    'original_filename': original_filename or input_name,
+                   'timeout': float(timeout) if timeout else self.job_timeout,
                    'submitted': str(datetime.utcnow())}
         tmp = job_dir / (REQUEST_FILE + '.tmp')
         tmp.write_text(json.dumps(request))
@@ -125,29 +126,31 @@ class LocalBackend:
                 return None
         return local_jobs.solve_job(job_dir, job_dir / request['input'], request['args'],
                                     source_list=request['source_list'], width=request['width'],
-                                    height=request['height'], timeout=self.job_timeout,
+                                    height=request['height'], timeout=request.get('timeout') or self.job_timeout,
                                     installation=self.installation,
                                     original_filename=request['original_filename'])
 
     # -- submitting ---------------------------------------------------------
-    def submit_image(self, image, args, *, filename=None):
+    def submit_image(self, image, args, *, filename=None, timeout=None):
         if not isinstance(image, (str, os.PathLike)):
             raise InvalidInputError('The local backend takes an image file path.')
         source = Path(image)
         name = 'input' + ''.join(source.suffixes[-2:]).lower()
         job = self._new_job()
         shutil.copyfile(source, job[1] / name)
-        return self._start(args, input_name=name, original_filename=filename or source.name, job=job)
+        return self._start(args, input_name=name, original_filename=filename or source.name, job=job,
+                           timeout=timeout)
 
-    def submit_source_list(self, x, y, args, *, width, height):
+    def submit_source_list(self, x, y, args, *, width, height, timeout=None):
         job = self._new_job()
         write_xylist(job[1] / 'input.xyls', x[:1000], y[:1000])
         return self._start(args, input_name='input.xyls', source_list=True, width=int(width),
-                           height=int(height), original_filename='json-xy', job=job)
+                           height=int(height), original_filename='json-xy', job=job,
+                           timeout=timeout)
 
-    def submit_url(self, url, args):
+    def submit_url(self, url, args, *, timeout=None):
         name = 'input' + ''.join(Path(url.split('?')[0]).suffixes[-2:]).lower()
-        return self._start(args, input_name=name, url=url,
+        return self._start(args, input_name=name, url=url, timeout=timeout,
                            original_filename=url.rstrip('/').rsplit('/', 1)[-1])
 
     # -- status -------------------------------------------------------------
@@ -199,9 +202,14 @@ class LocalBackend:
             return error.read_text()
         result = local_jobs.read_result(job_dir) or {}
         if result.get('timed_out'):
-            return f'solve-field ran out of time ({self.job_timeout:g} s)'
+            request = json.loads((job_dir / REQUEST_FILE).read_text())
+            return f"solve-field ran out of time ({request.get('timeout') or self.job_timeout:g} s)"
         return result.get('error') or ('solve-field found no solution: give scale and position '
                                        'hints, or check the image has stars')
+
+    def timed_out(self, job_id):
+        """True when the solve was stopped by its time limit."""
+        return bool((local_jobs.read_result(self._job_dir(job_id)) or {}).get('timed_out'))
 
     # -- results ------------------------------------------------------------
     def _solved_result(self, job_id):

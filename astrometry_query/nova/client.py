@@ -124,7 +124,7 @@ class NovaClient:
         return key
 
     # -- submitting ---------------------------------------------------------
-    def submit_image(self, image, args, *, filename=None):
+    def submit_image(self, image, args, *, filename=None, timeout=None):
         """Upload an image file (path, bytes or binary file object)."""
         if isinstance(image, (str, os.PathLike)):
             path = Path(image)
@@ -136,14 +136,15 @@ class NovaClient:
         return self._upload(args, files={'file': (filename or 'image.fits', image,
                                                   'application/octet-stream')})
 
-    def submit_source_list(self, x, y, args, *, width, height):
+    def submit_source_list(self, x, y, args, *, width, height, timeout=None):
         """Submit x/y lists (brightest first) in the JSON, as nova's client does."""
         payload = dict(args, x=[float(v) for v in x], y=[float(v) for v in y],
                        image_width=int(width), image_height=int(height))
         return self._upload(payload)
 
-    def submit_url(self, url, args):
-        """Ask the server to fetch an image from a URL."""
+    def submit_url(self, url, args, *, timeout=None):
+        """Ask the server to fetch an image from a URL (``timeout``: the
+        solve's time limit, which nova sets itself, is not sent)."""
         answer = self._api('POST', ['url_upload'], dict(args, url=url), auth=True)
         return Submission(id=int(answer['subid']), hash=answer.get('hash'))
 

@@ -33,6 +33,8 @@ def main(argv=None):
     except ValueError as exc:
         print(f'error: {exc}', file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        pass    # uvicorn re-raises Ctrl-C after its graceful shutdown: a normal stop
     return 0
 
 

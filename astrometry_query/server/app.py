@@ -46,6 +46,7 @@ FILE_ROUTES = {
     'annotated_display': ('annotated', True, None, None),
     'annotated_full': ('annotated', True, None, None),
     'joblog': ('log', False, 'text/plain', None), 'joblog2': ('log2', False, 'text/plain', None),
+    'kml_file': ('kml', False, None, None),
 }
 # Plots this server does not draw: nova's answer to a failed plot.
 FILE_ROUTES.update((name, (None, True, None, None)) for name in (
@@ -63,8 +64,7 @@ class _Pattern(Convertor):
         return value
 
 
-# nova's id syntax: '12-3' matches, then int() fails: HTTP 500.
-register_url_convertor('nova_id', _Pattern('[0-9-]+'))
+register_url_convertor('nova_id', _Pattern('[0-9-]+'))    # nova's: '12-3' matches, then 500s
 register_url_convertor('opt_slash', _Pattern('/?'))
 
 
@@ -94,8 +94,8 @@ def _parse_multipart(spool, mimetype, size, options):
     parser = FormDataParser(max_form_memory_size=FORM_MEMORY, silent=False)
     try:
         _, form, files = parser.parse(spool, mimetype, size, options)
-    except (RequestEntityTooLarge, ValueError) as exc:
-        raise BadRequest(type(exc).__name__) from None
+    except (RequestEntityTooLarge, ValueError):
+        raise BadRequest() from None
     # Django's QueryDict.get returns the last value of a repeated field.
     return {k: v[-1] for k, v in form.lists()}, files
 
@@ -150,16 +150,26 @@ class Endpoint:
 
 
 class NovaApp:
-    """The routes and their shared state (store, worker pool, API keys)."""
+    """nova's routes over a store and a worker pool.
+
+    Parameters
+    ----------
+    data_dir : `~pathlib.Path`
+        Where uploads and job directories live.
+    api_keys : list of str
+        Accepted API keys; empty accepts any non-empty key.
+    pool : `~astrometry_query.server.worker.SolvePool`
+        Its ``store`` is the database; it is woken on each new submission.
+    """
 
     def __init__(self, data_dir, api_keys, pool):
         self.data_dir = Path(data_dir)
         self.store, self.pool = pool.store, pool
         self.api_keys = [k.encode('utf-8') for k in api_keys]
 
-    # -- request-json pre-checks (protocol §0.1) ----------------------------------
     @staticmethod
     def request_json(form):
+        """Pre-checks 1-2 of protocol §0.1: the request-json object."""
         raw = form.get('request-json')
         if not raw:
             raise ApiError(ERRORS['no_json'])
@@ -174,6 +184,7 @@ class NovaApp:
         return data
 
     async def authed(self, form, need_user=True):
+        """Pre-checks 1-5 (1-4 without ``need_user``): (request-json, user id)."""
         data = self.request_json(form)
         if 'session' not in data:
             raise ApiError(ERRORS['no_session'])
@@ -185,7 +196,6 @@ class NovaApp:
             raise ApiError(ERRORS['not_authenticated'])
         return data, user
 
-    # -- API ---------------------------------------------------------------------
     async def login(self, request):
         data = self.request_json((await read_form(request))[0])
         apikey = data.get('apikey')
@@ -328,10 +338,9 @@ class NovaApp:
         raise NotImplementedError('sdss/galex_image_for_wcs')
 
     async def _human(self, request):
-        if request.headers.get('referer'):
-            return True
-        key = request.cookies.get(SESSION_COOKIE)
-        return bool(key) and await run_in_threadpool(self.store.human_session, key)
+        key = request.cookies.get(SESSION_COOKIE)      # an API login marks a human too
+        return bool(request.headers.get('referer') or key and await run_in_threadpool(
+            self.store.human_session, key))
 
     def _result_path(self, job, kind):
         job_dir = self.data_dir / 'jobs' / str(job['id'])
@@ -350,8 +359,8 @@ class NovaApp:
             if gated and not await self._human(request):
                 return RedirectResponse('/ask_human?next=' + quote(request.url.path), 302)
             job = await self._job(request)
-            if kind is None:
-                return HTMLResponse('plot failed: this server does not draw this plot')
+            if kind in (None, 'kml'):
+                return HTMLResponse(KML_TEXT if kind else 'plot failed: not drawn on this server')
             # An unsolved job has no file: FileNotFoundError gives nova's 500.
             path = await run_in_threadpool(self._result_path, job, kind)
             if media_type is None:
@@ -362,15 +371,8 @@ class NovaApp:
                 'Content-Disposition': f'attachment; filename={filename}'} if filename else {})
         return job_file
 
-    async def kml(self, request):
-        return HTMLResponse(KML_TEXT)
-
-    async def ask_human(self, request):
-        return _page(200, 'Are you human?', '<p>Result files need a Referer header or the '
-                                            'session cookie of an API login.</p>')
-
     async def home(self, request):
-        if request.method in ('GET', 'HEAD'):
+        if request.method in ('GET', 'HEAD'):    # also /ask_human, the gate's target
             return _page(200, 'astrometry_query nova-compatible server',
                          '<p>This server speaks the nova.astrometry.net API under '
                          '<code>/api/</code> and solves with a local astrometry.net.</p>')
@@ -394,7 +396,5 @@ class NovaApp:
         routes.append(Route('/api/myjobs{_rest:path}', Endpoint(self.myjobs)))
         routes += [Route(f'/{r}/{{id:nova_id}}{s}', Endpoint(self.file_route(r)))
                    for r in FILE_ROUTES]
-        routes += [Route(f'/kml_file/{{id:nova_id}}{s}', Endpoint(self.kml)),
-                   Route(f'/ask_human{s}', Endpoint(self.ask_human)),
-                   Route('/{_rest:path}', Endpoint(self.home))]
+        routes.append(Route('/{_rest:path}', Endpoint(self.home)))
         return routes
