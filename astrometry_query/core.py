@@ -5,10 +5,14 @@ solver), and turns records into Headers and Tables.  Protocol details live in
 ``nova/``, solver details in ``local/``.
 """
 import getpass
+import numbers
 import os
+import re
+import warnings
 from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
 
+from astropy.utils.exceptions import AstropyDeprecationWarning
 from astroquery import log
 from astroquery.query import BaseQuery
 from requests.adapters import HTTPAdapter
@@ -30,6 +34,10 @@ __all__ = ['AstrometryNet', 'AstrometryNetClass']
 BACKENDS = ('auto', 'nova', 'local')
 #: Below this many detected sources the image itself is uploaded.
 MIN_SOURCES = 12
+
+
+#: nova's answer for a job that has no results yet, e.g. {"objects_in_field": []}.
+_EMPTY_ANSWER = re.compile(rb'^\{"\w+": \[\]\}$')
 
 
 def _read_header(path):
@@ -125,6 +133,10 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
     def timeout(self):
         return float(self._timeout if self._timeout is not None else conf.timeout)
 
+    @timeout.setter
+    def timeout(self, value):
+        self._timeout = value
+
     TIMEOUT = timeout
 
     @property
@@ -215,8 +227,9 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
     def _request(self, method, url, **kwargs):
         cache = kwargs.get('cache')
         response = super()._request(method, url, **kwargs)
-        if cache and (response.status_code != 200 or b'"error' in response.content[:40]):
-            # astroquery caches any answer; an error must not stick.
+        if cache and (response.status_code != 200 or b'"error' in response.content[:40]
+                      or _EMPTY_ANSWER.match(response.content)):
+            # astroquery caches any answer; an error or a not-yet answer must not stick.
             self._last_query.request_file(self.cache_location).unlink(missing_ok=True)
         return response
 
@@ -242,7 +255,8 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
 
     # -- submitting ---------------------------------------------------------
     def submit_image(self, image_file_path, *, force_image_upload=False, ra_key=None, dec_key=None,
-                     fwhm=3, detect_threshold=5, verbose=True, solve_timeout=None, **settings):
+                     ra_dec_units=None, fwhm=3, detect_threshold=5, verbose=True, solve_timeout=None,
+                     **settings):
         """Submit an image without waiting; returns a `Submission`.
 
         Unless ``force_image_upload``, the nova backend extracts sources here
@@ -251,6 +265,9 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
         See `solve_from_image` for the parameters; ``solve_timeout`` bounds a
         local solve (its process tree is killed then).
         """
+        if ra_dec_units is not None:
+            warnings.warn('ra_dec_units is ignored (deprecated in astroquery too): units are read '
+                          'from the header cards.', AstropyDeprecationWarning)
         path = Path(image_file_path) if isinstance(image_file_path, (str, os.PathLike)) else None
         if path is None or not path.is_file():
             raise InvalidInputError(f'image_file_path: no such file: {str(image_file_path)!r}')
@@ -326,7 +343,7 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
             raise InvalidInputError('wait() needs a submission (or job_id=).')
         elif isinstance(submission, Submission):
             sub_id, job_id = submission.id, None
-        elif isinstance(submission, (int, str)) and not isinstance(submission, bool):
+        elif isinstance(submission, (numbers.Integral, str)) and not isinstance(submission, bool):
             sub_id, job_id = int(job_ref(submission)[0]), None
         else:
             job_id, sub_id = job_ref(submission)
@@ -347,8 +364,9 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
         return self._finish(sub, solve_timeout, verbose, return_submission_id, cache)
 
     def solve_from_image(self, image_file_path, *, force_image_upload=False, ra_key=None,
-                         dec_key=None, fwhm=3, detect_threshold=5, solve_timeout=None, verbose=True,
-                         return_submission_id=False, cache=True, progress=None, **settings):
+                         dec_key=None, ra_dec_units=None, fwhm=3, detect_threshold=5,
+                         solve_timeout=None, verbose=True, return_submission_id=False, cache=True,
+                         progress=None, **settings):
         """Plate-solve an image; returns the WCS as a `~astropy.io.fits.Header`.
 
         Parameters
@@ -385,7 +403,7 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
         SolveFailedError, SolveTimeoutError, InvalidSettingError, InvalidInputError
         """
         sub = self.submit_image(image_file_path, force_image_upload=force_image_upload,
-                                ra_key=ra_key, dec_key=dec_key, fwhm=fwhm,
+                                ra_key=ra_key, dec_key=dec_key, ra_dec_units=ra_dec_units, fwhm=fwhm,
                                 detect_threshold=detect_threshold, verbose=verbose,
                                 solve_timeout=solve_timeout, **settings)
         return self._finish(sub, solve_timeout, verbose, return_submission_id, cache, progress)

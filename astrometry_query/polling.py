@@ -116,7 +116,7 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
             if state == 'failure' and getattr(backend, 'timed_out', lambda j: False)(job_id):
                 raise SolveTimeoutError(f'The solve was stopped: {backend.failure_reason(job_id)}',
                                         **ids())
-            if state == 'failure':
+            if state in ('failure', '?'):
                 raise SolveFailedError(f'The solve failed: {backend.failure_reason(job_id)}.', **ids())
             if isinstance(state, str) and state.startswith('submission failed: '):
                 raise SubmissionError(f'The server could not process the submission: '
@@ -138,5 +138,9 @@ def _look(backend, submission_id, job_id):
         if not sub.job_ids:
             return sub.state
         job_id = sub.job_ids[0]
-        return backend.job_status(job_id, submission_id), job_id
+        try:
+            return backend.job_status(job_id, submission_id), job_id
+        except JobNotFoundError:
+            # nova replaces a job lost in a worker restart: look again next poll.
+            return 'job vanished, re-reading the submission'
     return backend.job_status(job_id, submission_id)

@@ -43,9 +43,7 @@ from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
-import requests
 from astropy.io import fits
-from astropy.wcs import WCS
 from astroquery.utils.mocks import MockResponse
 from requests.adapters import HTTPAdapter
 from urllib3.response import HTTPResponse
@@ -704,12 +702,10 @@ class _FakeAdapter(HTTPAdapter):
                     parts[name] = (filename, payload)
         split = urlsplit(request.url)
         query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-        try:
-            status, content, out_headers = self.fake._dispatch(
-                request.method, request.url, query, form, parts, headers,
-                {'timeout': timeout, 'transport': 'adapter'})
-        except requests.RequestException:
-            raise
+        # an injected requests exception propagates as a transport error would
+        status, content, out_headers = self.fake._dispatch(
+            request.method, request.url, query, form, parts, headers,
+            {'timeout': timeout, 'transport': 'adapter'})
         if isinstance(content, str):
             content = content.encode()
         out_headers = dict(out_headers)

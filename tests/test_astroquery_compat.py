@@ -255,8 +255,6 @@ def test_conf_server_and_timeout_are_read_at_call_time():
         assert anet.TIMEOUT == 33.0
 
 
-@pytest.mark.xfail(reason='BUG (drop-in): TIMEOUT is a read-only property alias; astroquery code '
-                          'that sets AstrometryNet.TIMEOUT = 300 gets AttributeError', strict=True)
 def test_timeout_attribute_is_settable():
     anet = AstrometryNet()
     anet.TIMEOUT = 300
@@ -278,9 +276,6 @@ def test_signatures_are_a_superset_of_astroquerys(method):
         [n for n, p in theirs.items() if p.kind == p.POSITIONAL_OR_KEYWORD]
 
 
-@pytest.mark.xfail(reason="BUG (drop-in): solve_from_image(ra_dec_units=...) (deprecated in "
-                          'astroquery, accepted and ignored there) is refused as an unknown '
-                          'setting', strict=True)
 def test_deprecated_ra_dec_units_is_accepted(tmp_path):
     fake = FakeNova(script=['success'])
     anet = attach(AstrometryNetClass(api_key=fake.api_key, server=fake.base), fake)

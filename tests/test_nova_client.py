@@ -229,8 +229,6 @@ def test_session_renewal_gives_up_after_one_retry(an, fake):
     assert fake.logins == 2
 
 
-@pytest.mark.xfail(reason='BUG: the session key is copied into the ServerError message '
-                          "('no session with key \"<key>\"') when renewal fails", strict=True)
 def test_failed_renewal_does_not_leak_session_key(an, fake):
     an.submit_source_list(X, Y, 512, 480)
     orig = fake._prechecks
@@ -250,6 +248,7 @@ def test_failed_renewal_does_not_leak_session_key(an, fake):
 
 
 # -- solve from a source list ------------------------------------------------------------------
+@pytest.mark.filterwarnings('ignore::astropy.wcs.FITSFixedWarning')
 def test_solve_from_source_list_request_and_header(an, fake):
     header, sid = _solve_xy(an, return_submission_id=True, scale=(1 * u.arcsec / u.pix,
                                                                   2 * u.arcsec / u.pix),
@@ -552,9 +551,6 @@ def test_timeout(an, fake, clock):
     assert not fake.calls('wcs_file')
 
 
-@pytest.mark.xfail(reason="BUG: polling.wait_for_job keeps polling a job whose status is '?' "
-                          '(nova: ended with another status; Job.finished is True) until '
-                          'solve_timeout, then reports a timeout', strict=True)
 def test_job_ended_with_unknown_status_is_not_a_timeout(an, fake):
     fake.script = ['queued', 'solving', 'other']
     with pytest.raises(SolveFailedError) as info:
@@ -562,8 +558,6 @@ def test_job_ended_with_unknown_status_is_not_a_timeout(an, fake):
     assert info.value.job_id == fake.submissions[1001]['job']
 
 
-@pytest.mark.xfail(reason='BUG: core.wait takes a Python int as a submission id but a numpy '
-                          'integer (e.g. from a Table column) as a job id', strict=True)
 def test_wait_numpy_integer_is_a_submission_id(an, fake):
     sid = fake.add_submission(['queued', 'success'])
     job = an.wait(np.int64(sid), verbose=False)
@@ -577,18 +571,34 @@ def test_timeout_from_conf(an, fake, clock):
             _solve_xy(an)
 
 
-@pytest.mark.xfail(reason='BUG: the resume hint of errors names the job id '
-                          '(AstrometryNet.wait(<job id>)) but wait() takes an int as a '
-                          'submission id', strict=True)
 def test_timeout_resume_hint_works(an, fake):
     fake.script = ['queued', 'solving']
     with pytest.raises(SolveTimeoutError) as info:
         _solve_xy(an, solve_timeout=30)
-    ref = int(re.search(r'AstrometryNet\.wait\((\d+)\)', str(info.value)).group(1))
+    call = re.search(r'resume with AstrometryNet\.(wait\([^)]*\))', str(info.value)).group(1)
+    assert call == 'wait(1001)'
     fake.submissions[1001]['script'].append('success')
     fake.submissions[1001]['step'] = 5
-    job = an.wait(ref, verbose=False)
-    assert job.status == 'success'
+    job = eval('an.' + call[:-1] + ', verbose=False)', {'an': an})
+    assert job.status == 'success' and job.submission_id == 1001
+
+
+def test_wait_for_a_job_id(an, fake):
+    sid = fake.add_submission(['solving', 'solving', 'success'])
+    jid = fake.job_of(sid)
+    job = an.wait(job_id=jid, verbose=False)
+    assert job.id == jid and job.status == 'success'
+    assert not fake.calls('^/api/submissions/')
+    with pytest.raises(InvalidInputError):
+        an.wait(verbose=False)
+
+
+def test_resume_hint_of_a_job_only_error_names_job_id(an, fake):
+    sid = fake.add_submission(['solving', 'solving'])
+    jid = fake.job_of(sid)
+    with pytest.raises(SolveTimeoutError) as info:
+        an.wait(job_id=jid, solve_timeout=5, verbose=False)
+    assert f'resume with AstrometryNet.wait(job_id={jid})' in str(info.value)
 
 
 def test_resume_after_timeout_with_submission_id(an, fake):
@@ -614,10 +624,6 @@ def test_vanished_job_is_replaced(an, fake):
     assert any(s.startswith('job vanished') for s, _ in states)
 
 
-@pytest.mark.xfail(reason='BUG: polling.wait_for_job re-raises JobNotFoundError when the job id '
-                          'found in the submission (inside _look) vanishes on its first status '
-                          "poll, because its local job_id is still None; it should re-read the "
-                          'submission whenever submission_id is known', strict=True)
 def test_job_vanishing_right_after_it_appears_is_replaced(an, fake):
     fake.script = ['queued', 'solving', 'vanish', 'solving', 'success']
     header = _solve_xy(an)
@@ -1141,6 +1147,20 @@ def test_real_session_solve_and_cache_hits(real, fake):
     assert fake.requests[-1].path == f'/api/jobs/{jid}/calibration'
 
 
+def test_real_session_multipart_upload(real, fake, tmp_path):
+    path = write_image(tmp_path / 'field.fits', np.ones((32, 32)))
+    real.submit_image(path, force_image_upload=True, scale=(10 * u.arcmin, 2 * u.deg))
+    upload = fake.calls('^/api/upload$')[0]
+    assert upload.headers['Content-Type'].startswith('multipart/form-data')
+    assert upload.files == {'file': ('field.fits', path.read_bytes())}
+    assert upload.json['session'] == fake.session_keys[0]
+    assert upload.json['scale_units'] == 'degwidth'
+    assert upload.json['scale_lower'] == pytest.approx(1 / 6)
+    login = fake.calls('^/api/login$')[0]
+    assert login.headers['Content-Type'] == 'application/x-www-form-urlencoded'
+    assert login.json == {'apikey': API_KEY}
+
+
 def test_real_session_errors_are_not_cached(real, fake):
     sid = fake.add_submission(['solving'])
     jid = fake.job_of(sid)
@@ -1155,9 +1175,6 @@ def test_real_session_errors_are_not_cached(real, fake):
     assert real.download(jid, 'wcs')[0].header['CTYPE2'] == 'DEC--TAN'
 
 
-@pytest.mark.xfail(reason='BUG: get_objects_in_field caches by default, and nova answers an '
-                          'unsolved job with {"objects_in_field": []} (no error), so the empty '
-                          'list sticks in the cache after the job solves', strict=True)
 def test_objects_in_field_of_unsolved_job_not_cached(real, fake):
     sid = fake.add_submission(['solving'])
     jid = fake.job_of(sid)

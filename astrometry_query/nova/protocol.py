@@ -36,13 +36,22 @@ ERRORS = {
     'no_calibration': 'no calibration data available for job {job_id}',
 }
 
+_SESSION_IN_MESSAGE = re.compile(r'(session with key ")[^"]*')
 _SESSION_ERRORS = ('no session with key', 'user is not authenticated', 'no "session" in json')
+
+
+def _collapse_slashes(url):
+    """'http://host//api/' -> 'http://host/api/' (nova has no route for '//')."""
+    scheme, sep, rest = url.partition('://')
+    if not sep:
+        return re.sub('/{2,}', '/', url)
+    return scheme + sep + re.sub('/{2,}', '/', rest)
 
 
 def api_url(server, *parts):
     """``<server>/api/<parts>``, joined without doubled slashes (nova answers
     a doubled slash with its home page or a CSRF 403)."""
-    base = server.rstrip('/')
+    base = _collapse_slashes(server).rstrip('/')
     if not base.endswith('/api'):
         base += '/api'
     return '/'.join([base] + [str(p).strip('/') for p in parts])
@@ -50,7 +59,7 @@ def api_url(server, *parts):
 
 def site_url(server):
     """The server root, for result files, given a root or an .../api/ URL."""
-    base = server.rstrip('/')
+    base = _collapse_slashes(server).rstrip('/')
     return base[:-4] if base.endswith('/api') else base
 
 
@@ -116,7 +125,7 @@ def decode_response(status_code, text, *, url=None, submission_id=None, job_id=N
         raise ServerError(f'Unexpected answer from {url}: {text[:200]!r}',
                           status_code=status_code, url=url, **ids)
     if payload.get('status') == 'error':
-        message = payload.get('errormessage', 'unknown error')
+        message = _SESSION_IN_MESSAGE.sub(r'\1<redacted>', str(payload.get('errormessage', 'unknown error')))
         raise ServerError(f'The server said: {message}', status_code=status_code, url=url, **ids)
     return payload
 

@@ -132,6 +132,8 @@ class Store:
         """A new 32-character ``[a-z0-9]`` session key (Django's format)."""
         key = ''.join(secrets.choice(_SESSION_ALPHABET) for _ in range(32))
         with self._tx() as db:
+            # Django's clearsessions, run at each login so the table stays small.
+            db.execute('DELETE FROM sessions WHERE expires <= ?', (time.time(),))
             db.execute('INSERT INTO sessions VALUES (?, ?, ?)',
                        (key, user_id, time.time() + SESSION_AGE))
         return key

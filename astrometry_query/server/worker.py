@@ -62,8 +62,7 @@ def submission_args(data):
 def source_list_bytes(x, y):
     """A FITS binary table with float64 ``X``, ``Y`` columns, in the given
     order, truncated to the solver's first 1000 sources."""
-    x = np.asarray(x, dtype=float)[:MAX_SOURCES]
-    y = np.asarray(y, dtype=float)[:MAX_SOURCES]
+    x, y = np.asarray(x, dtype=float)[:MAX_SOURCES], np.asarray(y, dtype=float)[:MAX_SOURCES]
     table = fits.BinTableHDU.from_columns([fits.Column('X', 'D', array=x),
                                           fits.Column('Y', 'D', array=y)])
     buf = io.BytesIO()
@@ -77,13 +76,18 @@ def fetch_url(url, dest, timeout=10.0):
     with requests.get(url, headers={'User-Agent': 'Mozilla/5.0'}, timeout=timeout,
                       stream=True, allow_redirects=True) as resp:
         resp.raise_for_status()
-        size = 0
         with open(dest, 'wb') as out:
-            for chunk in resp.iter_content(1 << 16):
-                size += len(chunk)
-                if size > MAX_DOWNLOAD:
-                    raise ValueError(f'download larger than {MAX_DOWNLOAD} bytes')
-                out.write(chunk)
+            _copy(resp.iter_content(1 << 16), out)
+
+
+def _copy(chunks, out):
+    """Write chunks, refusing more than MAX_DOWNLOAD bytes (downloads, gzip bombs)."""
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_DOWNLOAD:
+            raise ValueError(f'data larger than {MAX_DOWNLOAD} bytes')
+        out.write(chunk)
 
 
 def _image_size(head):
@@ -157,23 +161,19 @@ def classify(path, name, args, index=0):
     path = Path(path)
     with open(path, 'rb') as f:
         head = f.read(65536)
-    xyls = path.with_name(f'{index}-sources.xyls')
+    xyls, picture = path.with_name(f'{index}-sources.xyls'), _image_size(head)
     if head.startswith(b'SIMPLE  ='):
         try:
             content = _fits_content(path)
         except Exception:
             content = None
-        if content and content[0] == 'image':
-            return {'path': str(path), 'kind': 'fits', 'original_filename': name,
-                    'width': content[1], 'height': content[2]}
-        if content:
+        if content and content[0] == 'xy':
             return _as_source_list(content[1], content[2], xyls, name, args)
-        raise ValueError(NOT_SUPPORTED)
-    picture = _image_size(head)
+        picture = ('fits',) + content[1:] if content else None
     if picture:
         return {'path': str(path), 'kind': picture[0], 'original_filename': name,
                 'width': picture[1], 'height': picture[2]}
-    text = _text_source_list(path)
+    text = None if head.startswith(b'SIMPLE') else _text_source_list(path)
     if text is not None:
         return _as_source_list(text[0], text[1], xyls, name, args)
     raise ValueError(NOT_SUPPORTED)
@@ -185,7 +185,7 @@ def _decompress(path, name):
             return path, name
     out = path.with_name(path.name + '.gunzip')
     with gzip.open(path, 'rb') as src, open(out, 'wb') as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
+        _copy(iter(lambda: src.read(1 << 20), b''), dst)
     return out, (name[:-3] if name.endswith('.gz') else name)
 
 
@@ -320,13 +320,13 @@ class SolvePool:
     def _solve(self, job):
         from ..local import jobs as local_jobs   # late: the server starts even without it
         job_dir = self.jobs_dir / str(job['id'])
-        if job_dir.exists():    # a re-run after a restart starts clean
-            shutil.rmtree(job_dir)
-        job_dir.mkdir(parents=True)
         source_list = job['kind'] == 'xyls'
         started = time.monotonic()
         lines = [f'job {job["id"]} started, input {job["kind"]} {job["original_filename"]!r}']
-        try:
+        try:    # any exception fails the job (as on nova) instead of leaving it "solving"
+            if job_dir.exists():    # a re-run after a restart starts clean
+                shutil.rmtree(job_dir)
+            job_dir.mkdir(parents=True)
             result = local_jobs.solve_job(
                 job_dir, job['path'], dict(job['args']), source_list=source_list,
                 width=job['solve_width'] if source_list else None,
