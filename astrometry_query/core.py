@@ -20,13 +20,13 @@ from urllib3.util.retry import Retry
 
 from . import auth, conf
 from .exceptions import InvalidInputError, InvalidSettingError, MissingAPIKeyError
+from .compat import AstroqueryCompatMixin
 from .job_results import JobResultsMixin
 from .nova.client import MISSING_API_KEY, NovaClient
-from .nova.protocol import api_url, encode_request, redact, site_url
+from .nova.protocol import api_url, redact, site_url
 from .polling import wait_for_job
 from .results import Submission, job_ref
-from .settings import (MAX_SOURCES, SETTINGS, allowed_settings_text, normalize_settings,
-                       to_nova_args, validate_settings)
+from .settings import MAX_SOURCES, normalize_settings, to_nova_args
 from .sources import check_source_list, extract_sources, header_position, read_image
 
 __all__ = ['AstrometryNet', 'AstrometryNetClass']
@@ -55,7 +55,7 @@ def _solve_timeout(value):
     return float(value)
 
 
-class AstrometryNetClass(JobResultsMixin, BaseQuery):
+class AstrometryNetClass(AstroqueryCompatMixin, JobResultsMixin, BaseQuery):
     """Plate-solve images and source lists with astrometry.net.
 
     Parameters
@@ -233,26 +233,6 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
             self._last_query.request_file(self.cache_location).unlink(missing_ok=True)
         return response
 
-    # -- astroquery compatibility ------------------------------------------
-    _constraints = {name: {'default': s.default, 'type': s.type,
-                           'allowed': s.allowed if s.type is not bool else ()}
-                    for name, s in SETTINGS.items()}
-
-    @property
-    def empty_settings(self):
-        """Every setting with its default value."""
-        return {k: v['default'] for k, v in self._constraints.items()}
-
-    def show_allowed_settings(self):
-        """Print every setting with its type, default and allowed values."""
-        print(allowed_settings_text())
-
-    def _validate_settings(self, settings):
-        validate_settings(settings)
-
-    def _construct_payload(self, settings):
-        return encode_request(settings)
-
     # -- submitting ---------------------------------------------------------
     def submit_image(self, image_file_path, *, force_image_upload=False, ra_key=None, dec_key=None,
                      ra_dec_units=None, fwhm=3, detect_threshold=5, verbose=True, solve_timeout=None,
@@ -423,14 +403,5 @@ class AstrometryNetClass(JobResultsMixin, BaseQuery):
         sub = self.submit_url(url, solve_timeout=solve_timeout, **settings)
         return self._finish(sub, solve_timeout, verbose, return_submission_id, cache, progress)
 
-
-def _login(self):
-    """astroquery's private login (raises RuntimeError without an API key)."""
-    self.login(self.api_key)
-
-
-# Set after the class body: astroquery's metaclass would otherwise replace our
-# login() with a wrapper that calls a base class's login.
-AstrometryNetClass._login = _login
 
 AstrometryNet = AstrometryNetClass()
