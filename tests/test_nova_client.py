@@ -212,8 +212,8 @@ def test_session_renewal_for_myjobs(an, fake):
     assert fake.logins == 2
 
 
-def test_session_renewal_gives_up_after_one_retry(an, fake):
-    an.submit_source_list(X, Y, 512, 480)
+def _expire_every_session(fake):
+    """Make the fake answer every session as unknown, even a fresh one."""
     orig = fake._prechecks
 
     def always_expired(rec, form, **kwargs):
@@ -223,6 +223,11 @@ def test_session_renewal_gives_up_after_one_retry(an, fake):
         return args, err
 
     fake._prechecks = always_expired
+
+
+def test_session_renewal_gives_up_after_one_retry(an, fake):
+    an.submit_source_list(X, Y, 512, 480)
+    _expire_every_session(fake)
     with pytest.raises(ServerError, match='no session with key'):
         an.submit_source_list(X, Y, 512, 480)
     assert len(fake.calls('^/api/upload$')) == 3
@@ -231,15 +236,7 @@ def test_session_renewal_gives_up_after_one_retry(an, fake):
 
 def test_failed_renewal_does_not_leak_session_key(an, fake):
     an.submit_source_list(X, Y, 512, 480)
-    orig = fake._prechecks
-
-    def always_expired(rec, form, **kwargs):
-        args, err = orig(rec, form, **kwargs)
-        if err is None and 'session' in args:
-            return None, fake._error(f'no session with key "{args["session"]}"')
-        return args, err
-
-    fake._prechecks = always_expired
+    _expire_every_session(fake)
     with pytest.raises(ServerError) as info:
         an.submit_source_list(X, Y, 512, 480)
     for key in fake.session_keys:
