@@ -18,6 +18,7 @@ from astropy.config import get_cache_dir
 
 from ..exceptions import InvalidInputError, JobNotFoundError, ResultNotAvailableError
 from ..results import Job, Submission
+from ..settings import MAX_SOURCES
 from ..sources import write_xylist
 from . import jobs as local_jobs
 from .solver import find_installation
@@ -126,7 +127,7 @@ class LocalBackend:
                 return None
         return local_jobs.solve_job(job_dir, job_dir / request['input'], request['args'],
                                     source_list=request['source_list'], width=request['width'],
-                                    height=request['height'], timeout=request.get('timeout') or self.job_timeout,
+                                    height=request['height'], timeout=self._time_limit(request),
                                     installation=self.installation,
                                     original_filename=request['original_filename'])
 
@@ -143,7 +144,7 @@ class LocalBackend:
 
     def submit_source_list(self, x, y, args, *, width, height, timeout=None):
         job = self._new_job()
-        write_xylist(job[1] / 'input.xyls', x[:1000], y[:1000])
+        write_xylist(job[1] / 'input.xyls', x[:MAX_SOURCES], y[:MAX_SOURCES])
         return self._start(args, input_name='input.xyls', source_list=True, width=int(width),
                            height=int(height), original_filename='json-xy', job=job,
                            timeout=timeout)
@@ -203,9 +204,13 @@ class LocalBackend:
         result = local_jobs.read_result(job_dir) or {}
         if result.get('timed_out'):
             request = json.loads((job_dir / REQUEST_FILE).read_text())
-            return f"solve-field ran out of time ({request.get('timeout') or self.job_timeout:g} s)"
+            return f'solve-field ran out of time ({self._time_limit(request):g} s)'
         return result.get('error') or ('solve-field found no solution: give scale and position '
                                        'hints, or check the image has stars')
+
+    def _time_limit(self, request):
+        # Job directories written before per-job limits existed lack 'timeout'.
+        return request.get('timeout') or self.job_timeout
 
     def timed_out(self, job_id):
         """True when the solve was stopped by its time limit."""
