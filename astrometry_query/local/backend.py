@@ -1,35 +1,43 @@
-"""The local backend: solves on this machine with solve-field, behind the
-same methods as the nova backend.
+"""The local backend: solves on this machine, behind the same methods as the
+nova backend.
 
-Each job lives in its own directory (``<data_dir>/jobs/<id>/``) with the
-input, the request, the solver's files and ``result.json``, so results can
-be read again after the solve and after a restart.  Solves run on an
-Executor (a seam: threads by default).
+A solve is `~astrometry_query.local.jobs.run_job` run on an Executor (a
+thread pool by default); waiting is waiting on its Future, never polling.
+Each job lives in its own directory (``<data_dir>/jobs/<id>/``) with its
+request, the engine's files and ``result.json``, so results can be read
+again later, from another process or after a restart.
 """
 import json
 import os
-import shutil
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from concurrent.futures import TimeoutError as FutureTimeout
+from datetime import datetime, timezone
 from pathlib import Path
 
 from astropy.config import get_cache_dir
 
-from ..exceptions import InvalidInputError, JobNotFoundError, ResultNotAvailableError
+from ..exceptions import (InvalidInputError, JobNotFoundError, ResultNotAvailableError,
+                          SolveFailedError, SolveTimeoutError)
+from ..polling import StatusLine
 from ..results import Job, Submission
-from ..settings import MAX_SOURCES
-from ..sources import write_xylist
 from . import jobs as local_jobs
 from .solver import find_installation
 
 __all__ = ['LocalBackend', 'default_data_dir']
 
 REQUEST_FILE = 'request.json'
+#: Seconds a waiter allows beyond the solve's own limit (start-up, file writes).
+_WAIT_MARGIN = 10.0
 
 
 def default_data_dir():
     return Path(get_cache_dir()) / 'astrometry_query' / 'local'
+
+
+def _now():
+    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 class LocalBackend:
@@ -39,17 +47,18 @@ class LocalBackend:
     ----------
     data_dir : path-like, optional
         Where job directories are kept.
-    index_dir : path-like, optional
+    index_dir : path-like or list, optional
         Index files to use (default: those of /etc/astrometry.cfg).
     executor : `concurrent.futures.Executor`, optional
         Runs the solves; default one thread per core.
     job_timeout : float, optional
-        CPU-time bound of one solve (solve-field's --cpulimit), seconds.
+        Default time limit of one solve, seconds.
     """
     name = 'local'
 
     def __init__(self, data_dir=None, *, index_dir=None, executor=None, job_timeout=300.0):
         self.installation = find_installation(index_dir=index_dir or None)
+        self.index_dir = [str(d) for d in self.installation.index_dirs]
         self.data_dir = Path(data_dir or default_data_dir())
         self.jobs_dir = self.data_dir / 'jobs'
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -93,66 +102,119 @@ class LocalBackend:
                                    job_id=int(job_id), submission_id=int(job_id))
         return path
 
-    def _start(self, args, *, input_name, source_list=False, width=None, height=None,
-               original_filename=None, url=None, job=None, timeout=None):
-        job_id, job_dir = job or self._new_job()
-        request = {'args': args, 'input': input_name, 'source_list': source_list,
-                   'width': width, 'height': height, 'url': url,
-                   'original_filename': original_filename or input_name,
-                   'timeout': float(timeout) if timeout else self.job_timeout,
-                   'submitted': str(datetime.utcnow())}
-        tmp = job_dir / (REQUEST_FILE + '.tmp')
-        tmp.write_text(json.dumps(request))
-        os.replace(tmp, job_dir / REQUEST_FILE)
-        self._run(job_id)
-        return Submission(id=job_id, jobs=[job_id], user_images=[job_id],
-                          processing_started=datetime.utcnow())
-
-    def _run(self, job_id):
-        with self._lock:
-            if job_id in self._futures and not self._futures[job_id].done():
-                return
-        future = self.executor.submit(self._solve, job_id)
-        with self._lock:
-            self._futures[job_id] = future
-
-    def _solve(self, job_id):
-        job_dir = self.jobs_dir / str(job_id)
-        request = json.loads((job_dir / REQUEST_FILE).read_text())
-        if request.get('url') and not (job_dir / request['input']).exists():
-            try:
-                _fetch(request['url'], job_dir / request['input'])
-            except Exception as exc:   # recorded as the submission's error, as nova does
-                (job_dir / 'error.txt').write_text(f'{type(exc).__name__}: {exc}')
-                return None
-        return local_jobs.solve_job(job_dir, job_dir / request['input'], request['args'],
-                                    source_list=request['source_list'], width=request['width'],
-                                    height=request['height'], timeout=self._time_limit(request),
-                                    installation=self.installation,
-                                    original_filename=request['original_filename'])
+    def _request(self, job_id):
+        return json.loads((self._job_dir(job_id) / REQUEST_FILE).read_text())
 
     # -- submitting ---------------------------------------------------------
-    def submit_image(self, image, args, *, filename=None, timeout=None):
-        if not isinstance(image, (str, os.PathLike)):
-            raise InvalidInputError('The local backend takes an image file path.')
-        source = Path(image)
-        name = 'input' + ''.join(source.suffixes[-2:]).lower()
-        job = self._new_job()
-        shutil.copyfile(source, job[1] / name)
-        return self._start(args, input_name=name, original_filename=filename or source.name, job=job,
-                           timeout=timeout)
+    def submit(self, args, *, image=None, sources=None, width=None, height=None, hints=None,
+               fwhm=3.0, detect_threshold=5.0, timeout=None, original_filename=None, url=None):
+        """Start a solve; returns its `Submission` at once (its id is the job id).
 
-    def submit_source_list(self, x, y, args, *, width, height, timeout=None):
-        job = self._new_job()
-        write_xylist(job[1] / 'input.xyls', x[:MAX_SOURCES], y[:MAX_SOURCES])
-        return self._start(args, input_name='input.xyls', source_list=True, width=int(width),
-                           height=int(height), original_filename='json-xy', job=job,
-                           timeout=timeout)
+        ``image`` is an `~astrometry_query.images.Image` (or anything
+        `~astrometry_query.images.open_image` takes); ``sources`` a dict of
+        ``x``, ``y`` [, ``flux``] arrays with ``width`` and ``height``.
+        """
+        job_id, job_dir = self._new_job()
+        timeout = float(timeout) if timeout else self.job_timeout
+        path = getattr(image, 'path', None)
+        request = {'args': args, 'hints': hints.to_dict() if hints else None,
+                   'fwhm': fwhm, 'detect_threshold': detect_threshold,
+                   'source_list': sources is not None, 'width': width, 'height': height,
+                   'image_path': str(path) if path else None, 'hdu': getattr(image, 'hdu', None),
+                   'url': url, 'original_filename': original_filename, 'timeout': timeout,
+                   'submitted': str(_now())}
+        if sources is not None:
+            request['sources'] = {k: [float(v) for v in sources[k]]
+                                  for k in ('x', 'y', 'flux') if k in sources}
+        local_jobs._write_json(job_dir / REQUEST_FILE, request)
+        self._start(job_id, image=image, sources=sources)
+        return Submission(id=job_id, jobs=[job_id], user_images=[job_id],
+                          processing_started=_now())
+
+    def _task(self, job_id, image=None, sources=None):
+        """The keyword arguments of run_job for a job (from its request)."""
+        request = self._request(job_id)
+        job_dir = self.jobs_dir / str(job_id)
+        if image is None and request.get('image_path'):
+            image = request['image_path']
+        if sources is None and request.get('sources'):
+            sources = request['sources']
+        return dict(image=image, sources=sources, width=request['width'],
+                    height=request['height'], args=request['args'], hints=request['hints'],
+                    fwhm=request['fwhm'], detect_threshold=request['detect_threshold'],
+                    timeout=request['timeout'], index_dir=self.index_dir,
+                    original_filename=request['original_filename'], job_dir=str(job_dir))
+
+    def _start(self, job_id, image=None, sources=None):
+        with self._lock:
+            running = self._futures.get(job_id)
+            if running is not None and not running.done():
+                return running
+        task = self._task(job_id, image, sources)
+        future = self.executor.submit(_run_task, task, self._request(job_id).get('url'))
+        with self._lock:
+            self._futures[job_id] = future
+        return future
+
+    def submit_image(self, image, args, *, filename=None, timeout=None, hints=None, **kw):
+        from ..images import open_image
+        img = open_image(image)
+        return self.submit(args, image=img, hints=hints, timeout=timeout,
+                           original_filename=filename or (img.path.name if img.path else None),
+                           **kw)
+
+    def submit_source_list(self, x, y, args, *, width, height, timeout=None, flux=None):
+        sources = {'x': x, 'y': y} if flux is None else {'x': x, 'y': y, 'flux': flux}
+        return self.submit(args, sources=sources, width=int(width), height=int(height),
+                           timeout=timeout, original_filename='json-xy')
 
     def submit_url(self, url, args, *, timeout=None):
-        name = 'input' + ''.join(Path(url.split('?')[0]).suffixes[-2:]).lower()
-        return self._start(args, input_name=name, url=url, timeout=timeout,
-                           original_filename=url.rstrip('/').rsplit('/', 1)[-1])
+        name = url.split('?')[0].rstrip('/').rsplit('/', 1)[-1] or 'download'
+        return self.submit(args, timeout=timeout, original_filename=name, url=url)
+
+    # -- waiting: on the Future ---------------------------------------------
+    def wait(self, job_id, *, solve_timeout, verbose=True, progress=None):
+        """Wait for a job's Future (or its result file); returns its `Job`.
+
+        Raises
+        ------
+        SolveFailedError, SolveTimeoutError
+            Carrying the job and submission ids.
+        """
+        job_id = int(job_id)
+        ids = {'job_id': job_id, 'submission_id': job_id}
+        self._job_dir(job_id)
+        with self._lock:
+            future = self._futures.get(job_id)
+        if future is None and local_jobs.read_result(self.jobs_dir / str(job_id)) is None:
+            future = self._start(job_id)       # interrupted by a restart: solve it again
+        if future is not None:
+            if progress is not None:
+                progress('solving', job_id, job_id)
+            deadline = time.monotonic() + solve_timeout
+            with StatusLine(verbose) as line:
+                while True:
+                    line.update(f'job {job_id}: solving')
+                    try:
+                        future.result(timeout=min(1.0, max(0.0, deadline - time.monotonic())))
+                        break
+                    except FutureTimeout:
+                        if time.monotonic() >= deadline:
+                            raise SolveTimeoutError(
+                                f'Solve timed out after {solve_timeout:g} s (job {job_id} '
+                                'is still running)', **ids) from None
+                    except Exception as exc:
+                        raise SolveFailedError(f'The solve failed: {type(exc).__name__}: {exc}',
+                                               **ids) from exc
+        status = self.job_status(job_id)
+        if progress is not None:
+            progress(status, job_id, job_id)
+        if status == 'success':
+            return self.job_info(job_id, extras=False)
+        reason = self.failure_reason(job_id)
+        if self.timed_out(job_id):
+            raise SolveTimeoutError(f'The solve was stopped: {reason}', **ids)
+        raise SolveFailedError(f'The solve failed: {reason}.', **ids)
 
     # -- status -------------------------------------------------------------
     def submission(self, submission_id):
@@ -178,20 +240,23 @@ class LocalBackend:
             return 'failure'
         with self._lock:
             future = self._futures.get(int(job_id))
-        if future is None or (future.done() and local_jobs.read_result(job_dir) is None):
-            self._run(int(job_id))       # interrupted by a restart: solve it again
+        if future is None or future.done():
+            self._start(int(job_id))       # interrupted by a restart: solve it again
             return 'processing'
         return 'solving' if future.running() else 'processing'
 
-    def job_info(self, job_id, submission_id=None, *, cache=False):
+    def job_info(self, job_id, submission_id=None, *, cache=False, extras=True):
+        """The job as a `Job`; ``extras=False`` skips listing the objects in the
+        field (plot-constellations) when they were not listed yet."""
         job_dir = self._job_dir(job_id)
         result = local_jobs.read_result(job_dir) or {}
-        request = json.loads((job_dir / REQUEST_FILE).read_text())
+        request = self._request(job_id)
         status = result.get('status') or self.job_status(job_id)
-        payload = {'objects_in_field': result.get('objects_in_field', []),
-                   'machine_tags': result.get('machine_tags', []),
-                   'tags': result.get('machine_tags', []), 'status': status,
-                   'original_filename': request.get('original_filename')}
+        objects = []
+        if result.get('calibration') and (extras or (job_dir / local_jobs.EXTRAS_FILE).is_file()):
+            objects = local_jobs.objects_in_field(job_dir)
+        payload = {'objects_in_field': objects, 'machine_tags': objects, 'tags': objects,
+                   'status': status, 'original_filename': request.get('original_filename')}
         if result.get('calibration'):
             payload['calibration'] = result['calibration']
         return Job.from_api(job_id, payload, int(job_id))
@@ -203,42 +268,43 @@ class LocalBackend:
             return error.read_text()
         result = local_jobs.read_result(job_dir) or {}
         if result.get('timed_out'):
-            request = json.loads((job_dir / REQUEST_FILE).read_text())
-            return f'solve-field ran out of time ({self._time_limit(request):g} s)'
-        return result.get('error') or ('solve-field found no solution: give scale and position '
-                                       'hints, or check the image has stars')
-
-    def _time_limit(self, request):
-        # Job directories written before per-job limits existed lack 'timeout'.
-        return request.get('timeout') or self.job_timeout
+            return f'the solver ran out of time ({self._request(job_id)["timeout"]:g} s)'
+        return result.get('error') or 'no solution was found'
 
     def timed_out(self, job_id):
         """True when the solve was stopped by its time limit."""
         return bool((local_jobs.read_result(self._job_dir(job_id)) or {}).get('timed_out'))
 
+    def result(self, job_id):
+        """The job's ``result.json`` (timings, attempts, hints...), or None while running."""
+        return local_jobs.read_result(self._job_dir(job_id))
+
     # -- results ------------------------------------------------------------
-    def _solved_result(self, job_id):
-        result = local_jobs.read_result(self._job_dir(job_id))
+    def _solved_dir(self, job_id):
+        job_dir = self._job_dir(job_id)
+        result = local_jobs.read_result(job_dir)
         if not result or not result.get('calibration'):
             raise ResultNotAvailableError(f'Local job {job_id} is not solved.', job_id=int(job_id))
-        return result
+        return job_dir, result
 
     def calibration(self, job_id, *, cache=False):
-        return self._solved_result(job_id)['calibration']
+        return self._solved_dir(job_id)[1]['calibration']
 
     def annotations(self, job_id, *, nbright=None, cache=False):
-        annotations = self._solved_result(job_id).get('annotations', [])
+        annotations = local_jobs.annotations(self._solved_dir(job_id)[0])
         if nbright is not None:
             stars = [a for a in annotations if a.get('type') == 'bright'][:int(nbright)]
             annotations = [a for a in annotations if a.get('type') != 'bright' or a in stars]
         return annotations
 
     def objects_in_field(self, job_id, *, cache=False):
-        return self._solved_result(job_id).get('objects_in_field', [])
+        return local_jobs.objects_in_field(self._solved_dir(job_id)[0])
 
     def tags(self, job_id, *, machine=False):
-        result = local_jobs.read_result(self._job_dir(job_id)) or {}
-        return list(result.get('machine_tags', []))
+        try:
+            return self.objects_in_field(job_id)
+        except ResultNotAvailableError:
+            return []
 
     def my_jobs(self):
         return sorted(int(p.name) for p in self.jobs_dir.iterdir()
@@ -259,6 +325,25 @@ class LocalBackend:
         except FileNotFoundError as exc:
             raise ResultNotAvailableError(f'Local job {job_id} has no {kind} file: {exc}',
                                           job_id=int(job_id)) from None
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from None
+
+
+def _run_task(task, url=None):
+    """Fetch a URL input if any, then run the job (module level: it pickles)."""
+    job_dir = Path(task.pop('job_dir'))
+    if url and task['image'] is None:
+        name = 'input' + ''.join(Path(url.split('?')[0]).suffixes[-2:]).lower()
+        target = job_dir / name
+        try:
+            if not target.exists():
+                _fetch(url, target)
+        except Exception as exc:   # recorded as the submission's error, as nova does
+            (job_dir / 'error.txt').write_text(f'{type(exc).__name__}: {exc}')
+            return None
+        task['image'] = str(target)
+        task['input_name'] = name
+    return local_jobs.run_job(job_dir, **task)
 
 
 def _fetch(url, path, timeout=60):

@@ -1,57 +1,66 @@
 """One solve in one directory: the seam shared by the local backend and the
 nova-compatible server.
 
-`solve_job` runs the solver the way nova does (nova-protocol.md §3, §7),
-computes nova's calibration, objects in field and annotations, and records
-everything in ``result.json``; `result_file` serves the result files of §4.
+`run_job` runs the solving pipeline with the job directory as its work
+directory and records the outcome in ``result.json``.  Everything else a
+job offers is made when first asked for, then kept: objects in the field
+and annotations (`objects_in_field`, `annotations`), and the files of
+`result_file` (new image, image-radec, annotated PNG).
 
 Files of a job directory
 ------------------------
-``<input>``          the image or source list (linked or copied in)
+``<input>``          the image (hard-linked when possible) or ``input.fits``
 ``astrometry.cfg``   the engine config of this solve
-``log``              solve-field's output (nova's engine log)
+``log``              the engine's output (nova's engine log)
 ``job.log``          what went wrong in this module, if anything
 ``job.axy``          sources and solver directives
 ``wcs.fits``         the solution (header only, TAN-SIP); exists only when solved
 ``corr.fits``        matched field/index star pairs
-``rdls.fits``        index stars in the field, with their tag-along columns
-``annotated.png``    the image (or a black canvas) with named objects drawn
-``new-image.fits``   the image with the solved WCS (built when first asked)
-``image-radec.fits`` job.axy plus RA, DEC per source (built when first asked)
+``rdls.fits``        index stars in the field
 ``result.json``      the outcome, written last and atomically
+``extras.json``      objects in the field and annotations (first request)
+``annotated.png``    the image (or a black canvas) with named objects (first request)
+``new-image.fits``   the image with the solved WCS (first request)
+``image-radec.fits`` job.axy plus RA, DEC per source (first request)
 """
 import json
 import logging
-import math
 import os
 import shutil
+import threading
+import time
 import traceback
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 
-from ..exceptions import InvalidInputError, LocalSolverNotFoundError
-from ..results import calibration_from_wcs
-from ..settings import solve_field_args
-from . import annotate
-from .solver import JOB_CONFIG, find_installation, run_solve_field, xy_columns
+from ..exceptions import LocalSolverNotFoundError
+from ..images import open_image
+from . import annotate, pipeline
+from .solver import JOB_CONFIG
 
-__all__ = ['RESULT_FILE', 'RESULT_FILES', 'solve_job', 'read_result', 'result_file']
+__all__ = ['RESULT_FILE', 'RESULT_FILES', 'run_job', 'read_result', 'result_file',
+           'objects_in_field', 'annotations']
 
 log = logging.getLogger(__name__)
 
 RESULT_FILE = 'result.json'
+EXTRAS_FILE = 'extras.json'
 JOB_LOG = 'job.log'
 #: result_file kinds and the file each one is.
-RESULT_FILES = {'wcs': 'wcs.fits', 'rdls': 'rdls.fits', 'axy': 'job.axy', 'corr': 'corr.fits',
-                'new_fits': 'new-image.fits', 'image_rd': 'image-radec.fits',
-                'annotated': 'annotated.png'}
-# Names an input copied into the job must not take.
-_RESERVED = set(RESULT_FILES.values()) | {RESULT_FILE, JOB_LOG, JOB_CONFIG, 'log', 'job.solved',
-                                          'worker.log', 'request.json'}
-# nova flips the orientation of pictures whose y axis points down (§1.6).
-_FLIPPED_FORMATS = ('png', 'jpeg', 'gif')
+RESULT_FILES = {'wcs': 'wcs.fits', 'rdls': 'rdls.fits', 'axy': pipeline.AXY_FILE,
+                'corr': 'corr.fits', 'new_fits': 'new-image.fits',
+                'image_rd': 'image-radec.fits', 'annotated': 'annotated.png'}
+# Names an input placed in the job must not take.
+_RESERVED = set(RESULT_FILES.values()) | {RESULT_FILE, EXTRAS_FILE, JOB_LOG, JOB_CONFIG,
+                                          pipeline.ENGINE_LOG, 'job.solved', 'worker.log',
+                                          'request.json', 'input.fits'}
+# Header cards that describe a file's layout, not the image.
+_STRUCTURE = {'SIMPLE', 'BITPIX', 'NAXIS', 'NAXIS1', 'NAXIS2', 'NAXIS3', 'EXTEND', 'XTENSION',
+              'PCOUNT', 'GCOUNT', 'BZERO', 'BSCALE', 'BLANK'}
+# One lock for the first computation of a job's extras (plot-constellations).
+_LOCK = threading.Lock()
 
 
 def _note(job_dir, exc):
@@ -63,7 +72,7 @@ def _note(job_dir, exc):
 
 def _place_input(job_dir, input_path):
     """The input's path inside job_dir: hard-linked (else copied) when outside."""
-    input_path = Path(input_path).resolve()
+    job_dir, input_path = Path(job_dir).resolve(), Path(input_path).resolve()
     if input_path.parent == job_dir:
         return input_path
     name = input_path.name
@@ -76,166 +85,126 @@ def _place_input(job_dir, input_path):
     return target
 
 
-def _source_list_size(path):
-    """ceil(max x), ceil(max y) of a FITS source list, as nova records them."""
-    try:
-        with fits.open(path) as hdul:
-            xcol, ycol = xy_columns(hdul[1].columns.names)
-            x = np.asarray(hdul[1].data[xcol], dtype=float)
-            y = np.asarray(hdul[1].data[ycol], dtype=float)
-    except Exception as exc:
-        raise InvalidInputError(f'Cannot read x/y columns of the source list '
-                                f'{Path(path).name}: {exc}') from exc
-    if x.size == 0 or not (np.nanmax(x) > 0 and np.nanmax(y) > 0):
-        raise InvalidInputError('The source list is empty or its maximum x or y is not > 0.')
-    return int(math.ceil(np.nanmax(x))), int(math.ceil(np.nanmax(y)))
-
-
-def _axy_size(job_dir):
-    """IMAGEW/IMAGEH that solve-field recorded in job.axy (0, 0 if none)."""
-    try:
-        header = fits.getheader(Path(job_dir) / 'job.axy')
-        return int(header.get('IMAGEW', 0)), int(header.get('IMAGEH', 0))
-    except Exception:
-        return 0, 0
-
-
-def _last_error(log_path):
-    """The most telling line of a solve-field log."""
-    lines = [ln.strip() for ln in Path(log_path).read_text(errors='replace').splitlines()
-             if ln.strip()]
-    errors = [ln for ln in lines if 'error' in ln.lower()]
-    return (errors or lines or ['(no output)'])[-1][:300]
-
-
-def _write_result(job_dir, result):
-    path = Path(job_dir) / RESULT_FILE
-    tmp = path.with_name(f'.{RESULT_FILE}.{os.getpid()}.tmp')
-    tmp.write_text(json.dumps(result, indent=1), encoding='utf-8')
+def _write_json(path, data):
+    """Write JSON atomically: a reader never sees half a file."""
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{threading.get_ident()}.tmp')
+    tmp.write_text(json.dumps(data, indent=1), encoding='utf-8')
     os.replace(tmp, path)
 
 
-def solve_job(job_dir, input_path, nova_args, *, source_list=False, width=None, height=None,
-              timeout=None, installation=None, original_filename=None):
-    """Solve one image or source list in ``job_dir``, as nova's worker does.
+def run_job(job_dir, *, image=None, sources=None, width=None, height=None, args=None,
+            hints=None, fwhm=3.0, detect_threshold=5.0, timeout=300.0, index_dir=None,
+            original_filename=None, input_name=None):
+    """Solve one image or source list in ``job_dir`` and record the outcome.
+
+    A plain, picklable function (the local backend runs it on an Executor,
+    the server's workers call it): `~astrometry_query.local.pipeline.solve`
+    with ``job_dir`` as its work directory, then ``result.json`` written
+    atomically.  An image given as data (not a file already in ``job_dir``)
+    is saved there as ``input.fits`` afterwards, for ``new_fits``.
 
     Parameters
     ----------
     job_dir : str or `~pathlib.Path`
-        The job's directory (created if needed).
-    input_path : str or `~pathlib.Path`
-        The image or FITS source list; linked or copied into ``job_dir``
-        when it is elsewhere.
-    nova_args : dict
-        nova submission arguments (already cast as nova casts them); mapped
-        to solver flags by `astrometry_query.settings.solve_field_args`.
-    source_list : bool
-        The input is an x/y list (used in its order: brightest first).
-    width, height : int, optional
-        Source lists only: the field size given to the solver and used for
-        the calibration. Default: ``image_width``/``image_height`` of
-        ``nova_args``, else ceil(max x), ceil(max y). (nova computes the
-        calibration with ceil(max x/y) even when image_width is given; the
-        server applies that quirk itself.)
-    timeout : float, optional
-        Wall-clock limit of the solve in seconds.
-    installation : `~astrometry_query.local.solver.Installation`, optional
+    image, sources, width, height, hints, fwhm, detect_threshold, timeout, index_dir
+        As for `~astrometry_query.local.pipeline.solve`.
+    args : dict
+        nova submission arguments (already validated or cast as nova casts them).
     original_filename : str, optional
-        Default: the input's name without ``.gz``.
+        Recorded as nova does (the upload's name, ``json-xy`` for lists).
+    input_name : str, optional
+        The input file's name inside ``job_dir``, if it is there.
 
     Returns
     -------
     dict
-        What is also written to ``job_dir/result.json``: ``status``
-        ("success" or "failure"), ``calibration`` (nova's JSON, or None),
-        ``objects_in_field``, ``machine_tags`` (the same list),
-        ``annotations``, ``elapsed``, ``timed_out``, ``error``, ``width``,
-        ``height``, ``original_filename``, ``source_list``, ``input``.
+        What is also written to ``result.json``: ``status`` ("success" or
+        "failure"), ``calibration`` (nova's JSON, or None), ``width``,
+        ``height``, ``elapsed``, ``timings``, ``attempts``, ``hints``,
+        ``timed_out``, ``error``, ``n_sources``, ``source_list``, ``input``,
+        ``original_filename``.
 
     Raises
     ------
     LocalSolverNotFoundError
-        When astrometry.net or its index files are not installed. A solve
-        that fails, times out or gets a bad input gives status "failure".
-
-    Notes
-    -----
-    As on nova (§1.5), a solution is kept when listing the objects in the
-    field fails afterwards: the status is then "failure" with the
-    calibration present. A failed annotated PNG only leaves a note in
-    ``job.log``; `result_file` tries it again when asked.
+        When astrometry.net or its index files are not installed.  Anything
+        else (a bad input, no solution, the time limit) is a "failure".
     """
-    inst = installation or find_installation()
-    job_dir = Path(job_dir).resolve()
+    job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
-    input_path = _place_input(job_dir, input_path)
-    if original_filename is None:
-        name = input_path.name
-        original_filename = name[:-3] if name.lower().endswith('.gz') else name
-    result = {'status': 'failure', 'calibration': None, 'objects_in_field': [],
-              'machine_tags': [], 'annotations': [], 'elapsed': 0.0, 'timed_out': False,
-              'error': None, 'width': 0, 'height': 0,
-              'original_filename': original_filename, 'source_list': bool(source_list),
-              'input': input_path.name}
+    result = {'status': 'failure', 'calibration': None, 'width': width or 0, 'height': height or 0,
+              'elapsed': 0.0, 'timings': {}, 'attempts': [], 'hints': [], 'timed_out': False,
+              'error': None, 'n_sources': 0, 'source_list': sources is not None,
+              'input': input_name, 'original_filename': original_filename or input_name}
+    started = time.perf_counter()
     try:
-        _solve(job_dir, input_path, dict(nova_args or {}), result, source_list, width, height,
-               timeout, inst)
+        solved = pipeline.solve(image=image, sources=sources, width=width, height=height,
+                                settings=dict(args or {}), hints=hints, fwhm=fwhm,
+                                detect_threshold=detect_threshold, timeout=timeout,
+                                index_dir=index_dir, work_dir=job_dir)
     except LocalSolverNotFoundError:
         raise
     except Exception as exc:   # a failed job, never an exception (as on nova)
-        result['status'] = 'failure'
         result['error'] = f'{type(exc).__name__}: {exc}'
         _note(job_dir, exc)
-    _write_result(job_dir, result)
+    else:
+        record = solved.to_dict()
+        result.update({k: record[k] for k in ('calibration', 'width', 'height', 'timings',
+                                              'attempts', 'hints', 'timed_out', 'error',
+                                              'n_sources')})
+        result['status'] = 'success' if solved.solved else 'failure'
+    if image is not None and input_name is None:
+        try:
+            result['input'] = _save_image(job_dir, image)
+        except Exception as exc:
+            _note(job_dir, exc)
+    result['elapsed'] = round(time.perf_counter() - started, 4)
+    _write_json(job_dir / RESULT_FILE, result)
     return result
 
 
-def _solve(job_dir, input_path, args, result, source_list, width, height, timeout, inst):
-    solver_size = (None, None)
-    if source_list:
-        max_xy = _source_list_size(input_path)
-        solver_size = (int(width or args.get('image_width') or max_xy[0]),
-                       int(height or args.get('image_height') or max_xy[1]))
-        result['width'], result['height'] = solver_size
-    outcome = run_solve_field(input_path, job_dir, solve_field_args(args),
-                              width=solver_size[0], height=solver_size[1], timeout=timeout,
-                              installation=inst)
-    result['elapsed'] = round(outcome.elapsed, 3)
-    result['timed_out'] = outcome.timed_out
-    if not outcome.solved:
-        if not source_list:
-            result['width'], result['height'] = _axy_size(job_dir)
-        if outcome.timed_out:
-            result['error'] = f'solve-field was stopped after the timeout of {timeout:g} s'
-        elif outcome.returncode:   # it could not even start solving (e.g. unknown file type)
-            result['error'] = (f'solve-field failed (exit {outcome.returncode}): '
-                               f'{_last_error(outcome.log_path)}')
-        else:
-            result['error'] = 'solve-field found no solution'
-        return
-    header = fits.getheader(outcome.wcs_path)
-    if not source_list:
-        result['width'], result['height'] = int(header['IMAGEW']), int(header['IMAGEH'])
-    flip = not source_list and annotate.image_format(input_path) in _FLIPPED_FORMATS
-    result['calibration'] = calibration_from_wcs(header, result['width'], result['height'],
-                                                 flip_orientation=flip)
+def _save_image(job_dir, image):
+    """Keep an in-memory image in the job (for new_fits): its name there."""
+    img = open_image(image)
+    if img.path is not None:
+        return _place_input(job_dir, img.path).name
+    header = img.header.copy()
+    for key in [k for k in header if k in _STRUCTURE]:
+        del header[key]
+    path = job_dir / 'input.fits'
+    fits.PrimaryHDU(np.asarray(img.data()), header=header).writeto(path, overwrite=True,
+                                                                    output_verify='silentfix')
+    return path.name
+
+
+def _extras(job_dir):
+    """objects_in_field and annotations, made on first request and kept."""
+    path = Path(job_dir) / EXTRAS_FILE
     try:
-        objects = annotate.objects_in_field(outcome.wcs_path, installation=inst)
-        result['annotations'] = annotate.annotations(outcome.wcs_path, installation=inst)
-    except Exception as exc:
-        result['error'] = f'listing the objects in the field failed: {exc}'
-        _note(job_dir, exc)
-        return
-    result['objects_in_field'] = objects
-    result['machine_tags'] = list(objects)
-    result['status'] = 'success'
-    try:
-        annotate.annotated_png(outcome.wcs_path, job_dir / RESULT_FILES['annotated'],
-                               image_path=None if source_list else input_path,
-                               width=result['width'], height=result['height'],
-                               installation=inst)
-    except Exception as exc:
-        _note(job_dir, exc)
+        return json.loads(path.read_text(encoding='utf-8'))
+    except FileNotFoundError:
+        pass
+    wcs = Path(job_dir) / RESULT_FILES['wcs']
+    if not wcs.is_file():
+        raise FileNotFoundError(f'Job {Path(job_dir).name} is not solved.')
+    with _LOCK:
+        if path.is_file():
+            return json.loads(path.read_text(encoding='utf-8'))
+        extras = {'objects_in_field': annotate.objects_in_field(wcs),
+                  'annotations': annotate.annotations(wcs)}
+        _write_json(path, extras)
+    return extras
+
+
+def objects_in_field(job_dir):
+    """nova's objects_in_field of a solved job (computed once, then kept)."""
+    return _extras(job_dir)['objects_in_field']
+
+
+def annotations(job_dir):
+    """nova's annotations of a solved job (computed once, then kept)."""
+    return _extras(job_dir)['annotations']
 
 
 def read_result(job_dir):

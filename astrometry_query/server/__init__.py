@@ -54,7 +54,7 @@ class AccessLog:
 
 
 def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_timeout=10.0,
-               installation=None, shutdown_timeout=None):
+               index_dir=None, shutdown_timeout=None):
     """The nova-compatible ASGI application.
 
     Parameters
@@ -69,8 +69,8 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
         Per-solve limit in seconds.
     fetch_timeout : float
         Inactivity timeout of url_upload downloads, seconds.
-    installation : optional
-        Passed to ``solve_job`` (default: the system astrometry.net).
+    index_dir : path or list of paths, optional
+        Index files to solve with (default: astrometry.net's configuration).
     shutdown_timeout : float, optional
         How long shutdown waits for running solves (default: until they end).
 
@@ -83,7 +83,7 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
     data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(data_dir / 'nova.sqlite3')
     pool = SolvePool(store, data_dir, workers=workers, solve_timeout=solve_timeout,
-                     fetch_timeout=fetch_timeout, installation=installation)
+                     fetch_timeout=fetch_timeout, index_dir=index_dir)
     nova = NovaApp(data_dir, list(api_keys), pool)
 
     @asynccontextmanager
@@ -190,7 +190,7 @@ class ServerThread:
     log_level : str
         uvicorn's log level.
     **app_kw
-        More `create_app` options (fetch_timeout, installation, shutdown_timeout).
+        More `create_app` options (fetch_timeout, index_dir, shutdown_timeout).
     """
 
     def __init__(self, host='127.0.0.1', port=0, workers=2, data_dir=None, api_keys=(),

@@ -265,10 +265,18 @@ class NovaApp:
             raise NotFound()
         return nova_json(out)
 
-    async def _job(self, request):
-        job = await run_in_threadpool(self.store.job, int(request.path_params['id']))
+    async def _job(self, request, objects=False):
+        """The job of the path's id; ``objects``: with its objects in field
+        listed (they are listed once, when first asked for or after the solve)."""
+        job_id = int(request.path_params['id'])
+        job = await run_in_threadpool(self.store.job, job_id)
         if job is None:
             raise NotFound()
+        if objects and job['status'] == 'success' and not job['objects']:
+            from ..local.jobs import EXTRAS_FILE
+            if not (self.data_dir / 'jobs' / str(job_id) / EXTRAS_FILE).is_file():
+                await run_in_threadpool(self.pool.fill_objects, job_id)
+                job = await run_in_threadpool(self.store.job, job_id)
         return job
 
     async def job_status(self, request):
@@ -284,11 +292,11 @@ class NovaApp:
         return nova_json({k: cal.get(k) for k in keys})
 
     async def tags(self, request, machine_only=False):
-        return nova_json({'tags': (await self._job(request))['machine_tags' if machine_only
-                                                              else 'tags']})
+        return nova_json({'tags': (await self._job(request, objects=True))[
+            'machine_tags' if machine_only else 'tags']})
 
     async def objects_in_field(self, request):
-        return nova_json({'objects_in_field': (await self._job(request))['objects']})
+        return nova_json({'objects_in_field': (await self._job(request, objects=True))['objects']})
 
     async def annotations(self, request):
         nbright = request.query_params.get('nbright')
@@ -297,13 +305,12 @@ class NovaApp:
         if job['calibration'] is None:
             return nova_json({'error': ERRORS['no_calibration'].format(job_id=job['id'])})
         from ..local import jobs as local_jobs
-        result = await run_in_threadpool(local_jobs.read_result,
-                                        self.data_dir / 'jobs' / str(job['id']))
-        annotations = list((result or {}).get('annotations') or [])
+        annotations = await run_in_threadpool(local_jobs.annotations,
+                                              self.data_dir / 'jobs' / str(job['id']))
         return nova_json({'annotations': brightest_stars(annotations, nbright)})
 
     async def info(self, request):
-        job = await self._job(request)
+        job = await self._job(request, objects=True)
         out = {'objects_in_field': job['objects'], 'machine_tags': job['machine_tags'],
                'tags': job['tags'], 'status': job['status'],
                'original_filename': job['original_filename']}

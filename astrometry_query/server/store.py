@@ -294,6 +294,21 @@ class Store:
                 db.execute('UPDATE images SET width = coalesce(width, ?), height ='
                            ' coalesce(height, ?) WHERE id = ?', (*image_size, ui['image_id']))
 
+    def set_objects(self, job_id, objects):
+        """Store the objects in a solved job's field (nova's objects and machine tags)."""
+        with self._tx() as db:
+            db.execute('UPDATE jobs SET objects = ? WHERE id = ?', (json.dumps(list(objects)), job_id))
+            ui = db.execute('SELECT user_image_id FROM jobs WHERE id = ?', (job_id,)).fetchone()
+            db.execute('DELETE FROM tags WHERE user_image_id = ? AND machine = 1',
+                       (ui['user_image_id'],))
+            db.executemany('INSERT INTO tags (user_image_id, text, machine) VALUES (?, ?, 1)',
+                           [(ui['user_image_id'], t) for t in objects])
+
+    def has_objects(self, job_id):
+        """True when the job's objects in field were stored."""
+        row = self._one("SELECT objects != '[]' AS has FROM jobs WHERE id = ?", job_id)
+        return bool(row and row['has'])
+
     def job(self, job_id):
         """A job's row with status, original filename and calibration, or None."""
         row = self._one('SELECT j.*, ui.original_filename, ui.id AS ui_id, c.data AS calibration'

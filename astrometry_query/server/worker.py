@@ -34,13 +34,16 @@ __all__ = ['SolvePool', 'NOVA_DEFAULTS', 'submission_args', 'source_list_bytes',
 
 log = logging.getLogger('astrometry_query.server')
 
-#: The values nova's models give absent submission arguments (protocol §2).
+#: The values nova's models give absent submission arguments (protocol §2), less
+#: downsample_factor (2 on nova): absent, we bin only images large enough to gain.
 NOVA_DEFAULTS = {
     'publicly_visible': 'y', 'allow_commercial_use': 'd', 'allow_modifications': 'd',
     'scale_units': 'degwidth', 'scale_type': 'ul', 'scale_lower': 0.1, 'scale_upper': 180.0,
-    'downsample_factor': 2, 'tweak_order': 2, 'parity': 2, 'use_sextractor': False,
+    'tweak_order': 2, 'parity': 2, 'use_sextractor': False,
     'crpix_center': False, 'invert': False, 'image_width': 0, 'image_height': 0,
 }
+#: Key of the stored arguments that lists the names the request gave.
+GIVEN_KEY = '_given'
 NOT_SUPPORTED = "This file's type is not supported"
 NOT_POSITIVE = 'Source list must contain POSITIVE x,y coordinates'
 MAX_DOWNLOAD = 500_000_000   # nova's uWSGI --limit-post
@@ -49,13 +52,19 @@ WORKER_LOG = 'worker.log'
 
 def submission_args(data):
     """Submission arguments from request-json, cast as nova casts them, over
-    nova's defaults.  Raises ValueError/TypeError where nova gives HTTP 500."""
+    nova's defaults.  Raises ValueError/TypeError where nova gives HTTP 500.
+
+    The names the request gave are kept under `GIVEN_KEY`, so that header
+    hints fill only what the submitter left open (see `job_task`).
+    """
     args = dict(NOVA_DEFAULTS)
-    args.update(nova_cast(data))
+    cast = nova_cast(data)
+    args.update(cast)
     for key in ('image_width', 'image_height'):     # int() in nova, not in our settings table
         if key in data:
             args[key] = int(data[key])
     args.pop('album', None)
+    args[GIVEN_KEY] = sorted(cast)
     return args
 
 
@@ -242,11 +251,11 @@ class SolvePool:
     """
 
     def __init__(self, store, data_dir, *, workers=2, solve_timeout=300.0, fetch_timeout=10.0,
-                 ingest_threads=2, installation=None):
+                 ingest_threads=2, index_dir=None):
         self.store, self.data_dir = store, Path(data_dir)
         self.jobs_dir, self.uploads_dir = self.data_dir / 'jobs', self.data_dir / 'uploads'
         self.workers, self.solve_timeout = int(workers), solve_timeout
-        self.fetch_timeout, self.installation = fetch_timeout, installation
+        self.fetch_timeout, self.index_dir = fetch_timeout, index_dir
         self._ingest_threads = max(1, int(ingest_threads))
         self._cv, self._gen, self._stopping, self._threads = threading.Condition(), 0, False, []
 
@@ -327,12 +336,8 @@ class SolvePool:
             if job_dir.exists():    # a re-run after a restart starts clean
                 shutil.rmtree(job_dir)
             job_dir.mkdir(parents=True)
-            result = local_jobs.solve_job(
-                job_dir, job['path'], dict(job['args']), source_list=source_list,
-                width=job['solve_width'] if source_list else None,
-                height=job['solve_height'] if source_list else None,
-                timeout=self.solve_timeout, installation=self.installation,
-                original_filename=job['original_filename'])
+            result = local_jobs.run_job(job_dir, **job_task(job, self.solve_timeout,
+                                                            self.index_dir))
         except Exception as exc:
             result = {'status': 'failure', 'error': _error_text(exc)}
             lines.append(traceback.format_exc())
@@ -342,14 +347,26 @@ class SolvePool:
             calibration = self._record_size_calibration(job_dir, job, calibration)
         self.store.finish_job(job['id'], result.get('status') == 'success',
                               calibration=calibration,
-                              objects=result.get('objects_in_field') or [],
-                              machine_tags=result.get('machine_tags') or [],
                               image_size=(result.get('width'), result.get('height')))
         lines.append(f'status {result.get("status")}, error {result.get("error")!r}, '
-                     f'{time.monotonic() - started:.2f} s')
+                     f'timings {result.get("timings")}, {time.monotonic() - started:.2f} s')
         (job_dir / WORKER_LOG).write_text('\n'.join(lines) + '\n')
         log.info('job %d: %s in %.2f s', job['id'], result.get('status'),
                  time.monotonic() - started)
+        if result.get('status') == 'success':
+            self.fill_objects(job['id'])
+
+    def fill_objects(self, job_id):
+        """List the objects in a solved job's field (nova's tags) once, and store them."""
+        from ..local import jobs as local_jobs
+        job_dir = self.jobs_dir / str(job_id)
+        try:
+            fresh = not (job_dir / local_jobs.EXTRAS_FILE).is_file()
+            objects = local_jobs.objects_in_field(job_dir)
+            if fresh or not self.store.has_objects(job_id):
+                self.store.set_objects(job_id, objects)
+        except Exception as exc:
+            log.warning('job %s: listing the objects in the field failed: %s', job_id, exc)
 
     def _record_size_calibration(self, job_dir, job, calibration):
         """nova computes source-list calibrations with the recorded image
@@ -363,6 +380,33 @@ class SolvePool:
                 return calibration_from_wcs(header, job['width'], job['height'])
         except Exception:
             return calibration
+
+
+def job_task(job, solve_timeout, index_dir=None):
+    """run_job's keyword arguments for one job row of the store.
+
+    FITS images are solved with the hints of their headers for whatever the
+    request left open (nova's default scale range, 0.1-180 degrees wide,
+    means "anything", so it is dropped when the request did not give it).
+    """
+    from ..hints import header_hints
+    from ..images import open_image
+    args = dict(job['args'])
+    given = set(args.pop(GIVEN_KEY, args))
+    if not given & {'scale_lower', 'scale_upper', 'scale_est', 'scale_units', 'scale_type'}:
+        for key in ('scale_units', 'scale_type', 'scale_lower', 'scale_upper'):
+            args.pop(key, None)
+    task = dict(args=args, timeout=solve_timeout, index_dir=index_dir,
+                original_filename=job['original_filename'])
+    if job['kind'] == 'xyls':
+        with fits.open(job['path']) as hdul:
+            table = hdul[1].data
+            sources = {'x': np.array(table['X'], float), 'y': np.array(table['Y'], float)}
+        return dict(task, sources=sources, width=job['solve_width'], height=job['solve_height'])
+    image = open_image(job['path'])
+    hints = header_hints(image.header, image.shape, image.wcs()) if image.kind == 'fits' else None
+    return dict(task, image=image, hints=hints or None,
+                input_name=None)
 
 
 def save_upload(uploads_dir, name, content):

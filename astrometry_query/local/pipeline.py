@@ -1,0 +1,240 @@
+"""One solve as one plain function: pixels or a source list in, a record out.
+
+`solve` extracts sources in process (sep, windowed centroids, full
+resolution), builds the .axy in process, runs ``astrometry-engine`` on it,
+and returns a `SolveResult` with the WCS and nova's calibration numbers.
+It keeps no global state and its arguments and result pickle, so it runs
+the same on a thread, in a process pool or on a Dask worker.  The local
+backend, the server's workers and batches all call it.
+
+Header hints (`astrometry_query.hints`) are tried first and dropped one by
+one when the hinted search finds nothing, within the same time limit.
+"""
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from ..exceptions import InvalidInputError
+from ..hints import SolveHints
+from ..images import open_image
+from ..results import calibration_from_wcs
+from ..sources import extract_sources
+from .axy import OUTPUT_FILES, scale_bounds, write_axy
+from .solver import find_installation, run_engine
+
+__all__ = ['solve', 'SolveResult', 'AXY_FILE', 'ENGINE_LOG', 'MIN_SOURCES']
+
+AXY_FILE = 'job.axy'
+ENGINE_LOG = 'log'
+#: Fewer sources than this cannot make enough quads to solve.
+MIN_SOURCES = 5
+#: Share of the time limit a hinted attempt may use before the next, wider one.
+_HINTED_SHARE = 0.3
+
+
+@dataclass
+class SolveResult:
+    """The outcome of one `solve`.
+
+    Attributes
+    ----------
+    solved : bool
+    wcs_header : str or None
+        The solution (TAN-SIP) as FITS header text.
+    calibration : dict or None
+        nova's calibration numbers (``ra``, ``dec``, ``radius``, ``pixscale``...).
+    width, height : int
+        The field size solved.
+    n_sources : int
+        Sources given to the engine.
+    elapsed : float
+        Wall-clock seconds of the whole solve.
+    timings : dict
+        Seconds per step (``read``, ``extract``, ``engine``, ``wcs``).
+    attempts : list of dict
+        Each engine run: the hints it used, seconds, and whether it solved.
+    hints : list of str
+        The header cards behind the attempt that solved.
+    timed_out : bool
+        The time limit stopped the search.
+    error : str or None
+        Why it did not solve.
+    work_dir : str or None
+        Where the .axy, WCS, corr and rdls files are (None if temporary).
+    files : dict
+        ``{name: bytes}`` of those files when the work directory was temporary.
+    sources : dict
+        ``x``, ``y``, ``flux`` of the sources used (FITS 1-based), when extracted here.
+    """
+    solved: bool
+    wcs_header: str | None = None
+    calibration: dict | None = None
+    width: int = 0
+    height: int = 0
+    n_sources: int = 0
+    elapsed: float = 0.0
+    timings: dict = field(default_factory=dict)
+    attempts: list = field(default_factory=list)
+    hints: list = field(default_factory=list)
+    timed_out: bool = False
+    error: str | None = None
+    work_dir: str | None = None
+    files: dict = field(default_factory=dict)
+    sources: dict = field(default_factory=dict)
+
+    def header(self):
+        """The solution as an `~astropy.io.fits.Header` (None when not solved)."""
+        return fits.Header.fromstring(self.wcs_header) if self.wcs_header else None
+
+    def to_dict(self):
+        """JSON-ready: everything but the file bytes and the sources."""
+        out = asdict(self)
+        out.pop('files')
+        out.pop('sources')
+        return out
+
+
+def _attempt_limits(attempts, timeout):
+    """CPU seconds for each attempt: hinted ones get a share, the last the rest."""
+    limits = []
+    for i, _ in enumerate(attempts):
+        last = i == len(attempts) - 1
+        limits.append(timeout if last else max(5.0, _HINTED_SHARE * timeout))
+    return limits
+
+
+def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, flux, inst):
+    """Run the engine on each attempt until one solves; returns (outcome, attempts, used)."""
+    tries = hints.attempts(axy_args) if hints else [axy_args]
+    deadline = time.monotonic() + timeout
+    records, outcome, used = [], None, []
+    for args, limit in zip(tries, _attempt_limits(tries, timeout)):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0.5:
+            break
+        limit = min(limit, remaining)
+        n = write_axy(work_dir / AXY_FILE, x, y, flux, args, width, height, cpulimit=limit)
+        blind = scale_bounds(args, width, height) == (None, None)
+        outcome = run_engine(work_dir / AXY_FILE, work_dir, timeout=limit, installation=inst,
+                             inparallel=blind, wcs_name=OUTPUT_FILES['wcs'])
+        hinted = [k for k in ('center_ra', 'scale_lower') if k in args and k not in axy_args]
+        records.append({'hints': hinted, 'seconds': round(outcome.elapsed, 4),
+                        'solved': outcome.solved, 'timed_out': outcome.timed_out, 'sources': n})
+        (work_dir / ENGINE_LOG).write_text(outcome.log)
+        if outcome.solved:
+            if hinted:
+                used = list(hints.sources)
+            break
+    return outcome, records, used
+
+
+def solve(image=None, sources=None, *, width=None, height=None, settings=None, hints=None,
+          fwhm=3.0, detect_threshold=5.0, timeout=300.0, index_dir=None, work_dir=None, hdu=None):
+    """Plate-solve an image or a source list with ``astrometry-engine``.
+
+    Parameters
+    ----------
+    image : path, HDUList, HDU, ndarray, NDData or `~astrometry_query.images.Image`, optional
+        The image (sources are extracted from it here).
+    sources : dict or Table, optional
+        Instead of an image: ``x``, ``y`` (FITS 1-based) and optionally
+        ``flux`` (then sorted brightest first; else used in the given order).
+    width, height : int, optional
+        Field size; required with ``sources``.
+    settings : dict, optional
+        nova submission arguments (scale, position, parity, tweak_order...),
+        already validated.
+    hints : `~astrometry_query.hints.SolveHints` or dict, optional
+        Header hints, tried first and dropped if the hinted search fails.
+    fwhm, detect_threshold : float
+        Extraction: star FWHM (pixels) and threshold (sigma).
+    timeout : float
+        Seconds for the whole solve (extraction and every engine run).
+    index_dir : path or list of paths, optional
+        Index files (default: the astrometry.net configuration's).
+    work_dir : path, optional
+        Where to keep the .axy, WCS, corr and rdls files; default a
+        temporary directory whose files come back in ``SolveResult.files``.
+    hdu : int or str, optional
+        Which HDU of a FITS image.
+
+    Returns
+    -------
+    SolveResult
+        Never raises for a field that does not solve; raises
+        `~astrometry_query.exceptions.InvalidInputError` for unusable input
+        and `~astrometry_query.exceptions.LocalSolverNotFoundError` when
+        astrometry.net is missing.
+    """
+    started = time.perf_counter()
+    settings = dict(settings or {})
+    hints = SolveHints.from_dict(hints) if isinstance(hints, dict) else hints
+    inst = find_installation(index_dir)
+    timings = {}
+    extracted = {}
+    if (image is None) == (sources is None):
+        raise InvalidInputError('Give an image or a source list (not both).')
+    if image is not None:
+        img = open_image(image, hdu=hdu)
+        height, width = img.shape
+        downsample = settings.get('downsample_factor') or None
+        table = extract_sources(img, fwhm=fwhm, detect_threshold=detect_threshold,
+                                downsample=min(int(downsample), 4) if downsample else None,
+                                invert=bool(settings.get('invert')))
+        timings['extract'] = round(table.meta['elapsed'], 4)
+        x, y, flux = (np.asarray(table[c], float) for c in ('x', 'y', 'flux'))
+        extracted = {'x': x, 'y': y, 'flux': flux}
+    else:
+        x = np.asarray(sources['x'], float)
+        y = np.asarray(sources['y'], float)
+        flux = sources['flux'] if 'flux' in getattr(sources, 'keys', lambda: [])() or (
+            hasattr(sources, 'colnames') and 'flux' in sources.colnames) else None
+        flux = None if flux is None else np.asarray(flux, float)
+        if not (width and height):
+            raise InvalidInputError('width and height are needed with a source list.')
+    width, height = int(width), int(height)
+    result = SolveResult(solved=False, width=width, height=height, n_sources=len(x),
+                         timings=timings, sources=extracted)
+    if len(x) < MIN_SOURCES:
+        result.error = (f'only {len(x)} sources were found: at least {MIN_SOURCES} are needed '
+                        '(check the image, or lower detect_threshold)')
+        result.elapsed = time.perf_counter() - started
+        return result
+    temporary = work_dir is None
+    work = Path(tempfile.mkdtemp(prefix='aq-solve-')) if temporary else Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        remaining = max(1.0, timeout - (time.perf_counter() - started))
+        t0 = time.perf_counter()
+        outcome, result.attempts, result.hints = _engine_attempts(
+            settings, hints, width, height, remaining, work, x, y, flux, inst)
+        timings['engine'] = round(time.perf_counter() - t0, 4)
+        result.timed_out = bool(outcome and outcome.timed_out and not outcome.solved)
+        if outcome is None or not outcome.solved:
+            result.error = ('the search was stopped by the time limit' if result.timed_out
+                            else 'no solution was found: give scale and position hints, '
+                                 'or check the image has enough stars')
+        else:
+            t0 = time.perf_counter()
+            header = fits.getheader(outcome.wcs_path)
+            result.solved = True
+            result.wcs_header = header.tostring()
+            result.calibration = calibration_from_wcs(
+                header, width, height, flip_orientation=image is not None and img.flips_y)
+            timings['wcs'] = round(time.perf_counter() - t0, 4)
+        if temporary:
+            result.files = {name: (work / name).read_bytes() for name in
+                            (AXY_FILE, ENGINE_LOG, *OUTPUT_FILES.values()) if (work / name).is_file()}
+        else:
+            result.work_dir = str(work)
+    finally:
+        if temporary:
+            shutil.rmtree(work, ignore_errors=True)
+    result.elapsed = time.perf_counter() - started
+    return result
+
