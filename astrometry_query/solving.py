@@ -95,6 +95,7 @@ class SolvingMixin:
         _flag(header_hints, 'header_hints')
         if (ra_key is None) != (dec_key is None):
             raise InvalidInputError('Give ra_key and dec_key together.')
+        args = to_nova_args(normalize_settings(dict(settings)))   # settings first, as astroquery
         img = open_image(image, hdu=hdu)
         if ra_key is not None and 'center' not in settings and 'center_ra' not in settings:
             try:   # a header hint named by the user is a setting like any other
@@ -102,7 +103,7 @@ class SolvingMixin:
                     img.header, ra_key, dec_key)
             except InvalidInputError as exc:
                 raise InvalidInputError(f'ra_key/dec_key: {exc}') from None
-        args = to_nova_args(normalize_settings(settings))
+            args = to_nova_args(normalize_settings(settings))
         hints = (header_hints_module.header_hints(img.header, img.shape, img.wcs())
                  if header_hints else None)
         return img, args, (hints or None)
@@ -309,7 +310,7 @@ class SolvingMixin:
                                               verbose=verbose, timeout=timeout)
                 remaining = deadline - time.monotonic()
                 try:
-                    header = self._finish(sub, max(remaining, 1.0), verbose, False, cache, progress)
+                    header = self._finish(sub, max(remaining, 1e-3), verbose, False, cache, progress)
                     break
                 except SolveFailedError:
                     if i == len(attempts) - 1 or deadline - time.monotonic() < 2.0:

@@ -15,7 +15,7 @@ from astropy.wcs import WCS
 from astroquery import log
 from astroquery.exceptions import TimeoutError as AstroqueryTimeoutError
 
-import astrometry_query.core as core_module
+import astrometry_query.solving as core_module
 from astrometry_query import AstrometryNetClass, conf, polling
 from astrometry_query.exceptions import (InvalidInputError, InvalidSettingError, JobNotFoundError,
                                          LoginError, MissingAPIKeyError, ResultNotAvailableError,
@@ -1221,8 +1221,8 @@ def test_no_secrets_in_the_cache(real, fake):
     real.get_objects_in_field(header)
     for kind in ('corr', 'new_fits', 'rdls'):
         real.download(header, kind)
-    files = list(real.cache_location.glob('*'))
-    assert len(files) >= 6
+    files = [f for f in real.cache_location.rglob('*') if f.is_file()]
+    assert len(files) >= 7      # the HTTP answers and the solution
     secrets = [API_KEY.encode()] + [k.encode() for k in fake.session_keys]
     for f in files:
         content = f.read_bytes()
@@ -1241,16 +1241,22 @@ def test_verbose_solve_shows_status_and_logs_source_count(an, fake, tmp_path, ca
     assert any('Found 36 sources in field.fits' in r.getMessage() for r in records)
 
 
-def test_jpeg_needs_force_image_upload(an, fake, tmp_path):
+def test_corrupt_jpeg_is_refused_and_a_real_one_is_extracted(an, fake, tmp_path):
+    from PIL import Image as PILImage
     path = tmp_path / 'photo.jpg'
     path.write_bytes(b'\xff\xd8\xff\xe0\x00\x10JFIF' + bytes(200))
-    with pytest.raises(InvalidInputError, match='not a FITS image'):
-        an.submit_image(path)
+    for force in (False, True):
+        with pytest.raises(InvalidInputError, match='photo.jpg is not a readable JPEG'):
+            an.submit_image(path, force_image_upload=force)
     assert fake.requests == []
-    sub = an.submit_image(path, force_image_upload=True)
-    upload = fake.calls('^/api/upload$')[0]
-    assert upload.files['file'] == ('photo.jpg', path.read_bytes())
-    assert sub.id == 1001
+    pixels = render_stars((200, 220), grid_stars(6, 30, offset=20.0))
+    good = tmp_path / 'stars.png'
+    PILImage.fromarray(np.clip(pixels / pixels.max() * 255, 0, 255).astype(np.uint8)).save(good)
+    an.submit_image(good)                   # sources extracted here, a list uploaded
+    assert 'x' in fake.calls('^/api/upload$')[0].json
+    an.submit_image(good, force_image_upload=True)
+    upload = fake.calls('^/api/upload$')[1]
+    assert upload.files['file'] == ('stars.png', good.read_bytes())
 
 
 def test_submit_image_accepts_str_paths(an, fake, tmp_path):

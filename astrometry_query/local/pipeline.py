@@ -115,7 +115,9 @@ def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, fl
     records, outcome, used = [], None, []
     for args, limit in zip(tries, _attempt_limits(tries, timeout)):
         remaining = deadline - time.monotonic()
-        if remaining <= 0.5:
+        if remaining <= 0:
+            records.append({'hints': [], 'seconds': 0.0, 'solved': False, 'timed_out': True,
+                            'sources': 0})
             break
         limit = min(limit, remaining)
         n = write_axy(work_dir / AXY_FILE, x, y, flux, args, width, height, cpulimit=limit)
@@ -209,12 +211,13 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
     work = Path(tempfile.mkdtemp(prefix='aq-solve-')) if temporary else Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
     try:
-        remaining = max(1.0, timeout - (time.perf_counter() - started))
+        remaining = timeout - (time.perf_counter() - started)
         t0 = time.perf_counter()
         outcome, result.attempts, result.hints = _engine_attempts(
             settings, hints, width, height, remaining, work, x, y, flux, inst)
         timings['engine'] = round(time.perf_counter() - t0, 4)
-        result.timed_out = bool(outcome and outcome.timed_out and not outcome.solved)
+        solved = bool(outcome and outcome.solved)
+        result.timed_out = not solved and any(a['timed_out'] for a in result.attempts)
         if outcome is None or not outcome.solved:
             result.error = ('the search was stopped by the time limit' if result.timed_out
                             else 'no solution was found: give scale and position hints, '
