@@ -95,7 +95,10 @@ class SolvingMixin:
         _flag(header_hints, 'header_hints')
         if (ra_key is None) != (dec_key is None):
             raise InvalidInputError('Give ra_key and dec_key together.')
-        args = to_nova_args(normalize_settings(dict(settings)))   # settings first, as astroquery
+        early = dict(settings)
+        if ra_key is not None and 'center' not in early and 'center_ra' not in early:
+            early.update(center_ra=1.0, center_dec=1.0)     # the cards are read below
+        args = to_nova_args(normalize_settings(early))   # settings first, as astroquery
         img = open_image(image, hdu=hdu)
         if ra_key is not None and 'center' not in settings and 'center_ra' not in settings:
             try:   # a header hint named by the user is a setting like any other
