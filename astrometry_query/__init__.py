@@ -25,7 +25,8 @@ class Conf(_config.ConfigNamespace):
     timeout = _config.ConfigItem(120.0, 'Timeout of one HTTP request, in seconds.')
     solve_timeout = _config.ConfigItem(120.0, 'Default time to wait for a solve, in seconds.')
     poll_interval = _config.ConfigItem(
-        1.0, 'First interval between status polls, in seconds (it grows while waiting).')
+        0.5, 'Interval between status polls of a young job, in seconds (it grows after '
+        '5 s; servers that offer long polls are asked to answer on change instead).')
     backend = _config.ConfigItem(
         'auto', "Solver backend: 'nova', 'local', or 'auto' (nova when an API key or a "
         "server is set, else the local solver when installed).")

@@ -1,8 +1,11 @@
-"""Waiting for a submission to become a solved job, for any backend.
+"""Waiting for a submission on a nova server to become a solved job.
 
-Polls with a growing interval, shows a status line while waiting (silenced
-by ``verbose=False``), calls an optional progress hook, and turns every
-outcome into a Job or a typed error that carries the ids.
+Polls briskly while the job is young (most solves take seconds) and less
+often later, sleeps as long as a server's Retry-After asks, and, against a
+server that offers long polls (ours: the ``X-Long-Poll`` header), asks it to
+answer when the state changes, so no solve waits idle.  Shows a status line
+while waiting (silenced by ``verbose=False``), calls an optional progress
+hook, and turns every outcome into a Job or a typed error carrying the ids.
 """
 import sys
 import time
@@ -16,6 +19,10 @@ __all__ = ['wait_for_job', 'StatusLine']
 
 #: Polling never waits longer than this between two looks.
 MAX_POLL_INTERVAL = 10.0
+#: For this many seconds the interval stays at its first value.
+BRISK_PERIOD = 5.0
+#: Longest long poll asked for, seconds (and never past the HTTP timeout).
+MAX_LONG_POLL = 10.0
 #: Transient network errors tolerated in a row while waiting.
 MAX_TRANSIENT_ERRORS = 5
 
@@ -69,7 +76,8 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
     solve_timeout : float
         Seconds to wait before raising `SolveTimeoutError`.
     poll_interval : float
-        First interval between polls; it grows by half each poll, up to 10 s.
+        Interval between polls for the first 5 s; then it grows by half
+        each poll, up to 10 s.
     progress : callable, optional
         Called as ``progress(state, submission_id, job_id)`` at each change.
 
@@ -79,15 +87,19 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
     """
     if submission_id is None and job_id is None:
         raise ValueError('Give a submission id or a job id.')
-    deadline = clock() + float(solve_timeout)
-    interval = max(0.05, float(poll_interval))
+    started = clock()
+    deadline = started + float(solve_timeout)
+    first_interval = interval = max(0.05, float(poll_interval))
     errors_in_row = 0
     last_state = None
     ids = lambda: {'submission_id': submission_id, 'job_id': job_id}  # noqa: E731
     with StatusLine(verbose) as line:
         while True:
+            asked = clock()
+            wait = _long_poll_seconds(backend, deadline - asked)
+            retry_after = None
             try:
-                state = _look(backend, submission_id, job_id)
+                state = _look(backend, submission_id, job_id, wait)
                 errors_in_row = 0
             except JobNotFoundError:
                 if submission_id is None or job_id is None:
@@ -95,11 +107,13 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
                 # nova replaces a job lost in a worker restart: re-read the submission.
                 job_id, state = None, 'job vanished, re-reading the submission'
             except ServerError as exc:
-                if exc.status_code is not None and exc.status_code < 500:
+                if exc.status_code is not None and exc.status_code < 500 \
+                        and exc.status_code != 429:
                     raise
                 errors_in_row += 1
                 if errors_in_row > MAX_TRANSIENT_ERRORS:
                     raise
+                retry_after = getattr(exc, 'retry_after', None)
                 state = f'server trouble ({exc.message[:60]}), retrying'
             if isinstance(state, tuple):
                 state, found_job = state
@@ -121,26 +135,47 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
             if isinstance(state, str) and state.startswith('submission failed: '):
                 raise SubmissionError(f'The server could not process the submission: '
                                       f'{state[len("submission failed: "):]}', **ids())
-            remaining = deadline - clock()
+            now = clock()
+            remaining = deadline - now
             if remaining <= 0:
                 raise SolveTimeoutError(f'Solve timed out after {solve_timeout:g} s without success '
                                         f'or failure (last state: {state})', **ids())
-            sleep(min(interval, remaining))
-            interval = min(interval * 1.5, MAX_POLL_INTERVAL)
+            if retry_after is not None:
+                pause = retry_after
+            elif wait and now - asked >= 0.5 * wait:
+                pause = 0.0           # the server held the request: ask again at once
+            else:
+                pause = interval
+                if now - started >= BRISK_PERIOD or wait:
+                    interval = min(interval * 1.5, MAX_POLL_INTERVAL)
+            if pause > 0:
+                sleep(min(pause, remaining))
+            if retry_after is None and not wait and now - started < BRISK_PERIOD:
+                interval = first_interval
 
 
-def _look(backend, submission_id, job_id):
+def _long_poll_seconds(backend, remaining):
+    """How long to ask the server to hold a status request (0: it cannot)."""
+    offered = getattr(backend, 'long_poll', 0) or 0
+    if offered <= 0 or remaining <= 0.2:
+        return 0.0
+    http_timeout = float(getattr(backend, 'timeout', MAX_LONG_POLL) or MAX_LONG_POLL)
+    return max(0.0, min(offered, MAX_LONG_POLL, remaining, http_timeout - 2.0))
+
+
+def _look(backend, submission_id, job_id, wait=0.0):
     """One look at the work: a state word, or (state, job id) when a job appears."""
+    kw = {'wait': wait} if wait else {}
     if job_id is None:
-        sub = backend.submission(submission_id)
+        sub = backend.submission(submission_id, **kw)
         if sub.failed:
             return f'submission failed: {sub.error_message}'
         if not sub.job_ids:
             return sub.state
         job_id = sub.job_ids[0]
         try:
-            return backend.job_status(job_id, submission_id), job_id
+            return backend.job_status(job_id, submission_id, **kw), job_id
         except JobNotFoundError:
             # nova replaces a job lost in a worker restart: look again next poll.
             return 'job vanished, re-reading the submission'
-    return backend.job_status(job_id, submission_id)
+    return backend.job_status(job_id, submission_id, **kw)

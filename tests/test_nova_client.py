@@ -301,12 +301,23 @@ def test_polling_sequence_and_progress(an, fake):
                                    + [f'/api/jobs/{job}/info', f'/wcs_file/{job}'])
 
 
-def test_poll_interval_from_conf_and_growing(an, fake, clock):
-    fake.script = ['queued'] * 4 + ['success']
-    with conf.set_temp('poll_interval', 0.2):
+def test_poll_interval_brisk_while_young_then_growing(an, fake, clock):
+    fake.script = ['queued'] * 20 + ['success']
+    with conf.set_temp('poll_interval', 0.5):
         _solve_xy(an)
-    assert clock.sleeps[:3] == pytest.approx([0.2, 0.3, 0.45])
+    young = [s for s, t in zip(clock.sleeps, np.cumsum([0] + clock.sleeps)) if t < polling.BRISK_PERIOD]
+    assert young and all(s == pytest.approx(0.5) for s in young)
+    later = clock.sleeps[len(young):]
+    assert later[:3] == pytest.approx([0.5, 0.75, 1.125])
     assert all(s <= polling.MAX_POLL_INTERVAL for s in clock.sleeps)
+
+
+def test_retry_after_is_honoured(an, fake, clock):
+    fake.script = ['queued', 'success']
+    fake.fail_next('^/api/submissions/', (503, 'busy', {'Retry-After': '7'}))
+    with conf.set_temp('poll_interval', 0.5):
+        _solve_xy(an)
+    assert 7.0 in clock.sleeps
 
 
 def test_submission_status_quirks_are_parsed(an, fake):

@@ -27,6 +27,23 @@ MISSING_API_KEY = (
     "backend='local'.")
 
 
+#: Our server's offer of long polls (see astrometry_query.server.app).
+LONG_POLL_HEADER = 'X-Long-Poll'
+
+
+def _seconds(value):
+    """A header's number of seconds (Retry-After, X-Long-Poll), or None."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if 0 <= seconds < 3600 else None
+
+
+def _wait_params(wait):
+    return {'wait': f'{wait:.3g}'} if wait else None
+
+
 class NovaClient:
     """Speaks the nova API.
 
@@ -51,6 +68,8 @@ class NovaClient:
         self.timeout = timeout
         self._session_key = None
         self._lock = threading.Lock()
+        #: Longest status long poll the server offers (its X-Long-Poll header), 0: none.
+        self.long_poll = 0.0
 
     def __repr__(self):
         return f'<NovaClient server={self.server!r} logged_in={self._session_key is not None}>'
@@ -59,13 +78,17 @@ class NovaClient:
     def _http(self, method, url, *, ids=None, cache=False, **kwargs):
         ids = ids or {}
         try:
-            return self._request(method, url, timeout=self.timeout, cache=cache, **kwargs)
+            response = self._request(method, url, timeout=self.timeout, cache=cache, **kwargs)
         except requests.Timeout:
             raise ServerError(f'No answer from {url} within {self.timeout} s.', url=url,
                               **ids) from None
         except requests.ConnectionError as exc:
             raise ServerError(f'Cannot reach the server at {url}: {type(exc).__name__}.', url=url,
                               **ids) from None
+        offered = _seconds(getattr(response, 'headers', {}).get(LONG_POLL_HEADER))
+        if offered is not None:
+            self.long_poll = offered
+        return response
 
     def _api(self, method, parts, args=None, *, auth=False, files=None, params=None,
              cache=False, ids=None):
@@ -85,6 +108,7 @@ class NovaClient:
             try:
                 return decode_response(response.status_code, response.text, url=url, **ids)
             except ServerError as exc:
+                exc.retry_after = _seconds(getattr(response, 'headers', {}).get('Retry-After'))
                 if auth and attempt == 0 and is_session_error(exc.message):
                     if files:
                         for value in files.values():
@@ -153,13 +177,16 @@ class NovaClient:
         return Submission(id=int(answer['subid']), hash=answer.get('hash'))
 
     # -- status -------------------------------------------------------------
-    def submission(self, submission_id):
+    def submission(self, submission_id, wait=None):
+        """The submission's state; ``wait``: seconds a long-polling server may
+        hold the answer until the state changes."""
         sid = int(submission_id)
-        payload = self._api('GET', ['submissions', sid], ids={'submission_id': sid})
+        payload = self._api('GET', ['submissions', sid], ids={'submission_id': sid},
+                            params=_wait_params(wait))
         return Submission.from_api(sid, payload)
 
-    def job_status(self, job_id, submission_id=None):
-        payload = self._api('GET', ['jobs', int(job_id)],
+    def job_status(self, job_id, submission_id=None, wait=None):
+        payload = self._api('GET', ['jobs', int(job_id)], params=_wait_params(wait),
                             ids={'job_id': int(job_id), 'submission_id': submission_id})
         return payload.get('status', '?')
 

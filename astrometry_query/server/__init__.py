@@ -8,6 +8,7 @@ speak nova, and the real server of our integration tests.
 
 From a shell: ``python -m astrometry_query.server --port 8080 --api-key KEY``.
 """
+import asyncio
 import ipaddress
 import logging
 import shutil
@@ -88,6 +89,8 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
 
     @asynccontextmanager
     async def lifespan(app):
+        nova.changes.bind(asyncio.get_running_loop())
+        pool.on_change = nova.changes.notify
         pool.start()
         try:
             yield

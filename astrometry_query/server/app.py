@@ -5,11 +5,13 @@ read only from a POST form, API errors as HTTP 200 JSON, ``text/plain`` JSON
 from ``json.dumps`` defaults, HTML 404/500 pages, an optional trailing slash
 everywhere, and a home page (GET) or CSRF 403 (POST) for unknown paths.
 """
+import asyncio
 import functools
 import json
 import logging
 import secrets
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import parse_qsl, quote
 
@@ -80,9 +82,55 @@ class BadRequest(Exception):
     """Unreadable or oversized form: an HTML 400 page."""
 
 
+#: Advertised on every JSON answer: status requests may add ?wait=SECONDS (at
+#: most this many) to be answered when the state changes.  Other clients
+#: ignore the header; nova ignores the parameter.
+LONG_POLL_HEADER = 'X-Long-Poll'
+MAX_LONG_POLL = 30.0
+
+
 def nova_json(obj):
     """JSON the way nova sends it: json.dumps defaults, Content-Type text/plain."""
-    return Response(json.dumps(obj), headers={'Content-Type': 'text/plain'})
+    return Response(json.dumps(obj), headers={'Content-Type': 'text/plain',
+                                              LONG_POLL_HEADER: f'{MAX_LONG_POLL:g}'})
+
+
+class ChangeFeed:
+    """Lets request handlers wait, without a thread, for the next change of
+    work state (`notify` may be called from any thread)."""
+
+    def __init__(self):
+        self._loop = self._event = None
+
+    def bind(self, loop):
+        self._loop, self._event = loop, asyncio.Event()
+
+    def notify(self):
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._fire)
+
+    def _fire(self):
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    async def wait(self, timeout):
+        """Until the next change or ``timeout`` seconds; True on a change."""
+        if self._event is None or timeout <= 0:
+            return False
+        try:
+            await asyncio.wait_for(self._event.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+
+def _wait_seconds(request):
+    """The ``wait`` query parameter: 0 when absent or unreadable, at most MAX_LONG_POLL."""
+    try:
+        value = float(request.query_params.get('wait', 0))
+    except ValueError:
+        return 0.0
+    return min(max(value, 0.0), MAX_LONG_POLL) if value == value else 0.0
 
 
 def _page(status, title, body=''):
@@ -166,6 +214,26 @@ class NovaApp:
         self.data_dir = Path(data_dir)
         self.store, self.pool = pool.store, pool
         self.api_keys = [k.encode('utf-8') for k in api_keys]
+        self.changes = ChangeFeed()
+
+    async def _long_poll(self, request, read, settled):
+        """``read()`` once, then again on each change until ``settled(answer)``,
+        the answer differs from the first, or ``?wait=`` seconds have passed."""
+        first = await run_in_threadpool(read)
+        wait = _wait_seconds(request)
+        if first is None or wait <= 0 or settled(first):
+            return first
+        deadline = time.monotonic() + wait
+        answer = first
+        while answer == first and not settled(answer):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await self.changes.wait(min(remaining, 1.0))
+            answer = await run_in_threadpool(read)
+            if answer is None:
+                break
+        return answer
 
     @staticmethod
     def request_json(form):
@@ -259,8 +327,10 @@ class NovaApp:
         return nova_json(out)
 
     async def submission(self, request):
-        out = await run_in_threadpool(self.store.submission_status,
-                                      int(request.path_params['id']))
+        sub_id = int(request.path_params['id'])
+        out = await self._long_poll(
+            request, lambda: self.store.submission_status(sub_id),
+            lambda s: bool(s.get('job_calibrations') or s.get('error_message')))
         if out is None:
             raise NotFound()
         return nova_json(out)
@@ -280,7 +350,16 @@ class NovaApp:
         return job
 
     async def job_status(self, request):
-        return nova_json({'status': (await self._job(request))['status']})
+        job_id = int(request.path_params['id'])
+
+        def status():
+            job = self.store.job(job_id)
+            return None if job is None else job['status']
+        status = await self._long_poll(request, status,
+                                       lambda s: s in ('success', 'failure', '?'))
+        if status is None:
+            raise NotFound()
+        return nova_json({'status': status})
 
     async def calibration(self, request):
         job = await self._job(request)

@@ -258,6 +258,8 @@ class SolvePool:
         self.fetch_timeout, self.index_dir = fetch_timeout, index_dir
         self._ingest_threads = max(1, int(ingest_threads))
         self._cv, self._gen, self._stopping, self._threads = threading.Condition(), 0, False, []
+        #: Called (from any thread) whenever work changes state: long polls wake on it.
+        self.on_change = None
 
     def start(self):
         """Requeue interrupted work, then start the threads."""
@@ -274,10 +276,13 @@ class SolvePool:
             self._threads.append(t)
 
     def wake(self):
-        """Tell idle threads that new work may be waiting."""
+        """Tell idle threads that new work may be waiting, and waiting clients
+        that something changed."""
         with self._cv:
             self._gen += 1
             self._cv.notify_all()
+        if self.on_change is not None:
+            self.on_change()
 
     def stop(self, timeout=None):
         """Take no new work and wait for running work (at most ``timeout`` s).
@@ -348,6 +353,7 @@ class SolvePool:
         self.store.finish_job(job['id'], result.get('status') == 'success',
                               calibration=calibration,
                               image_size=(result.get('width'), result.get('height')))
+        self.wake()     # before anything slower: clients waiting on this job go on now
         lines.append(f'status {result.get("status")}, error {result.get("error")!r}, '
                      f'timings {result.get("timings")}, {time.monotonic() - started:.2f} s')
         (job_dir / WORKER_LOG).write_text('\n'.join(lines) + '\n')
