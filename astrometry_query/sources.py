@@ -21,14 +21,18 @@ from .exceptions import InvalidInputError
 from .images import Image, open_image
 
 __all__ = ['extract_sources', 'check_source_list', 'write_xylist', 'source_list_from',
-           'MAX_SOURCES', 'FLAG_SATURATED']
+           'MAX_SOURCES', 'FLAG_SATURATED', 'FLAG_BLENDED', 'FLAG_CENTROID']
 
 #: nova's solver reads at most this many sources.
 MAX_SOURCES = 1000
 #: Bit of the ``flag`` column set for a star that reaches the saturation level.
 FLAG_SATURATED = 1
+#: Bit set for a source split from a blend (its centroid may be pulled).
+FLAG_BLENDED = 2
+#: Bit set when the windowed centroid did not converge (the isophotal one is given).
+FLAG_CENTROID = 4
 #: Pixels per band: bounds the working memory to ~100 MB whatever the image size.
-_BAND_PIXELS = 12_000_000
+_BAND_PIXELS = 17_000_000
 #: Above this many pixels, detection (not measurement) runs on a 2x2-binned image.
 _AUTO_BIN_PIXELS = 12_000_000
 
@@ -130,6 +134,8 @@ def _measure(band, objects, x0, y0, fwhm, binning, sat_map, max_keep):
     ok = (wflag == 0) & np.isfinite(xw) & np.isfinite(yw) & (np.hypot(xw - x0, yw - y0) < 2 * fwhm)
     xw, yw = np.where(ok, xw, x0), np.where(ok, yw, y0)
     flag = np.zeros(len(xw), dtype=np.int16)
+    flag[(objects['flag'] & sep.OBJ_MERGED) > 0] |= FLAG_BLENDED
+    flag[~ok] |= FLAG_CENTROID
     if sat_map is not None:
         flag[sat_map[py, px]] |= FLAG_SATURATED
     return dict(x=xw, y=yw, flux=np.where(np.isfinite(flux), flux, objects['flux']),
@@ -199,7 +205,7 @@ def extract_sources(image, *, fwhm=3.0, detect_threshold=5.0, max_sources=MAX_SO
     `~astropy.table.Table`
         Columns ``x``, ``y`` (FITS 1-based pixels, as astrometry.net wants),
         ``flux``, ``peak`` (background-subtracted) and ``flag``
-        (`FLAG_SATURATED`), brightest first.  ``meta`` holds the image size
+        (bits `FLAG_SATURATED`, `FLAG_BLENDED`, `FLAG_CENTROID`), brightest first.  ``meta`` holds the image size
         (``width``, ``height``), ``background``, ``rms``, ``rejected`` (hot
         pixels and cosmic rays dropped) and ``elapsed`` (s).
     """
@@ -227,7 +233,7 @@ def extract_sources(image, *, fwhm=3.0, detect_threshold=5.0, max_sources=MAX_SO
             band, (y_start - lo, y_end - lo), fwhm, detect_threshold, binning, saturation)
         rms_all.append(rms)
         back_all.append(back)
-        m = _measure(band, objects, x0, y0, fwhm, binning, sat_map, 3 * max_sources)
+        m = _measure(band, objects, x0, y0, fwhm, binning, sat_map, max_sources + 300)
         if not m:
             continue
         bad = _artifacts(m, rms)

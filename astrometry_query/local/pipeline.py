@@ -10,6 +10,7 @@ backend, the server's workers and batches all call it.
 Header hints (`astrometry_query.hints`) are tried first and dropped one by
 one when the hinted search finds nothing, within the same time limit.
 """
+import os
 import shutil
 import tempfile
 import time
@@ -25,6 +26,7 @@ from ..images import open_image
 from ..results import calibration_from_wcs
 from ..sources import extract_sources
 from .axy import OUTPUT_FILES, scale_bounds, write_axy
+from .refine import refine_wcs, reference_stars
 from .solver import find_installation, run_engine
 
 __all__ = ['solve', 'SolveResult', 'AXY_FILE', 'ENGINE_LOG', 'MIN_SOURCES']
@@ -60,6 +62,9 @@ class SolveResult:
         Each engine run: the hints it used, seconds, and whether it solved.
     hints : list of str
         The header cards behind the attempt that solved.
+    refit : dict or None
+        The refit against all catalogue stars in the field (order, matches,
+        RMS), when it improved on the engine's solution.
     timed_out : bool
         The time limit stopped the search.
     error : str or None
@@ -81,6 +86,7 @@ class SolveResult:
     timings: dict = field(default_factory=dict)
     attempts: list = field(default_factory=list)
     hints: list = field(default_factory=list)
+    refit: dict | None = None
     timed_out: bool = False
     error: str | None = None
     work_dir: str | None = None
@@ -133,6 +139,28 @@ def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, fl
                 used = list(hints.sources)
             break
     return outcome, records, used
+
+
+def _refine(header, x, y, width, height, settings, inst, good=None, fwhm=3.0):
+    """The engine's WCS refitted to every catalogue star in the field, or None."""
+    if not inst.query_starkd:
+        return None
+    try:
+        tan = calibration_from_wcs(header, width, height)
+        ra, dec, mag = reference_stars(inst.index_files, tan['ra'], tan['dec'], 1.05 * tan['radius'],
+                                  query_starkd=inst.query_starkd)
+        tweak = settings.get('tweak_order')
+        order = None if tweak is None else max(1, int(tweak))
+        return refine_wcs(header, x, y, width, height, ra, dec, order=order, good=good,
+                          isolation=max(4.0, 2.0 * fwhm), ref_mag=mag)
+    except Exception:       # the engine's solution stands
+        return None
+
+
+def _write_header(path, header):
+    tmp = Path(path).with_name(f'.{Path(path).name}.tmp')
+    fits.PrimaryHDU(header=header).writeto(tmp, overwrite=True, output_verify='silentfix')
+    os.replace(tmp, path)
 
 
 def solve(image=None, sources=None, *, width=None, height=None, settings=None, hints=None,
@@ -190,13 +218,15 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
                                 invert=bool(settings.get('invert')))
         timings['extract'] = round(table.meta['elapsed'], 4)
         x, y, flux = (np.asarray(table[c], float) for c in ('x', 'y', 'flux'))
-        extracted = {'x': x, 'y': y, 'flux': flux}
+        good = np.asarray(table['flag']) == 0
+        extracted = {'x': x, 'y': y, 'flux': flux, 'flag': np.asarray(table['flag'])}
     else:
         x = np.asarray(sources['x'], float)
         y = np.asarray(sources['y'], float)
         flux = sources['flux'] if 'flux' in getattr(sources, 'keys', lambda: [])() or (
             hasattr(sources, 'colnames') and 'flux' in sources.colnames) else None
         flux = None if flux is None else np.asarray(flux, float)
+        good = None
         if not (width and height):
             raise InvalidInputError('width and height are needed with a source list.')
     width, height = int(width), int(height)
@@ -208,7 +238,7 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         result.elapsed = time.perf_counter() - started
         return result
     temporary = work_dir is None
-    work = Path(tempfile.mkdtemp(prefix='aq-solve-')) if temporary else Path(work_dir)
+    work = Path(tempfile.mkdtemp(prefix='aq-solve-')) if temporary else Path(work_dir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     try:
         remaining = timeout - (time.perf_counter() - started)
@@ -225,11 +255,18 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         else:
             t0 = time.perf_counter()
             header = fits.getheader(outcome.wcs_path)
+            timings['wcs'] = round(time.perf_counter() - t0, 4)
+            t0 = time.perf_counter()
+            refit = _refine(header, x, y, width, height, settings, inst, good, fwhm)
+            if refit is not None:
+                header = refit.header
+                _write_header(outcome.wcs_path, header)
+                result.refit = refit.to_dict()
+            timings['refit'] = round(time.perf_counter() - t0, 4)
             result.solved = True
             result.wcs_header = header.tostring()
             result.calibration = calibration_from_wcs(
                 header, width, height, flip_orientation=image is not None and img.flips_y)
-            timings['wcs'] = round(time.perf_counter() - t0, 4)
         if temporary:
             result.files = {name: (work / name).read_bytes() for name in
                             (AXY_FILE, ENGINE_LOG, *OUTPUT_FILES.values()) if (work / name).is_file()}

@@ -51,6 +51,8 @@ class Installation:
     plot_constellations : str or None
         Path of ``plot-constellations`` (needed for objects in field and
         annotations), None when it is not installed.
+    query_starkd : str or None
+        Path of ``query-starkd`` (reference stars for the WCS refit).
     config : `~pathlib.Path` or None
         The astrometry.net configuration file the index directories came from.
     index_dirs : tuple of `~pathlib.Path`
@@ -60,6 +62,7 @@ class Installation:
     """
     engine: str
     plot_constellations: str | None
+    query_starkd: str | None
     config: Path | None
     index_dirs: tuple[Path, ...]
     index_files: tuple[Path, ...]
@@ -109,6 +112,7 @@ def _find(index_dirs, config, path_env):
             '(or pass index_dir= a directory holding index files).')
     return Installation(engine=engine,
                         plot_constellations=shutil.which('plot-constellations', path=path_env),
+                        query_starkd=shutil.which('query-starkd', path=path_env),
                         config=config, index_dirs=tuple(index_dirs), index_files=files)
 
 
@@ -257,7 +261,7 @@ def run_engine(axy_path, work_dir, *, timeout=None, installation=None, inparalle
     EngineOutcome
     """
     inst = installation or find_installation()
-    work_dir = Path(work_dir)
+    work_dir = Path(work_dir).resolve()
     wcs_path = work_dir / wcs_name
     wcs_path.unlink(missing_ok=True)   # success is "the WCS exists": no stale one
     config = write_engine_config(work_dir / JOB_CONFIG, inst, inparallel=inparallel,

@@ -1,0 +1,365 @@
+"""Refining the engine's WCS against every catalogue star in the field.
+
+``astrometry-engine`` tweaks its solution with the few stars of the one index
+that solved it (often 15-50), so its SIP terms carry the noise of a handful
+of positions and its order is fixed (2 by default).  Here the solution is
+fitted again, by linear least squares, to every source matched with the
+stars of the densest index files (hundreds, usually): the same TAN-SIP
+model, CRVAL moved to the fitted centre, the SIP order chosen from the data
+(cross-validation) unless the user set ``tweak_order``, and the inverse (AP/BP) terms
+fitted for tools that need them.  The refit is kept only when it matches
+more stars and fits them better than the engine's own solution.
+"""
+import functools
+import math
+import os
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from astropy.wcs import WCS, FITSFixedWarning
+from scipy.spatial import cKDTree
+
+__all__ = ['refine_wcs', 'reference_stars', 'RefineResult']
+
+#: Index files queried for reference stars (the densest first).
+MAX_INDEX_FILES = 4
+#: Highest SIP order tried when the order is free.
+MAX_ORDER = 5
+#: Fewest matched stars for a refit.
+MIN_MATCHES = 12
+_SIP_KEY = ('A_', 'B_', 'AP_', 'BP_')
+
+
+@functools.lru_cache(maxsize=256)
+def _index_info(path, mtime):
+    """(stars per steradian, healpix nside) of an index file, from its header."""
+    try:
+        header = fits.getheader(path, 0)
+    except Exception:
+        return 0.0, 0
+    nside = int(header.get('HPNSIDE', 0) or 0)
+    area = 4 * math.pi / (12 * nside * nside) if nside > 0 and header.get('HEALPIX', -1) >= 0 \
+        else 4 * math.pi
+    return float(header.get('NSTARS', 0) or 0) / area, nside
+
+
+def _densest(index_files):
+    info = [(f, _index_info(str(f), os.path.getmtime(f))) for f in index_files]
+    return [f for f, (density, _) in sorted(info, key=lambda t: -t[1][0]) if density > 0]
+
+
+def reference_stars(index_files, ra, dec, radius, *, query_starkd='query-starkd',
+                    max_files=MAX_INDEX_FILES):
+    """RA, Dec (deg) and magnitude (NaN if unknown) of the index stars within
+    ``radius`` deg of (ra, dec).
+
+    The densest index files are queried with ``query-starkd`` (a few ms
+    each); stars found in several files are kept once.
+    """
+    ras, decs, mags = [], [], []
+    with tempfile.TemporaryDirectory(prefix='aq-ref-') as tmp:
+        found = 0
+        for i, path in enumerate(_densest(index_files)):
+            out = Path(tmp) / f'{i}.fits'
+            proc = subprocess.run([query_starkd, '-r', repr(float(ra)), '-d', repr(float(dec)),
+                                   '-R', repr(float(radius)), '-T', '-o', str(out), str(path)],
+                                  capture_output=True, stdin=subprocess.DEVNULL)
+            if proc.returncode != 0 or not out.is_file():
+                continue
+            with fits.open(out) as hdul:
+                data = hdul[1].data if len(hdul) > 1 else None
+                if data is None or not len(data):
+                    continue
+                ras.append(np.array(data['RA'], float))
+                decs.append(np.array(data['DEC'], float))
+                mag = next((c for c in data.columns.names if c.upper().startswith('MAG')), None)
+                mags.append(np.array(data[mag], float) if mag else np.full(len(data), np.nan))
+            found += 1
+            if found >= max_files:
+                break
+    if not ras:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    ra, dec, mag = np.concatenate(ras), np.concatenate(decs), np.concatenate(mags)
+    # Keep one of each star (the files share the catalogue): round to ~0.04".
+    key = np.round(ra * 1e5).astype(np.int64) * 100_000_000 + np.round(dec * 1e5).astype(np.int64)
+    _, first = np.unique(key, return_index=True)
+    return ra[first], dec[first], mag[first]
+
+
+def _tan_project(ra, dec, ra0, dec0):
+    """Gnomonic projection about (ra0, dec0): intermediate coordinates in degrees."""
+    a, d = np.radians(ra), np.radians(dec)
+    a0, d0 = math.radians(ra0), math.radians(dec0)
+    cos_c = math.sin(d0) * np.sin(d) + math.cos(d0) * np.cos(d) * np.cos(a - a0)
+    xi = np.cos(d) * np.sin(a - a0) / cos_c
+    eta = (math.cos(d0) * np.sin(d) - math.sin(d0) * np.cos(d) * np.cos(a - a0)) / cos_c
+    return np.degrees(xi), np.degrees(eta), cos_c > 0
+
+
+def _tan_deproject(xi, eta, ra0, dec0):
+    x, y = math.radians(xi), math.radians(eta)
+    d0 = math.radians(dec0)
+    rho = math.hypot(x, y)
+    c = math.atan(rho)
+    if rho == 0:
+        return ra0, dec0
+    dec = math.asin(math.cos(c) * math.sin(d0) + y * math.sin(c) * math.cos(d0) / rho)
+    ra = math.radians(ra0) + math.atan2(x * math.sin(c),
+                                        rho * math.cos(d0) * math.cos(c) - y * math.sin(d0) * math.sin(c))
+    return math.degrees(ra) % 360.0, math.degrees(dec)
+
+
+def _terms(order, min_order=0):
+    return [(p, t - p) for t in range(min_order, order + 1) for p in range(t, -1, -1)]
+
+
+def _design(u, v, terms):
+    return np.stack([u ** p * v ** q for p, q in terms], axis=1)
+
+
+def _match(x, y, rx, ry, radius):
+    """Mutual nearest neighbours closer than ``radius``: (source index, reference index)."""
+    if not len(x) or not len(rx):
+        return np.zeros(0, int), np.zeros(0, int)
+    sources, refs = np.column_stack([x, y]), np.column_stack([rx, ry])
+    d, nearest_ref = cKDTree(refs).query(sources, distance_upper_bound=radius)
+    found = np.isfinite(d)
+    _, nearest_src = cKDTree(sources).query(refs[nearest_ref[found]])
+    s = np.nonzero(found)[0]
+    mutual = nearest_src == s
+    return s[mutual], nearest_ref[found][mutual]
+
+
+class RefineResult:
+    """A refitted WCS header and how it was obtained."""
+
+    def __init__(self, header, order, matches, rms, engine_rms, engine_matches):
+        self.header, self.order, self.matches, self.rms = header, order, matches, rms
+        self.engine_rms, self.engine_matches = engine_rms, engine_matches
+
+    def to_dict(self):
+        return {'order': self.order, 'matches': self.matches, 'rms_px': round(self.rms, 5),
+                'engine_rms_px': round(self.engine_rms, 5), 'engine_matches': self.engine_matches}
+
+
+def _fit(u, v, xi, eta, order, scale):
+    """Polynomial fit of (xi, eta) in (u, v) of total ``order``, sigma-clipped.
+
+    Returns (coefficients xi, coefficients eta, terms, kept mask, rss).
+    """
+    terms = _terms(order)
+    keep = np.ones(len(u), bool)
+    for _ in range(3):
+        m = _design(u[keep] / scale, v[keep] / scale, terms)
+        cx, *_ = np.linalg.lstsq(m, xi[keep], rcond=None)
+        cy, *_ = np.linalg.lstsq(m, eta[keep], rcond=None)
+        full = _design(u / scale, v / scale, terms)
+        res = np.hypot(full @ cx - xi, full @ cy - eta)
+        sigma = 1.4826 * np.median(res[keep]) + 1e-12
+        new = res < max(4.0 * sigma, 1e-12)
+        if new.sum() < len(terms) + 3 or np.array_equal(new, keep):
+            break
+        keep = new
+    resid = (_design(u[keep] / scale, v[keep] / scale, terms) @ np.stack([cx, cy], 1)
+             - np.stack([xi[keep], eta[keep]], 1))
+    return cx, cy, terms, keep, float(np.sum(resid ** 2))
+
+
+def _cross_validated(u, v, xi, eta, order, scale, folds=5):
+    """RMS of held-out residuals (degrees) of a fit of ``order``: what the fit
+    is worth where no star pinned it down."""
+    terms = _terms(order)
+    idx = np.arange(len(u))
+    errors = []
+    for k in range(folds):
+        test = idx % folds == k
+        m = _design(u[~test] / scale, v[~test] / scale, terms)
+        cx, *_ = np.linalg.lstsq(m, xi[~test], rcond=None)
+        cy, *_ = np.linalg.lstsq(m, eta[~test], rcond=None)
+        t = _design(u[test] / scale, v[test] / scale, terms)
+        errors.append(np.hypot(t @ cx - xi[test], t @ cy - eta[test]))
+    return float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
+
+
+def _choose_order(u, v, xi, eta, scale, orders):
+    """The fit of the order with the smallest cross-validated error (a higher
+    order must lower it by 3 %), on the stars that survive clipping."""
+    best = None
+    for order in orders:
+        n_terms = (order + 1) * (order + 2) // 2
+        if len(u) < 5 * n_terms:      # too few stars to pin every term down
+            break
+        cx, cy, terms, keep, rss = _fit(u, v, xi, eta, order, scale)
+        cv = _cross_validated(u[keep], v[keep], xi[keep], eta[keep], order, scale)
+        if best is None or cv < 0.97 * best[0]:
+            best = (cv, order, cx, cy, terms, keep)
+    return best
+
+
+def _sip_header(header, crval, cx, cy, terms, scale, order, width, height, crpix):
+    """The engine header with the refitted TAN(-SIP) solution written in."""
+    coeff = {t: (cx[i] / scale ** sum(t), cy[i] / scale ** sum(t)) for i, t in enumerate(terms)}
+    cd = np.array([[coeff[(1, 0)][0], coeff[(0, 1)][0]], [coeff[(1, 0)][1], coeff[(0, 1)][1]]])
+    inv = np.linalg.inv(cd)
+    out = header.copy()
+    for key in [k for k in out if k.startswith(_SIP_KEY) or k in ('A_ORDER', 'B_ORDER', 'AP_ORDER',
+                                                                    'BP_ORDER')]:
+        del out[key]
+    sip = order >= 2
+    out['CTYPE1'] = 'RA---TAN-SIP' if sip else 'RA---TAN'
+    out['CTYPE2'] = 'DEC--TAN-SIP' if sip else 'DEC--TAN'
+    out['CRVAL1'], out['CRVAL2'] = float(crval[0]), float(crval[1])
+    out['CRPIX1'], out['CRPIX2'] = float(crpix[0]), float(crpix[1])
+    out['CD1_1'], out['CD1_2'] = float(cd[0, 0]), float(cd[0, 1])
+    out['CD2_1'], out['CD2_2'] = float(cd[1, 0]), float(cd[1, 1])
+    if not sip:
+        return out
+    a = {t: inv @ np.array(coeff[t]) for t in terms if sum(t) >= 2}
+    out['A_ORDER'] = (order, 'Polynomial order, axis 1')
+    for (p, q), value in a.items():
+        out[f'A_{p}_{q}'] = float(value[0])
+    out['B_ORDER'] = (order, 'Polynomial order, axis 2')
+    for (p, q), value in a.items():
+        out[f'B_{p}_{q}'] = float(value[1])
+    # The inverse polynomials, fitted on a grid over the image.
+    gu, gv = (g.ravel() for g in np.meshgrid(np.linspace(1, width, 25) - crpix[0],
+                                             np.linspace(1, height, 25) - crpix[1]))
+    fu = gu + sum(val[0] * gu ** p * gv ** q for (p, q), val in a.items())
+    fv = gv + sum(val[1] * gu ** p * gv ** q for (p, q), val in a.items())
+    inv_order = order + 1
+    inv_terms = _terms(inv_order)
+    m = _design(fu / scale, fv / scale, inv_terms)
+    ap, *_ = np.linalg.lstsq(m, gu - fu, rcond=None)
+    bp, *_ = np.linalg.lstsq(m, gv - fv, rcond=None)
+    out['AP_ORDER'] = (inv_order, 'Inv polynomial order, axis 1')
+    for i, (p, q) in enumerate(inv_terms):
+        out[f'AP_{p}_{q}'] = float(ap[i] / scale ** (p + q))
+    out['BP_ORDER'] = (inv_order, 'Inv polynomial order, axis 2')
+    for i, (p, q) in enumerate(inv_terms):
+        out[f'BP_{p}_{q}'] = float(bp[i] / scale ** (p + q))
+    return out
+
+
+def _wcs(header):
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FITSFixedWarning)
+        return WCS(header, relax=True)
+
+
+def _isolated(x, y, radius, mag=None, contrast=2.5):
+    """True for points with no other point within ``radius`` (with magnitudes:
+    no other point brighter than ``contrast`` magnitudes fainter than it)."""
+    if len(x) < 2:
+        return np.ones(len(x), bool)
+    points = np.column_stack([x, y])
+    pairs = cKDTree(points).query_pairs(radius, output_type='ndarray')
+    alone = np.ones(len(x), bool)
+    if not len(pairs):
+        return alone
+    i, j = pairs[:, 0], pairs[:, 1]
+    if mag is None or not np.isfinite(mag).any():
+        alone[i] = alone[j] = False
+        return alone
+    m = np.where(np.isfinite(mag), mag, np.nanmax(mag))
+    alone[i[m[j] < m[i] + contrast]] = False      # j is bright enough to pull i
+    alone[j[m[i] < m[j] + contrast]] = False
+    return alone
+
+
+def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good=None,
+               isolation=6.0, ref_mag=None):
+    """Refit a solved WCS to the field sources matched with reference stars.
+
+    Parameters
+    ----------
+    header : `~astropy.io.fits.Header`
+        The engine's solution (TAN or TAN-SIP).
+    x, y : array-like
+        Field sources, FITS 1-based pixels.
+    width, height : int
+    ref_ra, ref_dec : array-like
+        Reference stars, degrees.
+    ref_mag : array-like, optional
+        Their magnitudes: a much fainter neighbour does not spoil a star.
+    order : int, optional
+        SIP order (1: pure TAN).  Default: chosen from the data (1-5).
+    good : array of bool, optional
+        Sources fit to use (e.g. not blended nor saturated); default all.
+    isolation : float
+        Pixels: stars or sources with a neighbour this close are left out
+        (a blend's centroid is pulled by its neighbour).
+
+    Returns
+    -------
+    RefineResult or None
+        None when too few stars match, or the refit is not better.
+    """
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    ref_ra, ref_dec = np.asarray(ref_ra, float), np.asarray(ref_dec, float)
+    if len(x) < MIN_MATCHES or len(ref_ra) < MIN_MATCHES:
+        return None
+    engine = _wcs(header)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        rx, ry = engine.all_world2pix(ref_ra, ref_dec, 1, quiet=True)
+    inside = np.isfinite(rx) & np.isfinite(ry) & (rx > -5) & (rx < width + 5) & (ry > -5) \
+        & (ry < height + 5)
+    ref_mag = (np.full(len(ref_ra), np.nan) if ref_mag is None
+               else np.asarray(ref_mag, float)[inside])
+    ref_ra, ref_dec, rx, ry = ref_ra[inside], ref_dec[inside], rx[inside], ry[inside]
+    lonely = _isolated(rx, ry, isolation, ref_mag)
+    ref_ra, ref_dec, rx, ry = ref_ra[lonely], ref_dec[lonely], rx[lonely], ry[lonely]
+    usable = _isolated(x, y, isolation) & (np.ones(len(x), bool) if good is None
+                                           else np.asarray(good, bool))
+    x, y = x[usable], y[usable]
+    crpix = (float(header['CRPIX1']), float(header['CRPIX2']))
+    crval = (float(header['CRVAL1']), float(header['CRVAL2']))
+    scale = max(width, height) / 2.0
+    orders = [order] if order is not None else list(range(1, MAX_ORDER + 1))
+    engine_rx, engine_ry = rx, ry
+    s, r = _match(x, y, rx, ry, 3.0)
+    engine_matches = len(s)
+    if engine_matches < MIN_MATCHES:
+        return None
+    best = None
+    for _ in range(3):       # match, fit, match again with the better solution
+        u, v = x[s] - crpix[0], y[s] - crpix[1]
+        for _ in range(3):   # move CRVAL onto the fitted centre
+            xi, eta, ok = _tan_project(ref_ra[r], ref_dec[r], *crval)
+            if not ok.all():
+                return None
+            best = _choose_order(u, v, xi, eta, scale, orders)
+            if best is None:
+                return None
+            _, chosen, cx, cy, terms, keep = best
+            const = (cx[terms.index((0, 0))], cy[terms.index((0, 0))])
+            if math.hypot(*const) * 3600 < 1e-6:
+                break
+            crval = _tan_deproject(const[0], const[1], *crval)
+        candidate = _sip_header(header, crval, cx, cy, terms, scale, chosen, width, height, crpix)
+        fitted = _wcs(candidate)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            rx, ry = fitted.all_world2pix(ref_ra, ref_dec, 1, quiet=True)
+        res = np.hypot(x[s] - rx[r], y[s] - ry[r])
+        sigma = 1.4826 * np.median(res) + 1e-3
+        s_new, r_new = _match(x, y, rx, ry, max(1.0, 5.0 * sigma))
+        if len(s_new) < MIN_MATCHES or (np.array_equal(s_new, s) and np.array_equal(r_new, r)):
+            break
+        s, r = s_new, r_new
+    # Judge both solutions on the same stars, with the same clipping.
+    res = np.hypot(x[s] - rx[r], y[s] - ry[r])
+    engine_res = np.hypot(x[s] - engine_rx[r], y[s] - engine_ry[r])
+    clip = max(4.0 * 1.4826 * np.median(res), 0.05)
+    keep = res < clip
+    rms = float(np.sqrt(np.mean(res[keep] ** 2)))
+    engine_rms = float(np.sqrt(np.mean(np.minimum(engine_res[keep], 3.0) ** 2)))
+    if keep.sum() < MIN_MATCHES or rms > engine_rms:
+        return None
+    candidate['AN_REFIT'] = (int(keep.sum()), 'stars in the astrometry_query refit')
+    candidate['AN_RMS'] = (round(rms, 5), '[pix] RMS of the refit residuals')
+    return RefineResult(candidate, chosen, int(keep.sum()), rms, engine_rms, engine_matches)
