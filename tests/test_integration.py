@@ -3,7 +3,9 @@ through the real nova-compatible server (on 127.0.0.1), checked against the
 true WCS of synthetic fields and against nova's own recorded solutions."""
 import functools
 import http.server
+import subprocess
 import threading
+import time
 from pathlib import Path
 
 import astropy.units as u
@@ -19,6 +21,7 @@ from astrometry_query.cli import example_image_path
 from astrometry_query.exceptions import (InvalidInputError, LoginError, SolveFailedError,
                                          SolveTimeoutError)
 from astrometry_query.simulate import read_truth_wcs, render_field, wcs_rms_error
+from astrometry_query.sources import extract_sources
 from server_fixtures import nova_server, requires_solver  # noqa: F401
 
 pytestmark = requires_solver
@@ -35,19 +38,24 @@ def fast_polls():
 
 @pytest.fixture(scope='module')
 def fields(tmp_path_factory):
-    """Synthetic images (no WCS in their headers) with their truth."""
+    """Synthetic images with their truth.  Their headers carry what a camera
+    writes (RA/DEC, OBJCTRA/OBJCTDEC, PIXSCALE), no WCS."""
     folder = tmp_path_factory.mktemp('fields')
     specs = {
-        # name: centre, scale "/px, rotation, flip, sip
-        'plain': ((150.3, 25.1), 12.0, 37.0, False, None),
-        'flipped': ((280.5, -40.2), 10.0, -65.0, True, None),
-        'distorted': ((30.2, 60.3), 11.0, 120.0, False, {'k1': 2e-8}),
+        # name: centre, scale "/px, rotation, flip, sip, saturation
+        'plain': ((150.3, 25.1), 12.0, 37.0, False, None, None),
+        'flipped': ((280.5, -40.2), 10.0, -65.0, True, None, None),
+        'distorted': ((30.2, 60.3), 11.0, 120.0, False, {'k1': 2e-8}, None),
+        'wide_saturated': ((200.0, -62.0), 40.0, 200.0, False, None, 20000.0),
+        'sip_flipped': ((330.0, 5.0), 25.0, -30.0, True,
+                        {'A_2_0': 2e-6, 'B_0_2': -1.5e-6, 'A_1_1': 1e-6}, None),
     }
     out = {}
-    for name, (center, scale, rot, flip, sip) in specs.items():
+    for name, (center, scale, rot, flip, sip, saturation) in specs.items():
         field = render_field(SkyCoord(*center, unit='deg'), pixel_scale=scale * u.arcsec / u.pix,
                              shape=(600, 700), rotation=rot * u.deg, flip=flip, sip=sip,
-                             fwhm=2.8, hot_pixels=10, seed=7)
+                             fwhm=2.8, hot_pixels=10, cosmic_rays=2, saturation=saturation,
+                             seed=7)
         out[name] = (field.writeto(folder / f'{name}.fits', truth='none'), field, scale)
     return out
 
@@ -69,29 +77,112 @@ def nova(nova_server):  # noqa: F811
         yield client
 
 
-# -- accuracy against the truth, both backends ---------------------------------
-@pytest.mark.parametrize('name', ['plain', 'flipped', 'distorted'])
-def test_local_backend_recovers_true_wcs(local, fields, name):
-    path, field, scale = fields[name]
-    extra = {'tweak_order': 3} if name == 'distorted' else {}
-    header = local.solve_from_image(path, verbose=False, **_scale_hint(scale), **extra)
+# -- accuracy against the truth, on every path ---------------------------------
+def _solve(path_name, client, image, field):
+    """One solve of ``image`` through one path; the WCS Header."""
+    kw = dict(verbose=False, cache=False, solve_timeout=120)
+    if path_name == 'source list':
+        sources = extract_sources(image)
+        ny, nx = field.data.shape
+        return client.solve_from_source_list(sources['x'], sources['y'], nx, ny,
+                                             scale=(0.5, 100) * u.arcsec / u.pix, **kw)
+    return client.solve_from_image(image, force_image_upload=path_name == 'upload', **kw)
+
+
+PATHS = [('local', 'image'), ('local', 'source list'), ('nova', 'image'), ('nova', 'upload')]
+_ERRORS = {}
+
+
+@pytest.mark.parametrize('backend,path_name', PATHS)
+@pytest.mark.parametrize('name', ['plain', 'flipped', 'distorted', 'wide_saturated',
+                                  'sip_flipped'])
+def test_every_path_recovers_the_true_wcs(request, fields, name, backend, path_name):
+    image, field, scale = fields[name]
+    client = request.getfixturevalue(backend)
+    header = _solve(path_name, client, image, field)
     error = wcs_rms_error(field.wcs, header, field.data.shape)
-    assert error < WCS_LIMIT, f'{name}: RMS {error:.3f} px'
-    cal = local.get_calibration(header)
-    assert cal.parity == (1.0 if name == 'flipped' else -1.0)
-    assert cal.pixscale.to_value(u.arcsec / u.pix) == pytest.approx(scale, rel=2e-3)
+    _ERRORS[(name, backend, path_name)] = error
+    assert error < WCS_LIMIT, f'{name} via {backend} {path_name}: RMS {error:.3f} px'
+    cal = client.get_calibration(header)
+    assert cal.parity == (1.0 if np.linalg.det(field.wcs.wcs.cd) > 0 else -1.0)
+    assert cal.pixscale.to_value(u.arcsec / u.pix) == pytest.approx(scale, rel=5e-3)
 
 
-@pytest.mark.parametrize('name', ['plain', 'flipped'])
-def test_server_recovers_true_wcs(nova, fields, name):
-    path, field, scale = fields[name]
-    header = nova.solve_from_image(path, verbose=False, solve_timeout=120, **_scale_hint(scale))
+def test_median_accuracy_over_every_path_and_field():
+    """The median over all solves above is the tighter bound (0.05 px)."""
+    if len(_ERRORS) < 10:
+        pytest.skip('needs the accuracy tests above in the same run')
+    assert np.median(list(_ERRORS.values())) <= 0.05, _ERRORS
+
+
+def test_at_least_as_accurate_as_bare_solve_field(local, fields, tmp_path):
+    """The same field through solve-field with the same hints: ours is never
+    worse by more than 10 % (here: SIP distortion, where ours refits)."""
+    image, field, scale = fields['sip_flipped']
+    header = local.solve_from_image(image, verbose=False, cache=False,
+                                    **_scale_hint(scale))
+    ours = wcs_rms_error(field.wcs, header, field.data.shape)
+    subprocess.run(['solve-field', '--overwrite', '--no-plots', '--dir', str(tmp_path),
+                    '--scale-units', 'arcsecperpix', '--scale-low', str(0.9 * scale),
+                    '--scale-high', str(1.1 * scale), str(image)], check=True,
+                   capture_output=True, timeout=300)
+    bare = wcs_rms_error(field.wcs, fits.getheader(tmp_path / 'sip_flipped.wcs'),
+                         field.data.shape)
+    assert ours <= 1.1 * bare, (ours, bare)
+
+
+def test_wrong_header_hint_still_solves(local, fields, tmp_path):
+    """A pointing 40 degrees off must not prevent the solve."""
+    image, field, scale = fields['plain']
+    with fits.open(image) as hdul:
+        hdul[0].header['OBJCTRA'] = '01 00 00'
+        hdul[0].header['OBJCTDEC'] = '-20 00 00'
+        hdul[0].header['RA'] = 15.0
+        hdul[0].header['DEC'] = -20.0
+        hdul.writeto(tmp_path / 'wrong.fits')
+    header = local.solve_from_image(tmp_path / 'wrong.fits', verbose=False, cache=False)
     assert wcs_rms_error(field.wcs, header, field.data.shape) < WCS_LIMIT
-    assert header['AN_JOBID'] > 0 and header['AN_SUBID'] > 0
+    result = local.backend.result(header['AN_JOBID'])
+    assert len(result['attempts']) >= 2 and not result['attempts'][0]['solved']
+
+
+def test_in_memory_inputs_solve(local, fields):
+    """An HDUList, an array (with a scale hint) and CCDData (its meta as header)."""
+    from astropy.nddata import CCDData
+    image, field, scale = fields['flipped']
+    with fits.open(image) as hdul:
+        from_hdul = local.solve_from_image(hdul, verbose=False, cache=False)
+        data, header = hdul[0].data.copy(), hdul[0].header.copy()
+    from_array = local.solve_from_image(data, verbose=False, cache=False, **_scale_hint(scale))
+    ccd = CCDData(data, unit='adu', meta=header)
+    from_ccd = local.solve_from_image(ccd, verbose=False, cache=False)
+    for solved in (from_hdul, from_array, from_ccd):
+        assert wcs_rms_error(field.wcs, solved, field.data.shape) < WCS_LIMIT
+    # The in-memory image was kept in the job: new_fits works.
+    with local.download(from_array, 'new_fits') as new:
+        assert new[0].data.shape == field.data.shape
+
+
+def test_repeat_solve_comes_from_the_cache(nova, fields):
+    image, field, scale = fields['plain']
+    first = nova.solve_from_image(image, verbose=False)
+    calls = []
+    original = nova._request
+    nova._request = lambda *a, **k: calls.append(a) or original(*a, **k)
+    try:
+        started = time.perf_counter()
+        again = nova.solve_from_image(image, verbose=False)
+        elapsed = time.perf_counter() - started
+    finally:
+        nova._request = original
+    assert calls == [] and again == first
+    assert elapsed < 5.0       # (the 50 ms figure is measured by benchmarks/)
+    changed = nova.solve_from_image(image, verbose=False, tweak_order=1)
+    assert changed['AN_JOBID'] != first['AN_JOBID']      # other settings: solved again
 
 
 def test_bundled_example_solves_blind(local):
-    header = local.solve_from_image(example_image_path(), verbose=False)
+    header = local.solve_from_image(example_image_path(), verbose=False, header_hints=False)
     truth = read_truth_wcs(example_image_path())
     assert wcs_rms_error(truth, header) < WCS_LIMIT
     names = local.get_objects_in_field(header)
@@ -99,11 +190,18 @@ def test_bundled_example_solves_blind(local):
 
 
 # -- astroquery's real recorded data --------------------------------------------
-def test_real_image_matches_nova_solution(local):
-    header = local.solve_from_image(AQ_DATA / 'thumbnail-image.fit.gz', verbose=False,
-                                    scale=(30, 45) * u.arcmin)
+@pytest.mark.parametrize('client_name,upload', [('local', False), ('nova', False),
+                                                 ('nova', True)])
+def test_real_image_matches_nova_solution(request, client_name, upload):
+    """astroquery's real 256x256 thumbnail: within 2.5" of nova's own solution,
+    solved at full resolution on every path (no default downsampling)."""
+    client = request.getfixturevalue(client_name)
+    header = client.solve_from_image(AQ_DATA / 'thumbnail-image.fit.gz', verbose=False,
+                                     cache=False, force_image_upload=upload,
+                                     scale=(30, 45) * u.arcmin)
     nova_solution = fits.getheader(AQ_DATA / 'wcs-sol-from-thumbnail-image-index-5200.fit')
-    assert wcs_rms_error(nova_solution, header, (256, 256)) < 0.5
+    pixscale = client.get_calibration(header).pixscale.to_value(u.arcsec / u.pix)
+    assert wcs_rms_error(nova_solution, header, (256, 256)) * pixscale < 2.5
 
 
 def test_real_source_list_through_server_matches_nova(nova):

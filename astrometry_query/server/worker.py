@@ -402,6 +402,8 @@ def job_task(job, solve_timeout, index_dir=None):
     if not given & {'scale_lower', 'scale_upper', 'scale_est', 'scale_units', 'scale_type'}:
         for key in ('scale_units', 'scale_type', 'scale_lower', 'scale_upper'):
             args.pop(key, None)
+    if 'tweak_order' not in given:      # nova's default 2: we choose the order from the data
+        args.pop('tweak_order', None)
     task = dict(args=args, timeout=solve_timeout, index_dir=index_dir,
                 original_filename=job['original_filename'])
     if job['kind'] == 'xyls':
