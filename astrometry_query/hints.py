@@ -176,14 +176,15 @@ def header_hints(header, shape, image_wcs=None):
         if found is not None:
             ra, dec, scale = found
             position = (ra, dec)
-            hints.scale = {'scale_units': 'arcsecperpix', 'scale_lower': 0.9 * scale,
-                           'scale_upper': 1.1 * scale}
+            hints.scale = {'scale_units': 'arcsecperpix', 'scale_lower': float(0.9 * scale),
+                           'scale_upper': float(1.1 * scale)}
             hints.sources.append('WCS')
     if not hints.scale:
         found = _scale_range(header)
         if found is not None:
             (low, high), key = found
-            hints.scale = {'scale_units': 'arcsecperpix', 'scale_lower': low, 'scale_upper': high}
+            hints.scale = {'scale_units': 'arcsecperpix', 'scale_lower': float(low),
+                           'scale_upper': float(high)}
             hints.sources.append(key)
     if position is None:
         for ra_key, dec_key in POSITION_CARDS:
@@ -200,5 +201,6 @@ def header_hints(header, shape, image_wcs=None):
         radius = min(max(1.0, POINTING_SLACK * field_radius), 30.0)
         ra, dec = position
         # nova drops a position hint holding a zero (protocol §2): keep it non-zero.
-        hints.position = {'center_ra': ra or 360.0, 'center_dec': dec or 1e-9, 'radius': radius}
+        hints.position = {'center_ra': float(ra) or 360.0, 'center_dec': float(dec) or 1e-9,
+                          'radius': float(radius)}
     return hints

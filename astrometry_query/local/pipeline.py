@@ -35,8 +35,12 @@ AXY_FILE = 'job.axy'
 ENGINE_LOG = 'log'
 #: Fewer sources than this cannot make enough quads to solve.
 MIN_SOURCES = 5
-#: Share of the time limit a hinted attempt may use before the next, wider one.
-_HINTED_SHARE = 0.3
+#: Seconds a search narrowed by a header pointing may take before the next, wider
+#: one (a right pointing solves in a fraction of a second; a wrong one can make the
+#: engine try every quad within the radius for many seconds).
+_POSITION_LIMIT = 2.0
+#: Share of the time limit a scale-only search may take before the blind one.
+_SCALE_SHARE = 0.25
 
 
 @dataclass
@@ -106,11 +110,15 @@ class SolveResult:
 
 
 def _attempt_limits(attempts, timeout):
-    """CPU seconds for each attempt: hinted ones get a share, the last the rest."""
+    """Seconds for each attempt: narrow ones are short, the last gets the rest."""
     limits = []
-    for i, _ in enumerate(attempts):
-        last = i == len(attempts) - 1
-        limits.append(timeout if last else max(5.0, _HINTED_SHARE * timeout))
+    for i, args in enumerate(attempts):
+        if i == len(attempts) - 1:
+            limits.append(timeout)
+        elif 'center_ra' in args:
+            limits.append(_POSITION_LIMIT)
+        else:
+            limits.append(max(5.0, _SCALE_SHARE * timeout))
     return limits
 
 
