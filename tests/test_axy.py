@@ -183,7 +183,7 @@ def test_uniformize_spreads_the_first_sources_over_the_field():
     y = np.concatenate([rng.uniform(1, 150, 40), rng.uniform(1, height, 160)])
     order = uniformize(x, y, width, height)
     assert sorted(order) == list(range(len(x)))        # a permutation
-    box, nboxes = _box_of(x, y, width, height)
+    box, _ = _box_of(x, y, width, height)
     occupied = len(set(box))
     assert occupied > 4
     first = box[order[:occupied]]

@@ -458,6 +458,8 @@ def test_thumbnail_matches_nova(thumbnail):
 
 def test_result_files_of_an_image(thumbnail):
     job_dir, _ = thumbnail
+    for name in ('new-image.fits', 'image-radec.fits', 'annotated.png'):
+        assert not (job_dir / name).exists()       # made on first request only
     new = jobs.result_file(job_dir, 'new_fits')
     assert new.name == 'new-image.fits'
     with fits.open(ASTROQUERY_DATA / 'thumbnail-image.fit.gz') as hdul:
@@ -651,13 +653,48 @@ def test_solve_a_png_row_0_is_the_top(tmp_path):
     grey = np.clip((field.data - 30.0) / 400.0 * 255.0, 0, 255).astype(np.uint8)
     path = tmp_path / 'field.png'
     pil.fromarray(grey).save(path)
-    result = pipeline.solve(path, settings=SCALE_12, timeout=30)
-    assert result.solved, result.error
+    job_dir = tmp_path / 'job'
+    result = jobs.run_job(job_dir, image=path, args=SCALE_12, timeout=30)
+    assert result['status'] == 'success', result['error']
     # row 0 of the picture is solve-field's y = 1: the WCS is the truth, unflipped
-    assert wcs_rms_error(field.wcs, result.header(), SHAPE) < 0.1
+    assert wcs_rms_error(field.wcs, job_dir / 'wcs.fits', SHAPE) < 0.1
     # and nova reports the orientation of pictures flipped: (180 - o) mod 360
-    assert result.calibration['orientation'] == pytest.approx((180 - -50) % 360, abs=0.05)
-    assert result.calibration['parity'] == -1.0
+    assert result['calibration']['orientation'] == pytest.approx((180 - -50) % 360, abs=0.05)
+    assert result['calibration']['parity'] == -1.0
+    assert result['input'] == 'field.png'
+    # new_fits of a picture: its grey levels, row 0 first, with the solution
+    with fits.open(jobs.result_file(job_dir, 'new_fits')) as hdul:
+        np.testing.assert_array_equal(hdul[0].data, grey)
+        assert wcs_rms_error(field.wcs, hdul[0].header, SHAPE) < 0.1
+    png = jobs.result_file(job_dir, 'annotated').read_bytes()
+    assert png[:8] == PNG_MAGIC and int.from_bytes(png[16:20], 'big') == SHAPE[1]
+
+
+def test_solve_the_hdu_asked_for(tmp_path, pleiades):
+    path = tmp_path / 'two.fits'
+    noise = np.random.default_rng(0).normal(100.0, 5.0, SHAPE).astype(np.float32)
+    fits.HDUList([fits.PrimaryHDU(noise), fits.ImageHDU(pleiades.data, name='SCI')]).writeto(path)
+    assert not pipeline.solve(path, settings=SCALE_12, timeout=30).solved   # the noise
+    result = pipeline.solve(path, settings=SCALE_12, timeout=30, hdu='SCI')
+    assert result.solved and wcs_rms_error(pleiades.wcs, result.header(), SHAPE) < 0.1
+
+
+def test_input_names_in_the_job_directory(tmp_path, pleiades):
+    # an input already in the job directory stays where it is
+    job_dir = tmp_path / 'job'
+    job_dir.mkdir()
+    inside = pleiades.writeto(job_dir / 'upload.fits', truth='none')
+    result = jobs.run_job(job_dir, image=inside, args=SCALE_12, timeout=30,
+                          input_name='upload.fits')
+    assert result['status'] == 'success'
+    assert result['input'] == result['original_filename'] == 'upload.fits'
+    # an input named like one of the job's own files does not replace it
+    other = tmp_path / 'other'
+    outside = pleiades.writeto(tmp_path / 'wcs.fits', truth='none')
+    result = jobs.run_job(other, image=outside, args=SCALE_12, timeout=30)
+    assert result['status'] == 'success' and result['input'] == 'input-wcs.fits'
+    assert fits.getheader(other / 'wcs.fits')['NAXIS'] == 0           # still the solution
+    assert (other / 'input-wcs.fits').read_bytes() == outside.read_bytes()
 
 
 def test_solve_with_right_header_hints(tmp_path):

@@ -270,9 +270,10 @@ def test_source_list_from_an_extracted_table_and_a_tuple():
     x, y, width, height = source_list_from(table)
     assert (width, height) == (200, 120) and len(x) == 2
     np.testing.assert_array_equal(np.asarray(x), np.asarray(table['x']))
+    np.testing.assert_array_equal(np.asarray(y), np.asarray(table['y']))
     named = Table({'X': [1.0, 2.0], 'Y': [3.0, 4.0]}, meta={'IMAGEW': 50, 'IMAGEH': 40})
     x, y, width, height = source_list_from(named)
-    assert list(x) == [1.0, 2.0] and (width, height) == (50, 40)
+    assert list(x) == [1.0, 2.0] and list(y) == [3.0, 4.0] and (width, height) == (50, 40)
     assert source_list_from(([1.0], [2.0], 10, 20)) == ([1.0], [2.0], 10, 20)
     with pytest.raises(InvalidInputError, match='x and y columns'):
         source_list_from(Table({'a': [1.0]}))
