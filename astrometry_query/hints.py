@@ -109,25 +109,31 @@ class SolveHints:
         ``center_ra``, ``center_dec``, ``radius`` (degrees), or empty.
     scale : dict
         ``scale_units`` (arcsecperpix), ``scale_lower``, ``scale_upper``, or empty.
-    sources : list of str
-        The cards used, for messages and logs.
+    position_source, scale_source : str
+        The cards each came from ('' when absent).
     """
     position: dict = field(default_factory=dict)
     scale: dict = field(default_factory=dict)
-    sources: list = field(default_factory=list)
+    position_source: str = ''
+    scale_source: str = ''
+
+    @property
+    def sources(self):
+        """The cards used, for messages and logs."""
+        return list(dict.fromkeys(s for s in (self.scale_source, self.position_source) if s))
 
     def __bool__(self):
         return bool(self.position or self.scale)
 
     def to_dict(self):
         return {'position': dict(self.position), 'scale': dict(self.scale),
-                'sources': list(self.sources)}
+                'position_source': self.position_source, 'scale_source': self.scale_source}
 
     @classmethod
     def from_dict(cls, data):
         data = data or {}
         return cls(dict(data.get('position') or {}), dict(data.get('scale') or {}),
-                   list(data.get('sources') or []))
+                   data.get('position_source', ''), data.get('scale_source', ''))
 
     def attempts(self, settings):
         """The settings to try, narrowest first: ``settings`` plus all hints,
@@ -178,14 +184,14 @@ def header_hints(header, shape, image_wcs=None):
             position = (ra, dec)
             hints.scale = {'scale_units': 'arcsecperpix', 'scale_lower': float(0.9 * scale),
                            'scale_upper': float(1.1 * scale)}
-            hints.sources.append('WCS')
+            hints.scale_source = hints.position_source = 'WCS'
     if not hints.scale:
         found = _scale_range(header)
         if found is not None:
             (low, high), key = found
             hints.scale = {'scale_units': 'arcsecperpix', 'scale_lower': float(low),
                            'scale_upper': float(high)}
-            hints.sources.append(key)
+            hints.scale_source = key
     if position is None:
         for ra_key, dec_key in POSITION_CARDS:
             if ra_key in header and dec_key in header:
@@ -193,7 +199,7 @@ def header_hints(header, shape, image_wcs=None):
                     position = header_position(header, ra_key, dec_key)
                 except InvalidInputError:
                     continue
-                hints.sources.append(f'{ra_key}/{dec_key}')
+                hints.position_source = f'{ra_key}/{dec_key}'
                 break
     if position is not None:
         scale = hints.scale.get('scale_upper')

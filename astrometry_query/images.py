@@ -109,7 +109,8 @@ class Image:
                  band_offset=None, raw_dtype=None, scale=(1.0, 0.0), blank=None):
         self.shape, self.header, self.kind, self.name = shape, header, kind, name
         self.path, self.hdu = path, hdu
-        self._array = array
+        self._array = array      # the pixels when they are the source (not from a file)
+        self._cache = None       # pixels decoded from a file that cannot be read in bands
         self._offset, self._raw_dtype, self._scale, self._blank = band_offset, raw_dtype, scale, blank
 
     def __repr__(self):
@@ -117,7 +118,7 @@ class Image:
 
     # Pickle as the source: a path is reopened where it lands.
     def __reduce__(self):
-        if self.path is not None and self._array is None:
+        if self.path is not None:
             return open_image, (str(self.path), self.hdu)
         return _from_state, (self.shape, self.header.tostring(), self.kind, self.name,
                              self._array)
@@ -133,12 +134,18 @@ class Image:
 
     def rows(self, y0, y1):
         """Rows ``y0:y1`` as a new native float32 array (non-finite values kept)."""
-        y0, y1 = max(0, int(y0)), min(self.shape[0], int(y1))
-        if self._array is None:
-            self._array = self._load() if self._offset is None else None
-        if self._array is not None:
-            return np.array(self._array[y0:y1], dtype=np.float32)
         nx = self.shape[1]
+        y0 = min(max(0, int(y0)), self.shape[0])
+        y1 = min(max(y0, int(y1)), self.shape[0])
+        source = self._array
+        if source is None and self._offset is None:
+            if self._cache is None:
+                self._cache = self._load()
+            source = self._cache
+        if source is not None:
+            return np.array(source[y0:y1], dtype=np.float32)
+        if y1 == y0:
+            return np.zeros((0, nx), np.float32)
         with open(self.path, 'rb') as f:
             raw = np.fromfile(f, dtype=self._raw_dtype, count=(y1 - y0) * nx,
                               offset=self._offset + y0 * nx * self._raw_dtype.itemsize)
@@ -163,7 +170,8 @@ class Image:
             return self._array
         if self.kind in _PICTURES:
             return _read_picture(self.path)
-        with fits.open(self.path, memmap=True, do_not_scale_image_data=False) as hdul:
+        # Not memory-mapped: astropy cannot map data it has to scale (BZERO...).
+        with fits.open(self.path, memmap=False) as hdul:
             return np.array(_plane(hdul[self.hdu].data))
 
     def _load(self):
@@ -175,13 +183,15 @@ class Image:
     def digest(self):
         """A content hash of the pixels' source (file bytes, or array bytes and shape)."""
         h = hashlib.blake2b(digest_size=20)
-        if self.path is not None and self._array is None:
+        if self.path is not None:
             with open(self.path, 'rb') as f:
                 for chunk in iter(lambda: f.read(1 << 22), b''):
                     h.update(chunk)
             h.update(repr(self.hdu).encode())
         else:
-            arr = np.ascontiguousarray(self._array)
+            # The values, not their byte order: an array and its pickled copy agree.
+            arr = np.ascontiguousarray(self._array,
+                                       dtype=self._array.dtype.newbyteorder('<'))
             h.update(f'{arr.dtype.str}{arr.shape}'.encode())
             h.update(memoryview(arr).cast('B'))
         return h.hexdigest()
@@ -233,14 +243,13 @@ def _open_fits_file(path, hdu, gzipped):
         raise
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InvalidInputError(f'image: {name} is not a readable FITS image ({exc}).') from None
-    if info is None:      # compressed: decompress it all once
-        with fits.open(path) as hdul:
-            try:
-                array = _plane(hdul[index].data)
-            except Exception as exc:
-                raise InvalidInputError(f'image: {name} cannot be read ({exc}).') from None
-        return Image(shape=shape, header=header, kind='fits', name=name, path=path, hdu=index,
-                     array=array)
+    image = Image(shape=shape, header=header, kind='fits', name=name, path=path, hdu=index)
+    if info is None:      # compressed: decompressed now, which also proves it is whole
+        try:
+            image._cache = image._load()
+        except Exception as exc:
+            raise InvalidInputError(f'image: {name} cannot be read ({exc}).') from None
+        return image
     code = {8: 'u1', 16: '>i2', 32: '>i4', 64: '>i8', -32: '>f4', -64: '>f8'}[header['BITPIX']]
     blank = header.get('BLANK') if header['BITPIX'] > 0 else None
     return Image(shape=shape, header=header, kind='fits', name=name, path=path, hdu=index,
@@ -335,5 +344,5 @@ def open_image(image, hdu=None):
     if isinstance(image, np.ndarray):
         return _from_array(image, fits.Header(), f'array {image.shape}')
     raise InvalidInputError(
-        'image must be a file path, an HDUList or HDU, a numpy array or NDData/CCDData, '
+        'image: must be a file path, an HDUList or HDU, a numpy array or NDData/CCDData, '
         f'got {type(image).__name__}.')

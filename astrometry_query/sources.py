@@ -110,36 +110,57 @@ def _band_sources(band, core, fwhm, threshold, binning, saturation):
     return objects, x0, y0, rms, bkg.globalback, sat_map
 
 
-def _measure(band, objects, x0, y0, fwhm, binning, sat_map, max_keep):
-    """Windowed centroids, fluxes and artifact flags at full resolution."""
-    import sep
-    n = len(objects)
-    if n == 0:
-        return {}
-    order = np.argsort(-objects['flux'], kind='stable')[:max_keep]
-    objects, x0, y0 = objects[order], x0[order], y0[order]
+def _spread(band, x0, y0):
+    """Peak value, position, and how much light its 4 neighbours hold (0-1)."""
     ny, nx = band.shape
     peak, px, py = _local_peak(band, x0, y0, 2)
     # A star spreads light into all 4 neighbours of its brightest pixel; a hot
     # pixel or a cosmic-ray track (1 pixel wide) leaves some of them dark.
     neighbours = np.min([band[py, np.clip(px + d, 0, nx - 1)] for d in (-1, 1)]
                         + [band[np.clip(py + d, 0, ny - 1), px] for d in (-1, 1)], axis=0)
-    spread = neighbours / np.maximum(peak, 1e-30)
+    return peak, px, py, neighbours / np.maximum(peak, 1e-30)
+
+
+def _measure(band, objects, x0, y0, fwhm, sat_map, max_keep, rms):
+    """Artifacts removed, then windowed centroids and fluxes at full resolution."""
+    import sep
+    n = len(objects)
+    if n == 0:
+        return {}
+    order = np.argsort(-objects['flux'], kind='stable')[:max_keep]
+    objects, x0, y0 = objects[order], x0[order], y0[order]
+    peak, px, py, spread = _spread(band, x0, y0)
+    saturated = sat_map[py, px] if sat_map is not None else np.zeros(len(x0), bool)
+    typical = _typical_spread(peak, spread, rms)
+    artifact = _artifacts(peak, spread, saturated, rms, typical)
+    if artifact.any():
+        # Blank each artifact's brightest pixel, so it pulls no centroid; a star
+        # that merely had a hot pixel beside it then looks like a star again.
+        band[py[artifact], px[artifact]] = 0.0
+        idx = np.nonzero(artifact)[0]
+        p2, px2, py2, s2 = _spread(band, x0[idx], y0[idx])
+        star = ~_artifacts(p2, s2, saturated[idx], rms, typical) & (p2 > 5.0 * rms) \
+            & (s2 >= 0.5 * typical)
+        artifact[idx[star]] = False
+        peak[idx[star]], px[idx[star]], py[idx[star]] = p2[star], px2[star], py2[star]
+    keep = ~artifact
+    objects, x0, y0 = objects[keep], x0[keep], y0[keep]
+    peak, px, py, saturated = peak[keep], px[keep], py[keep], saturated[keep]
     radius = np.full(len(x0), max(2.0, 1.5 * fwhm))
     flux, _, _ = sep.sum_circle(band, x0, y0, radius, subpix=1)
     half, _ = sep.flux_radius(band, x0, y0, np.full(len(x0), max(3.0 * fwhm, 4.0)), 0.5,
                               subpix=5)
     sigma = 2.0 / 2.3548 * np.where(np.isfinite(half) & (half > 0.3), half, fwhm / 2.0)
     xw, yw, wflag = sep.winpos(band, x0, y0, sigma)
-    ok = (wflag == 0) & np.isfinite(xw) & np.isfinite(yw) & (np.hypot(xw - x0, yw - y0) < 2 * fwhm)
+    ok = ((wflag == 0) & np.isfinite(xw) & np.isfinite(yw)
+          & (np.hypot(xw - x0, yw - y0) < max(1.0, fwhm)))
     xw, yw = np.where(ok, xw, x0), np.where(ok, yw, y0)
     flag = np.zeros(len(xw), dtype=np.int16)
     flag[(objects['flag'] & sep.OBJ_MERGED) > 0] |= FLAG_BLENDED
     flag[~ok] |= FLAG_CENTROID
-    if sat_map is not None:
-        flag[sat_map[py, px]] |= FLAG_SATURATED
+    flag[saturated] |= FLAG_SATURATED
     return dict(x=xw, y=yw, flux=np.where(np.isfinite(flux), flux, objects['flux']),
-                peak=peak, spread=spread, flag=flag)
+                peak=peak, flag=flag, rejected=int(artifact.sum()))
 
 
 def _local_peak(data, x, y, half):
@@ -158,20 +179,22 @@ def _local_peak(data, x, y, half):
     return best, bx, by
 
 
-def _artifacts(m, rms):
+def _typical_spread(peak, spread, rms):
+    significant = peak > 20.0 * rms
+    return float(np.median(spread[significant][:300])) if significant.sum() >= 3 else 0.5
+
+
+def _artifacts(peak, spread, saturated, rms, typical):
     """True for hot pixels and cosmic rays: bright, and far sharper than a star.
 
     A star lights all 4 neighbours of its peak pixel (to ~0.7 of the peak at
     FWHM 3 px, ~0.15 at FWHM 1.2 px); a hot pixel or a 1-pixel-wide track
     leaves at least one of them near the background.
     """
-    if not len(m.get('x', ())):
+    if not len(peak):
         return np.zeros(0, bool)
-    spread, peak = m['spread'], m['peak']
     significant = peak > 20.0 * rms
-    typical = np.median(spread[significant][:300]) if significant.sum() >= 3 else 0.5
     too_sharp = significant & (spread < min(0.1, 0.3 * typical))
-    saturated = (m['flag'] & FLAG_SATURATED) > 0
     return too_sharp & ~saturated
 
 
@@ -233,14 +256,12 @@ def extract_sources(image, *, fwhm=3.0, detect_threshold=5.0, max_sources=MAX_SO
             band, (y_start - lo, y_end - lo), fwhm, detect_threshold, binning, saturation)
         rms_all.append(rms)
         back_all.append(back)
-        m = _measure(band, objects, x0, y0, fwhm, binning, sat_map, max_sources + 300)
+        m = _measure(band, objects, x0, y0, fwhm, sat_map, max_sources + 300, rms)
         if not m:
             continue
-        bad = _artifacts(m, rms)
-        rejected += int(bad.sum())
-        keep = ~bad
-        found.append({k: v[keep] for k, v in m.items()})
-        found[-1]['y'] = found[-1]['y'] + lo
+        rejected += m.pop('rejected')
+        m['y'] = m['y'] + lo
+        found.append(m)
     if not rms_all:
         raise InvalidInputError(f'image: {img.name} has no finite pixel values.')
     cols = {k: np.concatenate([f[k] for f in found]) if found else np.zeros(0)

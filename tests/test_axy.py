@@ -67,7 +67,7 @@ def augmented(tmp_path_factory):
         fits.BinTableHDU.from_columns([
             fits.Column('X', 'D', array=rng.uniform(1, width, 20)),
             fits.Column('Y', 'D', array=rng.uniform(1, height, 20))]).writeto(work / 'xy.fits')
-        cmd = ['solve-field', '--just-augment', '--no-plots', '--width', str(width),
+        cmd = ['solve-field', '--just-augment', '--tag-all', '--no-plots', '--width', str(width),
                '--height', str(height), *shlex.split(options), '--dir', str(work),
                str(work / 'xy.fits')]
         procs[name] = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE,

@@ -237,7 +237,9 @@ def test_an_unreadable_scale_card_falls_through_to_the_next():
 
 def test_empty_header_gives_no_hints():
     hints = header_hints(fits.Header(), SHAPE)
-    assert not hints and hints.to_dict() == {'position': {}, 'scale': {}, 'sources': []}
+    assert not hints and hints.sources == []
+    assert hints.to_dict() == {'position': {}, 'scale': {}, 'position_source': '',
+                               'scale_source': ''}
     assert hints.attempts({'parity': 0}) == [{'parity': 0}]
 
 

@@ -419,10 +419,6 @@ def test_result_files_of_a_source_list(orion_copy):
         jobs.result_file(job_dir, 'kmz')
 
 
-@pytest.mark.xfail(strict=True, reason='REGRESSION: local/axy.py axy_header writes no ANTAGALL '
-                   "directive (solve-field's --tag-all, which the previous run_solve_field "
-                   'passed), so rdls.fits holds only RA, DEC: the index magnitudes (MAG_VT) '
-                   'that the old rdls carried are gone')
 def test_rdls_carries_the_index_magnitudes(orion):
     job_dir, _, _ = orion
     assert 'MAG_VT' in fits.getdata(jobs.result_file(job_dir, 'rdls')).columns.names
@@ -573,9 +569,6 @@ def test_relative_job_directory(orion, tmp_path, monkeypatch):
     assert outcome.solved and outcome.returncode == 0
 
 
-@pytest.mark.xfail(strict=True, reason='BUG: local/pipeline.py ignores EngineOutcome.returncode: '
-                   'an engine that fails (here exit 255, "You must list at least one index") is '
-                   "reported as 'no solution was found: give scale and position hints...'")
 def test_an_engine_failure_is_not_reported_as_no_solution(tmp_path):
     (tmp_path / 'index').mkdir()
     (tmp_path / 'index' / 'index-broken.fits').write_text('not an index file')
@@ -596,7 +589,8 @@ def test_solve_an_image_in_a_temporary_directory(pleiades, tmp_path, monkeypatch
     assert set(result.files) >= {'job.axy', 'log', 'wcs.fits', 'corr.fits', 'rdls.fits'}
     header = fits.Header.fromstring(result.files['wcs.fits'].decode('ascii').split('END' + ' ' * 77)[0]
                                     + 'END' + ' ' * 77)
-    assert header['CTYPE1'] == result.header()['CTYPE1'] == 'RA---TAN-SIP'
+    assert header['CTYPE1'] == result.header()['CTYPE1']     # the refit is in the file too
+    assert header['CTYPE1'].startswith('RA---TAN')
     assert wcs_rms_error(pleiades.wcs, result.header(), SHAPE) < 0.1
     cal = result.calibration
     assert cal['parity'] == 1.0                       # a mirrored field
@@ -728,11 +722,6 @@ def test_wrong_header_pointing_falls_back(wrong_pointing):
     assert wcs_rms_error(field.wcs, result.header(), SHAPE) < 0.1
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: local/pipeline.py _engine_attempts sets "
-                   "used = list(hints.sources) for any hinted attempt that solves, so "
-                   "SolveResult.hints names OBJCTRA/OBJCTDEC although the attempt that solved "
-                   "had dropped the (wrong) position hint; it should name the cards behind "
-                   "that attempt only ('PIXSCALE')")
 def test_hints_name_only_the_cards_of_the_solving_attempt(wrong_pointing):
     _, _, result = wrong_pointing
     assert result.solved
@@ -744,7 +733,8 @@ def test_user_settings_win_over_hints(orion):
     stars = field.source_list()
     wrong = SolveHints(position={'center_ra': 200.0, 'center_dec': 60.0, 'radius': 1.0},
                        scale={'scale_units': 'arcsecperpix', 'scale_lower': 1.0,
-                              'scale_upper': 2.0}, sources=['RA/DEC', 'SECPIX'])
+                              'scale_upper': 2.0}, position_source='RA/DEC',
+                       scale_source='SECPIX')
     result = pipeline.solve(sources={'x': stars['x'], 'y': stars['y']}, width=W, height=H,
                             settings=ORION_HINTS, hints=wrong, timeout=30)
     assert result.solved and len(result.attempts) == 1

@@ -102,6 +102,7 @@ def axy_header(args, width, height, *, cpulimit=None, outputs=OUTPUT_FILES):
         h['ANTWEAKO'] = (int(tweak), 'Tweak order')
     else:
         h['ANTWEAK'] = (False, 'Tweak: no, thanks.')
+    h['ANTAGALL'] = (True, 'Tag-along all columns from index to RDLS')
     h['ANSOLVED'] = (outputs['solved'], 'solved output file')
     h['ANRDLS'] = (outputs['rdls'], 'ra-dec output file')
     h['ANWCS'] = (outputs['wcs'], 'WCS header output filename')

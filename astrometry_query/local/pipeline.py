@@ -61,7 +61,7 @@ class SolveResult:
     elapsed : float
         Wall-clock seconds of the whole solve.
     timings : dict
-        Seconds per step (``read``, ``extract``, ``engine``, ``wcs``).
+        Seconds per step (``extract``, ``engine``, ``wcs``, ``refit``).
     attempts : list of dict
         Each engine run: the hints it used, seconds, and whether it solved.
     hints : list of str
@@ -143,10 +143,21 @@ def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, fl
                         'solved': outcome.solved, 'timed_out': outcome.timed_out, 'sources': n})
         (work_dir / ENGINE_LOG).write_text(outcome.log)
         if outcome.solved:
-            if hinted:
-                used = list(hints.sources)
+            used = [source for key, source in (('scale_lower', hints and hints.scale_source),
+                                               ('center_ra', hints and hints.position_source))
+                    if key in hinted and source]
             break
+        if outcome.returncode and not outcome.timed_out:
+            break       # the engine failed to run: a wider search would fail the same way
     return outcome, records, used
+
+
+def _engine_error(outcome):
+    """What an engine run that stopped with an error said."""
+    lines = [ln.strip() for ln in outcome.log.splitlines() if ln.strip()]
+    telling = [ln for ln in lines if 'error' in ln.lower() or 'fail' in ln.lower()] or lines
+    return (f'astrometry-engine failed (exit {outcome.returncode}): '
+            f'{telling[-1][:300] if telling else "(no output)"}')
 
 
 def _refine(header, x, y, width, height, settings, inst, good=None, fwhm=3.0):
@@ -155,8 +166,8 @@ def _refine(header, x, y, width, height, settings, inst, good=None, fwhm=3.0):
         return None
     try:
         tan = calibration_from_wcs(header, width, height)
-        ra, dec, mag = reference_stars(inst.index_files, tan['ra'], tan['dec'], 1.05 * tan['radius'],
-                                  query_starkd=inst.query_starkd)
+        ra, dec, mag = reference_stars(inst.index_files, tan['ra'], tan['dec'],
+                                       1.05 * tan['radius'], query_starkd=inst.query_starkd)
         tweak = settings.get('tweak_order')
         order = None if tweak is None else max(1, int(tweak))
         return refine_wcs(header, x, y, width, height, ra, dec, order=order, good=good,
@@ -255,8 +266,11 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
             settings, hints, width, height, remaining, work, x, y, flux, inst)
         timings['engine'] = round(time.perf_counter() - t0, 4)
         solved = bool(outcome and outcome.solved)
-        result.timed_out = not solved and any(a['timed_out'] for a in result.attempts)
-        if outcome is None or not outcome.solved:
+        # Only the widest search reached decides: an earlier hinted one is cut short on purpose.
+        result.timed_out = not solved and bool(result.attempts) and result.attempts[-1]['timed_out']
+        if outcome is not None and not solved and outcome.returncode and not outcome.timed_out:
+            result.error = _engine_error(outcome)
+        elif not solved:
             result.error = ('the search was stopped by the time limit' if result.timed_out
                             else 'no solution was found: give scale and position hints, '
                                  'or check the image has enough stars')
