@@ -1,5 +1,6 @@
 """Every solve option in one table: validation, normalisation, and its
-mapping to nova arguments (client side) and to solve-field flags (local side).
+mapping to nova arguments (the solver's directives are made from those by
+`astrometry_query.local.axy`).
 
 The same table serves the nova-compatible server, which casts incoming
 arguments the way nova does (``nova_cast``) before mapping them to flags.
@@ -16,7 +17,7 @@ from astropy.coordinates import Angle, SkyCoord
 from .exceptions import InvalidSettingError
 
 __all__ = ['SETTINGS', 'validate_settings', 'normalize_settings', 'to_nova_args',
-           'solve_field_args', 'nova_cast', 'allowed_settings_text', 'MAX_SOURCES']
+           'nova_cast', 'allowed_settings_text', 'MAX_SOURCES']
 
 #: nova's solver reads at most this many sources (``--objs 1000``).
 MAX_SOURCES = 1000
@@ -351,47 +352,6 @@ def nova_cast(raw):
             continue
         out[key] = str(value) if setting.type is str else setting.type(value)
     return out
-
-
-def _scale_bounds(args):
-    units = args.get('scale_units') or 'degwidth'
-    if args.get('scale_type', 'ul') == 'ev':
-        est, err = args.get('scale_est'), args.get('scale_err')
-        if not (est and err is not None):
-            return None, None, units
-        return est * (1 - err / 100.0), est * (1 + err / 100.0), units
-    return args.get('scale_lower', 0.1), args.get('scale_upper', 180.0), units
-
-
-def solve_field_args(args):
-    """solve-field flags for nova arguments, with nova's semantics.
-
-    As nova does, a false-y value (0, empty, None) leaves its flag out, and
-    the position hint is used only when centre and radius are all non-zero.
-    """
-    low, high, units = _scale_bounds(args)
-    flags = []
-    if low or high:
-        flags += ['--scale-units', str(units)]
-        flags += ['--scale-low', repr(float(low))] if low else []
-        flags += ['--scale-high', repr(float(high))] if high else []
-    if args.get('positional_error'):
-        flags += ['--pixel-error', repr(float(args['positional_error']))]
-    if all(args.get(k) for k in ('center_ra', 'center_dec', 'radius')):
-        flags += ['--ra', repr(float(args['center_ra'])), '--dec', repr(float(args['center_dec'])),
-                  '--radius', repr(float(args['radius']))]
-    if args.get('downsample_factor'):
-        flags += ['--downsample', str(int(args['downsample_factor']))]
-    parity = args.get('parity')
-    if parity in (0, 1):
-        flags += ['--parity', 'pos' if parity == 0 else 'neg']
-    tweak = args.get('tweak_order', 2)
-    flags += ['--no-tweak'] if tweak == 0 else ['--tweak-order', str(int(tweak))]
-    for key, flag in (('use_sextractor', '--use-source-extractor'),
-                      ('crpix_center', '--crpix-center'), ('invert', '--invert')):
-        if args.get(key):
-            flags.append(flag)
-    return flags
 
 
 def allowed_settings_text():

@@ -8,7 +8,7 @@ from astropy.coordinates import SkyCoord
 
 from astrometry_query.exceptions import AstrometryNetError, InvalidSettingError
 from astrometry_query.settings import (SETTINGS, allowed_settings_text, nova_cast,
-                                       normalize_settings, solve_field_args, to_nova_args,
+                                       normalize_settings, to_nova_args,
                                        validate_settings)
 
 NUMERIC = [n for n, s in SETTINGS.items() if s.type in (int, float)]
@@ -448,88 +448,6 @@ def test_to_nova_args_zero_centre_is_not_sent_as_zero():
 def test_to_nova_args_nonzero_centre_untouched():
     args = to_nova_args(normalize_settings({'center_ra': 12.5, 'center_dec': -3.25, 'radius': 2}))
     assert (args['center_ra'], args['center_dec'], args['radius']) == (12.5, -3.25, 2.0)
-
-
-# -- solve-field flags ----------------------------------------------------------------
-def _flag(flags, name):
-    return flags[flags.index(name) + 1]
-
-
-def test_solve_field_args_defaults_like_nova():
-    flags = solve_field_args({})
-    assert _flag(flags, '--scale-units') == 'degwidth'
-    assert _flag(flags, '--scale-low') == '0.1'
-    assert _flag(flags, '--scale-high') == '180.0'
-    assert _flag(flags, '--tweak-order') == '2'
-    for absent in ('--ra', '--parity', '--no-tweak', '--use-source-extractor', '--crpix-center',
-                   '--invert', '--pixel-error'):
-        assert absent not in flags
-
-
-def test_solve_field_args_ul():
-    flags = solve_field_args({'scale_type': 'ul', 'scale_lower': 18, 'scale_upper': 22,
-                              'scale_units': 'arcsecperpix'})
-    assert flags[:6] == ['--scale-units', 'arcsecperpix', '--scale-low', '18.0',
-                         '--scale-high', '22.0']
-
-
-def test_solve_field_args_ev_bounds():
-    flags = solve_field_args({'scale_type': 'ev', 'scale_est': 20.0, 'scale_err': 10.0,
-                              'scale_units': 'arcsecperpix'})
-    assert float(_flag(flags, '--scale-low')) == pytest.approx(18.0)
-    assert float(_flag(flags, '--scale-high')) == pytest.approx(22.0)
-    assert _flag(flags, '--scale-units') == 'arcsecperpix'
-
-
-def test_solve_field_args_zero_lower_bound_dropped():
-    flags = solve_field_args({'scale_lower': 0, 'scale_upper': 5, 'scale_units': 'degwidth'})
-    assert '--scale-low' not in flags
-    assert _flag(flags, '--scale-high') == '5.0'
-
-
-def test_solve_field_args_position_needs_all_three_truthy():
-    flags = solve_field_args({'center_ra': 83.8, 'center_dec': -5.4, 'radius': 2})
-    assert (_flag(flags, '--ra'), _flag(flags, '--dec'), _flag(flags, '--radius')) == (
-        '83.8', '-5.4', '2.0')
-    for zero in ('center_ra', 'center_dec', 'radius'):
-        args = {'center_ra': 83.8, 'center_dec': -5.4, 'radius': 2, zero: 0}
-        flags = solve_field_args(args)
-        assert '--ra' not in flags and '--dec' not in flags and '--radius' not in flags
-
-
-@pytest.mark.parametrize('parity,expected', [(0, ['--parity', 'pos']), (1, ['--parity', 'neg']),
-                                             (2, []), (7, [])])
-def test_solve_field_args_parity(parity, expected):
-    flags = solve_field_args({'parity': parity})
-    got = flags[flags.index('--parity'):flags.index('--parity') + 2] if '--parity' in flags else []
-    assert got == expected
-
-
-def test_solve_field_args_tweak():
-    flags = solve_field_args({'tweak_order': 0})
-    assert '--no-tweak' in flags and '--tweak-order' not in flags
-    assert _flag(solve_field_args({'tweak_order': 4}), '--tweak-order') == '4'
-
-
-def test_solve_field_args_flags_and_numbers():
-    flags = solve_field_args({'use_sextractor': True, 'crpix_center': True, 'invert': True,
-                              'downsample_factor': 4, 'positional_error': 1.5})
-    for flag in ('--use-source-extractor', '--crpix-center', '--invert'):
-        assert flag in flags
-    assert _flag(flags, '--downsample') == '4'
-    assert _flag(flags, '--pixel-error') == '1.5'
-    off = solve_field_args({'use_sextractor': False, 'crpix_center': 0, 'invert': '',
-                            'downsample_factor': 0, 'positional_error': 0})
-    for flag in ('--use-source-extractor', '--crpix-center', '--invert', '--downsample',
-                 '--pixel-error'):
-        assert flag not in off
-
-
-def test_solve_field_args_nova_truthiness_of_strings():
-    # nova casts with bool(): the string "false" is true
-    flags = solve_field_args(nova_cast({'use_sextractor': 'false', 'invert': ''}))
-    assert '--use-source-extractor' in flags
-    assert '--invert' not in flags
 
 
 # -- nova_cast ------------------------------------------------------------------------
