@@ -63,7 +63,7 @@ def _demo(args):
     args.backend = 'local'
     for name in ('scale_low', 'scale_high', 'ra', 'dec', 'api_key', 'server'):
         setattr(args, name, None)
-    print(f'Solving the bundled example image {args.image} offline with solve-field ...')
+    print(f'Solving the bundled example image {args.image} offline with astrometry-engine ...')
     return _solve(args)
 
 

@@ -66,7 +66,8 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, JobResultsMixin, B
 
     def __repr__(self):
         key = 'set' if self._api_key else 'not set'
-        return (f'<{type(self).__name__} server={self.server!r} backend={self._backend_choice or conf.backend!r} '
+        backend = self._backend_choice or conf.backend
+        return (f'<{type(self).__name__} server={self.server!r} backend={backend!r} '
                 f'api_key {key}>')
 
     def __enter__(self):

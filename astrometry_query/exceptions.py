@@ -118,4 +118,4 @@ class SolveTimeoutError(AstrometryNetError, _AstroqueryTimeoutError,
 
 
 class LocalSolverNotFoundError(AstrometryNetError, RuntimeError):
-    """solve-field or the index files it needs are not installed."""
+    """astrometry.net (astrometry-engine) or the index files it needs are not installed."""

@@ -272,7 +272,7 @@ def open_image(image, hdu=None):
 
     Parameters
     ----------
-    image : str, `~pathlib.Path`, `~astropy.io.fits.HDUList`, HDU, `~numpy.ndarray` or `~astropy.nddata.NDData`
+    image : path, `~astropy.io.fits.HDUList`, HDU, `~numpy.ndarray` or `~astropy.nddata.NDData`
         A FITS file (gzip allowed), PNG/JPEG/GIF, or data in memory.
     hdu : int or str, optional
         Which HDU of a FITS file or HDUList; default the first with 2-D data.

@@ -228,7 +228,8 @@ def extract_sources(image, *, fwhm=3.0, detect_threshold=5.0, max_sources=MAX_SO
     `~astropy.table.Table`
         Columns ``x``, ``y`` (FITS 1-based pixels, as astrometry.net wants),
         ``flux``, ``peak`` (background-subtracted) and ``flag``
-        (bits `FLAG_SATURATED`, `FLAG_BLENDED`, `FLAG_CENTROID`), brightest first.  ``meta`` holds the image size
+        (bits `FLAG_SATURATED`, `FLAG_BLENDED`, `FLAG_CENTROID`), brightest
+        first.  ``meta`` holds the image size
         (``width``, ``height``), ``background``, ``rms``, ``rejected`` (hot
         pixels and cosmic rays dropped) and ``elapsed`` (s).
     """

@@ -27,7 +27,6 @@ from common import (TreeRSS, bare_solve_field, fmt, make_fields, median_time, ra
                     rms, synthetic_4k, table)
 
 import astropy.units as u  # noqa: E402
-from astropy.io import fits  # noqa: E402
 
 from astrometry_query import AstrometryNetClass, conf  # noqa: E402
 from astrometry_query.server import ServerThread  # noqa: E402

@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from astropy.io import fits
 
 from ..exceptions import LocalSolverNotFoundError
 

@@ -4,7 +4,8 @@ bounded pool of threads.
 
 The database is the queue: threads claim the oldest unstarted row, so work
 survives a restart and no request handler ever waits for a solve.  Threads
-are enough because the solve itself runs in a ``solve-field`` subprocess.
+are enough: sep releases no GIL, but the solve itself runs in an ``astrometry-engine``
+subprocess and extraction is a fraction of it.
 """
 import gzip
 import hashlib
