@@ -68,9 +68,14 @@ def _demo(args):
 
 
 def _serve(args):
+    import os
     from .server import serve
+    if args.workers is None:
+        args.workers = 0 if args.dask_scheduler else (os.cpu_count() or 1)
     serve(host=args.host, port=args.port, workers=args.workers, data_dir=args.data_dir,
-          api_keys=tuple(args.api_key or ()), solve_timeout=args.solve_timeout)
+          api_keys=tuple(args.api_key or ()), solve_timeout=args.solve_timeout,
+          executor='threads' if args.threads else 'processes',
+          dask_scheduler=args.dask_scheduler)
     return 0
 
 
@@ -99,11 +104,17 @@ def _parser():
     serve = sub.add_parser('serve', help='run a nova-compatible server')
     serve.add_argument('--host', default='127.0.0.1')
     serve.add_argument('--port', type=int, default=8080)
-    serve.add_argument('--workers', type=int, default=2)
+    serve.add_argument('--workers', type=int, default=None,
+                       help='solves at once (default: the cores, or the Dask cluster threads)')
     serve.add_argument('--data-dir', default=None)
     serve.add_argument('--api-key', action='append',
                        help='an accepted API key (repeat for several); none: any key, loopback only')
     serve.add_argument('--solve-timeout', type=float, default=300.0)
+    serve.add_argument('--dask-scheduler', metavar='ADDRESS', default=None,
+                       help='run the solves as tasks on this Dask cluster '
+                            '(e.g. tcp://10.0.0.5:8786) instead of local worker processes')
+    serve.add_argument('--threads', action='store_true',
+                       help='solve in threads of the server process (lighter, slower)')
     return parser
 
 

@@ -14,6 +14,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from . import auth, conf
+from .batch import BatchMixin
 from .compat import AstroqueryCompatMixin
 from .exceptions import InvalidSettingError, MissingAPIKeyError
 from .job_results import JobResultsMixin
@@ -28,7 +29,8 @@ BACKENDS = ('auto', 'nova', 'local')
 _EMPTY_ANSWER = re.compile(rb'^\{"\w+": \[\]\}$')
 
 
-class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, JobResultsMixin, BaseQuery):
+class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobResultsMixin,
+                         BaseQuery):
     """Plate-solve images and source lists with astrometry.net.
 
     Parameters

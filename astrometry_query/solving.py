@@ -6,6 +6,7 @@ pointing and scale hints unless ``header_hints=False``.  A solve whose data
 and settings were solved before is answered from the solution cache, with
 no request at all.
 """
+import contextlib
 import io
 import numbers
 import time
@@ -112,11 +113,14 @@ class SolvingMixin:
         return img, args, (hints or None)
 
     def _nova_submit_image(self, img, args, *, force_image_upload, fwhm, detect_threshold,
-                           verbose, timeout):
+                           verbose, timeout, cpu_slot=None):
+        """Extract and upload a source list (or upload the image); ``cpu_slot``:
+        a lock held while extracting only (batches)."""
         backend = self.backend
         if not force_image_upload:
-            sources = extract_sources(img, fwhm=fwhm, detect_threshold=detect_threshold,
-                                      downsample=args.get('downsample_factor'))
+            with cpu_slot or contextlib.nullcontext():
+                sources = extract_sources(img, fwhm=fwhm, detect_threshold=detect_threshold,
+                                          downsample=args.get('downsample_factor'))
             if verbose:
                 log.info(f'Found {len(sources)} sources in {img.name} '
                          f'({sources.meta["elapsed"]:.2f} s).')

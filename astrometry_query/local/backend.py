@@ -114,6 +114,17 @@ class LocalBackend:
         `~astrometry_query.images.open_image` takes); ``sources`` a dict of
         ``x``, ``y`` [, ``flux``] arrays with ``width`` and ``height``.
         """
+        job_id = self.create_job(args, image=image, sources=sources, width=width, height=height,
+                                 hints=hints, fwhm=fwhm, detect_threshold=detect_threshold,
+                                 timeout=timeout, original_filename=original_filename, url=url)
+        self._start(job_id, image=image, sources=sources)
+        return Submission(id=job_id, jobs=[job_id], user_images=[job_id],
+                          processing_started=_now())
+
+    def create_job(self, args, *, image=None, sources=None, width=None, height=None, hints=None,
+                   fwhm=3.0, detect_threshold=5.0, timeout=None, original_filename=None,
+                   url=None):
+        """Make a job directory with its request (nothing runs yet); its id."""
         job_id, job_dir = self._new_job()
         timeout = float(timeout) if timeout else self.job_timeout
         path = getattr(image, 'path', None)
@@ -127,9 +138,27 @@ class LocalBackend:
             request['sources'] = {k: [float(v) for v in sources[k]]
                                   for k in ('x', 'y', 'flux') if k in sources}
         local_jobs._write_json(job_dir / REQUEST_FILE, request)
-        self._start(job_id, image=image, sources=sources)
-        return Submission(id=job_id, jobs=[job_id], user_images=[job_id],
-                          processing_started=_now())
+        return job_id
+
+    def solve_kwargs(self, job_id, image=None, sources=None):
+        """Keyword arguments of `~astrometry_query.local.pipeline.solve` for a job,
+        to run it anywhere (a process pool, a Dask worker): no work directory, so
+        its files come back in the result; `record` writes them into the job."""
+        task = self._task(job_id, image, sources)
+        for key in ('job_dir', 'original_filename'):
+            task.pop(key)
+        task['settings'] = task.pop('args')
+        return task
+
+    def record(self, job_id, solved, *, error=None, image=None):
+        """Write a solve made elsewhere (a `SolveResult`, or the exception it
+        raised) into the job's directory; returns its ``result.json``."""
+        request = self._request(job_id)
+        return local_jobs.record_result(
+            self.jobs_dir / str(int(job_id)), solved, error=error,
+            image=image if image is not None else request.get('image_path'),
+            sources=request.get('sources'), width=request['width'], height=request['height'],
+            original_filename=request['original_filename'])
 
     def _task(self, job_id, image=None, sources=None):
         """The keyword arguments of run_job for a job (from its request)."""

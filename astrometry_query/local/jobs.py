@@ -40,8 +40,8 @@ from ..images import open_image
 from . import annotate, pipeline
 from .solver import JOB_CONFIG
 
-__all__ = ['RESULT_FILE', 'RESULT_FILES', 'run_job', 'read_result', 'result_file',
-           'objects_in_field', 'annotations']
+__all__ = ['RESULT_FILE', 'RESULT_FILES', 'run_job', 'record_result', 'read_result',
+           'result_file', 'objects_in_field', 'annotations']
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +133,8 @@ def run_job(job_dir, *, image=None, sources=None, width=None, height=None, args=
     """
     job_dir = Path(job_dir)
     job_dir.mkdir(parents=True, exist_ok=True)
-    result = {'status': 'failure', 'calibration': None, 'width': width or 0, 'height': height or 0,
-              'elapsed': 0.0, 'timings': {}, 'attempts': [], 'hints': [], 'timed_out': False,
-              'error': None, 'n_sources': 0, 'source_list': sources is not None,
-              'input': input_name, 'original_filename': original_filename or input_name}
     started = time.perf_counter()
+    solved = error = None
     try:
         solved = pipeline.solve(image=image, sources=sources, width=width, height=height,
                                 settings=dict(args or {}), hints=hints, fwhm=fwhm,
@@ -146,20 +143,55 @@ def run_job(job_dir, *, image=None, sources=None, width=None, height=None, args=
     except LocalSolverNotFoundError:
         raise
     except Exception as exc:   # a failed job, never an exception (as on nova)
-        result['error'] = f'{type(exc).__name__}: {exc}'
-        _note(job_dir, exc)
-    else:
+        error = exc
+    return record_result(job_dir, solved, error=error, image=image, sources=sources,
+                         width=width, height=height, original_filename=original_filename,
+                         input_name=input_name, elapsed=time.perf_counter() - started)
+
+
+def record_result(job_dir, solved, *, error=None, image=None, sources=None, width=None,
+                  height=None, original_filename=None, input_name=None, elapsed=None):
+    """Write the outcome of a solve into ``job_dir``: the files it made
+    elsewhere (``SolveResult.files``, from another process or a Dask
+    worker), ``result.json``, and an in-memory image for ``new_fits``.
+
+    Parameters
+    ----------
+    solved : `~astrometry_query.local.pipeline.SolveResult` or None
+        None when the solve raised ``error``.
+
+    Returns
+    -------
+    dict
+        The content of ``result.json`` (see `run_job`).
+    """
+    job_dir = Path(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    result = {'status': 'failure', 'calibration': None, 'width': width or 0, 'height': height or 0,
+              'elapsed': 0.0, 'timings': {}, 'attempts': [], 'hints': [], 'refit': None,
+              'timed_out': False, 'error': None, 'n_sources': 0,
+              'source_list': sources is not None, 'input': input_name,
+              'original_filename': original_filename or input_name, 'worker': None}
+    if error is not None:
+        result['error'] = f'{type(error).__name__}: {error}'
+        _note(job_dir, error)
+    if solved is not None:
+        for name, content in solved.files.items():
+            tmp = job_dir / f'.{name}.tmp'
+            tmp.write_bytes(content)
+            os.replace(tmp, job_dir / name)
         record = solved.to_dict()
         result.update({k: record[k] for k in ('calibration', 'width', 'height', 'timings',
-                                              'attempts', 'hints', 'timed_out', 'error',
-                                              'n_sources')})
+                                              'attempts', 'hints', 'refit', 'timed_out', 'error',
+                                              'n_sources', 'worker')})
         result['status'] = 'success' if solved.solved else 'failure'
     if image is not None and input_name is None:
         try:
             result['input'] = _save_image(job_dir, image)
         except Exception as exc:
             _note(job_dir, exc)
-    result['elapsed'] = round(time.perf_counter() - started, 4)
+    result['elapsed'] = round(elapsed if elapsed is not None
+                              else (solved.elapsed if solved is not None else 0.0), 4)
     _write_json(job_dir / RESULT_FILE, result)
     return result
 

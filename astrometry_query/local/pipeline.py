@@ -12,6 +12,7 @@ one when the hinted search finds nothing, within the same time limit.
 """
 import os
 import shutil
+import socket
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -79,6 +80,8 @@ class SolveResult:
         ``{name: bytes}`` of those files when the work directory was temporary.
     sources : dict
         ``x``, ``y``, ``flux`` of the sources used (FITS 1-based), when extracted here.
+    worker : str
+        ``host:pid`` of the process that solved (a thread, a process pool, a Dask worker).
     """
     solved: bool
     wcs_header: str | None = None
@@ -96,6 +99,7 @@ class SolveResult:
     work_dir: str | None = None
     files: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)
+    worker: str | None = None
 
     def header(self):
         """The solution as an `~astropy.io.fits.Header` (None when not solved)."""
@@ -250,7 +254,8 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
             raise InvalidInputError('width and height are needed with a source list.')
     width, height = int(width), int(height)
     result = SolveResult(solved=False, width=width, height=height, n_sources=len(x),
-                         timings=timings, sources=extracted)
+                         timings=timings, sources=extracted,
+                         worker=f'{socket.gethostname()}:{os.getpid()}')
     if len(x) < MIN_SOURCES:
         result.error = (f'only {len(x)} sources were found: at least {MIN_SOURCES} are needed '
                         '(check the image, or lower detect_threshold)')

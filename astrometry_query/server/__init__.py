@@ -24,7 +24,7 @@ from starlette.middleware import Middleware
 
 from .app import NovaApp
 from .store import Store
-from .worker import SolvePool
+from .worker import SolvePool, make_executor
 
 __all__ = ['create_app', 'serve', 'ServerThread', 'check_bind', 'default_data_dir']
 
@@ -55,7 +55,7 @@ class AccessLog:
 
 
 def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_timeout=10.0,
-               index_dir=None, shutdown_timeout=None):
+               index_dir=None, shutdown_timeout=None, executor='threads', dask_scheduler=None):
     """The nova-compatible ASGI application.
 
     Parameters
@@ -74,6 +74,14 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
         Index files to solve with (default: astrometry.net's configuration).
     shutdown_timeout : float, optional
         How long shutdown waits for running solves (default: until they end).
+    executor : {'threads', 'processes'}
+        Where solves run: threads of this process, or ``workers`` worker
+        processes (every core used: extraction and the WCS refit hold the GIL).
+    dask_scheduler : str, optional
+        Address of a Dask scheduler: solves run as tasks on its cluster
+        (``workers`` of them at once; default the cluster's thread count).
+        Each worker needs astrometry.net, the index files and ``data_dir``
+        (a shared filesystem); results come back into ``data_dir``.
 
     Returns
     -------
@@ -83,19 +91,25 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(data_dir / 'nova.sqlite3')
+    solver, close_solver = make_executor(executor, workers, dask_scheduler)
+    if dask_scheduler and not workers:
+        workers = sum(solver._client.nthreads().values())
     pool = SolvePool(store, data_dir, workers=workers, solve_timeout=solve_timeout,
-                     fetch_timeout=fetch_timeout, index_dir=index_dir)
+                     fetch_timeout=fetch_timeout, index_dir=index_dir, executor=solver)
     nova = NovaApp(data_dir, list(api_keys), pool)
 
     @asynccontextmanager
     async def lifespan(app):
         nova.changes.bind(asyncio.get_running_loop())
         pool.on_change = nova.changes.notify
+        for future in getattr(solver, 'warming', ()):
+            await run_in_threadpool(future.result, 120)
         pool.start()
         try:
             yield
         finally:
             await run_in_threadpool(pool.stop, shutdown_timeout)
+            close_solver()
             store.close()
 
     app = Starlette(routes=nova.routes(), middleware=[Middleware(AccessLog)], lifespan=lifespan)
@@ -165,10 +179,15 @@ def serve(host='127.0.0.1', port=8080, workers=2, data_dir=None, api_keys=(),
         Per-solve limit, seconds.
     log_level : str
         uvicorn's and our log level.
+    **app_kw
+        More `create_app` options; ``executor`` defaults to 'processes' here,
+        ``dask_scheduler`` runs the solves on a Dask cluster.
     """
     import uvicorn
     # On Ctrl-C, wait at most this long for running solves; they re-run on restart.
     app_kw.setdefault('shutdown_timeout', 30.0)
+    # A standing server uses every core: solves in worker processes.
+    app_kw.setdefault('executor', 'processes')
     logging.basicConfig(format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     logging.getLogger('astrometry_query').setLevel(log_level.upper())
     config = _uvicorn_config(host, port, workers, Path(data_dir or default_data_dir()),

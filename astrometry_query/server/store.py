@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS user_images (
     image_id INTEGER NOT NULL, original_filename TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, user_image_id INTEGER NOT NULL, queued_time TEXT,
-    start_time TEXT, end_time TEXT, status TEXT, objects TEXT NOT NULL DEFAULT '[]');
+    start_time TEXT, end_time TEXT, status TEXT, objects TEXT NOT NULL DEFAULT '[]',
+    requeued INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS calibrations (
     id INTEGER PRIMARY KEY AUTOINCREMENT, job_id INTEGER UNIQUE NOT NULL, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS tags (
@@ -94,6 +95,9 @@ class Store:
             self._db.execute('PRAGMA journal_mode=WAL')
             self._db.execute('PRAGMA synchronous=NORMAL')
             self._db.executescript(_SCHEMA)
+            columns = {r['name'] for r in self._db.execute('PRAGMA table_info(jobs)')}
+            if 'requeued' not in columns:       # a database from an earlier version
+                self._db.execute('ALTER TABLE jobs ADD COLUMN requeued INTEGER NOT NULL DEFAULT 0')
 
     def close(self):
         """Close the connection (further calls raise)."""
@@ -369,6 +373,17 @@ class Store:
         row = self._one('SELECT 1 FROM sessions WHERE key = ? AND user_id IS NOT NULL'
                         ' AND expires > ?', key, time.time())
         return row is not None
+
+    def requeue_job(self, job_id, limit):
+        """Put a started job back in the queue (its solve was lost), at most
+        ``limit`` times; returns False when it was requeued that often already."""
+        with self._tx() as db:
+            row = db.execute('SELECT requeued FROM jobs WHERE id = ?', (job_id,)).fetchone()
+            if row is None or (row['requeued'] or 0) >= limit:
+                return False
+            db.execute('UPDATE jobs SET start_time = NULL, requeued = coalesce(requeued, 0) + 1'
+                       ' WHERE id = ?', (job_id,))
+        return True
 
     def recover(self):
         """Requeue work interrupted by a stop or a crash.

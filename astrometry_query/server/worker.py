@@ -12,6 +12,7 @@ import hashlib
 import io
 import logging
 import math
+import queue
 import shutil
 import struct
 import tarfile
@@ -31,7 +32,7 @@ from astropy.wcs import FITSFixedWarning
 from ..settings import MAX_SOURCES, nova_cast
 
 __all__ = ['SolvePool', 'NOVA_DEFAULTS', 'submission_args', 'source_list_bytes', 'ingest',
-           'save_upload', 'brightest_stars']
+           'save_upload', 'brightest_stars', 'make_executor', 'job_task']
 
 log = logging.getLogger('astrometry_query.server')
 
@@ -237,6 +238,67 @@ def _error_text(exc):
     return ''.join(traceback.format_exception_only(type(exc), exc)).strip()
 
 
+#: How often a job whose solve was lost with its worker is queued again.
+MAX_REQUEUES = 3
+
+
+def _lost_worker(exc):
+    """True for failures of the machinery rather than of the solve."""
+    from concurrent.futures.process import BrokenProcessPool
+    names = {type(e).__name__ for e in (exc, exc.__cause__, exc.__context__) if e is not None}
+    return isinstance(exc, (BrokenProcessPool, ConnectionError, OSError)) or bool(
+        names & {'KilledWorker', 'CommClosedError', 'CancelledError', 'FutureCancelledError'})
+
+
+def warm_up():
+    """Import the solving pipeline and read the index headers, so that a worker
+    process's first solve is as fast as its next ones."""
+    from ..local import pipeline, refine
+    from ..local.solver import find_installation
+    try:
+        refine._densest(find_installation().index_files)
+    except Exception:       # no solver: the jobs will say so
+        pass
+    return pipeline.__name__
+
+
+def make_executor(kind, workers, dask_scheduler=None):
+    """The executor of the server's solves.
+
+    Parameters
+    ----------
+    kind : {'threads', 'processes'}
+        'threads': in the server process (light, for tests and notebooks);
+        'processes': ``workers`` worker processes, so solves use every core
+        (sep and the WCS refit hold the GIL).
+    dask_scheduler : str, optional
+        Address of a Dask scheduler: solves become tasks on its cluster.
+
+    Returns
+    -------
+    (executor or None, closer)
+    """
+    if dask_scheduler:
+        from distributed import Client
+        client = Client(dask_scheduler)
+        return client.get_executor(pure=False, retries=2), client.close
+    if kind == 'processes':
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        methods = multiprocessing.get_all_start_methods()
+        # A fresh interpreter per worker: the server process is full of threads.
+        context = multiprocessing.get_context('forkserver' if 'forkserver' in methods
+                                              else 'spawn')
+        pool = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context)
+        # Start and warm every worker now, not on the first jobs (the server
+        # waits for this before it answers requests).
+        pool.warming = [pool.submit(warm_up) for _ in range(max(1, workers))]
+        return pool, lambda: pool.shutdown(wait=False, cancel_futures=True)
+    if kind == 'threads':
+        return None, lambda: None
+    raise ValueError(f"executor must be 'threads' or 'processes', got {kind!r}")
+
+
 class SolvePool:
     """Threads that process submissions and run at most ``workers`` solves at once.
 
@@ -252,15 +314,20 @@ class SolvePool:
     """
 
     def __init__(self, store, data_dir, *, workers=2, solve_timeout=300.0, fetch_timeout=10.0,
-                 ingest_threads=2, index_dir=None):
+                 ingest_threads=2, index_dir=None, executor=None):
         self.store, self.data_dir = store, Path(data_dir)
         self.jobs_dir, self.uploads_dir = self.data_dir / 'jobs', self.data_dir / 'uploads'
         self.workers, self.solve_timeout = int(workers), solve_timeout
         self.fetch_timeout, self.index_dir = fetch_timeout, index_dir
+        #: Where solves run: None (this process's threads), or an Executor
+        #: (worker processes, a Dask cluster); see `make_executor`.
+        self.executor = executor
         self._ingest_threads = max(1, int(ingest_threads))
         self._cv, self._gen, self._stopping, self._threads = threading.Condition(), 0, False, []
         #: Called (from any thread) whenever work changes state: long polls wake on it.
         self.on_change = None
+        # Solved jobs whose objects in field are still to be listed (when idle).
+        self._to_tag = queue.Queue()
 
     def start(self):
         """Requeue interrupted work, then start the threads."""
@@ -275,7 +342,27 @@ class SolvePool:
                                  name=f'nova-{run.__name__.strip("_")}-{i}')
             t.start()
             self._threads.append(t)
+        t = threading.Thread(target=self._tag_loop, daemon=True, name='nova-tagger')
+        t.start()
+        self._threads.append(t)
 
+    def _tag_loop(self):
+        """List objects in the field of solved jobs, but only while no solve
+        waits: a solver slot is never spent on it (a request for them lists
+        them at once anyway)."""
+        while not self._stopping:
+            try:
+                job_id = self._to_tag.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            while not self._stopping:
+                counts = self.store.counts()
+                if not (counts['queued'] or counts['running']):
+                    break
+                with self._cv:
+                    self._cv.wait(timeout=0.5)
+            if not self._stopping:
+                self.fill_objects(job_id)
     def wake(self):
         """Tell idle threads that new work may be waiting, and waiting clients
         that something changed."""
@@ -342,8 +429,13 @@ class SolvePool:
             if job_dir.exists():    # a re-run after a restart starts clean
                 shutil.rmtree(job_dir)
             job_dir.mkdir(parents=True)
-            result = local_jobs.run_job(job_dir, **job_task(job, self.solve_timeout,
-                                                            self.index_dir))
+            task = job_task(job, self.solve_timeout, self.index_dir)
+            if self.executor is None:
+                result = local_jobs.run_job(job_dir, **task)
+            else:
+                result = self._solve_elsewhere(job, job_dir, task, lines)
+                if result is None:
+                    return      # requeued: the solve was lost with its worker
         except Exception as exc:
             result = {'status': 'failure', 'error': _error_text(exc)}
             lines.append(traceback.format_exc())
@@ -361,7 +453,33 @@ class SolvePool:
         log.info('job %d: %s in %.2f s', job['id'], result.get('status'),
                  time.monotonic() - started)
         if result.get('status') == 'success':
-            self.fill_objects(job['id'])
+            self._to_tag.put(job['id'])
+
+    def _solve_elsewhere(self, job, job_dir, task, lines):
+        """Run the solve function on the executor (worker processes or a Dask
+        cluster) and write what it returns into the job directory.  None when
+        the solve was lost (its worker died, the cluster went away): the job
+        is then queued again, up to `MAX_REQUEUES` times."""
+        from ..local import jobs as local_jobs
+        from ..local.pipeline import solve
+        kwargs = {k: v for k, v in task.items() if k not in ('original_filename', 'input_name')}
+        kwargs['settings'] = kwargs.pop('args')
+        started = time.perf_counter()
+        try:
+            solved = self.executor.submit(solve, **kwargs).result()
+        except Exception as exc:
+            if _lost_worker(exc) and self.store.requeue_job(job['id'], MAX_REQUEUES):
+                log.warning('job %d: its solve was lost (%s); queued again', job['id'],
+                            type(exc).__name__)
+                self.wake()
+                return None
+            raise
+        lines.append(f'solved by {solved.worker}')
+        return local_jobs.record_result(job_dir, solved, image=task.get('image'),
+                                        sources=task.get('sources'), width=task.get('width'),
+                                        height=task.get('height'),
+                                        original_filename=task.get('original_filename'),
+                                        elapsed=time.perf_counter() - started)
 
     def fill_objects(self, job_id):
         """List the objects in a solved job's field (nova's tags) once, and store them."""
