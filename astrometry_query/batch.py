@@ -112,14 +112,14 @@ def _is_source_list(item):
     return isinstance(item, Table) or (isinstance(item, tuple) and len(item) == 4)
 
 
-def _row(item, status, *, header=None, error='', elapsed=0.0):
+def _row(item, status, *, header=None, error='', elapsed=0.0, calibration=None):
     row = {'index': item.index, 'input': item.label, 'status': status, 'ra': np.nan,
            'dec': np.nan, 'pixscale': np.nan, 'orientation': np.nan, 'parity': np.nan,
            'job_id': item.job_id, 'submission_id': item.submission_id, 'error': error,
            'elapsed': round(float(elapsed), 4), 'header': header}
     if header is not None:
         try:
-            cal = calibration_from_wcs(header)
+            cal = calibration or calibration_from_wcs(header)
             row.update(ra=cal['ra'], dec=cal['dec'], pixscale=cal['pixscale'],
                        orientation=cal['orientation'], parity=cal['parity'])
         except Exception:
@@ -313,7 +313,8 @@ class BatchMixin:
             item = _Item(index=index, label=_label(raw))
             try:
                 self._check_item(item, raw, settings, header_hints, fwhm, detect_threshold,
-                                 force_image_upload, backend)
+                                 force_image_upload, backend,
+                                 keyed=use_cache or journal is not None)
             except Exception as exc:    # one bad input never stops the rest
                 return item, _row(item, 'failure', error=f'{type(exc).__name__}: {exc}')
             return item, self._known(item, use_cache, journal)
@@ -336,7 +337,8 @@ class BatchMixin:
 
     # -- checking inputs ----------------------------------------------------------------
     def _check_item(self, item, raw, settings, header_hints, fwhm, detect_threshold,
-                    force_image_upload, backend):
+                    force_image_upload, backend, keyed=True):
+        """Check one input; ``keyed``: also hash its data for the cache and journal."""
         if _is_source_list(raw):
             x, y, width, height = source_list_from(raw)
             if width is None or height is None:
@@ -345,21 +347,25 @@ class BatchMixin:
             item.sources = {'x': x, 'y': y}
             item.width, item.height = width, height
             item.args = to_nova_args(normalize_settings(dict(settings)))
-            digest = source_digest(x, y, width, height)
-            item.key = self._cache_key(backend, digest, args=item.args)
+            if keyed:
+                item.key = self._cache_key(backend, source_digest(x, y, width, height),
+                                           args=item.args)
             return
         img, args, hints = self._prepare_image(raw, hdu=None, ra_key=None, dec_key=None,
                                                ra_dec_units=None, header_hints=header_hints,
                                                settings=dict(settings))
         item.image, item.args, item.hints = img, args, hints
         item.height, item.width = img.shape
-        item.key = self._cache_key(backend, img.digest(), args=args, hints=bool(hints), fwhm=fwhm,
-                                   detect_threshold=detect_threshold,
-                                   upload=bool(force_image_upload), hdu=img.hdu)
+        if keyed:
+            item.key = self._cache_key(backend, img.digest(), args=args, hints=bool(hints),
+                                       fwhm=fwhm, detect_threshold=detect_threshold,
+                                       upload=bool(force_image_upload), hdu=img.hdu)
 
     def _known(self, item, use_cache, journal):
         """A row for an input already solved (cache or journal), else None; an
         input already submitted gets its ids back from the journal."""
+        if item.key is None:
+            return None
         if use_cache:
             entry = self.solutions.get(item.key)
             if entry is not None:
@@ -386,10 +392,14 @@ class BatchMixin:
     def _run_local(self, inputs, prepare, backend, timeout, executor, max_concurrency, fwhm,
                    detect_threshold, journal):
         """Yields (item, row, fresh) as solves end on the executor."""
+        from .local.jobs import run_job
         from .local.pipeline import solve
         if not inputs:
             return
         pool, own = _as_executor(executor, len(inputs), max_concurrency)
+        # Pools of this machine write into the job store themselves; others (a
+        # Dask cluster may be elsewhere) send the files back with the result.
+        here = own or isinstance(pool, (cf.ThreadPoolExecutor, cf.ProcessPoolExecutor))
         window = max_concurrency or 2 * (getattr(pool, '_max_workers', 0) or os.cpu_count() or 1)
         todo, running = list(enumerate(inputs)), {}
         try:
@@ -411,9 +421,14 @@ class BatchMixin:
                         journal.write(item.key, index=item.index, input=item.label,
                                       status='submitted', submission_id=item.job_id,
                                       job_id=item.job_id)
-                    kwargs = backend.solve_kwargs(item.job_id, item.image, item.sources)
                     item.started = time.monotonic()
-                    running[pool.submit(solve, **kwargs)] = item
+                    if here:
+                        task = backend._task(item.job_id, item.image, item.sources)
+                        future = pool.submit(run_job, task.pop('job_dir'), **task)
+                    else:
+                        future = pool.submit(solve, **backend.solve_kwargs(
+                            item.job_id, item.image, item.sources))
+                    running[future] = item
                 if not running:
                     continue
                 finished, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
@@ -432,11 +447,16 @@ class BatchMixin:
             solved, error = future.result(), None
         except Exception as exc:       # a lost worker, a broken input...
             solved, error = None, exc
-        image = item.image if item.image is not None and item.image.path is None else None
-        result = backend.record(item.job_id, solved, error=error, image=image)
+        if isinstance(solved, dict):   # run_job in a pool here: the job is recorded
+            result = solved
+        else:
+            image = item.image if item.image is not None and item.image.path is None else None
+            result = backend.record(item.job_id, solved, error=error, image=image)
         if result['status'] == 'success':
-            header = make_wcs_header(solved.wcs_header, item.job_id, item.job_id)
-            row = _row(item, 'success', header=header, elapsed=elapsed)
+            header = make_wcs_header(backend.download(item.job_id, 'wcs'), item.job_id,
+                                     item.job_id)
+            row = _row(item, 'success', header=header, elapsed=elapsed,
+                       calibration=result['calibration'])
         else:
             reason = result.get('error') or 'no solution was found'
             row = _row(item, 'failure', error=reason, elapsed=elapsed)

@@ -1,9 +1,9 @@
 """astrometry_query benchmarks: every figure beside its reference, measured in
 the same run, with the ratio.
 
-    python benchmarks/run.py                 # everything (~15-25 min on 2 cores)
+    python benchmarks/run.py                 # everything (~25 min on 2 cores)
     python benchmarks/run.py --only speed    # one section: accuracy, speed, server,
-                                             # extraction, cache, memory, polling
+                                             # extraction, cache, memory, polling, batch
     python benchmarks/run.py --quick         # fewer fields and repeats
 
 Needs the ``bench`` extra (``pip install -e ".[bench]"``: photutils, psutil)
@@ -308,7 +308,153 @@ def polling(fields, work):
     say(table(rows, ['client', 'end to end', 'server solve', 'idle + transfer']))
 
 
-SECTIONS = ('accuracy', 'speed', 'server', 'extraction', 'cache', 'memory', 'polling')
+# -- batches ---------------------------------------------------------------------------
+def _serve(data_dir, port, extra=()):
+    """`astrometry-query serve` in its own process (as deployed); returns the Popen."""
+    import requests
+    proc = subprocess.Popen([sys.executable, '-m', 'astrometry_query.cli', 'serve', '--port',
+                             str(port), '--workers', '2', '--data-dir', str(data_dir),
+                             '--api-key', API_KEY, *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(600):
+        try:
+            requests.get(f'http://127.0.0.1:{port}/', timeout=1)
+            return proc
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError('the server did not start')
+
+
+def _server_times(data_dir, job_ids):
+    """Per job: the server's own time on it (start to end, its database) and the
+    pipeline's (result.json)."""
+    import datetime
+    import json
+    import sqlite3
+    db = sqlite3.connect(str(Path(data_dir) / 'nova.sqlite3'))
+    stamp = lambda s: datetime.datetime.fromisoformat(s).timestamp()  # noqa: E731
+    windows, pipeline = [], []
+    for job in job_ids:
+        start, end = db.execute('SELECT start_time, end_time FROM jobs WHERE id = ?',
+                                (int(job),)).fetchone()
+        windows.append(stamp(end) - stamp(start))
+        pipeline.append(json.loads((Path(data_dir) / 'jobs' / str(job) / 'result.json')
+                                   .read_text())['elapsed'])
+    return sum(windows), sum(pipeline)
+
+
+def batches(work, n=32):
+    say(f'\n## Batches of {n} distinct images (seconds)\n')
+    import astropy.units as u
+    from astropy.coordinates import SkyCoord
+    from astrometry_query.simulate import render_field
+    folder = Path(work) / 'batch'
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(5)
+    paths = []
+    for i in range(n):
+        path = folder / f'b{i:02d}.fits'
+        if not path.is_file():
+            ra, dec = rng.uniform(0, 360), np.degrees(np.arcsin(rng.uniform(-0.9, 0.9)))
+            render_field(SkyCoord(ra, dec, unit='deg'), pixel_scale=rng.uniform(8, 20) * u.arcsec / u.pix,
+                         shape=(600, 700), rotation=rng.uniform(0, 360) * u.deg,
+                         flip=bool(i % 2), fwhm=3.0, hot_pixels=10, seed=i).writeto(
+                path, truth='extension')
+        paths.append(path)
+    rows = []
+    # Local: sequential loop, the default batch (worker processes), threads, a Dask cluster.
+    with AstrometryNetClass(backend='local') as local:
+        local.solve_from_image(paths[0], verbose=False, cache=False)       # warm
+        t0 = time.perf_counter()
+        for p in paths:
+            local.solve_from_image(p, verbose=False, cache=False)
+        sequential = time.perf_counter() - t0
+        rows.append(['local, sequential solve_from_image loop', f'{sequential:.2f}', '1.00x', ''])
+        t0 = time.perf_counter()
+        default = local.solve_many(paths, verbose=False, cache=False)
+        t = time.perf_counter() - t0
+        rows.append(['local solve_many (default: 2 worker processes)', f'{t:.2f}',
+                     f'{sequential / t:.2f}x', f'{default.meta["solved"]}/{n} solved'])
+        t0 = time.perf_counter()
+        threads = local.solve_many(paths, executor='threads', verbose=False, cache=False)
+        t = time.perf_counter() - t0
+        rows.append(["local solve_many(executor='threads')", f'{t:.2f}', f'{sequential / t:.2f}x',
+                     f'{threads.meta["solved"]}/{n} solved'])
+        from distributed import Client, LocalCluster
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            t0 = time.perf_counter()
+            dask = local.solve_many(paths, executor=client, verbose=False, cache=False)
+            t = time.perf_counter() - t0
+            same = bool(np.allclose(dask['ra'], default['ra'], atol=1e-9)
+                        and np.allclose(dask['dec'], default['dec'], atol=1e-9))
+            rows.append(['local solve_many on a Dask LocalCluster (2 processes)', f'{t:.2f}',
+                         f'{sequential / t:.2f}x',
+                         f'results identical to the default: {same}'])
+    say(table(rows, ['run', 'seconds', 'vs sequential', 'note']))
+    say('\nTarget: a local batch at least 1.8x faster than the sequential loop.')
+    # Through the server: ours against the ideal and against astroquery's loop.
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        server = _serve(Path(tmp) / 'data', 8791)
+        try:
+            with AstrometryNetClass(api_key=API_KEY, server='http://127.0.0.1:8791') as nova:
+                nova.login()
+                t0 = time.perf_counter()
+                table_ = nova.solve_many(paths, verbose=False, cache=False)
+                ours = time.perf_counter() - t0
+            windows, pipeline = _server_times(Path(tmp) / 'data', table_['job_id'])
+            rows.append(['ours: solve_many', f'{ours:.2f}', f'{ours / (windows / 2):.2f}x',
+                         f'{ours / (pipeline / 2):.2f}x', f'{table_.meta["solved"]}/{n} solved'])
+
+            class _Server:
+                url = 'http://127.0.0.1:8791'
+            aq = _astroquery_client(_Server())
+            t0 = time.perf_counter()
+            solved = 0
+            for p in paths:
+                try:
+                    aq.solve_from_image(str(p), verbose=False, solve_timeout=300)
+                    solved += 1
+                except Exception:
+                    pass
+            aq_t = time.perf_counter() - t0
+            rows.append(["astroquery's sequential loop", f'{aq_t:.2f}', '', '',
+                         f'{solved}/{n} solved; ours is {aq_t / ours:.1f}x faster'])
+        finally:
+            server.terminate()
+            server.wait()
+        say(table(rows, ['client (2-worker `astrometry-query serve`)', 'seconds',
+                         'vs ideal (job windows)', 'vs ideal (pipeline)', 'note']))
+        say('\nIdeal = the server\'s time on the jobs / 2 workers: "job windows" is each '
+            'job\'s start-to-end in the server\'s database, "pipeline" the solve function alone. '
+            'Targets: at most 1.15x the ideal, at least 3x faster than astroquery\'s loop.')
+        # The server on a Dask cluster: every solve a task on the cluster's workers.
+        from distributed import Client, LocalCluster
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            server = _serve(Path(tmp) / 'dask-data', 8792,
+                            ['--dask-scheduler', cluster.scheduler_address])
+            try:
+                with AstrometryNetClass(api_key=API_KEY, server='http://127.0.0.1:8792') as nova:
+                    t0 = time.perf_counter()
+                    on_dask = nova.solve_many(paths, verbose=False, cache=False)
+                    t = time.perf_counter() - t0
+                import json
+                pids = set(client.run(os.getpid).values())
+                used = {int(json.loads((Path(tmp) / 'dask-data' / 'jobs' / str(j) / 'result.json')
+                                       .read_text())['worker'].split(':')[1])
+                        for j in on_dask['job_id']}
+            finally:
+                server.terminate()
+                server.wait()
+        say(f'\nServer on a Dask LocalCluster (2 worker processes): {on_dask.meta["solved"]}/{n} '
+            f'solved in {t:.2f} s; solves ran in {len(used)} processes, all of them the '
+            f'cluster\'s workers: {used <= pids}.')
+
+
+SECTIONS = ('accuracy', 'speed', 'server', 'extraction', 'cache', 'memory', 'polling', 'batch')
 
 
 def main(argv=None):
@@ -331,10 +477,12 @@ def main(argv=None):
                'extraction': lambda: extraction(work, repeat),
                'cache': lambda: cache(fields, repeat),
                'memory': lambda: memory(work),
-               'polling': lambda: polling(fields, work)}
+               'polling': lambda: polling(fields, work),
+               'batch': lambda: batches(work)}
     for name in sections:
         runners[name]()
-    (Path(__file__).parent / 'results.txt').write_text('\n'.join(OUT) + '\n')
+    name = 'results.txt' if sections == SECTIONS else f'results-{"-".join(sections)}.txt'
+    (Path(__file__).parent / name).write_text('\n'.join(OUT) + '\n')
 
 
 if __name__ == '__main__':

@@ -66,6 +66,7 @@ class LocalBackend:
         self._own_executor = executor is None
         self._futures = {}
         self._lock = threading.Lock()
+        self._next_id = None
         self.job_timeout = job_timeout
 
     def __repr__(self):
@@ -86,14 +87,18 @@ class LocalBackend:
 
     # -- job directories ----------------------------------------------------
     def _new_job(self):
-        existing = [int(p.name) for p in self.jobs_dir.iterdir() if p.name.isdigit()]
-        job_id = max(existing, default=0) + 1
-        while True:
-            try:
-                (self.jobs_dir / str(job_id)).mkdir()
-                return job_id, self.jobs_dir / str(job_id)
-            except FileExistsError:   # another process took it
-                job_id += 1
+        with self._lock:
+            if self._next_id is None:     # the store is listed once, then counted on
+                existing = [int(p.name) for p in self.jobs_dir.iterdir() if p.name.isdigit()]
+                self._next_id = max(existing, default=0) + 1
+            job_id = self._next_id
+            while True:
+                try:
+                    (self.jobs_dir / str(job_id)).mkdir()
+                    self._next_id = job_id + 1
+                    return job_id, self.jobs_dir / str(job_id)
+                except FileExistsError:   # another process took it
+                    job_id += 1
 
     def _job_dir(self, job_id):
         path = self.jobs_dir / str(int(job_id))

@@ -61,14 +61,37 @@ def reference_stars(index_files, ra, dec, radius, *, query_starkd='query-starkd'
     each); stars found in several files are kept once.
     """
     ras, decs, mags = [], [], []
+    files = _densest(index_files)
+    # The densest files first; the others only when those hold nothing here
+    # (index files that cover a few healpix tiles).
+    for group in (files[:max_files], files[max_files:]):
+        _query(group, ra, dec, radius, query_starkd, ras, decs, mags)
+        if ras:
+            break
+    if not ras:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    ra, dec, mag = np.concatenate(ras), np.concatenate(decs), np.concatenate(mags)
+    # Keep one of each star (the files share the catalogue): round to ~0.04".
+    key = np.round(ra * 1e5).astype(np.int64) * 100_000_000 + np.round(dec * 1e5).astype(np.int64)
+    _, first = np.unique(key, return_index=True)
+    return ra[first], dec[first], mag[first]
+
+
+def _query(paths, ra, dec, radius, query_starkd, ras, decs, mags):
+    """Run query-starkd on ``paths`` at once (each is a few ms, mostly start-up)."""
+    if not paths:
+        return
     with tempfile.TemporaryDirectory(prefix='aq-ref-') as tmp:
-        found = 0
-        for i, path in enumerate(_densest(index_files)):
+        running = []
+        for i, path in enumerate(paths):
             out = Path(tmp) / f'{i}.fits'
-            proc = subprocess.run([query_starkd, '-r', repr(float(ra)), '-d', repr(float(dec)),
-                                   '-R', repr(float(radius)), '-T', '-o', str(out), str(path)],
-                                  capture_output=True, stdin=subprocess.DEVNULL)
-            if proc.returncode != 0 or not out.is_file():
+            proc = subprocess.Popen([query_starkd, '-r', repr(float(ra)), '-d', repr(float(dec)),
+                                     '-R', repr(float(radius)), '-T', '-o', str(out), str(path)],
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            running.append((proc, out))
+        for proc, out in running:
+            if proc.wait() != 0 or not out.is_file():
                 continue
             with fits.open(out) as hdul:
                 data = hdul[1].data if len(hdul) > 1 else None
@@ -78,16 +101,6 @@ def reference_stars(index_files, ra, dec, radius, *, query_starkd='query-starkd'
                 decs.append(np.array(data['DEC'], float))
                 mag = next((c for c in data.columns.names if c.upper().startswith('MAG')), None)
                 mags.append(np.array(data[mag], float) if mag else np.full(len(data), np.nan))
-            found += 1
-            if found >= max_files:
-                break
-    if not ras:
-        return np.zeros(0), np.zeros(0), np.zeros(0)
-    ra, dec, mag = np.concatenate(ras), np.concatenate(decs), np.concatenate(mags)
-    # Keep one of each star (the files share the catalogue): round to ~0.04".
-    key = np.round(ra * 1e5).astype(np.int64) * 100_000_000 + np.round(dec * 1e5).astype(np.int64)
-    _, first = np.unique(key, return_index=True)
-    return ra[first], dec[first], mag[first]
 
 
 def _tan_project(ra, dec, ra0, dec0):
