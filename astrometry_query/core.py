@@ -9,7 +9,7 @@ import re
 from http.cookiejar import DefaultCookiePolicy
 
 from astroquery import log
-from astroquery.query import BaseQuery
+from astroquery.query import AstroQuery, BaseQuery
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -202,6 +202,20 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobRes
 
     def _request(self, method, url, **kwargs):
         cache = kwargs.get('cache')
+        if cache is False and not kwargs.get('save'):
+            # astroquery wraps uncached requests in cache_conf.set_temp('cache_active',
+            # False), which is not thread-safe: concurrent requests (batches, waits
+            # in threads) can leave caching off for the whole process.  The same
+            # request, without touching the global setting:
+            query = AstroQuery(method, url, params=kwargs.get('params'), data=kwargs.get('data'),
+                               headers=kwargs.get('headers'), files=kwargs.get('files'),
+                               timeout=kwargs.get('timeout'), json=kwargs.get('json'))
+            response = query.request(self._session, stream=kwargs.get('stream', False),
+                                     auth=kwargs.get('auth'), verify=kwargs.get('verify', True),
+                                     allow_redirects=kwargs.get('allow_redirects', True),
+                                     json=kwargs.get('json'))
+            self._last_query = query
+            return response
         response = super()._request(method, url, **kwargs)
         if cache and (response.status_code != 200 or b'"error' in response.content[:40]
                       or _EMPTY_ANSWER.match(response.content)):
