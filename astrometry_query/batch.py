@@ -351,13 +351,17 @@ class BatchMixin:
                 item.key = self._cache_key(backend, source_digest(x, y, width, height),
                                            args=item.args)
             return
+        # Local solves read their header hints where they run (in parallel).
+        here = backend.name == 'local'
         img, args, hints = self._prepare_image(raw, hdu=None, ra_key=None, dec_key=None,
-                                               ra_dec_units=None, header_hints=header_hints,
+                                               ra_dec_units=None,
+                                               header_hints=header_hints and not here,
                                                settings=dict(settings))
-        item.image, item.args, item.hints = img, args, hints
+        item.image, item.args = img, args
+        item.hints = ('header' if header_hints else None) if here else hints
         item.height, item.width = img.shape
         if keyed:
-            item.key = self._cache_key(backend, img.digest(), args=args, hints=bool(hints),
+            item.key = self._cache_key(backend, img.digest(), args=args, hints=bool(header_hints),
                                        fwhm=fwhm, detect_threshold=detect_threshold,
                                        upload=bool(force_image_upload), hdu=img.hdu)
 

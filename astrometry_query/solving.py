@@ -297,7 +297,8 @@ class SolvingMixin:
         backend = self.backend
         key = None
         if cache and cache_conf.cache_active:
-            key = self._cache_key(backend, img.digest(), args=args, hints=bool(hints), fwhm=fwhm,
+            key = self._cache_key(backend, img.digest(), args=args, hints=bool(header_hints),
+                                  fwhm=fwhm,
                                   detect_threshold=detect_threshold,
                                   upload=bool(force_image_upload), hdu=img.hdu)
             entry = self.solutions.get(key)

@@ -133,7 +133,8 @@ class LocalBackend:
         job_id, job_dir = self._new_job()
         timeout = float(timeout) if timeout else self.job_timeout
         path = getattr(image, 'path', None)
-        request = {'args': args, 'hints': hints.to_dict() if hints else None,
+        request = {'args': args,
+                   'hints': hints.to_dict() if hasattr(hints, 'to_dict') else (hints or None),
                    'fwhm': fwhm, 'detect_threshold': detect_threshold,
                    'source_list': sources is not None, 'width': width, 'height': height,
                    'image_path': str(path) if path else None, 'hdu': getattr(image, 'hdu', None),

@@ -22,7 +22,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..exceptions import InvalidInputError
-from ..hints import SolveHints
+from ..hints import SolveHints, header_hints
 from ..images import open_image
 from ..results import calibration_from_wcs
 from ..sources import extract_sources
@@ -202,8 +202,9 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
     settings : dict, optional
         nova submission arguments (scale, position, parity, tweak_order...),
         already validated.
-    hints : `~astrometry_query.hints.SolveHints` or dict, optional
-        Header hints, tried first and dropped if the hinted search fails.
+    hints : `~astrometry_query.hints.SolveHints`, dict or 'header', optional
+        Header hints, tried first and dropped if the hinted search fails;
+        'header': read them here from the image's header.
     fwhm, detect_threshold : float
         Extraction: star FWHM (pixels) and threshold (sigma).
     timeout : float
@@ -227,6 +228,8 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
     started = time.perf_counter()
     settings = dict(settings or {})
     hints = SolveHints.from_dict(hints) if isinstance(hints, dict) else hints
+    from_header = hints == 'header'
+    hints = None if from_header else hints
     inst = find_installation(index_dir)
     timings = {}
     extracted = {}
@@ -235,6 +238,8 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
     if image is not None:
         img = open_image(image, hdu=hdu)
         height, width = img.shape
+        if from_header:
+            hints = header_hints(img.header, img.shape, img.wcs()) or None
         downsample = settings.get('downsample_factor') or None
         table = extract_sources(img, fwhm=fwhm, detect_threshold=detect_threshold,
                                 downsample=min(int(downsample), 4) if downsample else None,
