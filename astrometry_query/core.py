@@ -6,6 +6,7 @@ solver), and turns records into Headers and Tables.  Protocol details live in
 """
 import getpass
 import re
+from urllib.parse import urlsplit
 from http.cookiejar import DefaultCookiePolicy
 
 from astroquery import log
@@ -16,7 +17,7 @@ from urllib3.util.retry import Retry
 from . import auth, conf
 from .batch import BatchMixin
 from .compat import AstroqueryCompatMixin
-from .exceptions import InvalidSettingError, MissingAPIKeyError
+from .exceptions import InvalidInputError, InvalidSettingError, MissingAPIKeyError
 from .job_results import JobResultsMixin
 from .nova.client import MISSING_API_KEY, NovaClient
 from .nova.protocol import api_url, redact, site_url
@@ -27,6 +28,38 @@ __all__ = ['AstrometryNet', 'AstrometryNetClass']
 BACKENDS = ('auto', 'nova', 'local')
 #: nova's answer for a job that has no results yet, e.g. {"objects_in_field": []}.
 _EMPTY_ANSWER = re.compile(rb'^\{"\w+": \[\]\}$')
+
+
+def _checked_key(value):
+    """An API key given by the caller: a non-blank string (or nothing)."""
+    if value is None or value == '':
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > 256 \
+            or any(c.isspace() for c in value):
+        shown = type(value).__name__ if not isinstance(value, str) else 'a string with blanks'
+        raise InvalidInputError(f'api_key must be a string without blanks (nova keys are 16 '
+                                f'letters), got {shown}.')
+    return value
+
+
+def _checked_server(value):
+    if value is None:
+        return None
+    parts = urlsplit(value) if isinstance(value, str) else None
+    if parts is None or parts.scheme not in ('http', 'https') or not parts.netloc \
+            or any(c.isspace() for c in value):
+        raise InvalidInputError(f'server must be an http(s) URL such as '
+                                f'https://nova.astrometry.net, got {value!r}.')
+    return value
+
+
+def _checked_timeout(value):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 86400:
+        raise InvalidInputError(f'timeout must be a positive number of seconds (per HTTP '
+                                f'request), got {value!r}.')
+    return float(value)
 
 
 class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobResultsMixin,
@@ -52,9 +85,9 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobRes
         if backend is not None and backend not in BACKENDS:
             raise InvalidSettingError(f'backend must be one of {BACKENDS}, got {backend!r}.',
                                       setting='backend', allowed=BACKENDS)
-        self._api_key = api_key or None
-        self._server = server
-        self._timeout = timeout
+        self._api_key = _checked_key(api_key)
+        self._server = _checked_server(server)
+        self._timeout = _checked_timeout(timeout)
         self._backend_choice = backend
         self._backends = {}
         # No cookies: the session key travels in request-json, and nothing a
@@ -93,7 +126,7 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobRes
 
     @server.setter
     def server(self, value):
-        self._server = value
+        self._server = _checked_server(value)
 
     URL = server
 
@@ -111,7 +144,7 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobRes
 
     @timeout.setter
     def timeout(self, value):
-        self._timeout = value
+        self._timeout = _checked_timeout(value)
 
     TIMEOUT = timeout
 
@@ -125,7 +158,7 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobRes
 
     @api_key.setter
     def api_key(self, value):
-        self._api_key = value or None
+        self._api_key = _checked_key(value)
         self._backends.pop('nova', None)
 
     def _find_key(self):

@@ -11,7 +11,7 @@ from astroquery.exceptions import TimeoutError as _AstroqueryTimeoutError
 __all__ = ['AstrometryNetError', 'InvalidSettingError', 'InvalidInputError',
            'MissingAPIKeyError', 'LoginError', 'ServerError', 'SubmissionError',
            'SolveFailedError', 'SolveTimeoutError', 'JobNotFoundError',
-           'ResultNotAvailableError', 'LocalSolverNotFoundError']
+           'ResultNotAvailableError', 'LocalSolverNotFoundError', 'UploadUnconfirmedError']
 
 
 class AstrometryNetError(Exception):
@@ -93,6 +93,12 @@ class ResultNotAvailableError(AstrometryNetError):
 
 class SubmissionError(AstrometryNetError):
     """The server could not process what was submitted (its ``error_message``)."""
+
+
+class UploadUnconfirmedError(SubmissionError):
+    """An upload was sent but its answer was lost (the connection broke or
+    timed out after sending): the server may have received it.  It is never
+    sent again by itself; check ``list_jobs()`` before submitting again."""
 
 
 class SolveFailedError(AstrometryNetError):

@@ -107,13 +107,12 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
                 # nova replaces a job lost in a worker restart: re-read the submission.
                 job_id, state = None, 'job vanished, re-reading the submission'
             except ServerError as exc:
-                if exc.status_code is not None and exc.status_code < 500 \
-                        and exc.status_code != 429:
+                if not is_transient(exc):
                     raise
                 errors_in_row += 1
                 if errors_in_row > MAX_TRANSIENT_ERRORS:
-                    raise
-                retry_after = getattr(exc, 'retry_after', None)
+                    raise _with_ids(exc, submission_id, job_id)
+                retry_after = getattr(exc, 'retry_after', None) or min(8.0, 0.5 * 2 ** errors_in_row)
                 state = f'server trouble ({exc.message[:60]}), retrying'
             if isinstance(state, tuple):
                 state, found_job = state
@@ -126,7 +125,16 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
                 f' job {job_id}' if job_id is not None else '')
             line.update(f'{label.strip()}: {state}')
             if state == 'success':
-                return backend.job_info(job_id, submission_id)
+                try:
+                    return backend.job_info(job_id, submission_id)
+                except ServerError as exc:      # solved: its info will come
+                    if not is_transient(exc):
+                        raise
+                    errors_in_row += 1
+                    if errors_in_row > MAX_TRANSIENT_ERRORS:
+                        raise _with_ids(exc, submission_id, job_id)
+                    retry_after = min(8.0, 0.5 * 2 ** errors_in_row)
+                    state = 'solved, reading its information again'
             if state == 'failure' and getattr(backend, 'timed_out', lambda j: False)(job_id):
                 raise SolveTimeoutError(f'The solve was stopped: {backend.failure_reason(job_id)}',
                                         **ids())
@@ -152,6 +160,23 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
                 sleep(min(pause, remaining))
             if retry_after is None and not wait and now - started < BRISK_PERIOD:
                 interval = first_interval
+
+
+def is_transient(exc):
+    """True for server errors worth another look: 5xx, 429, no answer, or an
+    answer that was not nova's JSON (a proxy's page, a cut body)."""
+    status = exc.status_code
+    return (status is None or status >= 500 or status == 429
+            or getattr(exc, 'garbled', False))
+
+
+def _with_ids(exc, submission_id, job_id):
+    """The error, naming the submission and job when it did not already."""
+    if exc.submission_id is None:
+        exc.submission_id = submission_id
+    if exc.job_id is None:
+        exc.job_id = job_id
+    return exc
 
 
 def _long_poll_seconds(backend, remaining):

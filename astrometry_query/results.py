@@ -250,8 +250,9 @@ def job_ref(obj):
     if isinstance(obj, (bool, np.bool_)):
         raise InvalidInputError(f'A job must be an id, a Job, a Header or a Table row, not {obj!r}.')
     if isinstance(obj, (int, np.integer)) or (isinstance(obj, str) and obj.strip().isdigit()):
-        if int(obj) < 0:
-            raise InvalidInputError(f'A job id must be a non-negative integer, got {obj!r}.')
+        if int(obj) < 1:
+            raise InvalidInputError(f'A job id must be a positive integer (ids start at 1), '
+                                    f'got {obj!r}.')
         return int(obj), None
     raise InvalidInputError(f'A job must be an id, a Job, a Header or a Table row, not {obj!r}.')
 

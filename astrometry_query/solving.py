@@ -12,6 +12,7 @@ import numbers
 import time
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyDeprecationWarning
@@ -39,6 +40,23 @@ def _solve_timeout(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float('inf'):
         raise InvalidInputError(f'solve_timeout must be a positive number of seconds, got {value!r}.')
     return float(value)
+
+
+def check_url(url):
+    """An image URL: http(s), a host, no blanks, at most 200 characters (nova's column)."""
+    if not isinstance(url, str):
+        raise InvalidInputError(f'url must be a string, got {type(url).__name__}.')
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        raise InvalidInputError(f'url must not hold blanks or control characters, got {url!r}.')
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ('http', 'https'):
+        raise InvalidInputError(f'url must be an http or https URL, got {url!r}.')
+    if not parts.hostname:
+        raise InvalidInputError(f'url has no host name: {url!r}.')
+    if len(url) > 200:
+        raise InvalidInputError(f'url must be at most 200 characters (nova stores 200), '
+                                f'got {len(url)}.')
+    return url
 
 
 def _flag(value, name):
@@ -179,10 +197,7 @@ class SolvingMixin:
 
     def submit_url(self, url, *, solve_timeout=None, **settings):
         """Ask the backend to fetch and solve an image at a URL; returns a `Submission`."""
-        if not isinstance(url, str) or not url.lower().startswith(('http://', 'https://')):
-            raise InvalidInputError(f'url must be an http(s) URL, got {url!r}.')
-        if len(url) > 200:
-            raise InvalidInputError(f'url must be at most 200 characters (nova stores 200), got {len(url)}.')
+        check_url(url)
         args = to_nova_args(normalize_settings(settings))
         return self.backend.submit_url(url, args, timeout=_solve_timeout(solve_timeout))
 

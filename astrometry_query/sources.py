@@ -245,6 +245,7 @@ def extract_sources(image, *, fwhm=3.0, detect_threshold=5.0, max_sources=MAX_SO
     margin += margin % 2        # even, so binned pixels line up in every band
     rows = max(256, (_BAND_PIXELS // nx) // 2 * 2)
     found, rms_all, back_all, rejected = [], [], [], 0
+    low, high = np.inf, -np.inf
     for y_start in range(0, ny, rows):
         y_end = min(ny, y_start + rows)
         lo, hi = max(0, y_start - margin), min(ny, y_end + margin)
@@ -253,6 +254,10 @@ def extract_sources(image, *, fwhm=3.0, detect_threshold=5.0, max_sources=MAX_SO
             continue
         if invert:
             np.negative(band, out=band)
+        b_low, b_high = band.min(), band.max()
+        if not (np.isfinite(b_low) and np.isfinite(b_high)):
+            b_low, b_high = np.nanmin(band), np.nanmax(band)
+        low, high = min(low, b_low), max(high, b_high)
         objects, x0, y0, rms, back, sat_map = _band_sources(
             band, (y_start - lo, y_end - lo), fwhm, detect_threshold, binning, saturation)
         rms_all.append(rms)
@@ -265,6 +270,9 @@ def extract_sources(image, *, fwhm=3.0, detect_threshold=5.0, max_sources=MAX_SO
         found.append(m)
     if not rms_all:
         raise InvalidInputError(f'image: {img.name} has no finite pixel values.')
+    if low == high:
+        raise InvalidInputError(f'image: {img.name} is constant (every pixel is {low:g}): '
+                                'there is nothing to solve.')
     cols = {k: np.concatenate([f[k] for f in found]) if found else np.zeros(0)
             for k in ('x', 'y', 'flux', 'peak', 'flag')}
     order = np.argsort(-cols['flux'], kind='stable')[:max_sources]

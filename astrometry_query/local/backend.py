@@ -249,6 +249,8 @@ class LocalBackend:
         reason = self.failure_reason(job_id)
         if self.timed_out(job_id):
             raise SolveTimeoutError(f'The solve was stopped: {reason}', **ids)
+        if reason.startswith('InvalidInputError: '):    # the image itself cannot be used
+            raise InvalidInputError(reason[len('InvalidInputError: '):], **ids)
         raise SolveFailedError(f'The solve failed: {reason}.', **ids)
 
     # -- status -------------------------------------------------------------

@@ -8,12 +8,13 @@ test mocks apply; this module never imports the facade.
 import io
 import os
 import threading
+import time
 from pathlib import Path
 
 import requests
 
 from ..exceptions import (InvalidInputError, LoginError, MissingAPIKeyError, ResultNotAvailableError,
-                          ServerError)
+                          ServerError, UploadUnconfirmedError)
 from ..results import Job, Submission
 from .protocol import (FILE_ROUTES, GATED_FILES, api_url, decode_response, encode_request,
                        file_url, is_session_error)
@@ -26,6 +27,20 @@ MISSING_API_KEY = (
     'AstrometryNet.login(api_key, store_api_key=True). Without a key, solve offline with '
     "backend='local'.")
 
+
+def _refused(exc):
+    """True when a ConnectionError happened before anything was sent."""
+    text = repr(exc)
+    return any(t in text for t in ('NewConnectionError', 'Connection refused',
+                                   'Failed to establish', 'Name or service not known'))
+
+
+def _is_submission(url):
+    return url.rstrip('/').endswith(('/api/upload', '/api/url_upload'))
+
+
+#: Pauses (s) before the second and third try of a result file download.
+DOWNLOAD_RETRIES = (0.25, 0.75)
 
 #: Our server's offer of long polls (see astrometry_query.server.app).
 LONG_POLL_HEADER = 'X-Long-Poll'
@@ -79,11 +94,21 @@ class NovaClient:
         ids = ids or {}
         try:
             response = self._request(method, url, timeout=self.timeout, cache=cache, **kwargs)
-        except requests.Timeout:
-            raise ServerError(f'No answer from {url} within {self.timeout} s.', url=url,
-                              **ids) from None
-        except requests.ConnectionError as exc:
-            raise ServerError(f'Cannot reach the server at {url}: {type(exc).__name__}.', url=url,
+        except (requests.Timeout, requests.ConnectionError,
+                requests.exceptions.ChunkedEncodingError) as exc:
+            if isinstance(exc, requests.ConnectTimeout) or _refused(exc):
+                # Nothing reached the server: safe to try again later, even an upload.
+                raise ServerError(f'Cannot reach the server at {url}: {type(exc).__name__}.',
+                                  url=url, **ids) from None
+            if method == 'POST' and _is_submission(url):
+                raise UploadUnconfirmedError(
+                    f'The upload to {url} was sent but its answer was lost '
+                    f'({type(exc).__name__}): the server may have received it. It was not '
+                    'sent again; check list_jobs() before submitting again.', **ids) from None
+            if isinstance(exc, requests.Timeout):
+                raise ServerError(f'No answer from {url} within {self.timeout} s.', url=url,
+                                  **ids) from None
+            raise ServerError(f'The connection to {url} broke: {type(exc).__name__}.', url=url,
                               **ids) from None
         offered = _seconds(getattr(response, 'headers', {}).get(LONG_POLL_HEADER))
         if offered is not None:
@@ -236,16 +261,29 @@ class NovaClient:
         url = file_url(self.server, kind, job_id)
         # The gated routes need a Referer, else they redirect to a human check.
         headers = {'Referer': api_url(self.server, '')} if kind in GATED_FILES else None
-        response = self._http('GET', url, headers=headers, cache=cache, allow_redirects=False,
-                              ids={'job_id': int(job_id)})
+        for pause in DOWNLOAD_RETRIES + (None,):
+            # nova answers 500 both for "no such file" and when it fails: a GET
+            # is safe to repeat, so a passing failure is tried again.
+            try:
+                response = self._http('GET', url, headers=headers, cache=cache,
+                                      allow_redirects=False, ids={'job_id': int(job_id)})
+            except ServerError:
+                if pause is None:
+                    raise
+                time.sleep(pause)
+                continue
+            if response.status_code < 500 or pause is None:
+                break
+            time.sleep(pause)
         status = response.status_code
         if status in (301, 302, 303, 307, 308):
             raise ServerError(f'{url} redirected to {response.headers.get("Location")!r} '
                               'instead of sending the file.', status_code=status, url=url,
                               job_id=int(job_id))
-        if status == 500:
-            raise ResultNotAvailableError(f'Job {job_id} has no {kind} file yet (HTTP 500 at {url}).',
-                                          job_id=int(job_id))
+        if status >= 500:
+            raise ResultNotAvailableError(
+                f'Job {job_id}: no {kind} file (HTTP {status} at {url}, {len(DOWNLOAD_RETRIES) + 1} '
+                'tries): the job is not solved, or the server keeps failing.', job_id=int(job_id))
         if status >= 400:
             decode_response(status, response.text, url=url, job_id=int(job_id))
         content = response.content

@@ -117,13 +117,17 @@ def decode_response(status_code, text, *, url=None, submission_id=None, job_id=N
         payload = json.loads(text)
     except ValueError:
         kind = 'an HTML page' if _looks_like_html(text) else 'something that is not JSON'
-        raise ServerError(f'The server answered {url} with {kind} '
-                          f'({_html_title(text) or text[:80].strip()!r}); is the server URL right? '
-                          'It must be the site root or its /api/ URL.',
-                          status_code=status_code, url=url, **ids) from None
+        error = ServerError(f'The server answered {url} with {kind} '
+                            f'({_html_title(text) or text[:80].strip()!r}); is the server URL '
+                            'right? It must be the site root or its /api/ URL.',
+                            status_code=status_code, url=url, **ids)
+        error.garbled = True        # may pass (a proxy's page, a cut answer): worth a retry
+        raise error from None
     if not isinstance(payload, dict):
-        raise ServerError(f'Unexpected answer from {url}: {text[:200]!r}',
-                          status_code=status_code, url=url, **ids)
+        error = ServerError(f'Unexpected answer from {url}: {text[:200]!r}',
+                            status_code=status_code, url=url, **ids)
+        error.garbled = True
+        raise error
     if payload.get('status') == 'error':
         message = _SESSION_IN_MESSAGE.sub(r'\1<redacted>', str(payload.get('errormessage', 'unknown error')))
         raise ServerError(f'The server said: {message}', status_code=status_code, url=url, **ids)
