@@ -60,7 +60,8 @@ class NovaServer:
         self.api_key, self.other_api_key = new_api_key(), new_api_key()
         options.setdefault('workers', 2)
         options.setdefault('log_level', 'warning')
-        self.options = options
+        # The tests fetch URLs from a file server on 127.0.0.1.
+        self.options = dict({'allow_private_urls': True}, **options)
         self.port = 0
         self.thread = None
 

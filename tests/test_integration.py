@@ -19,7 +19,8 @@ import astroquery.astrometry_net.tests as aq_tests
 from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.cli import example_image_path
 from astrometry_query.exceptions import (InvalidInputError, LoginError, SolveFailedError,
-                                         SolveTimeoutError)
+                                         SolveTimeoutError, SubmissionError)
+from astrometry_query.server import ServerThread
 from astrometry_query.simulate import read_truth_wcs, render_field, wcs_rms_error
 from astrometry_query.sources import extract_sources
 from server_fixtures import nova_server, requires_solver  # noqa: F401
@@ -299,6 +300,17 @@ def test_solve_from_url(nova_server, file_server, fields, backend):  # noqa: F81
         header = client.solve_from_url(f'{file_server}/plain.fits', verbose=False,
                                        solve_timeout=120, **_scale_hint(scale))
     assert wcs_rms_error(field.wcs, header, field.data.shape) < WCS_LIMIT
+
+
+def test_private_urls_are_refused_by_default(file_server, fields, tmp_path):
+    """url_upload never reaches the server's own network unless allowed."""
+    with ServerThread(workers=1) as srv, \
+            AstrometryNetClass(api_key='privatekeyabcdef', server=srv.url) as client:
+        with pytest.raises(SubmissionError, match='local or private address') as info:
+            client.solve_from_url(f'{file_server}/plain.fits', verbose=False, solve_timeout=60)
+        assert info.value.submission_id is not None
+        with pytest.raises(SubmissionError, match='local or private address'):
+            client.solve_from_url('http://localhost:1/x.fits', verbose=False, solve_timeout=60)
 
 
 def test_bad_url_fails_with_submission_id(nova):

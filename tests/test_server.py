@@ -118,6 +118,14 @@ def is_html(reply, status):
     return reply.status_code == status and reply.headers['content-type'].startswith('text/html')
 
 
+def api_error(reply):
+    """nova's JSON error (HTTP 200): where nova itself crashes with an HTML 500,
+    this server says what is wrong in the payload every nova client reads."""
+    data = exact_json(reply)
+    assert data['status'] == 'error', data
+    return data['errormessage']
+
+
 def png_bytes(width, height):
     """A tiny grey PNG, written by hand (no PIL here)."""
     def chunk(kind, data):
@@ -187,7 +195,8 @@ def test_json_prechecks(nova_server, path):
     for raw in ['{not json', 'null']:
         assert error(requests.post(url, data={'request-json': raw})) == \
             ERRORS['bad_json'].format(raw=raw)
-    assert requests.post(url, data={'request-json': '[1, 2]'}).status_code == 500
+    assert api_error(requests.post(url, data={'request-json': '[1, 2]'})) == \
+        'request-json must be a JSON object, got a list'
     if path == 'login':
         return
     assert error(nova_server.call(path, {})) == ERRORS['no_session']
@@ -225,14 +234,25 @@ def test_upload_argument_errors(nova_server, session):
     assert exact_json(nova_server.call('url_upload', {'session': session, 'url': 'http://x/a',
                                                       'album': 'Holiday'}))['errormessage'] \
         == ERRORS['no_album'].format(album='Holiday')
-    first = exact_json(call({'session': session}))['subid']
-    # nova's casts are uncaught: HTTP 500 (HTML) and no submission.
-    for bad in [{'scale_lower': 'abc'}, {'scale_upper': None}, {'downsample_factor': '2.5'},
-                {'image_width': 'wide'}]:
-        assert is_html(call({'session': session, 'x': [1], 'y': [1], **bad}), 500)
+    # nova answers success and fails later: here the upload is refused at once.
+    assert 'no file' in api_error(call({'session': session}))
+    first = exact_json(call({'session': session, 'x': [1, 2], 'y': [1, 2]}))['subid']
+    # nova's casts are uncaught (HTTP 500): here a JSON error naming the argument, and
+    # no submission; values nova casts but no solve could use are refused too.
+    for bad, name in [({'scale_lower': 'abc'}, 'scale_lower'), ({'scale_upper': None}, 'scale_upper'),
+                      ({'downsample_factor': '2.5'}, 'downsample_factor'),
+                      ({'image_width': 'wide'}, 'image_width'), ({'image_width': -5}, 'image_width'),
+                      ({'parity': 'x'}, 'parity'), ({'parity': 7}, 'parity'),
+                      ({'center_ra': [1, 2]}, 'center_ra'), ({'scale_units': 'deg'}, 'scale_units'),
+                      ({'tweak_order': 99}, 'tweak_order')]:
+        assert api_error(call({'session': session, 'x': [1], 'y': [1], **bad})).startswith(name)
+    assert 'finite' in api_error(call({'session': session, 'x': [1, float('nan')], 'y': [1, 2]}))
     long_url = 'http://a/' + 'b' * 200
-    assert is_html(nova_server.call('url_upload', {'session': session, 'url': long_url}), 500)
-    assert exact_json(call({'session': session}))['subid'] == first + 1
+    assert '200 characters' in api_error(nova_server.call('url_upload', {'session': session,
+                                                                          'url': long_url}))
+    for url in ('ftp://a/b.fits', 'http://', None, 'http://exa mple.com/a.fits'):
+        assert api_error(nova_server.call('url_upload', {'session': session, 'url': url}))
+    assert exact_json(call({'session': session, 'x': [1, 2], 'y': [1, 2]}))['subid'] == first + 1
 
 
 # -- solving ----------------------------------------------------------------------------
@@ -269,7 +289,7 @@ def test_solved_submission_and_job_endpoints(nova_server, solved, field):
                                for a in annotations)
     few = exact_json(requests.get(api + '/annotations', params={'nbright': 1}))['annotations']
     assert sum(a['type'] == 'bright' for a in few) <= 1
-    assert is_html(requests.get(api + '/annotations', params={'nbright': 'many'}), 500)
+    assert api_error(requests.get(api + '/annotations', params={'nbright': 'many'}))
 
 
 def test_result_files_and_referer_gate(nova_server, solved):
@@ -372,17 +392,17 @@ def test_images_failures_and_bad_inputs(nova_server, session):
         'png': exact_json(post(files=dict(form, file=('grey.png', png_bytes(40, 30)))))['subid'],
         'bad': exact_json(post(files=dict(form, file=('junk.bin', b'\x00\x01\x02junk'))))['subid'],
         'neg': submit_xy(nova_server, session, [-1.0, -2.0], [3.0, 4.0])['subid'],
-        'none': exact_json(nova_server.call('upload', {'session': session}))['subid'],
         'few': submit_xy(nova_server, session, rng.uniform(1, 500, 5), rng.uniform(1, 500, 5),
                          **HINTS)['subid'],
     }
     results = {k: finished_submission(nova_server, v) for k, v in subs.items()}
-    for kind in ('bad', 'neg', 'none'):
+    for kind in ('bad', 'neg'):
         assert results[kind]['user_images'] == [] and results[kind]['jobs'] == []
         assert list(results[kind]) == SUB_KEYS + ['error_message']
     assert "This file's type is not supported" in results['bad']['error_message']
     assert 'Source list must contain POSITIVE x,y coordinates' in results['neg']['error_message']
-    assert "Invalid URL 'None'" in results['none']['error_message']
+    # nova accepts an upload without a file (and fails it later): refused at once here.
+    assert 'no file' in api_error(nova_server.call('upload', {'session': session}))
     for kind in ('fits', 'png', 'few'):
         assert 'error_message' not in results[kind] and len(results[kind]['jobs']) == 1
     job = results['few']['jobs'][0]
@@ -442,7 +462,7 @@ def test_myjobs_jobs_by_tag_and_submission_images(nova_server, session, solved):
     assert exact_json(requests.get(nova_server.api_url + 'jobs_by_tag',
                                    params={'query': 'no such tag', 'exact': 'yes'})) == \
         {'job_ids': []}
-    assert is_html(requests.get(nova_server.api_url + 'jobs_by_tag'), 500)
+    assert api_error(requests.get(nova_server.api_url + 'jobs_by_tag'))
     images = nova_server.call('submission_images', {'session': other,
                                                     'subid': solved.upload['subid']})
     assert exact_json(images) == {'status': 'success', 'image_ids': solved.sub['user_images']}
@@ -450,9 +470,8 @@ def test_myjobs_jobs_by_tag_and_submission_images(nova_server, session, solved):
         args = {'session': session} if subid is None else {'session': session, 'subid': subid}
         assert exact_json(nova_server.call('submission_images', args))['errormessage'] == \
             ERRORS['no_submission']
-    assert is_html(nova_server.call('submission_images', {'session': session, 'subid': 'abc'}),
-                   500)
-    assert is_html(nova_server.call('sdss_image_for_wcs', {'session': session, 'wcs': {}}), 500)
+    assert api_error(nova_server.call('submission_images', {'session': session, 'subid': 'abc'}))
+    assert api_error(nova_server.call('sdss_image_for_wcs', {'session': session, 'wcs': {}}))
 
 
 def test_ids_unknown_paths_and_home_page(nova_server, solved):
@@ -461,8 +480,8 @@ def test_ids_unknown_paths_and_home_page(nova_server, solved):
                  'jobs/999999/calibration/'):
         assert is_html(requests.get(api + path), 404)
     assert is_html(requests.get(f'{root}/wcs_file/999999'), 404)
-    assert is_html(requests.get(api + 'jobs/12-3'), 500)
-    assert is_html(requests.get(api + 'submissions/1-'), 500)
+    assert api_error(requests.get(api + 'jobs/12-3'))
+    assert api_error(requests.get(api + 'submissions/1-'))
     assert exact_json(requests.get(f'{api}jobs/{solved.job}/')) == {'status': 'success'}
     for path in ('/api/logout', '/api/foo', '//api/login', '/'):
         assert is_html(requests.get(root + path), 200)

@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 
-from .app import NovaApp
+from .app import FORM_MEMORY, MAX_BODY, NovaApp
 from .store import Store
 from .worker import SolvePool, make_executor
 
@@ -55,7 +55,9 @@ class AccessLog:
 
 
 def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_timeout=10.0,
-               index_dir=None, shutdown_timeout=None, executor='threads', dask_scheduler=None):
+               index_dir=None, shutdown_timeout=None, executor='threads', dask_scheduler=None,
+               max_upload=MAX_BODY, max_json=FORM_MEMORY, rate_limit=None,
+               allow_private_urls=False):
     """The nova-compatible ASGI application.
 
     Parameters
@@ -77,6 +79,17 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
     executor : {'threads', 'processes'}
         Where solves run: threads of this process, or ``workers`` worker
         processes (every core used: extraction and the WCS refit hold the GIL).
+    max_upload : int
+        Largest request body (an upload), bytes; default nova's 500 MB.  Also
+        the largest url_upload download.
+    max_json : int
+        Largest request-json, bytes; default Django's 2.5 MB.
+    rate_limit : float, optional
+        Requests a second allowed per user on login, upload and myjobs
+        (bursts of twice that); past it, HTTP 429 with Retry-After.
+    allow_private_urls : bool
+        Let url_upload fetch from loopback, link-local and private addresses
+        (off by default: a URL must not reach the server's own network).
     dask_scheduler : str, optional
         Address of a Dask scheduler: solves run as tasks on its cluster
         (``workers`` of them at once; default the cluster's thread count).
@@ -95,8 +108,10 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
     if dask_scheduler and not workers:
         workers = sum(solver._client.nthreads().values())
     pool = SolvePool(store, data_dir, workers=workers, solve_timeout=solve_timeout,
-                     fetch_timeout=fetch_timeout, index_dir=index_dir, executor=solver)
-    nova = NovaApp(data_dir, list(api_keys), pool)
+                     fetch_timeout=fetch_timeout, index_dir=index_dir, executor=solver,
+                     allow_private_urls=allow_private_urls, max_download=max_upload)
+    nova = NovaApp(data_dir, list(api_keys), pool, max_upload=max_upload, max_json=max_json,
+                   rate_limit=rate_limit, allow_private_urls=allow_private_urls)
 
     @asynccontextmanager
     async def lifespan(app):

@@ -8,9 +8,11 @@ everywhere, and a home page (GET) or CSRF 403 (POST) for unknown paths.
 import asyncio
 import functools
 import json
+import math
 import logging
 import secrets
 import tempfile
+import threading
 import time
 from pathlib import Path
 from urllib.parse import parse_qsl, quote
@@ -26,7 +28,7 @@ from werkzeug.http import parse_options_header
 from ..nova.protocol import ERRORS
 from .store import SESSION_AGE
 from .worker import (WORKER_LOG, brightest_stars, save_upload, source_list_bytes,
-                     submission_args)
+                     submission_args, url_problem)
 
 __all__ = ['NovaApp', 'Endpoint', 'nova_json', 'read_form', 'SESSION_COOKIE']
 
@@ -79,7 +81,19 @@ class NotFound(Exception):
 
 
 class BadRequest(Exception):
-    """Unreadable or oversized form: an HTML 400 page."""
+    """Unreadable or oversized form: an HTML 400 (or 413) page."""
+
+    def __init__(self, title='Bad Request (400)', status=400):
+        super().__init__(title)
+        self.title, self.status = title, status
+
+
+class RateLimited(Exception):
+    """Too many requests from one user: 429 with Retry-After."""
+
+    def __init__(self, retry_after):
+        super().__init__(retry_after)
+        self.retry_after = max(1, int(math.ceil(retry_after)))
 
 
 #: Advertised on every JSON answer: status requests may add ?wait=SECONDS (at
@@ -89,10 +103,11 @@ LONG_POLL_HEADER = 'X-Long-Poll'
 MAX_LONG_POLL = 30.0
 
 
-def nova_json(obj):
+def nova_json(obj, status=200, headers=None):
     """JSON the way nova sends it: json.dumps defaults, Content-Type text/plain."""
-    return Response(json.dumps(obj), headers={'Content-Type': 'text/plain',
-                                              LONG_POLL_HEADER: f'{MAX_LONG_POLL:g}'})
+    return Response(json.dumps(obj), status_code=status,
+                    headers={'Content-Type': 'text/plain',
+                             LONG_POLL_HEADER: f'{MAX_LONG_POLL:g}', **(headers or {})})
 
 
 class ChangeFeed:
@@ -148,19 +163,22 @@ def _parse_multipart(spool, mimetype, size, options):
     return {k: v[-1] for k, v in form.lists()}, files
 
 
-async def read_form(request):
+async def read_form(request, max_body=MAX_BODY):
     """The POST form fields and files; ({}, {}) for anything but a POST form."""
     if request.method != 'POST':
         return {}, {}
     mimetype, options = parse_options_header(request.headers.get('content-type', ''))
     if mimetype not in ('application/x-www-form-urlencoded', 'multipart/form-data'):
         return {}, {}
-    limit = FORM_MEMORY if mimetype.startswith('application/') else MAX_BODY
+    limit = FORM_MEMORY if mimetype.startswith('application/') else max_body
+    declared = request.headers.get('content-length', '')
+    if declared.isdigit() and int(declared) > limit:
+        raise BadRequest('Request Entity Too Large (413)', 413)
     spool, size = tempfile.SpooledTemporaryFile(max_size=1 << 20), 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:        # Django answers 400 past its limits
-            raise BadRequest('request body too large')
+            raise BadRequest('Request Entity Too Large (413)', 413)
         spool.write(chunk)
     spool.seek(0)
     if mimetype == 'multipart/form-data':
@@ -168,6 +186,26 @@ async def read_form(request):
         # LF-terminated boundary lines (protocol §6.2).
         return await run_in_threadpool(_parse_multipart, spool, mimetype, size, options)
     return dict(parse_qsl(spool.read().decode('utf-8', 'replace'), keep_blank_values=True)), {}
+
+
+class RateLimiter:
+    """Per-user token buckets: ``rate`` requests a second on average, bursts of
+    twice that; past it, `RateLimited` (HTTP 429 with Retry-After)."""
+
+    def __init__(self, rate):
+        self.rate, self.burst = float(rate), max(1.0, 2.0 * float(rate))
+        self._buckets = {}
+        self._lock = threading.Lock()
+
+    def check(self, who):
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(who, (self.burst, now))
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens < 1.0:
+                self._buckets[who] = (tokens, now)
+                raise RateLimited((1.0 - tokens) / self.rate)
+            self._buckets[who] = (tokens - 1.0, now)
 
 
 class Endpoint:
@@ -183,14 +221,23 @@ class Endpoint:
             return await self.fn(request)
         except ApiError as exc:
             return nova_json({'status': 'error', 'errormessage': str(exc)})
+        except RateLimited as exc:
+            return nova_json({'status': 'error', 'errormessage': 'too many requests, slow down'},
+                             status=429, headers={'Retry-After': str(exc.retry_after)})
         except NotFound:
             return _page(404, 'Not Found', '<p>The requested resource was not found.</p>')
-        except BadRequest:
-            return _page(400, 'Bad Request (400)')
+        except BadRequest as exc:
+            return _page(exc.status, exc.title)
         except Exception as exc:
             # The exception type only: messages may quote request values.
-            log.warning('HTTP 500 for %s %s: %s', request.method, request.url.path,
+            log.warning('error for %s %s: %s', request.method, request.url.path,
                         type(exc).__name__)
+            if request.url.path.startswith('/api/'):
+                # Where nova would crash with an HTML 500, answer its JSON error:
+                # every nova client understands that.
+                return nova_json({'status': 'error',
+                                  'errormessage': f'the server could not process this request '
+                                                  f'({type(exc).__name__})'})
             return _page(500, 'Server Error (500)')
 
     async def __call__(self, scope, receive, send):
@@ -210,7 +257,11 @@ class NovaApp:
         Its ``store`` is the database; it is woken on each new submission.
     """
 
-    def __init__(self, data_dir, api_keys, pool):
+    def __init__(self, data_dir, api_keys, pool, *, max_upload=MAX_BODY, max_json=FORM_MEMORY,
+                 rate_limit=None, allow_private_urls=False):
+        self.max_upload, self.max_json = int(max_upload), int(max_json)
+        self.limiter = RateLimiter(rate_limit) if rate_limit else None
+        self.allow_private_urls = bool(allow_private_urls)
         self.data_dir = Path(data_dir)
         self.store, self.pool = pool.store, pool
         self.api_keys = [k.encode('utf-8') for k in api_keys]
@@ -235,20 +286,24 @@ class NovaApp:
                 break
         return answer
 
-    @staticmethod
-    def request_json(form):
+    async def form(self, request):
+        return await read_form(request, self.max_upload)
+
+    def request_json(self, form):
         """Pre-checks 1-2 of protocol §0.1: the request-json object."""
         raw = form.get('request-json')
         if not raw:
             raise ApiError(ERRORS['no_json'])
+        if len(raw) > self.max_json:
+            raise ApiError(f'request-json is larger than {self.max_json} bytes')
         try:
             data = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):
             data = None
         if data is None:
-            raise ApiError(ERRORS['bad_json'].format(raw=raw))
-        if not isinstance(data, dict):
-            raise TypeError('request-json is not an object')   # nova crashes: 500
+            raise ApiError(ERRORS['bad_json'].format(raw=raw[:200]))
+        if not isinstance(data, dict):      # nova crashes (500): say what is wrong instead
+            raise ApiError(f'request-json must be a JSON object, got a {type(data).__name__}')
         return data
 
     async def authed(self, form, need_user=True):
@@ -265,11 +320,13 @@ class NovaApp:
         return data, user
 
     async def login(self, request):
-        data = self.request_json((await read_form(request))[0])
+        data = self.request_json((await self.form(request))[0])
         apikey = data.get('apikey')
         if apikey is None:
             raise ApiError(ERRORS['need_apikey'])
         apikey = str(apikey)
+        if self.limiter is not None:
+            self.limiter.check(('login', request.client.host if request.client else ''))
         # No configured keys (loopback only): any non-empty key is accepted.
         if not (any(secrets.compare_digest(apikey.encode(), k) for k in self.api_keys)
                 if self.api_keys else apikey):
@@ -284,20 +341,27 @@ class NovaApp:
         return resp
 
     async def submit(self, request, url_upload=False):
-        form, files = await read_form(request)
+        form, files = await self.form(request)
         data, user = await self.authed(form)
+        if self.limiter is not None:
+            self.limiter.check(user)
         xy = 'x' in data and 'y' in data
         if xy:
             try:
                 x, y = [float(v) for v in data['x']], [float(v) for v in data['y']]
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise ApiError(ERRORS['bad_xy']) from None
             if len(x) != len(y):
                 raise ApiError(ERRORS['xy_length'])
+            if not all(math.isfinite(v) for v in x + y):
+                raise ApiError('"x" and "y" must be finite numbers')
         if data.get('album'):
             # This server has no albums, so every title is unknown.
             raise ApiError(ERRORS['no_album'].format(album=data['album']))
-        args = submission_args(data)        # nova's casts: a failure is an HTTP 500
+        try:        # nova's casts (a failure is its HTTP 500), then our range checks
+            args = submission_args(data)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ApiError(str(exc)) from None
         uploads = self.data_dir / 'uploads'
         if xy:
             content = await run_in_threadpool(source_list_bytes, x, y)
@@ -305,14 +369,16 @@ class NovaApp:
             kw = dict(source='xy', upload=upload, original_filename='json-xy', hash=digest)
         elif url_upload:
             url = data.get('url')
-            if url is not None and len(str(url)) > 200:
-                raise ValueError('url longer than 200 characters')   # nova's column: 500
-            kw = dict(source='url', url=None if url is None else str(url))
+            problem = url_problem(url)
+            if problem:      # nova accepts it and fails later (or 500s past 200 characters)
+                raise ApiError(problem)
+            kw = dict(source='url', url=str(url))
         else:
             file = files.get('file')
             if file is None or not file.filename:
                 # nova accepts it and fails later, fetching a URL of None.
-                kw = dict(source='url', url=None)
+                raise ApiError('no file: send the image as a multipart part named "file", '
+                               'or "x" and "y" lists in request-json')
             else:
                 # Django keeps the basename only (of a / or \ path), at most 255 chars.
                 name = file.filename.replace('\\', '/').rsplit('/', 1)[-1][:255]
@@ -399,7 +465,9 @@ class NovaApp:
         return nova_json(out)
 
     async def myjobs(self, request):
-        _, user = await self.authed((await read_form(request))[0])
+        _, user = await self.authed((await self.form(request))[0])
+        if self.limiter is not None:
+            self.limiter.check(user)
         return nova_json({'jobs': await run_in_threadpool(self.store.jobs_of_user, user),
                           'status': 'success'})
 
@@ -410,7 +478,7 @@ class NovaApp:
         return nova_json({'job_ids': ids})
 
     async def submission_images(self, request):
-        data, _ = await self.authed((await read_form(request))[0], need_user=False)
+        data, _ = await self.authed((await self.form(request))[0], need_user=False)
         subid = data.get('subid')           # int(): a non-numeric subid gives a 500
         if subid is None or not await run_in_threadpool(self.store.submission_exists,
                                                         int(subid)):
@@ -419,7 +487,7 @@ class NovaApp:
         return nova_json({'status': 'success', 'image_ids': ids})
 
     async def survey_image(self, request):
-        await self.authed((await read_form(request))[0], need_user=False)
+        await self.authed((await self.form(request))[0], need_user=False)
         # nova's Python 3 code always crashes here (protocol §1.14).
         raise NotImplementedError('sdss/galex_image_for_wcs')
 

@@ -10,10 +10,12 @@ subprocess and extraction is a fraction of it.
 import gzip
 import hashlib
 import io
+import ipaddress
 import logging
 import math
 import queue
 import shutil
+import socket
 import struct
 import tarfile
 import threading
@@ -22,14 +24,14 @@ import traceback
 import uuid
 import warnings
 from pathlib import Path
-from urllib.parse import urlparse
+from urllib.parse import urljoin, urlparse
 
 import numpy as np
 import requests
 from astropy.io import fits
 from astropy.wcs import FITSFixedWarning
 
-from ..settings import MAX_SOURCES, nova_cast
+from ..settings import MAX_SOURCES, SETTINGS, nova_cast
 
 __all__ = ['SolvePool', 'NOVA_DEFAULTS', 'submission_args', 'source_list_bytes', 'ingest',
            'save_upload', 'brightest_stars', 'make_executor', 'job_task']
@@ -54,20 +56,68 @@ WORKER_LOG = 'worker.log'
 
 def submission_args(data):
     """Submission arguments from request-json, cast as nova casts them, over
-    nova's defaults.  Raises ValueError/TypeError where nova gives HTTP 500.
+    nova's defaults, and checked against the allowed ranges.
+
+    Raises
+    ------
+    ValueError
+        Naming the argument and what it allows, where nova would crash (HTTP
+        500) or accept a value that can only fail the job later.
 
     The names the request gave are kept under `GIVEN_KEY`, so that header
     hints fill only what the submitter left open (see `job_task`).
     """
     args = dict(NOVA_DEFAULTS)
-    cast = nova_cast(data)
+    cast = {}
+    for key, value in data.items():
+        setting = SETTINGS.get(key)
+        if setting is None:
+            continue
+        try:
+            cast.update(nova_cast({key: value}))
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f'{key}: {value!r} is not a valid {setting.type.__name__}; '
+                             f'allowed: {setting.describe_allowed()}') from None
+        _check_range(key, cast[key], setting)
     args.update(cast)
     for key in ('image_width', 'image_height'):     # int() in nova, not in our settings table
         if key in data:
-            args[key] = int(data[key])
+            try:
+                args[key] = int(data[key])
+            except (TypeError, ValueError, OverflowError):
+                raise ValueError(f'{key}: {data[key]!r} is not a whole number of pixels') from None
+            if not 0 <= args[key] <= 1_000_000:
+                raise ValueError(f'{key}: {args[key]} is not in 0..1000000 pixels '
+                                 '(0: from the sources)')
     args.pop('album', None)
     args[GIVEN_KEY] = sorted(cast)
     return args
+
+
+def _check_range(key, value, setting):
+    if key == 'downsample_factor' and value == 0:      # nova's "none"
+        return
+    if setting.type in (int, float) and setting.allowed:
+        low, high = setting.allowed
+        if not (math.isfinite(value) and low <= value <= high):
+            raise ValueError(f'{key}: {value!r} is out of range; allowed: '
+                             f'{setting.describe_allowed()}')
+    elif setting.type is str and setting.allowed and value not in setting.allowed:
+        raise ValueError(f'{key}: {value!r} is not allowed; allowed: {setting.describe_allowed()}')
+
+
+def url_problem(url):
+    """Why an url_upload URL cannot be fetched, or '' when it looks fetchable."""
+    if not isinstance(url, str) or not url:
+        return 'url: give the http(s) URL of an image'
+    if len(url) > 200:
+        return 'url: at most 200 characters'
+    parts = urlparse(url)
+    if parts.scheme.lower() not in ('http', 'https') or not parts.hostname:
+        return 'url: only http and https URLs with a host name can be fetched'
+    if any(c.isspace() or ord(c) < 32 for c in url):
+        return 'url: blanks and control characters are not allowed'
+    return ''
 
 
 def source_list_bytes(x, y):
@@ -81,23 +131,54 @@ def source_list_bytes(x, y):
     return buf.getvalue()
 
 
-def fetch_url(url, dest, timeout=10.0):
+def _check_public(host):
+    """Refuse hosts that resolve to this machine or a private network (SSRF)."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror as exc:
+        raise ValueError(f'url: cannot resolve {host!r} ({exc})') from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split('%')[0])
+        if (address.is_private or address.is_loopback or address.is_link_local
+                or address.is_reserved or address.is_multicast or address.is_unspecified):
+            raise ValueError(f'url: {host!r} is a local or private address ({address}); '
+                             'this server fetches public URLs only (--allow-private-urls)')
+
+
+def fetch_url(url, dest, timeout=10.0, *, allow_private=False, max_bytes=None, deadline=120.0):
     """Download ``url`` to ``dest`` as nova's worker does (GET, Mozilla/5.0,
-    inactivity timeout, redirects followed, HTTP errors raised)."""
-    with requests.get(url, headers={'User-Agent': 'Mozilla/5.0'}, timeout=timeout,
-                      stream=True, allow_redirects=True) as resp:
-        resp.raise_for_status()
-        with open(dest, 'wb') as out:
-            _copy(resp.iter_content(1 << 16), out)
+    inactivity timeout, redirects followed, HTTP errors raised), with limits:
+    http(s) only, no local or private addresses (each redirect checked)
+    unless ``allow_private``, at most ``max_bytes``, ``deadline`` seconds."""
+    started = time.monotonic()
+    for _ in range(6):
+        problem = url_problem(url)
+        if problem:
+            raise ValueError(problem)
+        if not allow_private:
+            _check_public(urlparse(url).hostname)
+        with requests.get(url, headers={'User-Agent': 'Mozilla/5.0'}, timeout=timeout,
+                          stream=True, allow_redirects=False) as resp:
+            if resp.is_redirect:
+                url = urljoin(url, resp.headers.get('Location', ''))
+                continue
+            resp.raise_for_status()
+            with open(dest, 'wb') as out:
+                _copy(resp.iter_content(1 << 16), out, max_bytes, started + deadline)
+            return
+    raise ValueError('url: too many redirects')
 
 
-def _copy(chunks, out):
-    """Write chunks, refusing more than MAX_DOWNLOAD bytes (downloads, gzip bombs)."""
-    size = 0
+def _copy(chunks, out, max_bytes=None, deadline=None):
+    """Write chunks, refusing more than ``max_bytes`` (default MAX_DOWNLOAD;
+    downloads, gzip bombs) or going on past ``deadline`` (monotonic time)."""
+    limit, size = max_bytes or MAX_DOWNLOAD, 0
     for chunk in chunks:
         size += len(chunk)
-        if size > MAX_DOWNLOAD:
-            raise ValueError(f'data larger than {MAX_DOWNLOAD} bytes')
+        if size > limit:
+            raise ValueError(f'data larger than {limit} bytes')
+        if deadline is not None and time.monotonic() > deadline:
+            raise ValueError('the download took too long')
         out.write(chunk)
 
 
@@ -218,7 +299,7 @@ def _members(path, name):
     return out
 
 
-def ingest(sub, uploads_dir, fetch_timeout=10.0):
+def ingest(sub, uploads_dir, fetch_timeout=10.0, allow_private=False, max_bytes=None):
     """Turn a claimed submission into image records (nova's first stage)."""
     if sub['source'] in ('file', 'xy'):
         path, name = Path(sub['upload']), sub['original_filename']
@@ -228,7 +309,8 @@ def ingest(sub, uploads_dir, fetch_timeout=10.0):
         path = work / 'download'
         # url is None for an upload with neither file nor x/y: requests then
         # fails with "Invalid URL 'None'", as nova's worker does.
-        fetch_url(sub['url'], path, fetch_timeout)
+        fetch_url(sub['url'], path, fetch_timeout, allow_private=allow_private,
+                  max_bytes=max_bytes)
         name = urlparse(sub['url']).path.rstrip('/').rsplit('/', 1)[-1]
     path, name = _decompress(path, name)
     return [classify(p, n, sub['args'], i) for i, (p, n) in enumerate(_members(path, name))]
@@ -314,11 +396,13 @@ class SolvePool:
     """
 
     def __init__(self, store, data_dir, *, workers=2, solve_timeout=300.0, fetch_timeout=10.0,
-                 ingest_threads=2, index_dir=None, executor=None):
+                 ingest_threads=2, index_dir=None, executor=None, allow_private_urls=False,
+                 max_download=None):
         self.store, self.data_dir = store, Path(data_dir)
         self.jobs_dir, self.uploads_dir = self.data_dir / 'jobs', self.data_dir / 'uploads'
         self.workers, self.solve_timeout = int(workers), solve_timeout
         self.fetch_timeout, self.index_dir = fetch_timeout, index_dir
+        self.allow_private_urls, self.max_download = allow_private_urls, max_download
         #: Where solves run: None (this process's threads), or an Executor
         #: (worker processes, a Dask cluster); see `make_executor`.
         self.executor = executor
@@ -412,7 +496,8 @@ class SolvePool:
 
     def _ingest(self, sub):
         try:
-            images = ingest(sub, self.uploads_dir, self.fetch_timeout)
+            images = ingest(sub, self.uploads_dir, self.fetch_timeout, self.allow_private_urls,
+                            self.max_download)
         except Exception as exc:
             log.info('submission %d failed: %s', sub['id'], type(exc).__name__)
             self.store.finish_submission(sub['id'], [], error=_error_text(exc))
