@@ -75,7 +75,9 @@ def _serve(args):
     serve(host=args.host, port=args.port, workers=args.workers, data_dir=args.data_dir,
           api_keys=tuple(args.api_key or ()), solve_timeout=args.solve_timeout,
           executor='threads' if args.threads else 'processes',
-          dask_scheduler=args.dask_scheduler)
+          dask_scheduler=args.dask_scheduler, log_level=args.log_level,
+          max_upload=args.max_upload, rate_limit=args.rate_limit,
+          allow_private_urls=args.allow_private_urls)
     return 0
 
 
@@ -113,6 +115,15 @@ def _parser():
     serve.add_argument('--dask-scheduler', metavar='ADDRESS', default=None,
                        help='run the solves as tasks on this Dask cluster '
                             '(e.g. tcp://10.0.0.5:8786) instead of local worker processes')
+    serve.add_argument('--max-upload', type=int, default=500_000_000, metavar='BYTES',
+                       help='largest upload (and url_upload download); default 500 MB, as nova')
+    serve.add_argument('--rate-limit', type=float, default=None, metavar='PER_SECOND',
+                       help='requests a second per user on login, upload and myjobs '
+                            '(then HTTP 429 with Retry-After); default: no limit')
+    serve.add_argument('--allow-private-urls', action='store_true',
+                       help='let url_upload fetch from loopback and private networks')
+    serve.add_argument('--log-level', default='info',
+                       choices=('critical', 'error', 'warning', 'info', 'debug'))
     serve.add_argument('--threads', action='store_true',
                        help='solve in threads of the server process (lighter, slower)')
     return parser

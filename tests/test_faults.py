@@ -526,9 +526,9 @@ def test_server_restart_mid_job_requeues_and_solves(make_client, tmp_path, field
 
 # -- a fault that never ends -----------------------------------------------------
 @pytest.mark.parametrize('path', [SUB_PATH, JOB_PATH], ids=['submission', 'job'])
-def test_endless_503_ends_in_a_typed_error_within_solve_timeout(client, proxy, server,
-                                                                 field_path, watch, path):
-    solve_timeout = 5.0
+def test_endless_503_ends_in_a_typed_error_with_the_submission_id(client, proxy, server,
+                                                                   field_path, watch, path):
+    solve_timeout = 4.0
     proxy.fail('GET', path, 'status', 503, times=None)
     started = time.monotonic()
     with pytest.raises((ServerError, SolveTimeoutError)) as info:
@@ -540,5 +540,34 @@ def test_endless_503_ends_in_a_typed_error_within_solve_timeout(client, proxy, s
     assert f'submission {sub_id}' in str(exc)
     assert len(proxy.uploads(forwarded=True)) == 1
     tries = proxy.requests('GET', path)
-    assert len(tries) >= 3
-    assert elapsed <= solve_timeout + 0.5, f'{elapsed:.1f} s for solve_timeout={solve_timeout}'
+    assert len(tries) >= 4 and all(t.fault == 'status' for t in tries)
+    gaps = FaultProxy.gaps(tries)
+    assert max(gaps) >= 0.9, gaps           # it backed off, it did not hammer
+    # bounded: solve_timeout plus one poll's retry cycle in the HTTP adapter (~3 s)
+    assert elapsed <= solve_timeout + 4, f'{elapsed:.1f} s for solve_timeout={solve_timeout}'
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    'BUG: astrometry_query/core.py + polling.py: the HTTPAdapter Retry mounted in '
+    'AstrometryNetClass.__init__ (status=3 with backoff 0, 1, 2 s for 502/503/504; read=2, '
+    'each try up to `timeout`) runs inside one status poll of wait_for_job, which does not '
+    'bound it by the time left, so solve_timeout is overrun by a whole retry cycle (503: '
+    '~3 s of sleeps; answers slower than timeout: 3 x timeout + 1 s, minutes with the '
+    'default 120 s timeout)'))
+@pytest.mark.parametrize('kind,status,timeout', [('status', 503, HTTP_TIMEOUT),
+                                                 ('slow', None, 1.5)], ids=['503', 'slow'])
+def test_endless_fault_ends_within_solve_timeout(make_client, proxy, server, field_path, watch,
+                                                 kind, status, timeout):
+    """solve_timeout is kept, give or take the one request in flight."""
+    client = make_client(proxy.url, timeout=timeout)
+    solve_timeout = 2.0
+    proxy.fail('GET', JOB_PATH, kind, status, delay=timeout + 3, times=None)
+    in_flight = (timeout if kind == 'slow' else 0.0) + 0.5
+    started = time.monotonic()
+    with pytest.raises((ServerError, SolveTimeoutError)) as info:
+        solve(client, field_path, solve_timeout=solve_timeout, bound=30)
+    watch.caught(info)
+    elapsed = time.monotonic() - started
+    assert elapsed <= solve_timeout + in_flight, (
+        f'{elapsed:.1f} s for solve_timeout={solve_timeout}; tries at '
+        f'{[round(r.time - started, 2) for r in proxy.requests("GET", JOB_PATH)]}')

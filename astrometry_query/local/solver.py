@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,8 @@ from pathlib import Path
 from ..exceptions import LocalSolverNotFoundError
 
 __all__ = ['Installation', 'find_installation', 'solver_available', 'EngineOutcome',
-           'run_engine', 'write_engine_config', 'kill_process_group', 'xy_columns',
+           'run_engine', 'write_engine_config', 'kill_process_group', 'stop_all_engines',
+           'xy_columns',
            'DEFAULT_INDEX_DIR', 'INSTALL_SOLVER', 'INSTALL_INDEXES']
 
 DEFAULT_INDEX_DIR = Path('/usr/share/astrometry')
@@ -237,6 +239,25 @@ def kill_process_group(proc, grace=_KILL_GRACE):
     proc.wait()
 
 
+#: The engines running in this process, so that a shutdown can stop them all.
+_RUNNING = set()
+_RUNNING_LOCK = threading.Lock()
+
+
+def stop_all_engines():
+    """Kill every engine this process started that is still running (and its
+    process group); returns how many.  For a server's shutdown: an engine
+    must not outlive the server."""
+    with _RUNNING_LOCK:
+        procs = list(_RUNNING)
+    for proc in procs:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+    return len(procs)
+
+
 def run_engine(axy_path, work_dir, *, timeout=None, installation=None, inparallel=False,
                wcs_name='wcs.fits'):
     """Run ``astrometry-engine`` on one .axy in ``work_dir``.
@@ -272,6 +293,8 @@ def run_engine(axy_path, work_dir, *, timeout=None, installation=None, inparalle
     # one killpg stops it and anything it started.
     proc = subprocess.Popen(cmd, cwd=work_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, start_new_session=True)
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -281,6 +304,9 @@ def run_engine(axy_path, work_dir, *, timeout=None, installation=None, inparalle
     except BaseException:        # KeyboardInterrupt, a cancelled worker: leave nothing running
         kill_process_group(proc)
         raise
+    finally:
+        with _RUNNING_LOCK:
+            _RUNNING.discard(proc)
     elapsed = time.monotonic() - start
     log = (out or b'').decode('utf-8', 'replace')
     if timed_out:

@@ -9,6 +9,7 @@ speak nova, and the real server of our integration tests.
 From a shell: ``python -m astrometry_query.server --port 8080 --api-key KEY``.
 """
 import asyncio
+import functools
 import ipaddress
 import logging
 import shutil
@@ -110,6 +111,7 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
     pool = SolvePool(store, data_dir, workers=workers, solve_timeout=solve_timeout,
                      fetch_timeout=fetch_timeout, index_dir=index_dir, executor=solver,
                      allow_private_urls=allow_private_urls, max_download=max_upload)
+    pool.on_stop = close_solver
     nova = NovaApp(data_dir, list(api_keys), pool, max_upload=max_upload, max_json=max_json,
                    rate_limit=rate_limit, allow_private_urls=allow_private_urls)
 
@@ -123,7 +125,11 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
         try:
             yield
         finally:
-            await run_in_threadpool(pool.stop, shutdown_timeout)
+            nova.changes.close()       # long polls answer now
+            # With a shutdown timeout (a served server), running solves are stopped
+            # and queued again; without (tests, notebooks), they finish first.
+            await run_in_threadpool(functools.partial(
+                pool.stop, shutdown_timeout, interrupt=shutdown_timeout is not None))
             close_solver()
             store.close()
 
@@ -171,7 +177,7 @@ def _uvicorn_config(host, port, workers, data_dir, api_keys, solve_timeout, log_
     app = create_app(data_dir, api_keys, workers, solve_timeout, **app_kw)
     # Our AccessLog middleware logs paths only; uvicorn's would log query strings.
     return uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                          lifespan='on', log_config=log_config, timeout_graceful_shutdown=5)
+                          lifespan="on", log_config=log_config, timeout_graceful_shutdown=3)
 
 
 def serve(host='127.0.0.1', port=8080, workers=2, data_dir=None, api_keys=(),
@@ -199,8 +205,9 @@ def serve(host='127.0.0.1', port=8080, workers=2, data_dir=None, api_keys=(),
         ``dask_scheduler`` runs the solves on a Dask cluster.
     """
     import uvicorn
-    # On Ctrl-C, wait at most this long for running solves; they re-run on restart.
-    app_kw.setdefault('shutdown_timeout', 30.0)
+    # On SIGTERM or Ctrl-C: running solves are stopped (their engines killed) and
+    # queued again for the next start; the whole shutdown takes a few seconds.
+    app_kw.setdefault('shutdown_timeout', 3.0)
     # A standing server uses every core: solves in worker processes.
     app_kw.setdefault('executor', 'processes')
     logging.basicConfig(format='%(asctime)s %(levelname)s %(name)s: %(message)s')

@@ -119,6 +119,13 @@ class ChangeFeed:
 
     def bind(self, loop):
         self._loop, self._event = loop, asyncio.Event()
+        self.closed = False
+
+    def close(self):
+        """Wake every waiter for good (a shutdown)."""
+        self.closed = True
+        if self._event is not None:
+            self._event.set()
 
     def notify(self):
         if self._loop is not None and not self._loop.is_closed():
@@ -130,7 +137,7 @@ class ChangeFeed:
 
     async def wait(self, timeout):
         """Until the next change or ``timeout`` seconds; True on a change."""
-        if self._event is None or timeout <= 0:
+        if self._event is None or timeout <= 0 or getattr(self, 'closed', False):
             return False
         try:
             await asyncio.wait_for(self._event.wait(), timeout)
@@ -278,7 +285,7 @@ class NovaApp:
         answer = first
         while answer == first and not settled(answer):
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or getattr(self.changes, 'closed', False):
                 break
             await self.changes.wait(min(remaining, 1.0))
             answer = await run_in_threadpool(read)

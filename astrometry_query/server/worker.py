@@ -13,6 +13,7 @@ import io
 import ipaddress
 import logging
 import math
+import os
 import queue
 import shutil
 import socket
@@ -332,16 +333,55 @@ def _lost_worker(exc):
         names & {'KilledWorker', 'CommClosedError', 'CancelledError', 'FutureCancelledError'})
 
 
+def _on_sigterm(signum, frame):
+    """A worker process told to stop: its engines go with it."""
+    from ..local.solver import stop_all_engines
+    stop_all_engines()
+    os._exit(1)
+
+
+def _term_with_parent():
+    """Linux: SIGTERM this worker when its parent dies, even by kill -9, so its
+    engines never outlive the server (best effort elsewhere)."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 15)       # PR_SET_PDEATHSIG, SIGTERM
+    except Exception:
+        pass
+
+
 def warm_up():
     """Import the solving pipeline and read the index headers, so that a worker
-    process's first solve is as fast as its next ones."""
+    process's first solve is as fast as its next ones; and make the worker end
+    its engines when it is terminated."""
+    import signal
     from ..local import pipeline, refine
     from ..local.solver import find_installation
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _term_with_parent()
     try:
         refine._densest(find_installation().index_files)
     except Exception:       # no solver: the jobs will say so
         pass
     return pipeline.__name__
+
+
+def _ready():
+    return os.getpid()
+
+
+def _terminate(pool):
+    """Stop a pool of worker processes now: each ends its engines (SIGTERM)."""
+    processes = list((getattr(pool, '_processes', None) or {}).values())
+    for process in processes:
+        try:
+            process.terminate()
+        except Exception:
+            pass
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=3)
 
 
 def make_executor(kind, workers, dask_scheduler=None):
@@ -371,11 +411,12 @@ def make_executor(kind, workers, dask_scheduler=None):
         # A fresh interpreter per worker: the server process is full of threads.
         context = multiprocessing.get_context('forkserver' if 'forkserver' in methods
                                               else 'spawn')
-        pool = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context)
+        pool = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context,
+                                   initializer=warm_up)
         # Start and warm every worker now, not on the first jobs (the server
         # waits for this before it answers requests).
-        pool.warming = [pool.submit(warm_up) for _ in range(max(1, workers))]
-        return pool, lambda: pool.shutdown(wait=False, cancel_futures=True)
+        pool.warming = [pool.submit(_ready) for _ in range(max(1, workers))]
+        return pool, lambda: _terminate(pool)
     if kind == 'threads':
         return None, lambda: None
     raise ValueError(f"executor must be 'threads' or 'processes', got {kind!r}")
@@ -410,6 +451,8 @@ class SolvePool:
         self._cv, self._gen, self._stopping, self._threads = threading.Condition(), 0, False, []
         #: Called (from any thread) whenever work changes state: long polls wake on it.
         self.on_change = None
+        #: Called by an interrupting stop: ends solves running elsewhere (worker processes).
+        self.on_stop = None
         # Solved jobs whose objects in field are still to be listed (when idle).
         self._to_tag = queue.Queue()
 
@@ -456,8 +499,11 @@ class SolvePool:
         if self.on_change is not None:
             self.on_change()
 
-    def stop(self, timeout=None):
+    def stop(self, timeout=None, *, interrupt=False):
         """Take no new work and wait for running work (at most ``timeout`` s).
+
+        ``interrupt``: stop running solves now (their engines are killed); they
+        stay started in the store, so the next start queues them again.
 
         Returns
         -------
@@ -466,6 +512,11 @@ class SolvePool:
         """
         self._stopping = True
         self.wake()
+        if interrupt:
+            from ..local.solver import stop_all_engines
+            stop_all_engines()
+            if self.on_stop is not None:
+                self.on_stop()
         deadline = None if timeout is None else time.monotonic() + timeout
         for t in self._threads:
             t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -524,6 +575,10 @@ class SolvePool:
         except Exception as exc:
             result = {'status': 'failure', 'error': _error_text(exc)}
             lines.append(traceback.format_exc())
+        if self._stopping and result.get('status') != 'success':
+            # Stopped by a shutdown, not failed: left started, queued again on restart.
+            log.info('job %d stopped by the shutdown; it will be solved again', job['id'])
+            return
         calibration = result.get('calibration')
         if calibration and source_list and (job['width'], job['height']) != (
                 job['solve_width'], job['solve_height']):
