@@ -5,6 +5,7 @@ Wherever a job is asked for, a job id, a `Job` record, a Header returned by a
 solve (cards AN_JOBID/AN_SUBID) or a Table row with ``job_id`` is accepted.
 """
 import io
+import os
 from pathlib import Path
 
 from astropy.io import fits
@@ -120,7 +121,13 @@ class JobResultsMixin:
                 raise FileExistsError(f'{target} exists; pass overwrite=True to replace it.')
         content = self.backend.download(job_id, kind, cache=cache)
         if target is not None:
-            target.write_bytes(content)
+            # Atomic: a reader (or a crash) never sees half a file under the name.
+            tmp = target.with_name(f'.{target.name}.{os.getpid()}.part')
+            try:
+                tmp.write_bytes(content)
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
             return target
         if kind == 'annotated':
             return content

@@ -129,7 +129,11 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _any(self):
-        self.server.proxy._handle(self)
+        try:
+            self.server.proxy._handle(self)
+        except Exception as exc:      # a bug of the proxy or of a test's callback
+            self.server.proxy.errors.append(exc)
+            self.server.proxy._reset(self)
 
     do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _any
 
@@ -154,6 +158,8 @@ class FaultProxy:
         self.records = []
         #: API keys and session keys seen in requests and login answers.
         self.secrets = set()
+        #: Exceptions raised while handling requests (should stay empty).
+        self.errors = []
         self._faults = []
         self._aliases = []
         self._lock = threading.Lock()

@@ -16,7 +16,6 @@ Cases marked ``xfail(strict=True, reason='BUG: ...')`` show bugs found while
 writing this file; remove the mark once the package is fixed.
 """
 import gzip
-import math
 from pathlib import Path
 
 import astropy.units as u
@@ -32,6 +31,8 @@ from astrometry_query.exceptions import (AstrometryNetError, InvalidInputError,
 from astrometry_query.local.solver import solver_available
 from astrometry_query.results import Job
 from astrometry_query.settings import normalize_settings
+
+pytestmark = pytest.mark.filterwarnings('ignore:File may have been truncated')
 
 requires_local = pytest.mark.skipif(not solver_available(),
                                     reason='needs astrometry.net and index files')
@@ -495,6 +496,7 @@ BAD_SETTINGS = [
     ({'scale': (5 * u.deg, 1 * u.deg)}, r'scale_lower .* is greater than scale_upper'),
     ({'scale_type': 'ev', 'scale_units': 'degwidth'}, r"Scale type ev requires values for"),
     ({'scale_type': 'ul', 'scale_est': 2, 'scale_units': 'degwidth'}, r'Scale type ul requires'),
+    ({'scale_type': 'ul', 'scale_lower': 2, 'scale_units': 'degwidth'}, r'Scale type ul requires'),
     ({'scale_type': 'ul', 'scale_lower': 1, 'scale_upper': 2, 'scale_est': 1.5,
       'scale_units': 'degwidth'}, r'scale_lower/scale_upper or scale_est/scale_err, not both'),
     ({'scale_err': 5, 'scale_units': 'degwidth'}, r'scale_err needs scale_est'),

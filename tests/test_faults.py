@@ -141,6 +141,7 @@ def proxy(server, watch):
     watch.servers.append(server)
     yield p
     p.stop()
+    assert not p.errors, p.errors
 
 
 @pytest.fixture
@@ -522,6 +523,7 @@ def test_server_restart_mid_job_requeues_and_solves(make_client, tmp_path, field
         thread.join(20)
         proxy.stop()
         server.stop()
+    assert not proxy.errors, proxy.errors
 
 
 # -- a fault that never ends -----------------------------------------------------

@@ -207,13 +207,16 @@ def test_json_prechecks(nova_server, path):
 def test_sliding_and_expired_sessions(nova_server):
     key = nova_server.login()
     db = sqlite3.connect(nova_server.data_dir / 'nova.sqlite3')
-    expiry = lambda: db.execute('SELECT expires FROM sessions WHERE key = ?', (key,)).fetchone()[0]
+    stored = hashlib.sha256(key.encode()).hexdigest()     # only hashes are stored
+    assert db.execute('SELECT count(*) FROM sessions WHERE key = ?', (key,)).fetchone()[0] == 0
+    expiry = lambda: db.execute('SELECT expires FROM sessions WHERE key = ?',  # noqa: E731
+                                (stored,)).fetchone()[0]
     before = expiry()
     time.sleep(0.05)
     exact_json(nova_server.call('myjobs', {'session': key}))
     assert expiry() > before            # each call pushes expiry to now + 14 days
     with db:
-        db.execute('UPDATE sessions SET expires = 0 WHERE key = ?', (key,))
+        db.execute('UPDATE sessions SET expires = 0 WHERE key = ?', (stored,))
     for path in ('upload', 'url_upload', 'myjobs'):
         assert exact_json(nova_server.call(path, {'session': key}))['errormessage'] == \
             ERRORS['not_authenticated']

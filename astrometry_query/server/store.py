@@ -62,9 +62,9 @@ def now_string():
     return str(datetime.now(timezone.utc).replace(tzinfo=None))
 
 
-def _key_hash(api_key):
-    # API keys are kept only as hashes: the database never holds a usable key.
-    return hashlib.sha256(api_key.encode('utf-8')).hexdigest()
+def _key_hash(key):
+    # API and session keys are kept only as hashes: the database never holds a usable key.
+    return hashlib.sha256(key.encode('utf-8')).hexdigest()
 
 
 def _job_status(row):
@@ -139,7 +139,7 @@ class Store:
             # Django's clearsessions, run at each login so the table stays small.
             db.execute('DELETE FROM sessions WHERE expires <= ?', (time.time(),))
             db.execute('INSERT INTO sessions VALUES (?, ?, ?)',
-                       (key, user_id, time.time() + SESSION_AGE))
+                       (_key_hash(key), user_id, time.time() + SESSION_AGE))
         return key
 
     def check_session(self, key):
@@ -155,6 +155,7 @@ class Store:
             The user id; the expiry then slides to now + 14 days.
         """
         now = time.time()
+        key = _key_hash(key)
         with self._tx() as db:
             row = db.execute('SELECT user_id, expires FROM sessions WHERE key = ?',
                              (key,)).fetchone()
@@ -371,7 +372,7 @@ class Store:
     def human_session(self, key):
         """True when ``key`` is a live logged-in session (the anti-bot cookie)."""
         row = self._one('SELECT 1 FROM sessions WHERE key = ? AND user_id IS NOT NULL'
-                        ' AND expires > ?', key, time.time())
+                        ' AND expires > ?', _key_hash(key), time.time())
         return row is not None
 
     def requeue_job(self, job_id, limit):
