@@ -202,6 +202,16 @@ def _long_poll(backend, submitting):
     return 0.0 if not offered else min(offered, 0.2 if submitting else 1.0)
 
 
+def _check_executor(executor):
+    if executor is None or executor in ('threads', 'processes'):
+        return
+    if isinstance(executor, str) or not (hasattr(executor, 'submit')
+                                         or hasattr(executor, 'get_executor')):
+        raise InvalidInputError("executor must be a concurrent.futures.Executor, a "
+                                "distributed.Client, 'threads' or 'processes', got "
+                                f'{executor!r}.')
+
+
 def _as_executor(executor, n_items, max_workers):
     """An Executor from an Executor, a ``distributed.Client``, 'threads' or 'processes'."""
     if executor is None:
@@ -294,7 +304,13 @@ class BatchMixin:
                 max_concurrency, int) or max_concurrency < 1):
             raise InvalidInputError(f'max_concurrency must be a positive int, got {max_concurrency!r}.')
         base_args = to_nova_args(normalize_settings(dict(settings)))   # fails before any work
+        if isinstance(images, (str, bytes, os.PathLike)) or not hasattr(images, '__iter__'):
+            raise InvalidInputError('images must be a list (or any iterable) of inputs, got '
+                                    f'{type(images).__name__}; for one image use '
+                                    'solve_from_image.')
         inputs = list(images)
+        _check_executor(executor)       # here, for every backend
+
         journal = Journal(journal) if journal is not None and not isinstance(journal, Journal) \
             else journal
         backend = self.backend

@@ -35,7 +35,7 @@ def _checked_key(value):
     if value is None or value == '':
         return None
     if not isinstance(value, str) or not value.strip() or len(value) > 256 \
-            or any(c.isspace() for c in value):
+            or any(c.isspace() or not c.isprintable() for c in value):
         shown = type(value).__name__ if not isinstance(value, str) else 'a string with blanks'
         raise InvalidInputError(f'api_key must be a string without blanks (nova keys are 16 '
                                 f'letters), got {shown}.')

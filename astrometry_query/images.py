@@ -180,6 +180,26 @@ class Image:
         with fits.open(self.path, memmap=False) as hdul:
             return _plane(hdul[self.hdu].data)
 
+    def check_values(self):
+        """Refuse an image with no finite pixel or one value everywhere (read in bands).
+
+        Raises
+        ------
+        InvalidInputError
+        """
+        low, high, rows = np.inf, -np.inf, max(1, 8_000_000 // self.shape[1])
+        for y0 in range(0, self.shape[0], rows):
+            band = self.rows(y0, y0 + rows)
+            finite = band[np.isfinite(band)]
+            if finite.size:
+                low, high = min(low, finite.min()), max(high, finite.max())
+                if low < high:
+                    return
+        if not np.isfinite(low):
+            raise InvalidInputError(f'image: {self.name} has no finite pixel values.')
+        raise InvalidInputError(f'image: {self.name} is constant (every pixel is {low:g}): '
+                                'there is nothing to solve.')
+
     def digest(self):
         """A content hash of the pixels' source (file bytes, or array bytes and shape)."""
         h = hashlib.blake2b(digest_size=20)

@@ -124,12 +124,16 @@ def _check_one(name, value):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         _fail(name, value, setting, f"Value for {name} must be of type '{type_name}', "
                                     f"got {type(value).__name__} {value!r}.")
+    try:
+        as_float = float(value)
+    except OverflowError:           # an int too large for any range
+        _fail(name, value, setting, f'Value for {name} is far out of range.')
     if setting.type is int:
-        if not float(value).is_integer():
+        if not as_float.is_integer():
             _fail(name, value, setting, f"Value for {name} must be of type 'int', got {value!r}.")
         value = int(value)
     else:
-        value = float(value)
+        value = as_float
     low, high = setting.allowed
     if not (math.isfinite(value) and low <= value <= high):
         _fail(name, value, setting)
@@ -162,7 +166,12 @@ def _quantity_value(name, value, setting):
 
 def _scale_quantity(value, name):
     """Turn an angle or angle/pixel Quantity into (number, nova scale_units)."""
-    value = u.Quantity(value)
+    try:
+        value = u.Quantity(value)
+    except (TypeError, ValueError):
+        raise InvalidSettingError(
+            f'{name} must be a Quantity (angle, angle/pixel or length), got {value!r}.',
+            setting=name, allowed='angle, angle/pixel or length Quantity') from None
     if value.unit.is_equivalent(u.arcsec / u.pix):
         return value.to_value(u.arcsec / u.pix), 'arcsecperpix'
     if value.unit.is_equivalent(u.deg):
@@ -193,7 +202,11 @@ def _expand_astropy_keywords(settings):
                     setting='center', allowed='SkyCoord or (ra, dec)') from None
         if not center.isscalar:
             raise InvalidSettingError('center must be a single position.', setting='center')
-        icrs = center.icrs
+        try:
+            icrs = center.icrs
+        except Exception as exc:     # e.g. AltAz without a location or time
+            raise InvalidSettingError(f'center cannot be turned into ICRS RA/Dec: {exc}',
+                                      setting='center', allowed='SkyCoord or (ra, dec)') from None
         settings['center_ra'] = icrs.ra.wrap_at(360 * u.deg).deg
         settings['center_dec'] = icrs.dec.deg
     scale = settings.pop('scale', None)
@@ -301,9 +314,14 @@ def _check_scale(checked):
     if not (ul or ev):
         return
     inferred = 'ul' if ul else 'ev'
-    if checked.setdefault('scale_type', inferred) != inferred:
+    given = checked.get('scale_type', inferred)
+    if given != inferred:
         raise InvalidSettingError(f"scale_type={checked['scale_type']!r} does not match the "
                                   f'scale values given ({", ".join(ul or ev)}).', setting='scale_type')
+    if inferred == 'ev' or len(ul) == 2:
+        checked['scale_type'] = inferred
+    # One bound alone (the solver leaves the other open, as nova does) carries no
+    # scale_type: astroquery's rule refuses an explicit 'ul' without both bounds.
     units = checked.get('scale_units')
     if units is None:
         raise InvalidSettingError(

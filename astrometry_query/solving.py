@@ -26,7 +26,7 @@ from .images import open_image
 from .polling import wait_for_job
 from .results import JOB_ID_CARD, SUBMISSION_ID_CARD, Submission, job_ref
 from .settings import MAX_SOURCES, normalize_settings, to_nova_args
-from .sources import check_source_list, extract_sources
+from .sources import _check_params, check_source_list, extract_sources
 
 __all__ = ['SolvingMixin', 'MIN_SOURCES']
 
@@ -46,13 +46,17 @@ def check_url(url):
     """An image URL: http(s), a host, no blanks, at most 200 characters (nova's column)."""
     if not isinstance(url, str):
         raise InvalidInputError(f'url must be a string, got {type(url).__name__}.')
-    if any(c.isspace() or ord(c) < 32 for c in url):
+    if any(c.isspace() or not c.isprintable() for c in url):
         raise InvalidInputError(f'url must not hold blanks or control characters, got {url!r}.')
     parts = urlsplit(url)
     if parts.scheme.lower() not in ('http', 'https'):
         raise InvalidInputError(f'url must be an http or https URL, got {url!r}.')
     if not parts.hostname:
         raise InvalidInputError(f'url has no host name: {url!r}.')
+    try:
+        parts.port          # a port must be a number in 0..65535
+    except ValueError:
+        raise InvalidInputError(f'url has a bad port: {url!r}.') from None
     if len(url) > 200:
         raise InvalidInputError(f'url must be at most 200 characters (nova stores 200), '
                                 f'got {len(url)}.')
@@ -106,12 +110,13 @@ class SolvingMixin:
 
     # -- preparing an image -----------------------------------------------------
     def _prepare_image(self, image, *, hdu, ra_key, dec_key, ra_dec_units, header_hints,
-                       settings):
+                       settings, fwhm=3, detect_threshold=5):
         """(Image, nova args, SolveHints or None), every check done before any I/O."""
         if ra_dec_units is not None:
             warnings.warn('ra_dec_units is ignored (deprecated in astroquery too): units are read '
                           'from the header cards.', AstropyDeprecationWarning)
         _flag(header_hints, 'header_hints')
+        _check_params(fwhm, detect_threshold, MAX_SOURCES, None)     # before any job exists
         if (ra_key is None) != (dec_key is None):
             raise InvalidInputError('Give ra_key and dec_key together.')
         early = dict(settings)
@@ -147,6 +152,8 @@ class SolvingMixin:
                 return backend.submit_source_list(sources['x'].value, sources['y'].value, args,
                                                   width=width, height=height, timeout=timeout)
             log.info(f'Only {len(sources)} sources found: uploading the image instead.')
+        else:
+            img.check_values()          # an empty or constant image is not worth an upload
         if img.path is not None:
             return backend.submit_image(img.path, args, timeout=timeout)
         return backend.submit_image(_fits_bytes(img), args, filename='image.fits', timeout=timeout)
@@ -165,7 +172,8 @@ class SolvingMixin:
         """
         img, args, hints = self._prepare_image(
             image_file_path, hdu=hdu, ra_key=ra_key, dec_key=dec_key, ra_dec_units=ra_dec_units,
-            header_hints=header_hints, settings=settings)
+            header_hints=header_hints, settings=settings, fwhm=fwhm,
+            detect_threshold=detect_threshold)
         timeout = _solve_timeout(solve_timeout)
         backend = self.backend
         if backend.name == 'local':
@@ -226,6 +234,9 @@ class SolvingMixin:
         """
         if job_id is not None:
             job_id, sub_id = job_ref(job_id)[0], None
+            if job_id is None:
+                raise InvalidInputError('job_id: this names no job (a Header needs AN_JOBID); '
+                                        'give a job id, a Job or a solved Header.')
         elif submission is None:
             raise InvalidInputError('wait() needs a submission (or job_id=).')
         elif isinstance(submission, Submission):
@@ -306,9 +317,10 @@ class SolvingMixin:
         """
         img, args, hints = self._prepare_image(
             image_file_path, hdu=hdu, ra_key=ra_key, dec_key=dec_key, ra_dec_units=ra_dec_units,
-            header_hints=header_hints, settings=settings)
+            header_hints=header_hints, settings=settings, fwhm=fwhm,
+            detect_threshold=detect_threshold)
         timeout = _solve_timeout(solve_timeout)
-        _flag(bool(cache), 'cache')
+        _flag(cache, 'cache')
         backend = self.backend
         key = None
         if cache and cache_conf.cache_active:

@@ -283,7 +283,7 @@ def test_deprecated_ra_dec_units_is_accepted(tmp_path):
     header = fits.Header()
     header['RA'] = '05:35:17.3'
     header['DEC'] = '-05:23:28'
-    fits.PrimaryHDU(np.ones((32, 32)), header).writeto(path)
+    fits.PrimaryHDU(np.arange(32 * 32.0).reshape(32, 32), header).writeto(path)
     anet.submit_image(path, force_image_upload=True, ra_key='RA', dec_key='DEC',
                       ra_dec_units=('hour', 'degree'))
     assert fake.calls('upload')[0].json['center_ra'] == pytest.approx(83.822083, abs=1e-5)

@@ -12,8 +12,6 @@ argument and says what is allowed.
 Every refusal is an `InvalidInputError` or `InvalidSettingError`: both are
 `ValueError` and `AstrometryNetError` (see `refused`).
 
-Cases marked ``xfail(strict=True, reason='BUG: ...')`` show bugs found while
-writing this file; remove the mark once the package is fixed.
 """
 import gzip
 from pathlib import Path
@@ -46,9 +44,6 @@ class NetworkUsed(Exception):
     """Raised by the recording request hook: a request was attempted."""
 
 
-def bug(reason):
-    """A strict xfail: the package has a bug this case shows."""
-    return pytest.mark.xfail(strict=True, reason=f'BUG: {reason}')
 
 
 def refused(call, match, *args, **kwargs):
@@ -275,21 +270,14 @@ def test_bad_image_options_nova(nova, good_file, kwargs, match):
     (dict(ra_key='RA'), r'ra_key and dec_key together'),
     (dict(ra_key='NOPE', dec_key='NOPE2'), r'ra_key/dec_key'),
     (dict(header_hints=1), r'header_hints must be True or False'),
-    pytest.param(dict(fwhm=-1), r'fwhm must be a number', marks=bug(
-        'solving.py / local/backend.py: fwhm is only checked by extract_sources inside the '
-        'local job, so a job directory is made (and the pipeline started) before the '
-        'refusal; the nova path checks it before any request')),
-    pytest.param(dict(detect_threshold=0), r'detect_threshold must be a number', marks=bug(
-        'solving.py / local/backend.py: detect_threshold is checked only inside the local '
-        'job (a job directory is created first)')),
+    pytest.param(dict(fwhm=-1), r'fwhm must be a number'),
+    pytest.param(dict(detect_threshold=0), r'detect_threshold must be a number'),
 ])
 def test_bad_image_options_local(local, good_file, kwargs, match):
     refused(local.solve_from_image, match, good_file, verbose=False, solve_timeout=30, **kwargs)
     assert _job_dirs() == [], 'a local job was created for a refused input'
 
 
-@bug('solving.py: solve_from_image checks cache with _flag(bool(cache), ...), which can never '
-     "fail, so cache='no' (truthy) is taken as True and the solve goes ahead")
 def test_cache_flag_is_checked(nova, good_file):
     refused(nova.solve_from_image, r'cache must be True or False', good_file, cache='no',
             verbose=False)
@@ -329,10 +317,7 @@ def test_hopeless_pixels_nova(nova, hopeless_images, name, method):
 
 
 @pytest.mark.parametrize('name', [
-    pytest.param(n, marks=bug(
-        'solving.py: _nova_submit_image with force_image_upload=True uploads the image '
-        'without reading its pixels, so an all-NaN or constant image is sent to the server '
-        '(a login and an upload request) instead of being refused before any request'))
+    pytest.param(n)
     for n in ['all_nan_file', 'all_seven_file', 'all_zero_array']])
 def test_hopeless_pixels_nova_forced_upload(nova, hopeless_images, name):
     image, match = hopeless_images[name]
@@ -511,19 +496,11 @@ BAD_SETTINGS = [
     ({'center': (10, 95)}, r'center must be a SkyCoord or an \(ra, dec\) pair'),
     ({'center': SkyCoord([1, 2] * u.deg, [3, 4] * u.deg)}, r'center must be a single position'),
     # bugs: another exception type escapes
-    pytest.param({'center_ra': 10 ** 400, 'center_dec': 0}, r'center_ra', marks=bug(
-        'settings.py _check_one: float(value) of a huge int raises OverflowError, not '
-        'InvalidSettingError')),
-    pytest.param({'tweak_order': -10 ** 400}, r'tweak_order', marks=bug(
-        'settings.py _check_one: float(value).is_integer() of a huge int raises OverflowError')),
-    pytest.param({'scale': 'ab'}, r'scale', marks=bug(
-        "settings.py _scale_quantity: u.Quantity('a') raises TypeError (a string is unpacked "
-        'into (low, high) = (a, b)), not InvalidSettingError')),
-    pytest.param({'scale': ('wide', 'narrow')}, r'scale', marks=bug(
-        "settings.py _scale_quantity: u.Quantity('wide') raises TypeError, uncaught")),
-    pytest.param({'center': SkyCoord(10 * u.deg, 20 * u.deg, frame='altaz')}, r'center',
-                 marks=bug('settings.py _expand_astropy_keywords: center.icrs of an AltAz '
-                           'SkyCoord without location/obstime raises AttributeError, uncaught')),
+    pytest.param({'center_ra': 10 ** 400, 'center_dec': 0}, r'center_ra'),
+    pytest.param({'tweak_order': -10 ** 400}, r'tweak_order'),
+    pytest.param({'scale': 'ab'}, r'scale'),
+    pytest.param({'scale': ('wide', 'narrow')}, r'scale'),
+    pytest.param({'center': SkyCoord(10 * u.deg, 20 * u.deg, frame='altaz')}, r'center'),
 ]
 SETTING_IDS = [f'{i}-' + ','.join(p.values[0] if hasattr(p, 'values') else p[0])
                for i, p in enumerate(BAD_SETTINGS)]
@@ -597,14 +574,9 @@ BAD_URLS = [
     ('http://example.com/a\tb.fits', r'blanks or control characters'),
     ('http://example.com/a\r\nX-Injected: 1', r'blanks or control characters'),
     ('http://example.com/' + 'a' * 190, r'url must be at most 200 characters.*got 209'),
-    pytest.param('http://example.com/a\x7f.fits', r'control characters', marks=bug(
-        'solving.py check_url: only characters below 32 count as control characters, so '
-        'DEL (0x7f) passes and the URL is sent')),
-    pytest.param('http://example.com:abc/a.fits', r'url', marks=bug(
-        'solving.py check_url: the port is never parsed (urlsplit().port would raise), so '
-        'a non-numeric port passes and the URL is sent')),
-    pytest.param('http://example.com:99999/a.fits', r'url', marks=bug(
-        'solving.py check_url: a port above 65535 passes and the URL is sent')),
+    pytest.param('http://example.com/a\x7f.fits', r'control characters'),
+    pytest.param('http://example.com:abc/a.fits', r'url'),
+    pytest.param('http://example.com:99999/a.fits', r'url'),
 ]
 
 
@@ -694,9 +666,6 @@ def test_bad_submission_id_nova(nova, submission, match):
     refused(nova.monitor_submission, match, submission, verbose=False)
 
 
-@bug('polling.py wait_for_job: wait(job_id=<Header with only AN_SUBID>) takes its job id '
-     "(None), drops the submission id, and raises a plain ValueError('Give a submission id "
-     "or a job id.') that names neither argument, instead of InvalidInputError")
 def test_wait_job_id_header_without_job_card(nova):
     header = fits.Header({'AN_SUBID': 5})
     refused(nova.wait, r'job_id', job_id=header, verbose=False)
@@ -754,9 +723,7 @@ def test_bad_http_timeout(value):
 # -- API keys, servers, backends --------------------------------------------------------------
 BAD_KEYS = [12345, b'abcdefghijklmnop', 'has space', 'tab\there', 'new\nline', '   ',
             'a' * 300, ['abcdefghijklmnop'], 1.5, True,
-            pytest.param('abc\x00def\x1bghijklm', marks=bug(
-                'core.py _checked_key: only blanks are refused, so control characters '
-                '(NUL, ESC) in an API key are accepted and later sent'))]
+            pytest.param('abc\x00def\x1bghijklm')]
 
 
 @pytest.mark.parametrize('key', BAD_KEYS, ids=lambda k: repr(k)[:20])
@@ -800,9 +767,7 @@ def test_bad_backend(backend):
     (dict(raduis=3), r"Did you mean 'radius'"),
     (dict(scale_units='furlongs'), r"scale_units.*one of"),
     (dict(solve_timeout=0), r'solve_timeout must be a positive number'),
-    pytest.param(dict(executor='gpu'), r'executor must be a concurrent\.futures\.Executor',
-                 marks=bug("batch.py: executor is only checked in _run_local; the nova backend "
-                           "ignores it, so solve_many(executor='gpu') logs in and submits")),
+    pytest.param(dict(executor='gpu'), r'executor must be a concurrent\.futures\.Executor'),
 ])
 @pytest.mark.parametrize('as_completed', [False, True])
 def test_bad_batch_arguments_nova(nova, good_file, kwargs, match, as_completed):
@@ -827,13 +792,9 @@ def test_bad_batch_arguments_local(local, good_file, kwargs, match):
 
 
 @pytest.mark.parametrize('images', [
-    pytest.param(5, marks=bug("batch.py iter_solve: list(images) of a non-iterable raises "
-                              "TypeError ('int' object is not iterable), not InvalidInputError")),
-    pytest.param(None, marks=bug('batch.py iter_solve: list(None) raises TypeError')),
-    pytest.param('field.fits', marks=bug(
-        'batch.py iter_solve: a single path string is iterated character by character '
-        "('f', 'i', ...), each a failing input, after logging in to the server, instead of "
-        'being refused (or solved as one image)')),
+    pytest.param(5),
+    pytest.param(None),
+    pytest.param('field.fits'),
 ], ids=repr)
 def test_bad_batch_images(nova, images):
     refused(nova.solve_many, r'images', images, verbose=False)

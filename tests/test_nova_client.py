@@ -196,7 +196,7 @@ def test_session_renewal(an, fake, mode, message):
 
 
 def test_session_renewal_rewinds_the_uploaded_file(an, fake, tmp_path):
-    path = write_image(tmp_path / 'field.fits', np.ones((32, 32)))
+    path = write_image(tmp_path / 'field.fits', np.arange(32 * 32.0).reshape(32, 32))
     an.submit_image(path, force_image_upload=True)
     fake.expire_sessions()
     an.submit_image(path, force_image_upload=True)
@@ -403,7 +403,7 @@ def test_ra_dec_keys_with_forced_upload(an, fake, tmp_path):
     header = fits.Header()
     header['RA'] = 150.25
     header['DEC'] = 2.5
-    path = write_image(tmp_path / 'f.fits', np.ones((32, 32)), header)
+    path = write_image(tmp_path / 'f.fits', np.arange(32 * 32.0).reshape(32, 32), header)
     an.submit_image(path, ra_key='RA', dec_key='DEC', force_image_upload=True)
     args = fake.calls('^/api/upload$')[0].json
     assert (args['center_ra'], args['center_dec']) == (150.25, 2.5)
@@ -414,7 +414,7 @@ def test_explicit_center_beats_ra_dec_keys(an, fake, tmp_path):
     header = fits.Header()
     header['RA'] = 150.25
     header['DEC'] = 2.5
-    path = write_image(tmp_path / 'f.fits', np.ones((32, 32)), header)
+    path = write_image(tmp_path / 'f.fits', np.arange(32 * 32.0).reshape(32, 32), header)
     an.submit_image(path, ra_key='RA', dec_key='DEC', force_image_upload=True, center_ra=10.0,
                     center_dec=20.0, radius=1.0)
     args = fake.calls('^/api/upload$')[0].json
@@ -425,7 +425,7 @@ def test_ra_dec_keys_with_radius(an, fake, tmp_path):
     header = fits.Header()
     header['RA'] = 150.25
     header['DEC'] = 2.5
-    path = write_image(tmp_path / 'f.fits', np.ones((32, 32)), header)
+    path = write_image(tmp_path / 'f.fits', np.arange(32 * 32.0).reshape(32, 32), header)
     an.submit_image(path, ra_key='RA', dec_key='DEC', radius=30 * u.arcmin,
                     force_image_upload=True)
     args = fake.calls('^/api/upload$')[0].json
@@ -451,7 +451,7 @@ def test_submit_returns_submission_records_without_polling(an, fake, tmp_path):
     assert isinstance(sub, Submission) and sub.id == 1001 and len(sub.hash) == 40
     sub2 = an.submit_url('http://example.org/a.fits')
     assert isinstance(sub2, Submission) and sub2.id == 1002 and sub2.hash is None
-    path = write_image(tmp_path / 'f.fits', np.ones((32, 32)))
+    path = write_image(tmp_path / 'f.fits', np.arange(32 * 32.0).reshape(32, 32))
     sub3 = an.submit_image(path, force_image_upload=True)
     assert sub3.id == 1003 and len(sub3.hash) == 40
     assert not fake.calls('^/api/(submissions|jobs)')
@@ -1062,7 +1062,7 @@ def test_bad_inputs_fail_before_any_request(an, fake, tmp_path, case):
 
 @pytest.mark.parametrize('timeout', [0, -5, True, float('nan'), 'long'])
 def test_bad_solve_timeout_fails_before_upload(an, fake, timeout, tmp_path):
-    path = write_image(tmp_path / 'f.fits', np.ones((32, 32)))
+    path = write_image(tmp_path / 'f.fits', np.arange(32 * 32.0).reshape(32, 32))
     calls = [lambda: an.solve_from_source_list(X, Y, 512, 480, solve_timeout=timeout, verbose=False),
              lambda: an.solve_from_image(path, force_image_upload=True, solve_timeout=timeout),
              lambda: an.solve_from_url('http://example.org/a.fits', solve_timeout=timeout),
@@ -1156,7 +1156,7 @@ def test_real_session_solve_and_cache_hits(real, fake):
 
 
 def test_real_session_multipart_upload(real, fake, tmp_path):
-    path = write_image(tmp_path / 'field.fits', np.ones((32, 32)))
+    path = write_image(tmp_path / 'field.fits', np.arange(32 * 32.0).reshape(32, 32))
     real.submit_image(path, force_image_upload=True, scale=(10 * u.arcmin, 2 * u.deg))
     upload = fake.calls('^/api/upload$')[0]
     assert upload.headers['Content-Type'].startswith('multipart/form-data')
@@ -1204,7 +1204,7 @@ def test_no_cookies_are_kept_or_sent(real, fake):
 
 
 def test_no_secrets_in_logs(real, fake, debug_log, caplog, tmp_path):
-    path = write_image(tmp_path / 'field.fits', np.ones((32, 32)))
+    path = write_image(tmp_path / 'field.fits', np.arange(32 * 32.0).reshape(32, 32))
     caplog.set_level('DEBUG')
     with log.log_to_list() as records:
         header = real.solve_from_source_list(X, Y, 512, 480, verbose=False)
@@ -1271,6 +1271,6 @@ def test_corrupt_jpeg_is_refused_and_a_real_one_is_extracted(an, fake, tmp_path)
 
 
 def test_submit_image_accepts_str_paths(an, fake, tmp_path):
-    path = write_image(tmp_path / 'f.fits', np.ones((32, 32)))
+    path = write_image(tmp_path / 'f.fits', np.arange(32 * 32.0).reshape(32, 32))
     an.submit_image(str(path), force_image_upload=True)
     assert fake.calls('^/api/upload$')[0].files['file'][0] == 'f.fits'

@@ -146,3 +146,22 @@ def fields_for_lifecycle(tmp_path):
                              shape=(400, 500), rotation=rot * u.deg, fwhm=2.8, seed=i)
         paths.append(field.writeto(tmp_path / f'life{i}.fits', truth='none'))
     return paths
+
+
+def test_small_load_with_a_kill_9_loses_nothing():
+    """CI's version of benchmarks/load.py: 40 submissions from 8 clients, the
+    server killed -9 half way and restarted; every submission the server
+    accepted (or holds) is solved."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        'load', Path(__file__).resolve().parent.parent / 'benchmarks' / 'load.py')
+    load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(load)
+    figures = load.run(submissions=40, clients=8, workers=2, kill=True, time_limit=240,
+                       verbose=False)
+    assert figures['accepted'] >= 20 and figures['missing'] == 0 and figures['failed'] == 0
+    assert figures['solved'] == figures['accepted']
+    assert figures['server_jobs_unfinished'] == 0
+    assert figures['server_jobs_solved'] == figures['server_submissions']
+    assert figures['poll_p95_ms'] < 50

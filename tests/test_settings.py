@@ -409,7 +409,8 @@ def test_scale_type_inferred():
 
 def test_only_one_bound_is_fine():
     out = normalize_settings({'scale_upper': 2, 'scale_units': 'degwidth'})
-    assert out == {'scale_upper': 2.0, 'scale_units': 'degwidth', 'scale_type': 'ul'}
+    assert out == {'scale_upper': 2.0, 'scale_units': 'degwidth'}     # nova's type: 'ul'
+    assert normalize_settings(out) == out
 
 
 @pytest.mark.parametrize('units,limit', [('degwidth', 360.0), ('arcminwidth', 21600.0),

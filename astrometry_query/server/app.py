@@ -146,6 +146,32 @@ class ChangeFeed:
             return False
 
 
+#: Ids fit SQLite's 64-bit integers.
+_MAX_ID = 2 ** 63 - 1
+
+
+def _int_id(value, name):
+    """A positive integer id from request-json, or nova's JSON error naming it."""
+    try:
+        number = int(value) if not isinstance(value, (float, bool)) else None
+    except (TypeError, ValueError, OverflowError):
+        number = None
+    if isinstance(value, float) and value.is_integer():
+        number = int(value)
+    if number is None or not 0 < number <= _MAX_ID:
+        raise ApiError(f'{name} must be a positive integer, got {value!r}')
+    return number
+
+
+def _path_id(request):
+    """The id in the path: an unknown one ('12-3', '-', too large) is a 404, as nova's
+    unknown ids are (nova itself crashes on '12-3')."""
+    raw = request.path_params['id']
+    if not raw.isdigit() or not 0 < int(raw) <= _MAX_ID:
+        raise NotFound()
+    return int(raw)
+
+
 def _wait_seconds(request):
     """The ``wait`` query parameter: 0 when absent or unreadable, at most MAX_LONG_POLL."""
     try:
@@ -400,7 +426,7 @@ class NovaApp:
         return nova_json(out)
 
     async def submission(self, request):
-        sub_id = int(request.path_params['id'])
+        sub_id = _path_id(request)
         out = await self._long_poll(
             request, lambda: self.store.submission_status(sub_id),
             lambda s: bool(s.get('job_calibrations') or s.get('error_message')))
@@ -411,7 +437,7 @@ class NovaApp:
     async def _job(self, request, objects=False):
         """The job of the path's id; ``objects``: with its objects in field
         listed (they are listed once, when first asked for or after the solve)."""
-        job_id = int(request.path_params['id'])
+        job_id = _path_id(request)
         job = await run_in_threadpool(self.store.job, job_id)
         if job is None:
             raise NotFound()
@@ -423,7 +449,7 @@ class NovaApp:
         return job
 
     async def job_status(self, request):
-        job_id = int(request.path_params['id'])
+        job_id = _path_id(request)
 
         def status():
             job = self.store.job(job_id)
@@ -452,7 +478,10 @@ class NovaApp:
 
     async def annotations(self, request):
         nbright = request.query_params.get('nbright')
-        nbright = None if nbright is None else int(nbright)     # non-integer: 500
+        if nbright is not None:
+            if not nbright.strip().isdigit():       # nova: a 500
+                raise ApiError(f'nbright must be a whole number, got {nbright!r}')
+            nbright = int(nbright)
         job = await self._job(request)
         if job['calibration'] is None:
             return nova_json({'error': ERRORS['no_calibration'].format(job_id=job['id'])})
@@ -486,11 +515,13 @@ class NovaApp:
 
     async def submission_images(self, request):
         data, _ = await self.authed((await self.form(request))[0], need_user=False)
-        subid = data.get('subid')           # int(): a non-numeric subid gives a 500
-        if subid is None or not await run_in_threadpool(self.store.submission_exists,
-                                                        int(subid)):
+        subid = data.get('subid')
+        if subid is None:
             raise ApiError(ERRORS['no_submission'])
-        ids = await run_in_threadpool(self.store.user_images_of, int(subid))
+        subid = _int_id(subid, 'subid')       # nova: a 500 for anything but an integer
+        if not await run_in_threadpool(self.store.submission_exists, subid):
+            raise ApiError(ERRORS['no_submission'])
+        ids = await run_in_threadpool(self.store.user_images_of, subid)
         return nova_json({'status': 'success', 'image_ids': ids})
 
     async def survey_image(self, request):
