@@ -93,9 +93,11 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobRes
         # No cookies: the session key travels in request-json, and nothing a
         # cached response pickles may carry a secret.
         self._session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
-        retry = Retry(total=4, connect=3, read=2, status=3, backoff_factor=0.5,
-                      status_forcelist=(502, 503, 504), allowed_methods=frozenset({'GET'}),
-                      raise_on_status=False)
+        # The adapter only retries connections that failed to open; answers that
+        # failed (5xx, 429, timeouts) are retried by the nova client itself, which
+        # keeps every retry within the caller's solve_timeout.
+        retry = Retry(total=3, connect=3, read=0, status=0, other=0, backoff_factor=0.25,
+                      allowed_methods=frozenset({'GET'}), raise_on_status=False)
         for scheme in ('http://', 'https://'):
             self._session.mount(scheme, HTTPAdapter(max_retries=retry))
 

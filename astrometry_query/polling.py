@@ -7,6 +7,7 @@ answer when the state changes, so no solve waits idle.  Shows a status line
 while waiting (silenced by ``verbose=False``), calls an optional progress
 hook, and turns every outcome into a Job or a typed error carrying the ids.
 """
+import contextlib
 import sys
 import time
 
@@ -93,7 +94,10 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
     errors_in_row = 0
     last_state = None
     ids = lambda: {'submission_id': submission_id, 'job_id': job_id}  # noqa: E731
-    with StatusLine(verbose) as line:
+    bounded = getattr(backend, 'bounded', None)
+    real_deadline = time.monotonic() + (deadline - clock())     # requests use the real clock
+    with StatusLine(verbose) as line, \
+            (bounded(real_deadline) if bounded else contextlib.nullcontext()):
         while True:
             asked = clock()
             wait = _long_poll_seconds(backend, deadline - asked)

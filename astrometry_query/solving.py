@@ -21,7 +21,7 @@ from astroquery import cache_conf, log
 from . import conf
 from . import hints as header_hints_module
 from .cache import SolutionCache, solution_key, source_digest
-from .exceptions import InvalidInputError, SolveFailedError
+from .exceptions import AstrometryNetError, InvalidInputError, SolveFailedError
 from .images import open_image
 from .polling import wait_for_job
 from .results import JOB_ID_CARD, SUBMISSION_ID_CARD, Submission, job_ref
@@ -256,7 +256,12 @@ class SolvingMixin:
 
     def _finish(self, submission, solve_timeout, verbose, return_submission_id, cache, progress=None):
         job = self.wait(submission, solve_timeout=solve_timeout, verbose=verbose, progress=progress)
-        header = self.get_wcs_header(job, cache=cache)
+        try:
+            header = self.get_wcs_header(job, cache=cache)
+        except AstrometryNetError as exc:       # solved, but its WCS could not be fetched
+            if exc.submission_id is None:
+                exc.submission_id = submission.id
+            raise
         return (header, submission.id) if return_submission_id else header
 
     def monitor_submission(self, submission_id, *, solve_timeout=None, verbose=True,

@@ -5,6 +5,7 @@ All HTTP goes through a ``request`` callable with the signature of
 astroquery's ``BaseQuery._request``, so the facade's cache, session and
 test mocks apply; this module never imports the facade.
 """
+import contextlib
 import io
 import os
 import threading
@@ -39,8 +40,11 @@ def _is_submission(url):
     return url.rstrip('/').endswith(('/api/upload', '/api/url_upload'))
 
 
-#: Pauses (s) before the second and third try of a result file download.
-DOWNLOAD_RETRIES = (0.25, 0.75)
+#: Pauses (s) before each new try of a result file download (as many tries as a
+#: wait tolerates transient errors).
+DOWNLOAD_RETRIES = (0.25, 0.5, 1.0, 2.0)
+#: Pauses (s) before each new try of an API GET that met 502/503/504/429 or no answer.
+GET_RETRIES = (0.25, 1.0)
 
 #: Our server's offer of long polls (see astrometry_query.server.app).
 LONG_POLL_HEADER = 'X-Long-Poll'
@@ -83,6 +87,7 @@ class NovaClient:
         self.timeout = timeout
         self._session_key = None
         self._lock = threading.Lock()
+        self._limits = threading.local()
         #: Longest status long poll the server offers (its X-Long-Poll header), 0: none.
         self.long_poll = 0.0
 
@@ -92,8 +97,14 @@ class NovaClient:
     # -- HTTP ---------------------------------------------------------------
     def _http(self, method, url, *, ids=None, cache=False, **kwargs):
         ids = ids or {}
+        timeout = self.timeout
+        deadline = getattr(self._limits, 'deadline', None)
+        if deadline is not None:
+            # Within a wait: one request (with the adapter's own retries, up to 3
+            # tries) never runs past the caller's solve_timeout.
+            timeout = max(0.2, min(timeout, (deadline - time.monotonic()) / 3))
         try:
-            response = self._request(method, url, timeout=self.timeout, cache=cache, **kwargs)
+            response = self._request(method, url, timeout=timeout, cache=cache, **kwargs)
         except (requests.Timeout, requests.ConnectionError,
                 requests.exceptions.ChunkedEncodingError) as exc:
             if isinstance(exc, requests.ConnectTimeout) or _refused(exc):
@@ -105,8 +116,8 @@ class NovaClient:
                     f'The upload to {url} was sent but its answer was lost '
                     f'({type(exc).__name__}): the server may have received it. It was not '
                     'sent again; check list_jobs() before submitting again.', **ids) from None
-            if isinstance(exc, requests.Timeout):
-                raise ServerError(f'No answer from {url} within {self.timeout} s.', url=url,
+            if isinstance(exc, requests.Timeout) or 'timed out' in repr(exc).lower():
+                raise ServerError(f'No answer from {url} within {timeout:g} s.', url=url,
                                   **ids) from None
             raise ServerError(f'The connection to {url} broke: {type(exc).__name__}.', url=url,
                               **ids) from None
@@ -115,10 +126,35 @@ class NovaClient:
             self.long_poll = offered
         return response
 
+    def _get(self, url, *, ids, **kwargs):
+        """A GET, tried again (it is idempotent) on 502/503/504/429 and on a lost
+        answer: up to `GET_RETRIES` more times, with growing pauses (or the
+        server's Retry-After), never past the current deadline."""
+        for pause in GET_RETRIES + (None,):
+            try:
+                response = self._http('GET', url, ids=ids, **kwargs)
+            except ServerError:
+                if pause is None or not self._time_for(pause):
+                    raise
+                time.sleep(pause)
+                continue
+            if response.status_code not in (429, 502, 503, 504) or pause is None:
+                return response
+            wait = _seconds(response.headers.get('Retry-After')) or pause
+            if not self._time_for(wait):
+                return response
+            time.sleep(wait)
+        return response
+
+    def _time_for(self, pause):
+        deadline = getattr(self._limits, 'deadline', None)
+        return deadline is None or time.monotonic() + pause < deadline - 0.2
+
     def _api(self, method, parts, args=None, *, auth=False, files=None, params=None,
-             cache=False, ids=None):
+             cache=False, ids=None, retry=True):
         """Call an API endpoint and decode its JSON; log in again once if the
-        server says the session is gone."""
+        server says the session is gone.  ``retry=False``: no retries of a GET
+        here (status polls: the waiting loop retries them itself)."""
         ids = ids or {}
         url = api_url(self.server, *parts)
         for attempt in range(2):
@@ -128,8 +164,11 @@ class NovaClient:
                 if auth:
                     payload['session'] = self.session_key(renew=attempt > 0)
                 data = encode_request(payload)
-            response = self._http(method, url, data=data, files=files, params=params,
-                                  cache=cache, ids=ids)
+            if method == 'GET' and data is None and retry:
+                response = self._get(url, params=params, cache=cache, ids=ids)
+            else:
+                response = self._http(method, url, data=data, files=files, params=params,
+                                      cache=cache, ids=ids)
             try:
                 return decode_response(response.status_code, response.text, url=url, **ids)
             except ServerError as exc:
@@ -142,6 +181,16 @@ class NovaClient:
                                 handle.seek(0)
                     continue
                 raise
+
+    @contextlib.contextmanager
+    def bounded(self, deadline):
+        """Within the block (this thread), requests end by ``deadline`` (monotonic)."""
+        previous = getattr(self._limits, 'deadline', None)
+        self._limits.deadline = deadline
+        try:
+            yield
+        finally:
+            self._limits.deadline = previous
 
     # -- login --------------------------------------------------------------
     def login(self, api_key=None):
@@ -207,12 +256,13 @@ class NovaClient:
         hold the answer until the state changes."""
         sid = int(submission_id)
         payload = self._api('GET', ['submissions', sid], ids={'submission_id': sid},
-                            params=_wait_params(wait))
+                            params=_wait_params(wait), retry=False)
         return Submission.from_api(sid, payload)
 
     def job_status(self, job_id, submission_id=None, wait=None):
         payload = self._api('GET', ['jobs', int(job_id)], params=_wait_params(wait),
-                            ids={'job_id': int(job_id), 'submission_id': submission_id})
+                            ids={'job_id': int(job_id), 'submission_id': submission_id},
+                            retry=False)
         return payload.get('status', '?')
 
     def job_info(self, job_id, submission_id=None, *, cache=False):
@@ -268,11 +318,11 @@ class NovaClient:
                 response = self._http('GET', url, headers=headers, cache=cache,
                                       allow_redirects=False, ids={'job_id': int(job_id)})
             except ServerError:
-                if pause is None:
+                if pause is None or not self._time_for(pause):
                     raise
                 time.sleep(pause)
                 continue
-            if response.status_code < 500 or pause is None:
+            if response.status_code < 500 or pause is None or not self._time_for(pause):
                 break
             time.sleep(pause)
         status = response.status_code
