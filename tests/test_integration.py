@@ -367,3 +367,21 @@ def test_rejected_key_and_bad_input(nova_server, fields):  # noqa: F811
         assert 'notavalidkey1234' not in str(info.value)
         with pytest.raises(InvalidInputError):
             client.solve_from_image(fields['plain'][0].parent / 'missing.fits')
+
+
+def test_a_failed_download_leaves_no_partial_file(local, fields, tmp_path, monkeypatch):
+    image, field, scale = fields['plain']
+    header = local.solve_from_image(image, verbose=False, **_scale_hint(scale))
+    original = Path.write_bytes
+
+    def half_then_crash(self, data):
+        original(self, data[:len(data) // 2])
+        raise OSError('disk full')
+    monkeypatch.setattr(Path, 'write_bytes', half_then_crash)
+    with pytest.raises(OSError):
+        local.download(header, 'corr', destination_dir=tmp_path)
+    monkeypatch.undo()
+    assert not any(p.name.endswith('corr.fits') or '.part' in p.name for p in tmp_path.iterdir())
+    saved = local.download(header, 'corr', destination_dir=tmp_path)
+    with fits.open(saved) as hdul:
+        assert len(hdul) >= 2

@@ -607,3 +607,34 @@ def test_command_line(tmp_path):
         output = proc.communicate(timeout=30)[0]
     assert proc.returncode == 0, output
     assert (tmp_path / 'nova.sqlite3').is_file()
+
+
+# -- limits --------------------------------------------------------------------------------
+def test_upload_and_request_json_size_limits(make_nova_server):  # noqa: F811
+    server = make_nova_server(workers=0, max_upload=100_000, max_json=20_000)
+    session = server.login()
+    too_big = {'request-json': (None, json.dumps({'session': session})),
+               'file': ('big.fits', b'\0' * 200_000)}
+    reply = requests.post(server.api_url + 'upload', files=too_big, timeout=30)
+    assert is_html(reply, 413)
+    small = {'request-json': (None, json.dumps({'session': session})),
+             'file': ('small.fits', b'SIMPLE  = ' + b' ' * 2870)}
+    assert exact_json(requests.post(server.api_url + 'upload', files=small, timeout=30))[
+        'status'] == 'success'
+    xy = {'session': session, 'x': [1.0] * 2000, 'y': [2.0] * 2000}
+    assert 'larger than 20000 bytes' in api_error(server.call('upload', xy))
+
+
+def test_rate_limit_answers_429_with_retry_after(make_nova_server):  # noqa: F811
+    server = make_nova_server(workers=0, rate_limit=2.0)
+    session = server.login()
+    answers = [server.call('myjobs', {'session': session}) for _ in range(8)]
+    limited = [r for r in answers if r.status_code == 429]
+    assert limited and answers[0].status_code == 200
+    assert int(limited[0].headers['Retry-After']) >= 1
+    assert json.loads(limited[0].text)['status'] == 'error'
+    time.sleep(1.1)            # the bucket fills again
+    assert server.call('myjobs', {'session': session}).status_code == 200
+    # Status polls (no session) are never limited.
+    assert all(requests.get(server.api_url + 'jobs/1', timeout=10).status_code == 404
+               for _ in range(10))
