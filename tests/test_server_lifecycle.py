@@ -120,12 +120,16 @@ def test_kill_9_and_restart_loses_nothing(tmp_path, fields_for_lifecycle):
         with AstrometryNetClass(api_key=KEY, server=f'http://127.0.0.1:{port}') as client:
             subs = [client.submit_image(path, verbose=False) for path in fields_for_lifecycle]
             _submit_hard_lists(port, 1)       # keeps a worker busy when the server dies
-            engines = _wait_for(lambda: _engines(server.pid), 30)
+            _wait_for(lambda: _engines(server.pid), 30)
+            # Everything the server started: its worker processes and their engines.
+            tree = psutil.Process(server.pid).children(recursive=True)
             server.kill()                      # kill -9
             server.wait(10)
-            # The worker processes die with the server (their engines too).
-            assert _wait_for(lambda: not [e for e in engines if e.is_running()
-                                          and e.status() != psutil.STATUS_ZOMBIE], 10)
+            # The worker processes die with the server, and their engines too.
+            alive = lambda: [p for p in tree if p.is_running()  # noqa: E731
+                             and p.status() != psutil.STATUS_ZOMBIE]
+            _wait_for(lambda: not alive(), 15)
+            assert not alive(), [(p.pid, p.name()) for p in alive()]
             server = _serve(tmp_path, port)
             for sub in subs:
                 job = client.wait(sub.id, solve_timeout=60, verbose=False)

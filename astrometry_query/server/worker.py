@@ -340,26 +340,38 @@ def _on_sigterm(signum, frame):
     os._exit(1)
 
 
-def _term_with_parent():
-    """Linux: SIGTERM this worker when its parent dies, even by kill -9, so its
-    engines never outlive the server (best effort elsewhere)."""
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, 15)       # PR_SET_PDEATHSIG, SIGTERM
-    except Exception:
-        pass
+def _end_with(server_pid):
+    """End this worker and its engines when the server process is gone, even
+    after a kill -9.  (Its parent is the forkserver, which the workers themselves
+    keep alive: the server's pid is what must be watched.)"""
+    def alive():
+        try:
+            os.kill(server_pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+
+    def watch():
+        from ..local.solver import stop_all_engines
+        while alive():
+            time.sleep(0.5)
+        stop_all_engines()
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True, name='server-watchdog').start()
 
 
-def warm_up():
+def warm_up(server_pid=None):
     """Import the solving pipeline and read the index headers, so that a worker
     process's first solve is as fast as its next ones; and make the worker end
-    its engines when it is terminated."""
+    its engines when it is terminated or the server dies."""
     import signal
     from ..local import pipeline, refine
     from ..local.solver import find_installation
     signal.signal(signal.SIGTERM, _on_sigterm)
-    _term_with_parent()
+    if server_pid is not None:
+        _end_with(server_pid)
     try:
         refine._densest(find_installation().index_files)
     except Exception:       # no solver: the jobs will say so
@@ -412,7 +424,7 @@ def make_executor(kind, workers, dask_scheduler=None):
         context = multiprocessing.get_context('forkserver' if 'forkserver' in methods
                                               else 'spawn')
         pool = ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context,
-                                   initializer=warm_up)
+                                   initializer=warm_up, initargs=(os.getpid(),))
         # Start and warm every worker now, not on the first jobs (the server
         # waits for this before it answers requests).
         pool.warming = [pool.submit(_ready) for _ in range(max(1, workers))]
