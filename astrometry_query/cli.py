@@ -4,6 +4,7 @@ nova API.
     astrometry-query demo                      # solve the bundled example offline
     astrometry-query solve IMAGE [options]     # solve a FITS image, write its WCS
     astrometry-query serve [--port 8080] ...   # a nova-compatible server
+    astrometry-query index list | download | build   # index files
 """
 import argparse
 import sys
@@ -11,6 +12,8 @@ from importlib.resources import files
 from pathlib import Path
 
 import astropy.units as u
+
+from .index.command import add_index_parser, run_index_command
 
 __all__ = ['main', 'example_image_path']
 
@@ -77,7 +80,7 @@ def _serve(args):
           executor='threads' if args.threads else 'processes',
           dask_scheduler=args.dask_scheduler, log_level=args.log_level,
           max_upload=args.max_upload, rate_limit=args.rate_limit,
-          allow_private_urls=args.allow_private_urls)
+          allow_private_urls=args.allow_private_urls, index_dir=args.index_dir)
     return 0
 
 
@@ -109,6 +112,9 @@ def _parser():
     serve.add_argument('--workers', type=int, default=None,
                        help='solves at once (default: the cores, or the Dask cluster threads)')
     serve.add_argument('--data-dir', default=None)
+    serve.add_argument('--index-dir', action='append', metavar='DIR',
+                       help='directory of index files (repeat for several); default: '
+                            'conf.index_dir, else /etc/astrometry.cfg and the user index directory')
     serve.add_argument('--api-key', action='append',
                        help='an accepted API key (repeat for several); none: any key, loopback only')
     serve.add_argument('--solve-timeout', type=float, default=300.0)
@@ -126,6 +132,7 @@ def _parser():
                        choices=('critical', 'error', 'warning', 'info', 'debug'))
     serve.add_argument('--threads', action='store_true',
                        help='solve in threads of the server process (lighter, slower)')
+    add_index_parser(sub)
     return parser
 
 
@@ -134,8 +141,10 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     from .exceptions import AstrometryNetError
     try:
+        if args.command == 'index':
+            return run_index_command(args)
         return {'solve': _solve, 'demo': _demo, 'serve': _serve}[args.command](args)
-    except AstrometryNetError as exc:
+    except (AstrometryNetError, ValueError) as exc:
         print(f'astrometry-query: {type(exc).__name__}: {exc}', file=sys.stderr)
         return 2
 

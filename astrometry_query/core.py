@@ -220,7 +220,9 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobRes
             from .local.backend import LocalBackend
             self._backends['local'] = LocalBackend(conf.local_data_dir or None,
                                                    index_dir=conf.index_dir or None)
-        return self._backends['local']
+        backend = self._backends['local']
+        backend.index_setting = conf.index_dir or None      # conf is read at call time
+        return backend
 
     @property
     def backend(self):

@@ -11,7 +11,8 @@ from astroquery.exceptions import TimeoutError as _AstroqueryTimeoutError
 __all__ = ['AstrometryNetError', 'InvalidSettingError', 'InvalidInputError',
            'MissingAPIKeyError', 'LoginError', 'ServerError', 'SubmissionError',
            'SolveFailedError', 'SolveTimeoutError', 'JobNotFoundError',
-           'ResultNotAvailableError', 'LocalSolverNotFoundError', 'UploadUnconfirmedError']
+           'ResultNotAvailableError', 'LocalSolverNotFoundError', 'UploadUnconfirmedError',
+           'IndexCoverageError', 'IndexDownloadError', 'IndexBuildError']
 
 
 class AstrometryNetError(Exception):
@@ -105,6 +106,19 @@ class SolveFailedError(AstrometryNetError):
     """The solver ran and did not find a solution."""
 
 
+class IndexCoverageError(SolveFailedError):
+    """The installed index files cannot solve the field: none has quads of its
+    size (or stars at its position).  The message says which series and scales
+    to get, how large they are, and the command that fetches them
+    (``command``); ``needed_scales`` lists the scales."""
+
+    def __init__(self, message, *, submission_id=None, job_id=None, command='',
+                 needed_scales=()):
+        super().__init__(message, submission_id=submission_id, job_id=job_id)
+        self.command = command
+        self.needed_scales = list(needed_scales)
+
+
 class SolveTimeoutError(AstrometryNetError, _AstroqueryTimeoutError,
                         builtins.TimeoutError):
     """The solve did not finish within ``solve_timeout``.
@@ -125,3 +139,17 @@ class SolveTimeoutError(AstrometryNetError, _AstroqueryTimeoutError,
 
 class LocalSolverNotFoundError(AstrometryNetError, RuntimeError):
     """astrometry.net (astrometry-engine) or the index files it needs are not installed."""
+
+
+class IndexDownloadError(AstrometryNetError, OSError):
+    """Index files could not be fetched or failed their check.  ``failed``
+    maps each file name to its reason; the files that did arrive are kept,
+    and partial ones resume on the next call."""
+
+    def __init__(self, message, *, failed=None):
+        super().__init__(message)
+        self.failed = dict(failed or {})
+
+
+class IndexBuildError(AstrometryNetError, RuntimeError):
+    """``build-astrometry-index`` failed on a catalogue."""

@@ -13,8 +13,8 @@ import time
 
 from astroquery import log
 
-from .exceptions import (JobNotFoundError, ServerError, SolveFailedError, SolveTimeoutError,
-                         SubmissionError)
+from .exceptions import (IndexCoverageError, JobNotFoundError, ServerError, SolveFailedError,
+                         SolveTimeoutError, SubmissionError)
 
 __all__ = ['wait_for_job', 'StatusLine']
 
@@ -143,7 +143,10 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
                 raise SolveTimeoutError(f'The solve was stopped: {backend.failure_reason(job_id)}',
                                         **ids())
             if state in ('failure', '?'):
-                raise SolveFailedError(f'The solve failed: {backend.failure_reason(job_id)}.', **ids())
+                reason = backend.failure_reason(job_id)
+                if getattr(backend, 'failure_kind', lambda j: None)(job_id) == 'index_coverage':
+                    raise IndexCoverageError(reason, **ids())
+                raise SolveFailedError(f'The solve failed: {reason}.', **ids())
             if isinstance(state, str) and state.startswith('submission failed: '):
                 raise SubmissionError(f'The server could not process the submission: '
                                       f'{state[len("submission failed: "):]}', **ids())

@@ -23,7 +23,7 @@ from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning, Sip
 
 __all__ = ['index_stars', 'make_wcs', 'SyntheticField', 'render_field', 'wcs_rms_error',
-           'read_truth_wcs', 'make_example_image', 'EXAMPLE_IMAGE']
+           'read_truth_wcs', 'make_example_image', 'EXAMPLE_IMAGE', 'synthetic_catalog']
 
 EXAMPLE_IMAGE = Path(__file__).resolve().parent / 'data' / 'example.fits'
 _CONFIG_FILES = ('/etc/astrometry.cfg', '/usr/local/astrometry/etc/astrometry.cfg')
@@ -267,7 +267,7 @@ def _stamps(shape, x, y, flux, sigma):
 def render_field(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg, flip=False, sip=None,
                  fwhm=3.0, mag_limit=None, max_stars=None, zeropoint=20.0, background=100.0, noise=True,
                  read_noise=5.0, hot_pixels=0, cosmic_rays=0, hot_level=None, saturation=None, seed=None,
-                 index_dir=None, index_names=None):
+                 index_dir=None, index_names=None, catalog=None):
     """Render the index stars around ``center`` through a known WCS.
 
     Stars are projected with the true WCS (with SIP) and drawn as pixel-integrated Gaussians.
@@ -289,6 +289,9 @@ def render_field(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg,
         and 0.1-0.5 times ``hot_level`` (default: ``saturation``, else 30000).
     saturation, seed, index_dir, index_names : optional
         Clip level; seed of `numpy.random.default_rng` (same seed, same image); for `index_stars`.
+    catalog : `~astropy.table.Table`, optional
+        Stars to draw (``ra``, ``dec`` in deg, ``mag``) instead of the index files'
+        (e.g. `synthetic_catalog`, or the catalogue an index was built from).
 
     Returns
     -------
@@ -299,7 +302,15 @@ def render_field(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg,
     margin = 6 * sigma + 2
     corners = wcs.all_pix2world([-margin, nx - 1 + margin] * 2, [-margin] * 2 + [ny - 1 + margin] * 2, 0)
     radius = SkyCoord(*corners, unit='deg').separation(center).max() * 1.02 + 1 * u.arcmin
-    cat = index_stars(center, radius, index_dir=index_dir, index_names=index_names)
+    if catalog is None:
+        cat = index_stars(center, radius, index_dir=index_dir, index_names=index_names)
+    else:
+        ra, dec = (u.Quantity(catalog[c], u.deg).to_value(u.deg) for c in ('ra', 'dec'))
+        near = SkyCoord(ra, dec, unit='deg').separation(center) <= radius
+        mag = np.asarray(catalog['mag'], dtype=float)[near]
+        order = np.argsort(np.nan_to_num(mag, nan=np.inf), kind='stable')
+        cat = Table([ra[near][order] * u.deg, dec[near][order] * u.deg, mag[order]],
+                    names=('ra', 'dec', 'mag'))
     if mag_limit is not None:
         cat = cat[~(np.asarray(cat['mag']) > mag_limit)]
     x, y = wcs.all_world2pix(np.asarray(cat['ra']), np.asarray(cat['dec']), 0)
@@ -383,6 +394,39 @@ def wcs_rms_error(true_wcs, solved_wcs, shape=None, *, n=20):
     gx, gy = (g.ravel() for g in np.meshgrid(np.linspace(0, nx - 1, n), np.linspace(0, ny - 1, n)))
     tx, ty = tw.all_world2pix(*sw.all_pix2world(gx, gy, 0), 0)
     return float(np.sqrt(np.mean((tx - gx)**2 + (ty - gy)**2)))
+
+
+def synthetic_catalog(center, radius, n_stars, *, mag_range=(10.0, 17.0), slope=0.3, seed=None):
+    """A random star catalogue: uniform over a cone, magnitudes counted as the sky's.
+
+    Parameters
+    ----------
+    center : `~astropy.coordinates.SkyCoord`
+    radius : `~astropy.units.Quantity`
+        Cone radius.
+    n_stars : int
+    mag_range : (float, float)
+        Brightest and faintest magnitudes.
+    slope : float
+        Star counts grow as ``10**(slope * mag)`` (about 0.3 at these magnitudes).
+    seed : int, optional
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        ``ra``, ``dec`` (deg) and ``mag``, brightest first.
+    """
+    rng = np.random.default_rng(seed)
+    c, rad = center.icrs, u.Quantity(radius, u.deg).to_value(u.rad)
+    # uniform on the sphere's cap: cos(separation) uniform in [cos(rad), 1]
+    sep = np.arccos(rng.uniform(math.cos(rad), 1.0, n_stars)) * u.rad
+    pos = c.directional_offset_by(rng.uniform(0, 360, n_stars) * u.deg, sep)
+    a = slope * math.log(10)
+    lo, hi = np.exp(a * np.asarray(mag_range, float))
+    mag = np.log(lo + rng.uniform(0, 1, n_stars) * (hi - lo)) / a
+    order = np.argsort(mag)
+    return Table([pos.ra.deg[order] * u.deg, pos.dec.deg[order] * u.deg, mag[order]],
+                 names=('ra', 'dec', 'mag'))
 
 
 def make_example_image(path=None, *, overwrite=True, index_dir=None):

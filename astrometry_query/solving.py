@@ -21,7 +21,8 @@ from astroquery import cache_conf, log
 from . import conf
 from . import hints as header_hints_module
 from .cache import SolutionCache, solution_key, source_digest
-from .exceptions import AstrometryNetError, InvalidInputError, SolveFailedError
+from .exceptions import (AstrometryNetError, IndexCoverageError, InvalidInputError,
+                         SolveFailedError)
 from .images import open_image
 from .polling import wait_for_job
 from .results import JOB_ID_CARD, SUBMISSION_ID_CARD, Submission, job_ref
@@ -74,6 +75,11 @@ def _image_size(value, name):
             or value != int(value):
         raise InvalidInputError(f'{name} must be a positive whole number of pixels, got {value!r}.')
     return int(value)
+
+
+def _scale_of(args):
+    return {k: args.get(k) for k in ('scale_units', 'scale_type', 'scale_lower', 'scale_upper',
+                                     'scale_est', 'scale_err')}
 
 
 def _fits_bytes(img):
@@ -344,7 +350,10 @@ class SolvingMixin:
         else:
             # nova cannot fall back by itself: a failed hinted solve is submitted again, wider.
             attempts = hints.attempts(args) if hints else [args]
+            uncovered = None        # a scale the server's index files cannot serve
             for i, attempt in enumerate(attempts):
+                if uncovered is not None and _scale_of(attempt) == uncovered:
+                    continue
                 sub = self._nova_submit_image(img, attempt, force_image_upload=force_image_upload,
                                               fwhm=fwhm, detect_threshold=detect_threshold,
                                               verbose=verbose, timeout=timeout)
@@ -352,9 +361,14 @@ class SolvingMixin:
                 try:
                     header = self._finish(sub, max(remaining, 1e-3), verbose, False, cache, progress)
                     break
-                except SolveFailedError:
+                except SolveFailedError as exc:
                     if i == len(attempts) - 1 or deadline - time.monotonic() < 2.0:
                         raise
+                    if isinstance(exc, IndexCoverageError) and all(
+                            _scale_of(a) == _scale_of(attempt) for a in attempts[i + 1:]):
+                        raise       # the server's index files cannot serve this scale at all
+                    if isinstance(exc, IndexCoverageError):
+                        uncovered = _scale_of(attempt)
                     log.info(f'The hinted solve of submission {sub.id} failed: trying a wider '
                              'search without the header hints.')
         if key is not None:

@@ -75,16 +75,21 @@ def median_time(fn, repeat=3):
     return statistics.median(times), result
 
 
-def bare_solve_field(path, work, *, hints=None, timeout=600):
+def bare_solve_field(path, work, *, hints=None, timeout=600, index_dir=None):
     """Run Debian's solve-field as a user would: (seconds, WCS header or None).
 
     ``hints``: a SolveHints whose scale and position are passed as flags;
-    None runs the bare default command (blind, with its plots).
+    None runs the bare default command (blind, with its plots).  ``index_dir``:
+    a config file naming that directory is passed with ``--config``.
     """
     work = Path(work)
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     cmd = ['solve-field', '--overwrite', '--dir', str(work)]
+    if index_dir is not None:
+        config = work / 'astrometry.cfg'
+        config.write_text(f'add_path {index_dir}\nautoindex\n')
+        cmd += ['--config', str(config)]
     if hints is not None:
         cmd += ['--no-plots']
         if hints.scale:

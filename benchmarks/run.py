@@ -3,7 +3,8 @@ the same run, with the ratio.
 
     python benchmarks/run.py                 # everything (~25 min on 2 cores)
     python benchmarks/run.py --only speed    # one section: accuracy, speed, server,
-                                             # extraction, cache, memory, polling, batch
+                                             # extraction, cache, memory, polling, batch,
+                                             # narrow
     python benchmarks/run.py --quick         # fewer fields and repeats
 
 Needs the ``bench`` extra (``pip install -e ".[bench]"``: photutils, psutil)
@@ -31,6 +32,7 @@ import astropy.units as u  # noqa: E402
 from astrometry_query import AstrometryNetClass, conf  # noqa: E402
 from astrometry_query.server import ServerThread  # noqa: E402
 from astrometry_query.sources import extract_sources  # noqa: E402
+from narrow import narrow  # noqa: E402
 
 API_KEY = 'benchmarkkeyabcd'
 OUT = []
@@ -454,7 +456,8 @@ def batches(work, n=32):
             f'cluster\'s workers: {used <= pids}.')
 
 
-SECTIONS = ('accuracy', 'speed', 'server', 'extraction', 'cache', 'memory', 'polling', 'batch')
+SECTIONS = ('accuracy', 'speed', 'server', 'extraction', 'cache', 'memory', 'polling', 'batch',
+            'narrow')
 
 
 def main(argv=None):
@@ -468,7 +471,8 @@ def main(argv=None):
     work = Path(args.work or tempfile.mkdtemp(prefix='aq-bench-'))
     conf.poll_interval = 0.5
     names = ['and_3as', 'sco_10as_flip', 'cas_11as_radial'] if args.quick else None
-    fields = make_fields(work / 'fields', names)
+    needs_fields = {'accuracy', 'speed', 'server', 'cache', 'polling'} & set(sections)
+    fields = make_fields(work / 'fields', names) if needs_fields else []
     say(f'# astrometry_query benchmarks ({time.strftime("%Y-%m-%d %H:%M")}, '
         f'{os.cpu_count()} cores, work dir {work})')
     runners = {'accuracy': lambda: accuracy(fields, work),
@@ -478,7 +482,8 @@ def main(argv=None):
                'cache': lambda: cache(fields, repeat),
                'memory': lambda: memory(work),
                'polling': lambda: polling(fields, work),
-               'batch': lambda: batches(work)}
+               'batch': lambda: batches(work),
+               'narrow': lambda: narrow(work, repeat, say)}
     for name in sections:
         runners[name]()
     name = 'results.txt' if sections == SECTIONS else f'results-{"-".join(sections)}.txt'

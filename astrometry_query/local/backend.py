@@ -8,6 +8,7 @@ request, the engine's files and ``result.json``, so results can be read
 again later, from another process or after a restart.
 """
 import json
+import math
 import os
 import threading
 import time
@@ -17,9 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from astropy.config import get_cache_dir
+from astroquery import log
 
-from ..exceptions import (InvalidInputError, JobNotFoundError, ResultNotAvailableError,
-                          SolveFailedError, SolveTimeoutError)
+from ..exceptions import (IndexCoverageError, InvalidInputError, JobNotFoundError,
+                          ResultNotAvailableError, SolveFailedError, SolveTimeoutError)
+from ..index.coverage import check_field
 from ..polling import StatusLine
 from ..results import Job, Submission
 from . import jobs as local_jobs
@@ -28,8 +31,9 @@ from .solver import find_installation
 __all__ = ['LocalBackend', 'default_data_dir']
 
 REQUEST_FILE = 'request.json'
-#: Seconds a waiter allows beyond the solve's own limit (start-up, file writes).
-_WAIT_MARGIN = 10.0
+#: Seconds a waiter allows a job whose own limit is the wait's to end by itself
+#: (its engine is stopped at that limit; its outcome then says why).
+_WAIT_MARGIN = 2.0
 
 
 def default_data_dir():
@@ -48,7 +52,10 @@ class LocalBackend:
     data_dir : path-like, optional
         Where job directories are kept.
     index_dir : path-like or list, optional
-        Index files to use (default: those of /etc/astrometry.cfg).
+        Directories of index files (a string may join several with
+        ``os.pathsep``); default: those of /etc/astrometry.cfg and the user's
+        index directory, looked up again for each solve, so files fetched or
+        built meanwhile are used.
     executor : `concurrent.futures.Executor`, optional
         Runs the solves; default one thread per core.
     job_timeout : float, optional
@@ -57,8 +64,8 @@ class LocalBackend:
     name = 'local'
 
     def __init__(self, data_dir=None, *, index_dir=None, executor=None, job_timeout=300.0):
-        self.installation = find_installation(index_dir=index_dir or None)
-        self.index_dir = [str(d) for d in self.installation.index_dirs]
+        self.index_setting = index_dir or None
+        find_installation(index_dir=self.index_setting)    # fails early when missing
         self.data_dir = Path(data_dir or default_data_dir())
         self.jobs_dir = self.data_dir / 'jobs'
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
@@ -71,6 +78,40 @@ class LocalBackend:
 
     def __repr__(self):
         return f'<LocalBackend data_dir={str(self.data_dir)!r}>'
+
+    @property
+    def installation(self):
+        """The `~astrometry_query.local.solver.Installation` in use now."""
+        return find_installation(index_dir=self.index_setting)
+
+    @property
+    def index_dir(self):
+        """The index directories in use now (list of str)."""
+        return [str(d) for d in self.installation.index_dirs]
+
+    def check_coverage(self, args, width, height, hints=None):
+        """Refuse, before any job exists, a field that no installed index file
+        can solve (`~astrometry_query.index.coverage.check_field`).  When only a
+        header hint points outside the installed files, warn now and let the
+        solve search without it (the header may be wrong).
+
+        Raises
+        ------
+        IndexCoverageError
+            Saying what to fetch and the command that fetches it.
+        """
+        inst = self.installation
+        coverage = check_field(inst.index_files, int(width), int(height), args, hints,
+                               index_dirs=inst.index_dirs,
+                               explicit_dirs=self.index_setting is not None)
+        if coverage.ok:
+            return coverage
+        if coverage.hard:
+            raise IndexCoverageError(coverage.message, command=coverage.command,
+                                     needed_scales=coverage.needed_scales)
+        log.warning(f'{coverage.reason} Searching without that header hint, in case the header '
+                    f'is wrong. {coverage.fix}')
+        return coverage
 
     @property
     def executor(self):
@@ -118,7 +159,17 @@ class LocalBackend:
         ``image`` is an `~astrometry_query.images.Image` (or anything
         `~astrometry_query.images.open_image` takes); ``sources`` a dict of
         ``x``, ``y`` [, ``flux``] arrays with ``width`` and ``height``.
+
+        Raises
+        ------
+        IndexCoverageError
+            Before any job exists, when the settings ask for a field no
+            installed index file can solve (see `check_coverage`).
         """
+        shape = getattr(image, 'shape', None)
+        size = (shape[1], shape[0]) if shape is not None and len(shape) == 2 else (width, height)
+        if all(size):
+            self.check_coverage(args, *size, hints=hints if hasattr(hints, 'scale') else None)
         job_id = self.create_job(args, image=image, sources=sources, width=width, height=height,
                                  hints=hints, fwhm=fwhm, detect_threshold=detect_threshold,
                                  timeout=timeout, original_filename=original_filename, url=url)
@@ -177,7 +228,7 @@ class LocalBackend:
         return dict(image=image, sources=sources, width=request['width'],
                     height=request['height'], args=request['args'], hints=request['hints'],
                     fwhm=request['fwhm'], detect_threshold=request['detect_threshold'],
-                    timeout=request['timeout'], index_dir=self.index_dir,
+                    timeout=request['timeout'], index_dir=self.index_setting,
                     original_filename=request['original_filename'], job_dir=str(job_dir))
 
     def _start(self, job_id, image=None, sources=None):
@@ -226,7 +277,9 @@ class LocalBackend:
         if future is not None:
             if progress is not None:
                 progress('solving', job_id, job_id)
-            deadline = time.monotonic() + solve_timeout
+            job_limit = float(self._request(job_id).get('timeout') or math.inf)
+            grace = _WAIT_MARGIN if job_limit <= solve_timeout else 0.0
+            deadline = time.monotonic() + solve_timeout + grace
             with StatusLine(verbose) as line:
                 while True:
                     line.update(f'job {job_id}: solving')
@@ -247,6 +300,8 @@ class LocalBackend:
         if status == 'success':
             return self.job_info(job_id, extras=False)
         reason = self.failure_reason(job_id)
+        if self.failure_kind(job_id) == 'index_coverage':   # more telling than a timeout
+            raise IndexCoverageError(reason, **ids)
         if self.timed_out(job_id):
             raise SolveTimeoutError(f'The solve was stopped: {reason}', **ids)
         if reason.startswith('InvalidInputError: '):    # the image itself cannot be used
@@ -304,9 +359,13 @@ class LocalBackend:
         if error.exists():
             return error.read_text()
         result = local_jobs.read_result(job_dir) or {}
-        if result.get('timed_out'):
+        if result.get('timed_out') and not result.get('error_kind'):
             return f'the solver ran out of time ({self._request(job_id)["timeout"]:g} s)'
         return result.get('error') or 'no solution was found'
+
+    def failure_kind(self, job_id):
+        """``'index_coverage'`` when the index files could not solve the job's field."""
+        return (local_jobs.read_result(self._job_dir(job_id)) or {}).get('error_kind')
 
     def timed_out(self, job_id):
         """True when the solve was stopped by its time limit."""

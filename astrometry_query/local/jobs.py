@@ -122,7 +122,7 @@ def run_job(job_dir, *, image=None, sources=None, width=None, height=None, args=
         What is also written to ``result.json``: ``status`` ("success" or
         "failure"), ``calibration`` (nova's JSON, or None), ``width``,
         ``height``, ``elapsed``, ``timings``, ``attempts``, ``hints``,
-        ``timed_out``, ``error``, ``n_sources``, ``source_list``, ``input``,
+        ``timed_out``, ``error``, ``error_kind``, ``n_sources``, ``source_list``, ``input``,
         ``original_filename``.
 
     Raises
@@ -169,7 +169,7 @@ def record_result(job_dir, solved, *, error=None, image=None, sources=None, widt
     job_dir.mkdir(parents=True, exist_ok=True)
     result = {'status': 'failure', 'calibration': None, 'width': width or 0, 'height': height or 0,
               'elapsed': 0.0, 'timings': {}, 'attempts': [], 'hints': [], 'refit': None,
-              'timed_out': False, 'error': None, 'n_sources': 0,
+              'timed_out': False, 'error': None, 'error_kind': None, 'n_sources': 0,
               'source_list': sources is not None, 'input': input_name,
               'original_filename': original_filename or input_name, 'worker': None}
     if error is not None:
@@ -183,7 +183,7 @@ def record_result(job_dir, solved, *, error=None, image=None, sources=None, widt
         record = solved.to_dict()
         result.update({k: record[k] for k in ('calibration', 'width', 'height', 'timings',
                                               'attempts', 'hints', 'refit', 'timed_out', 'error',
-                                              'n_sources', 'worker')})
+                                              'error_kind', 'n_sources', 'worker')})
         result['status'] = 'success' if solved.solved else 'failure'
     if image is not None and input_name is None:
         try:

@@ -23,6 +23,7 @@ from astropy.io import fits
 
 from ..exceptions import InvalidInputError
 from ..hints import SolveHints, header_hints
+from ..index.coverage import check_field
 from ..images import open_image
 from ..results import calibration_from_wcs
 from ..sources import extract_sources
@@ -74,6 +75,9 @@ class SolveResult:
         The time limit stopped the search.
     error : str or None
         Why it did not solve.
+    error_kind : str or None
+        ``'index_coverage'`` when the installed index files cannot solve the
+        field (the error then says what to fetch), else None.
     work_dir : str or None
         Where the .axy, WCS, corr and rdls files are (None if temporary).
     files : dict
@@ -96,6 +100,7 @@ class SolveResult:
     refit: dict | None = None
     timed_out: bool = False
     error: str | None = None
+    error_kind: str | None = None
     work_dir: str | None = None
     files: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)
@@ -154,6 +159,19 @@ def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, fl
         if outcome.returncode and not outcome.timed_out:
             break       # the engine failed to run: a wider search would fail the same way
     return outcome, records, used
+
+
+def _without_uncovered(hints, coverage):
+    """The header hints minus the one the installed index files cannot serve
+    (its hinted search could not succeed; a wrong header must not stop the solve)."""
+    if hints is None:
+        return None
+    kept = SolveHints.from_dict(hints.to_dict())
+    if coverage.limit == 'scale':
+        kept.scale, kept.scale_source = {}, ''
+    else:
+        kept.position, kept.position_source = {}, ''
+    return kept or None
 
 
 def _engine_error(outcome):
@@ -240,6 +258,18 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         height, width = img.shape
         if from_header:
             hints = header_hints(img.header, img.shape, img.wcs()) or None
+    elif not (width and height):
+        raise InvalidInputError('width and height are needed with a source list.')
+    coverage = check_field(inst.index_files, int(width), int(height), settings, hints,
+                           index_dirs=inst.index_dirs, explicit_dirs=index_dir is not None)
+    if not coverage.ok:
+        if coverage.hard:       # no search can succeed: say so now, with the fix
+            return SolveResult(solved=False, width=int(width), height=int(height),
+                               error=coverage.message, error_kind='index_coverage',
+                               elapsed=time.perf_counter() - started,
+                               worker=f'{socket.gethostname()}:{os.getpid()}')
+        hints = _without_uncovered(hints, coverage)     # the header may be wrong: search on
+    if image is not None:
         downsample = settings.get('downsample_factor') or None
         table = extract_sources(img, fwhm=fwhm, detect_threshold=detect_threshold,
                                 downsample=min(int(downsample), 4) if downsample else None,
@@ -255,8 +285,6 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
             hasattr(sources, 'colnames') and 'flux' in sources.colnames) else None
         flux = None if flux is None else np.asarray(flux, float)
         good = None
-        if not (width and height):
-            raise InvalidInputError('width and height are needed with a source list.')
     width, height = int(width), int(height)
     result = SolveResult(solved=False, width=width, height=height, n_sources=len(x),
                          timings=timings, sources=extracted,
@@ -280,6 +308,10 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         result.timed_out = not solved and bool(result.attempts) and result.attempts[-1]['timed_out']
         if outcome is not None and not solved and outcome.returncode and not outcome.timed_out:
             result.error = _engine_error(outcome)
+        elif not solved and not coverage.ok:
+            result.error = (f'{coverage.reason} A search without those header hints found '
+                            f'nothing either. {coverage.fix}')
+            result.error_kind = 'index_coverage'
         elif not solved:
             result.error = ('the search was stopped by the time limit' if result.timed_out
                             else 'no solution was found: give scale and position hints, '

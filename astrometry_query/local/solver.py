@@ -23,7 +23,7 @@ from ..exceptions import LocalSolverNotFoundError
 
 __all__ = ['Installation', 'find_installation', 'solver_available', 'EngineOutcome',
            'run_engine', 'write_engine_config', 'kill_process_group', 'stop_all_engines',
-           'xy_columns',
+           'xy_columns', 'index_dirs', 'user_index_dir',
            'DEFAULT_INDEX_DIR', 'INSTALL_SOLVER', 'INSTALL_INDEXES']
 
 DEFAULT_INDEX_DIR = Path('/usr/share/astrometry')
@@ -69,6 +69,29 @@ class Installation:
     index_files: tuple[Path, ...]
 
 
+def user_index_dir():
+    """Where `~astrometry_query.index.download_indexes` and
+    `~astrometry_query.index.build_index` put index files by default
+    (astropy's cache directory + ``astrometry_query/indexes``); searched by
+    default beside the astrometry.net configuration's directories."""
+    from astropy.config import get_cache_dir
+    return Path(get_cache_dir()) / 'astrometry_query' / 'indexes'
+
+
+def index_dirs(value):
+    """Index directories from a setting: None or '' (the default), a path, a
+    string of several paths joined by ``os.pathsep`` (as ``conf.index_dir``
+    may hold), or a list of paths.  Returns a tuple of resolved Paths, or None."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    items = [value] if isinstance(value, (str, os.PathLike)) else list(value)
+    out = []
+    for item in items:
+        parts = item.split(os.pathsep) if isinstance(item, str) else [item]
+        out += [Path(p).expanduser().resolve() for p in parts if str(p).strip()]
+    return tuple(dict.fromkeys(out)) or None
+
+
 def _config_candidates(engine):
     # Debian reads /etc/astrometry.cfg; a source install reads <prefix>/etc.
     prefix_cfg = Path(engine).resolve().parent.parent / 'etc' / 'astrometry.cfg'
@@ -85,8 +108,9 @@ def _config_directives(config, name):
 
 
 @functools.lru_cache(maxsize=32)
-def _find(index_dirs, config, path_env):
-    # path_env is part of the cache key so that a changed PATH is seen.
+def _locate(config, path_env):
+    """(engine, config, the config's index directories); path_env is part of the
+    cache key so that a changed PATH is seen."""
     engine = shutil.which('astrometry-engine', path=path_env)
     if engine is None:
         raise LocalSolverNotFoundError(
@@ -99,22 +123,35 @@ def _find(index_dirs, config, path_env):
                                            'does not exist.')
     else:
         config = next((c for c in _config_candidates(engine) if c.is_file()), None)
-    if index_dirs is None:
-        found = _config_directives(config, 'add_path') if config else []
-        base = config.parent if config else Path.cwd()
-        index_dirs = tuple(dict.fromkeys(base / d for d in found)) or (DEFAULT_INDEX_DIR,)
-    files = tuple(sorted(f for d in index_dirs if d.is_dir() for f in d.glob('index-*.fits')
+    found = _config_directives(config, 'add_path') if config else []
+    base = config.parent if config else Path.cwd()
+    return engine, config, tuple(dict.fromkeys(base / d for d in found)) or (DEFAULT_INDEX_DIR,)
+
+
+def _stamp(directory):
+    try:
+        return directory.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=64)
+def _installation(engine, config, dirs, stamps, path_env):
+    # stamps (the directories' mtimes) are part of the key: a file added to a
+    # directory (a download, a build) is seen by the next solve in this process.
+    files = tuple(sorted(f for d in dirs if d.is_dir() for f in d.glob('index-*.fits')
                          if f.is_file()))
     if not files:
-        searched = ', '.join(str(d) for d in index_dirs)
+        searched = ', '.join(str(d) for d in dirs)
         raise LocalSolverNotFoundError(
             f'No astrometry.net index files (index-*.fits) were found in {searched}. '
-            f'Install the Tycho-2 index files with: {INSTALL_INDEXES} '
-            '(or pass index_dir= a directory holding index files).')
+            f'Install the Tycho-2 index files with: {INSTALL_INDEXES}, or fetch others with '
+            '`astrometry-query index download`, or pass index_dir= a directory holding '
+            'index files.')
     return Installation(engine=engine,
                         plot_constellations=shutil.which('plot-constellations', path=path_env),
                         query_starkd=shutil.which('query-starkd', path=path_env),
-                        config=config, index_dirs=tuple(index_dirs), index_files=files)
+                        config=config, index_dirs=dirs, index_files=files)
 
 
 def find_installation(index_dir=None, config=None):
@@ -123,8 +160,10 @@ def find_installation(index_dir=None, config=None):
     Parameters
     ----------
     index_dir : str, `~pathlib.Path` or list of them, optional
-        Directories holding ``index-*.fits`` files. Default: the ``add_path``
-        entries of the config file, else ``/usr/share/astrometry``.
+        Directories holding ``index-*.fits`` files (a string may join several
+        with ``os.pathsep``). Default: the ``add_path`` entries of the config
+        file, else ``/usr/share/astrometry``, and `user_index_dir` when it
+        holds index files.
     config : str or `~pathlib.Path`, optional
         astrometry.net config file. Default: ``/etc/astrometry.cfg`` if it
         exists (or the one under the solver's install prefix).
@@ -139,12 +178,15 @@ def find_installation(index_dir=None, config=None):
         When ``astrometry-engine`` or the index files are missing; the message says
         which ``apt-get install`` command fixes it.
     """
-    if index_dir is not None:
-        items = [index_dir] if isinstance(index_dir, (str, os.PathLike)) else list(index_dir)
-        index_dir = tuple(Path(d).expanduser().resolve() for d in items)
+    dirs = index_dirs(index_dir)
     if config is not None:
         config = str(Path(config).expanduser())
-    return _find(index_dir, config, os.environ.get('PATH', os.defpath))
+    path_env = os.environ.get('PATH', os.defpath)
+    engine, config, configured = _locate(config, path_env)
+    if dirs is None:
+        user = user_index_dir()
+        dirs = configured + ((user,) if user.is_dir() and any(user.glob('index-*.fits')) else ())
+    return _installation(engine, config, dirs, tuple(_stamp(d) for d in dirs), path_env)
 
 
 def solver_available(index_dir=None):

@@ -270,9 +270,25 @@ class NovaClient:
         payload = self._api('GET', ['jobs', int(job_id), 'info'], cache=cache, ids=ids)
         return Job.from_api(job_id, payload, submission_id)
 
+    def _failure(self, job_id):
+        """(message, kind) a server gave for a failed job (ours does; nova does not)."""
+        try:
+            payload = self._api('GET', ['jobs', int(job_id), 'info'], ids={'job_id': int(job_id)})
+        except Exception:       # the generic reason will do
+            return None, None
+        message = payload.get('error_message')
+        return (message if isinstance(message, str) and message else None,
+                payload.get('error_kind'))
+
     def failure_reason(self, job_id):
-        return ('the solver found no solution: give scale and position hints '
-                '(scale=(low, high) Quantities, center=SkyCoord, radius=...)')
+        message, _ = self._failure(job_id)
+        return message or ('the solver found no solution: give scale and position hints '
+                           '(scale=(low, high) Quantities, center=SkyCoord, radius=...)')
+
+    def failure_kind(self, job_id):
+        """``'index_coverage'`` when the server says its index files cannot
+        solve the field."""
+        return self._failure(job_id)[1]
 
     # -- results ------------------------------------------------------------
     def _result(self, job_id, what, key, *, cache=False, params=None):

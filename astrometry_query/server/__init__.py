@@ -55,6 +55,25 @@ class AccessLog:
                             status[0] if status else '-', 1000 * (time.perf_counter() - started))
 
 
+def _index_dirs(index_dir):
+    """The index directories as a list of str (None: the default), logged."""
+    from .. import conf
+    from ..local.solver import index_dirs
+    dirs = index_dirs(index_dir) or index_dirs(conf.index_dir)
+    try:
+        from ..index import installed_indexes
+        table = installed_indexes(dirs)
+        if len(table):
+            log.info('index files: %d in %s, quads %.3g-%.4g arcmin', len(table),
+                     ', '.join(table.meta['index_dirs']), float(table['quad_min'].min()),
+                     float(table['quad_max'].max()))
+        else:
+            log.warning('no index files in %s: solves will fail', ', '.join(table.meta['index_dirs']))
+    except Exception as exc:       # no solver here (e.g. solves on a Dask cluster)
+        log.warning('index files not listed: %s', exc)
+    return None if dirs is None else [str(d) for d in dirs]
+
+
 def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_timeout=10.0,
                index_dir=None, shutdown_timeout=None, executor='threads', dask_scheduler=None,
                max_upload=MAX_BODY, max_json=FORM_MEMORY, rate_limit=None,
@@ -74,7 +93,9 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
     fetch_timeout : float
         Inactivity timeout of url_upload downloads, seconds.
     index_dir : path or list of paths, optional
-        Index files to solve with (default: astrometry.net's configuration).
+        Directories of index files to solve with (a string may join several
+        with ``os.pathsep``); default ``conf.index_dir``, else astrometry.net's
+        configuration and the user's index directory.
     shutdown_timeout : float, optional
         How long shutdown waits for running solves (default: until they end).
     executor : {'threads', 'processes'}
@@ -104,6 +125,7 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
     """
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
+    index_dir = _index_dirs(index_dir)
     store = Store(data_dir / 'nova.sqlite3')
     solver, close_solver = make_executor(executor, workers, dask_scheduler)
     if dask_scheduler and not workers:

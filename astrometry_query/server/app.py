@@ -498,6 +498,15 @@ class NovaApp:
         if job['calibration'] is not None:
             out['calibration'] = {k: job['calibration'].get(k) for k in
                                   ('ra', 'dec', 'radius', 'pixscale', 'orientation', 'parity')}
+        if job['status'] == 'failure':
+            # Not in nova's answer (clients ignore extra keys): why it failed, so
+            # that a client can say what to do (e.g. which index files to fetch).
+            from ..local import jobs as local_jobs
+            result = await run_in_threadpool(local_jobs.read_result,
+                                             self.data_dir / 'jobs' / str(job['id']))
+            if result and result.get('error'):
+                out['error_message'] = result['error']
+                out['error_kind'] = result.get('error_kind')
         return nova_json(out)
 
     async def myjobs(self, request):
