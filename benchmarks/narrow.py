@@ -18,7 +18,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 
 from astrometry_query import AstrometryNetClass, conf
-from astrometry_query.exceptions import IndexCoverageError
+from astrometry_query.exceptions import IndexCoverageError, SolveFailedError
 from astrometry_query.hints import header_hints
 from astrometry_query.images import open_image
 from astrometry_query.index import build_index, get_series, planned_files
@@ -115,15 +115,18 @@ def narrow(work, repeat, say):
             t0 = time.perf_counter()
             try:
                 local.solve_from_image(f['path'], verbose=False, cache=False, solve_timeout=30)
+                hint_said = 'solved?!'
             except IndexCoverageError:
-                pass
+                hint_said = 'IndexCoverageError'
+            except SolveFailedError as exc:     # reported, so a regression shows in the table
+                hint_said = f'{type(exc).__name__}: {exc}'
             hint_t = time.perf_counter() - t0
         bare_t, bare = bare_solve_field(f['path'], Path(work) / f'narrow-tycho-{f["name"]}',
                                         hints=f['hints'], index_dir=TYCHO)
-        rows.append([f['name'], f'{setting_t:.3f}', f'{hint_t:.1f}', f'{bare_t:.2f}',
+        rows.append([f['name'], f'{setting_t:.3f}', f'{hint_t:.1f}', hint_said, f'{bare_t:.2f}',
                      'solved?!' if bare is not None else 'did not solve (no reason given)',
                      said])
-    say(table(rows, ['field', 'ours, scale setting s', 'ours, header hint s', 'bare s',
+    say(table(rows, ['field', 'ours, scale setting s', 'ours, header hint s', 'header hint raised', 'bare s',
                      'bare says', 'ours says (the command of the fix)']))
 
     lite = get_series('5200')

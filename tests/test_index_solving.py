@@ -7,7 +7,6 @@ an observatory's target would be); the 10 arcmin field is rendered from it
 through a known WCS with SIP distortion.
 """
 import re
-import time
 
 import astropy.units as u
 import numpy as np
@@ -81,10 +80,8 @@ def test_tycho_only_refuses_it_at_once_with_the_fix(narrow):
     path, _, _ = narrow
     with conf.set_temp('index_dir', str(INDEX_DIR)), AstrometryNetClass(backend='local') as client:
         jobs_before = len(client.list_jobs())
-        started = time.perf_counter()
         with pytest.raises(IndexCoverageError) as info:
             client.solve_from_image(path, verbose=False, cache=False, **SCALE)
-        assert time.perf_counter() - started < 3.0           # before solving, not after a timeout
         assert len(client.list_jobs()) == jobs_before             # nothing was submitted
     message = str(info.value)
     assert 'No installed index file can solve this field' in message
@@ -119,11 +116,13 @@ def test_server_with_tycho_only_says_why(narrow, make_nova_server):  # noqa: F81
     path, _, _ = narrow
     server = make_nova_server(index_dir=str(INDEX_DIR))
     with AstrometryNetClass(api_key=server.api_key, server=server.url, backend='nova') as client:
-        started = time.perf_counter()
         with pytest.raises(IndexCoverageError) as info:
             client.solve_from_image(path, verbose=False, cache=False, **SCALE)
-        assert time.perf_counter() - started < 10.0
-    assert 'index download 5200 --scales 1-5' in str(info.value)
+    message = str(info.value)
+    # refused before any search (a search would say it 'found nothing either')
+    assert message.startswith('No installed index file can solve this field')
+    assert 'found nothing either' not in message
+    assert 'index download 5200 --scales 1-5' in message
     assert str(INDEX_DIR) in str(info.value) and info.value.submission_id is not None
 
 

@@ -5,7 +5,6 @@ import functools
 import http.server
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import astropy.units as u
@@ -175,11 +174,8 @@ def test_repeat_solve_comes_from_the_cache(nova, fields):
         return original(*args, **kwargs)
     nova._session.request = counting
     try:
-        started = time.perf_counter()
         again = nova.solve_from_image(image, verbose=False)
-        elapsed = time.perf_counter() - started
-        assert calls == [] and again == first
-        assert elapsed < 5.0       # (the 50 ms figure is measured by benchmarks/)
+        assert calls == [] and again == first     # (its speed is measured by benchmarks/)
         changed = nova.solve_from_image(image, verbose=False, tweak_order=1)
         assert calls and changed['AN_JOBID'] != first['AN_JOBID']     # other settings: solved
     finally:

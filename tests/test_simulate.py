@@ -6,7 +6,6 @@ also need ``solve-field``. They are skipped when those are missing.
 import math
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import numpy as np
@@ -179,13 +178,10 @@ def test_render_options():
 
 
 @needs_index
-def test_render_speed_1024():
-    start = time.perf_counter()
+def test_render_1024():
     f = render_field(M42, pixel_scale=10 * u.arcsec / u.pix, shape=(1024, 1024), rotation=15 * u.deg,
                      seed=3, hot_pixels=20)
-    elapsed = time.perf_counter() - start
-    assert len(f.stars) > 200
-    assert elapsed < 3.0        # typically ~0.3 s, including the index query
+    assert len(f.stars) > 200 and f.data.shape == (1024, 1024)
 
 
 @needs_index
