@@ -158,6 +158,21 @@ def test_check_field_passes_what_tycho_solves():
     assert check_field(TYCHO, 600, 600, {}).ok              # no scale: a blind search decides
     degwidth = {'scale_units': 'degwidth', 'scale_lower': 0.1, 'scale_upper': 0.2}
     assert not check_field(TYCHO, 600, 600, degwidth).ok     # 6-12 arcmin wide
+    assert not cov.thin                                      # 60-100 arcmin: well served
+
+
+@needs_tycho
+def test_check_field_flags_a_field_only_larger_quads_reach():
+    # 14-18 arcmin: the engine may try the 22-30 arcmin quads of 4107 (its diagonal is 24
+    # arcmin), but a match needs stars near the corners: allowed, flagged for the error
+    edge = {'scale_units': 'arcsecperpix', 'scale_lower': 1.35, 'scale_upper': 1.65}
+    cov = check_field(TYCHO, 640, 600, edge)
+    assert cov.ok and cov.thin and [i.index_id for i in cov.usable] == [4107]
+    assert 'barely reach this field' in cov.reason and 'quads of 22-30 arcmin' in cov.reason
+    assert cov.command.startswith('astrometry-query index download 5200 --scales 2-6')
+    # 30 arcmin: 4107's quads fit inside it
+    fits_it = {'scale_units': 'arcsecperpix', 'scale_lower': 2.7, 'scale_upper': 3.3}
+    assert not check_field(TYCHO, 640, 600, fits_it).thin
 
 
 @needs_tycho

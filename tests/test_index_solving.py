@@ -146,3 +146,23 @@ def test_index_dir_may_name_several_directories(narrow):
         header = client.solve_from_image(path, verbose=False, cache=False, **SCALE)
         assert wcs_rms_error(field.wcs, header, field.data.shape) < WCS_LIMIT
         assert np.isfinite(header['CRVAL1'])
+
+
+def test_tycho_only_at_the_edge_says_why_it_failed(tmp_path):
+    """16 arcmin: the engine may try Tycho-2's 22 arcmin quads, so the search
+    runs; when it finds nothing the error says the files barely reach the
+    field, and what to fetch (not 'give scale hints': they were given)."""
+    target = SkyCoord(295.0, 8.0, unit='deg')
+    catalog = synthetic_catalog(target, 0.5 * u.deg, 4000, seed=3)
+    field = render_field(SkyCoord(295.1, 8.03, unit='deg'), pixel_scale=1.5 * u.arcsec / u.pix,
+                         shape=(640, 600), rotation=160 * u.deg, catalog=catalog,
+                         zeropoint=24.0, fwhm=2.8, seed=7)
+    path = field.writeto(tmp_path / 'edge.fits', truth='extension')
+    with conf.set_temp('index_dir', str(INDEX_DIR)), AstrometryNetClass(backend='local') as client:
+        with pytest.raises(IndexCoverageError) as info:
+            client.solve_from_image(path, verbose=False, cache=False, scale_units='arcsecperpix',
+                                    scale_lower=1.35, scale_upper=1.65, solve_timeout=60)
+    message = str(info.value)
+    assert 'barely reach this field' in message and 'The search found no match.' in message
+    assert 'index download 5200 --scales 2-6 --around 295.1000,+8.0300' in message
+    assert info.value.job_id is not None

@@ -41,6 +41,11 @@ class Coverage:
     ----------
     ok : bool
         Some installed index file can solve the field as described.
+    thin : bool
+        It can, but only with quads larger than the field's recommended range
+        (10-100 % of its size): a solve needs stars near its corners and
+        seldom succeeds.  ``reason`` and ``fix`` then say so, for the error
+        when the search fails.
     hard : bool
         The limit that fails comes from the user's settings (a search cannot
         succeed), not from header hints (which may be wrong).
@@ -57,6 +62,7 @@ class Coverage:
         The `~astrometry_query.index.installed.IndexInfo` of the files that qualify.
     """
     ok: bool = True
+    thin: bool = False
     hard: bool = False
     reason: str = ''
     fix: str = ''
@@ -251,12 +257,14 @@ def check_field(index_files, width, height, settings=None, hints=None, *, index_
         return Coverage(ok=False, hard=hard, reason=reason, fix=fix, command=command,
                         limit='scale', needed_scales=wanted)
     if position is None:
-        return Coverage(usable=usable)
+        return _thin(usable, wanted, destination, None, (pixels, span, scale_text, scale_from),
+                     where)
     ra, dec, radius, position_from, position_hard = position
     field_radius = math.hypot(width, height) / 2 * (high or low) / 3600.0
     here = [i for i in usable if covers(i, ra, dec, radius + field_radius)]
     if here:
-        return Coverage(usable=here)
+        return _thin(here, wanted, destination, (ra, dec, radius),
+                     (pixels, span, scale_text, scale_from), where)
     scales = sorted({i.scale for i in usable if i.scale is not None}) or wanted
     fix, command = fix_text(scales, (ra, dec), radius, destination)
     reason = (f'No installed index file covers this part of the sky: the field is within '
@@ -265,3 +273,22 @@ def check_field(index_files, width, height, settings=None, hints=None, *, index_
               f'stars elsewhere only.')
     return Coverage(ok=False, hard=position_hard and hard, reason=reason, fix=fix,
                     command=command, limit='position', needed_scales=scales)
+
+
+def _thin(usable, wanted, destination, position, described, where):
+    """Coverage of usable files, flagged thin when none has quads in the
+    recommended range of the field (the ``wanted`` scales)."""
+    if not wanted or any(i.scale in wanted for i in usable if i.scale is not None) or any(
+            i.scale is None and _overlaps(i, QUAD_SCALES[min(wanted)][0],
+                                          QUAD_SCALES[max(wanted)][1]) for i in usable):
+        return Coverage(usable=usable)
+    pixels, span, scale_text, scale_from = described
+    fix, command = fix_text(wanted, position[:2] if position else None,
+                            position[2] if position else None, destination)
+    reason = (f'The installed index files barely reach this field: at {scale_text} '
+              f'arcsec/pixel (from {scale_from}) its {pixels} span {span}, and the index '
+              f'files in {where} that could serve it have quads of {describe_scales(usable)}, '
+              f'as large as the field or larger, so a match needs catalogue stars near its '
+              f'corners.')
+    return Coverage(thin=True, reason=reason, fix=fix, command=command, limit='scale',
+                    needed_scales=wanted, usable=usable)

@@ -312,6 +312,11 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
             result.error = (f'{coverage.reason} A search without those header hints found '
                             f'nothing either. {coverage.fix}')
             result.error_kind = 'index_coverage'
+        elif not solved and coverage.thin:     # more telling than 'no match' or a timeout
+            result.error = (f'{coverage.reason} The search found no match'
+                            f'{" within the time limit" if result.timed_out else ""}. '
+                            f'{coverage.fix}')
+            result.error_kind = 'index_coverage'
         elif not solved:
             result.error = ('the search was stopped by the time limit' if result.timed_out
                             else 'no solution was found: give scale and position hints, '
