@@ -5,6 +5,7 @@ Errors raised after something was submitted carry ``submission_id`` (and
 ``AstrometryNet.wait(submission_id)`` instead of submitting again.
 """
 import builtins
+import re
 
 from astroquery.exceptions import TimeoutError as _AstroqueryTimeoutError
 
@@ -115,7 +116,16 @@ class IndexCoverageError(SolveFailedError):
     def __init__(self, message, *, submission_id=None, job_id=None, command='',
                  needed_scales=()):
         super().__init__(message, submission_id=submission_id, job_id=job_id)
-        self.command = command
+        # A failure reported by a job (local or over the wire) has only its
+        # text: the command is its indented line, the scales its --scales.
+        found = re.search(r'^ {4}((?:astrometry-query index download|sudo apt-get install) .+)$',
+                          str(message), re.MULTILINE)
+        self.command = command or (found.group(1).strip() if found else '')
+        if not needed_scales and found:
+            scales = re.search(r'--scales (\d+)(?:-(\d+))?', found.group(1))
+            if scales:
+                low = int(scales.group(1))
+                needed_scales = range(low, int(scales.group(2) or low) + 1)
         self.needed_scales = list(needed_scales)
 
 

@@ -123,6 +123,7 @@ def test_server_with_tycho_only_says_why(narrow, make_nova_server):  # noqa: F81
     assert message.startswith('No installed index file can solve this field')
     assert 'found nothing either' not in message
     assert 'index download 5200 --scales 1-5' in message
+    assert info.value.command.startswith('astrometry-query index download 5200 --scales 1-5')
     assert str(INDEX_DIR) in str(info.value) and info.value.submission_id is not None
 
 
@@ -166,3 +167,5 @@ def test_tycho_only_at_the_edge_says_why_it_failed(tmp_path):
     assert 'barely reach this field' in message and 'The search found no match.' in message
     assert 'index download 5200 --scales 2-6 --around 295.1000,+8.0300' in message
     assert info.value.job_id is not None
+    assert info.value.command.startswith('astrometry-query index download 5200 --scales 2-6')
+    assert info.value.needed_scales == [2, 3, 4, 5, 6]
