@@ -10,7 +10,6 @@ import contextlib
 import gzip
 import os
 import re
-import shutil
 import subprocess
 import warnings
 from pathlib import Path
@@ -23,9 +22,9 @@ from ..exceptions import AstrometryNetError, InvalidInputError, LocalSolverNotFo
 from .solver import INSTALL_SOLVER, find_installation, xy_columns
 
 __all__ = ['objects_in_field', 'annotations', 'annotated_png', 'new_fits', 'image_rd',
-           'image_format', 'read_image']
+           'image_format', 'read_image', 'display_levels']
 
-_NETPBM = {'png': 'pngtopnm', 'jpeg': 'jpegtopnm', 'gif': 'giftopnm'}
+_PICTURES = ('png', 'jpeg', 'gif')
 _MAGIC = ((b'\x89PNG', 'png'), (b'\xff\xd8', 'jpeg'), (b'GIF8', 'gif'), (b'SIMPLE  =', 'fits'))
 # Cards that describe a file's structure, never copied from wcs.fits.
 _STRUCTURAL = {'SIMPLE', 'BITPIX', 'NAXIS', 'EXTEND', 'XTENSION', 'PCOUNT', 'GCOUNT', 'END', 'DATE'}
@@ -177,24 +176,36 @@ def image_format(path):
     return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
 
 
-def _read_pnm(data):
-    """Array of a binary PGM/PPM (P5/P6): (H, W) or (H, W, 3)."""
-    m = re.match(rb'(P[56])(?:\s+|#[^\n]*\n)+(\d+)(?:\s+|#[^\n]*\n)+(\d+)'
-                 rb'(?:\s+|#[^\n]*\n)+(\d+)\s', data)
-    if not m:
-        raise InvalidInputError('Unreadable or unsupported PNM data from the image converter.')
-    width, height, maxval = (int(g) for g in m.groups()[1:])
-    shape = (height, width, 3) if m.group(1) == b'P6' else (height, width)
-    dtype = np.dtype('>u2') if maxval > 255 else np.uint8
-    return np.frombuffer(data, dtype=dtype, count=int(np.prod(shape)), offset=m.end()).reshape(shape)
+def _read_picture(path):
+    """A PNG, JPEG or GIF decoded with Pillow: (H, W) grey levels or (H, W, 3) RGB.
+
+    Row 0 is the top row, as ``solve-field`` numbers pixels; no EXIF rotation
+    is applied (the solver applies none).  Grey (also palette) pictures come
+    back 2-D, 16-bit ones as uint16; alpha is dropped; a multi-frame GIF
+    gives its first frame.
+    """
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as im:
+            if im.mode in ('1', 'L', 'LA', 'La'):
+                im = im.convert('L')
+            elif not (im.mode.startswith('I') or im.mode == 'F'):    # 16/32-bit grey kept
+                im = im.convert('RGB')
+            pixels = np.array(im)
+    except (OSError, ValueError, UnidentifiedImageError) as exc:
+        raise InvalidInputError(f'{path} cannot be decoded as a picture ({exc}).') from None
+    if pixels.ndim == 3 and np.array_equal(pixels[..., 0], pixels[..., 1]) \
+            and np.array_equal(pixels[..., 1], pixels[..., 2]):
+        pixels = pixels[..., 0].copy()     # grey levels stored as colour (e.g. a GIF palette)
+    return pixels
 
 
 def read_image(path):
     """The pixels of an image as an (H, W) or (H, W, 3) array; row 0 is y=1.
 
     FITS: the first HDU with at least 2-D data (its first plane). PNG, JPEG
-    and GIF: decoded with netpbm (``pngtopnm``... installed with
-    astrometry.net), top row first, as ``solve-field`` numbers their pixels.
+    and GIF: decoded with Pillow, top row first, as ``solve-field`` numbers
+    their pixels.
     """
     kind = image_format(path)
     if kind == 'fits':
@@ -206,36 +217,36 @@ def read_image(path):
                         data = data[0]
                     return np.array(data)   # a copy: the file is closed on return
         raise InvalidInputError(f'{path} has no image HDU with 2-D data.')
-    if kind in _NETPBM:
-        exe = shutil.which(_NETPBM[kind])
-        if exe is None:
-            raise InvalidInputError(f'Reading a {kind.upper()} image needs {_NETPBM[kind]} '
-                                    '(sudo apt-get install netpbm).')
-        return _read_pnm(_run([exe, str(path)]).stdout)
+    if kind in _PICTURES:
+        return _read_picture(path)
     raise InvalidInputError(f'{path} is not a FITS, PNG, JPEG or GIF image.')
 
 
-def _stretch(data):
-    """8-bit asinh stretch between robust limits; NaN-safe."""
-    data = np.asarray(data, dtype=float)
-    finite = data[np.isfinite(data)]
-    if finite.size == 0:
+def display_levels(data):
+    """8-bit grey levels of an image for display: NaN-safe (NaN is black), the sky dark.
+
+    The range is `~astrometry_query.plotting.display_interval` (ZScale's
+    lower limit to the 99.8th percentile) under an asinh stretch, both from
+    `astropy.visualization`, as in the package's plots.
+    """
+    from astropy.visualization import AsinhStretch
+
+    from ..plotting import display_interval
+    data = np.asarray(data, dtype=np.float32)
+    good = np.isfinite(data)
+    if not good.any():
         return np.zeros(data.shape, np.uint8)
-    sample = finite[::max(1, finite.size // 1_000_000)]   # percentiles on <= 1e6 pixels
-    lo, hi = np.percentile(sample, [0.5, 99.8])
-    if hi <= lo:
-        hi = lo + 1.0
-    scaled = np.clip((np.nan_to_num(data, nan=lo) - lo) / (hi - lo), 0.0, 1.0)
-    return np.round(255.0 * np.arcsinh(10.0 * scaled) / np.arcsinh(10.0)).astype(np.uint8)
+    levels = display_interval(data)(data, clip=True)
+    AsinhStretch(0.1)(levels, clip=True, out=levels)
+    levels[~good] = 0.0
+    return np.round(levels * 255.0).astype(np.uint8)
 
 
 def _write_ppm(path, pixels):
-    if pixels.ndim == 2:
-        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
-    height, width = pixels.shape[:2]
-    with open(path, 'wb') as f:
-        f.write(f'P6\n{width} {height}\n255\n'.encode('ascii'))
-        f.write(np.ascontiguousarray(pixels, dtype=np.uint8).tobytes())
+    """plot-constellations reads its background as a binary PPM (P6)."""
+    from PIL import Image
+    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).convert('RGB').save(
+        path, format='PPM')
 
 
 @contextlib.contextmanager
@@ -264,9 +275,10 @@ def annotated_png(wcs_path, out_path, *, image_path=None, width=None, height=Non
     wcs_path, out_path : str or `~pathlib.Path`
         The solver's ``wcs.fits``, and the PNG to write.
     image_path : str or `~pathlib.Path`, optional
-        The solved image (FITS, PNG, JPEG, GIF), drawn underneath with an
-        asinh stretch (FITS) or as is. Without it, or when it cannot be read
-        (e.g. a source list), the overlay is drawn on a black canvas.
+        The solved image (FITS, PNG, JPEG, GIF), drawn underneath: data
+        (FITS, 16-bit pictures) through `display_levels`, 8-bit pictures as
+        they are. Without it, or when it cannot be read (e.g. a source
+        list), the overlay is drawn on a black canvas.
     width, height : int, optional
         Canvas size; default IMAGEW/IMAGEH of the WCS.
 
@@ -283,8 +295,8 @@ def annotated_png(wcs_path, out_path, *, image_path=None, width=None, height=Non
     except (OSError, ValueError, AstrometryNetError):
         pixels = None   # not an image (e.g. a FITS table): a black canvas
     if pixels is not None:
-        if pixels.ndim == 2 or pixels.dtype != np.uint8:
-            pixels = _stretch(pixels)
+        if pixels.dtype != np.uint8 or image_format(image_path) == 'fits':
+            pixels = display_levels(pixels if pixels.ndim == 2 else pixels.mean(axis=2))
         _write_ppm(ppm, pixels)
         cmd += ['-i', str(ppm)]
     else:
@@ -323,7 +335,7 @@ def new_fits(image_path, wcs_header, out_path):
     The image's own WCS cards are replaced by the solution's (TAN-SIP); the
     data are written unchanged (no rescaling of BZERO/BSCALE). The WCS goes
     into the HDU holding the image (the first with 2-D data). PNG, JPEG and
-    GIF images are first decoded with netpbm into a grey-level FITS image
+    GIF images are first decoded with Pillow into a grey-level FITS image
     whose row 0 is the top row, as ``solve-field`` numbers their pixels.
 
     Parameters
