@@ -1,0 +1,396 @@
+"""``astrometry-query solve IMAGE...`` and ``astrometry-query demo``."""
+import argparse
+import contextlib
+import glob
+import os
+import re
+import time
+from importlib.resources import files
+from pathlib import Path
+
+import astropy.units as u
+
+from ..exceptions import AstrometryNetError, InvalidInputError, InvalidSettingError
+from ._common import (EXIT_INTERRUPTED, EXIT_OK, EXIT_UNSOLVED, UsageError, add_client_options,
+                      add_command, dec_degrees, echo, fmt, format_table, make_client, message,
+                      positive_float, positive_int, print_json, ra_degrees, radius_degrees, short,
+                      warn)
+
+__all__ = ['add_parsers', 'example_image_path', 'expand_images', 'wcs_path_for']
+
+_SOLVE_EXAMPLES = [
+    'astrometry-query solve m42.fits                       # offline, WCS in m42.wcs',
+    'astrometry-query solve night/*.fits --output-dir wcs/ # many images, a progress bar',
+    "astrometry-query solve 'night/**/*.fit' --json -q     # quoted glob, JSON Lines on stdout",
+    'astrometry-query solve m42.fits --scale-low 8 --scale-high 10 --ra 05:35:17 --dec -05:23:28 \\',
+    '                                --radius 2            # hints make a solve fast',
+    'astrometry-query solve m42.fits --server http://127.0.0.1:8080   # through a nova server',
+    'astrometry-query solve night/*.fits --journal night.jsonl        # rerun to resume',
+]
+_DEMO_EXAMPLES = ['astrometry-query demo', 'astrometry-query demo -o /tmp/example.wcs --json']
+
+#: Image suffixes dropped to name the WCS file (m42.fits.gz -> m42.wcs).
+_IMAGE_SUFFIXES = ('.fits', '.fit', '.fts', '.fz', '.png', '.jpg', '.jpeg', '.gif', '.tif',
+                   '.tiff', '.pnm', '.ppm', '.pgm')
+_COMPRESSIONS = ('.gz', '.bz2', '.xz', '.z')
+#: Solve settings -> the options that set them (for error messages).
+_OPTION_OF = {'scale_lower': '--scale-low', 'scale_upper': '--scale-high',
+              'scale_units': '--scale-units', 'scale_type': '--scale-low/--scale-high',
+              'center_ra': '--ra', 'center_dec': '--dec', 'radius': '--radius',
+              'center': '--ra/--dec'}
+
+
+def example_image_path():
+    """Path of the bundled example image (a synthetic field near M42)."""
+    return Path(str(files('astrometry_query') / 'data' / 'example.fits'))
+
+
+# -- the parser ------------------------------------------------------------------------------
+def _add_output_options(parser, several=True):
+    group = parser.add_argument_group('output')
+    group.add_argument('-o', '--output', metavar='FILE',
+                       help='where to write the WCS (FITS header) of a single image' if several
+                       else 'where to write the WCS (default example.wcs)')
+    if several:
+        group.add_argument('--output-dir', metavar='DIR',
+                           help='write each WCS there (created if needed), named after its '
+                                'image (m42.fits -> DIR/m42.wcs); default: next to each image')
+    group.add_argument('--json', action='store_true',
+                       help='print one JSON object per image on stdout (JSON Lines) instead of '
+                            'the summary: input, status, ra, dec (deg), pixscale (arcsec/pix), '
+                            'orientation (deg), parity, job_id, submission_id, error, elapsed, wcs')
+    group.add_argument('-q', '--quiet', action='store_true',
+                       help='no progress bar, status line or log messages')
+    group.add_argument('--timeout', type=positive_float, metavar='SECONDS',
+                       help='give up on an image after this long (default conf.solve_timeout)')
+    return group
+
+
+def add_parsers(sub):
+    solve = add_command(
+        sub, 'solve', help='plate-solve images and write their WCS',
+        description='Plate-solve images (FITS, PNG, JPEG) and write the WCS of each as a FITS '
+                    'header file. With several images they are solved at once, with a progress '
+                    'bar and a summary table at the end.',
+        examples=_SOLVE_EXAMPLES)
+    solve.add_argument('images', nargs='+', metavar='IMAGE',
+                       help='image files or glob patterns (night/*.fits, quoted or not: '
+                            'patterns are expanded here too, with ** for subdirectories)')
+    _add_output_options(solve)
+    hints = solve.add_argument_group('hints (optional; read from the FITS header too)')
+    hints.add_argument('--scale-low', type=positive_float, metavar='SCALE',
+                       help='lower bound of the image scale, in --scale-units')
+    hints.add_argument('--scale-high', type=positive_float, metavar='SCALE',
+                       help='upper bound of the image scale, in --scale-units')
+    hints.add_argument('--scale-units', default=None,
+                       choices=('arcsecperpix', 'arcminwidth', 'degwidth', 'focalmm'),
+                       help='units of the scale bounds (default arcsecperpix)')
+    hints.add_argument('--ra', type=ra_degrees, metavar='RA',
+                       help='RA of the field centre: degrees (83.82) or hours (05:35:17)')
+    hints.add_argument('--dec', type=dec_degrees, metavar='DEC',
+                       help='Dec of the field centre: degrees (-5.39) or -05:23:28')
+    hints.add_argument('--radius', type=radius_degrees, metavar='DEG',
+                       help="how far the true centre may be from --ra/--dec: degrees, or e.g. "
+                            "'30 arcmin' (default 5)")
+    where = add_client_options(solve)
+    where.add_argument('--index-dir', action='append', metavar='DIR',
+                       help='local backend: directory of index files (repeat for several; '
+                            'default conf.index_dir, else /etc/astrometry.cfg)')
+    batch = solve.add_argument_group('several images')
+    batch.add_argument('--workers', type=positive_int, metavar='N',
+                       help='solves (local) or uploads (nova) at once (default: the cores; '
+                            'nova: 2 for nova.astrometry.net, 8 for other servers)')
+    batch.add_argument('--journal', metavar='FILE',
+                       help='record the batch there as it goes; the same command run again '
+                            'resumes it without submitting anything twice')
+    solve.set_defaults(func=run_solve)
+
+    demo = add_command(sub, 'demo', help='solve the bundled example image offline',
+                       description='Solve the bundled example image (a synthetic field near '
+                                   'M42) with the local astrometry.net, and write its WCS.',
+                       examples=_DEMO_EXAMPLES)
+    _add_output_options(demo, several=False)
+    demo.set_defaults(func=run_demo)
+    return solve, demo
+
+
+# -- inputs and outputs ------------------------------------------------------------------------
+def expand_images(patterns):
+    """Paths of the images named by files and glob patterns, in order, each once.
+
+    Raises `InvalidInputError` for a missing file, a directory, or a pattern
+    that matches nothing.
+    """
+    found = []
+    for pattern in patterns:
+        text = os.path.expanduser(pattern)
+        path = Path(text)
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            raise InvalidInputError(f'IMAGE: {pattern!r} is a directory; give the images in it, '
+                                    f"e.g. '{pattern.rstrip('/')}/*.fits'")
+        elif re.search(r'[*?[]', text):
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not matches:
+                raise InvalidInputError(f'IMAGE: no file matches {pattern!r}')
+            found += matches
+        else:
+            raise InvalidInputError(f'IMAGE: no such file: {pattern!r}')
+    unique = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
+
+
+def wcs_path_for(image, output_dir=None):
+    """Where the WCS of an image goes: m42.fits(.gz) -> m42.wcs, beside it or in ``output_dir``."""
+    name = image.name
+    lower = name.lower()
+    for suffix in _COMPRESSIONS:
+        if lower.endswith(suffix):
+            name, lower = name[:-len(suffix)], lower[:-len(suffix)]
+            break
+    for suffix in _IMAGE_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            name = name[:-len(suffix)]
+            break
+    else:
+        name = Path(name).stem or name
+    return (Path(output_dir) if output_dir is not None else image.parent) / f'{name}.wcs'
+
+
+def _output_paths(images, args):
+    if args.output and len(images) > 1:
+        raise UsageError(f'argument -o/--output: names one file, but {len(images)} images were '
+                         'given; use --output-dir')
+    if args.output and getattr(args, 'output_dir', None):
+        raise UsageError('argument -o/--output: not allowed with --output-dir')
+    if args.output:
+        outputs = [Path(args.output).expanduser()]
+    else:
+        folder = getattr(args, 'output_dir', None)
+        if folder is not None:
+            folder = Path(folder).expanduser()
+            if folder.exists() and not folder.is_dir():
+                raise UsageError(f'argument --output-dir: {str(folder)!r} is not a directory')
+            folder.mkdir(parents=True, exist_ok=True)
+        outputs = [wcs_path_for(image, folder) for image in images]
+    seen = {}
+    inputs = {image.resolve() for image in images}
+    for image, out in zip(images, outputs):
+        key = out.resolve()
+        if key in inputs:
+            raise UsageError(f'the WCS of {str(image)!r} would replace an input image ({out})')
+        if key in seen:
+            raise UsageError(f'{str(seen[key])!r} and {str(image)!r} would both write {out}; '
+                             'solve them in separate runs or rename one')
+        seen[key] = image
+    option = '-o/--output' if args.output else '--output-dir' if getattr(
+        args, 'output_dir', None) else 'IMAGE'
+    for folder in {out.parent for out in outputs}:
+        if not folder.is_dir():
+            raise UsageError(f'argument {option}: no such directory: {str(folder)!r}')
+        if not os.access(folder, os.W_OK):
+            raise UsageError(f'argument {option}: cannot write in {str(folder)!r}')
+    return outputs
+
+
+def _settings(args):
+    """The solve settings of the hint options, checked (errors name the option)."""
+    from ..settings import normalize_settings
+    settings = {}
+    if args.scale_low is not None or args.scale_high is not None:
+        settings.update(scale_units=args.scale_units or 'arcsecperpix',
+                        scale_lower=args.scale_low, scale_upper=args.scale_high)
+    elif args.scale_units is not None:
+        raise UsageError('argument --scale-units: needs --scale-low and/or --scale-high')
+    if (args.ra is None) != (args.dec is None):
+        raise UsageError(f'argument {"--dec" if args.dec is None else "--ra"}: needed with '
+                         f'{"--ra" if args.dec is None else "--dec"} (give the centre as both)')
+    if args.ra is not None:
+        settings.update(center_ra=args.ra, center_dec=args.dec, radius=args.radius)
+    elif args.radius is not None:
+        raise UsageError('argument --radius: needs --ra and --dec')
+    settings = {k: v for k, v in settings.items() if v is not None}
+    try:
+        normalize_settings(settings)
+    except InvalidSettingError as exc:
+        option = _OPTION_OF.get(exc.setting)
+        if option is None:
+            raise
+        raise InvalidSettingError(f'argument {option}: {exc.message}', setting=exc.setting,
+                                  allowed=exc.allowed) from None
+    return settings
+
+
+@contextlib.contextmanager
+def _quiet_log(quiet):
+    """Only warnings from the library's log (its INFO lines go to stdout)."""
+    from astroquery import log
+    level = log.level
+    if quiet:
+        log.setLevel('WARNING')
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+@contextlib.contextmanager
+def _index_dirs(dirs):
+    from .. import conf
+    if not dirs:
+        yield
+        return
+    for folder in dirs:
+        if not Path(folder).expanduser().is_dir():
+            raise UsageError(f'argument --index-dir: no such directory: {folder!r}')
+    with conf.set_temp('index_dir', os.pathsep.join(str(Path(d).expanduser()) for d in dirs)):
+        yield
+
+
+# -- records and summaries -------------------------------------------------------------------
+def _record(label, status, *, header=None, error='', elapsed=0.0, wcs=None, job_id=None,
+            submission_id=None, calibration=None):
+    """One image's result, as printed with --json."""
+    record = {'input': str(label), 'status': status, 'ra': None, 'dec': None, 'pixscale': None,
+              'orientation': None, 'parity': None, 'job_id': job_id,
+              'submission_id': submission_id, 'error': error or '',
+              'elapsed': round(float(elapsed), 3), 'wcs': None if wcs is None else str(wcs)}
+    if header is not None:
+        from ..results import calibration_from_wcs
+        cal = calibration or calibration_from_wcs(header)
+        record.update({k: cal[k] for k in ('ra', 'dec', 'pixscale', 'orientation', 'parity')})
+        record['job_id'] = header.get('AN_JOBID', job_id)
+        record['submission_id'] = header.get('AN_SUBID', submission_id)
+    return record
+
+
+def _summary(client, header, output):
+    """The detailed summary of one solved image (from its WCS, as the JSON record)."""
+    from ..results import Calibration, calibration_from_wcs
+    cal = Calibration.from_api(calibration_from_wcs(header))
+    center = cal.center
+    lines = [
+        f"Solved: job {header.get('AN_JOBID')} ({client.backend.name} backend)",
+        f"  centre      RA {center.ra.to_string(u.hourangle, sep=':', precision=2)}  "
+        f"Dec {center.dec.to_string(u.deg, sep=':', precision=1, alwayssign=True)}  "
+        f"({center.ra.deg:.5f}, {center.dec.deg:+.5f}) deg",
+        f"  pixel scale {cal.pixscale.to_value(u.arcsec / u.pix):.4f} arcsec/pixel",
+        f"  field       {cal.width.to_value(u.arcmin):.2f} x {cal.height.to_value(u.arcmin):.2f} "
+        f"arcmin" if cal.width is not None else '',
+        f"  orientation {cal.orientation.to_value(u.deg):.2f} deg (up is that many degrees E of N), "
+        f"parity {cal.parity:+.0f}",
+        f"  WCS written to {output}",
+    ]
+    return '\n'.join(line for line in lines if line)
+
+
+_TABLE_HEADERS = ('image', 'status', 'RA (deg)', 'Dec (deg)', 'scale ("/px)', 'orientation',
+                  'job', 'error')
+_RIGHT = ('RA (deg)', 'Dec (deg)', 'scale ("/px)', 'orientation', 'job')
+
+
+def batch_table(records):
+    """The summary table of several images (one row each)."""
+    rows = [[r['input'], r['status'], fmt(r['ra'], '.5f'), fmt(r['dec'], '+.5f'),
+             fmt(r['pixscale'], '.3f'), fmt(r['orientation'], '.2f'), fmt(r['job_id']),
+             short(r['error'])] for r in records]
+    return format_table(_TABLE_HEADERS, rows, right=_RIGHT)
+
+
+def _print_batch_summary(records, elapsed, where, total):
+    echo(batch_table(records))
+    solved = sum(r['status'] == 'success' for r in records)
+    echo(f'\n{solved} of {total} images solved in {elapsed:.1f} s; WCS files {where}.')
+    cut = [r for r in records if r['error'] and short(r['error']) != r['error'].strip()]
+    if cut:
+        echo('\nErrors in full:')
+        for r in cut:
+            echo(f"  {r['input']}: {r['error'].strip()}")
+
+
+# -- running ----------------------------------------------------------------------------------
+def _solve_one(client, image, output, args, settings):
+    started = time.monotonic()
+    try:
+        header = client.solve_from_image(image, solve_timeout=args.timeout,
+                                         verbose=not (args.quiet or args.json), **settings)
+    except AstrometryNetError as exc:
+        if args.json:
+            print_json(_record(image, 'failure', error=f'{type(exc).__name__}: {message(exc)}',
+                               elapsed=time.monotonic() - started, job_id=exc.job_id,
+                               submission_id=exc.submission_id))
+        raise
+    header.tofile(output, overwrite=True)
+    if args.json:
+        print_json(_record(image, 'success', header=header, wcs=output,
+                           elapsed=time.monotonic() - started))
+    else:
+        echo(_summary(client, header, output))
+    return EXIT_OK
+
+
+def _solve_many(client, images, outputs, args, settings):
+    started = time.monotonic()
+    where = dict(zip((str(i) for i in images), outputs))
+    stream = client.solve_many([str(i) for i in images], as_completed=True,
+                               verbose=not args.quiet, solve_timeout=args.timeout,
+                               max_concurrency=args.workers, journal=args.journal, **settings)
+    records, interrupted = {}, False
+    try:
+        for row in stream:
+            output = None
+            if row['header'] is not None:
+                output = where[row['input']]
+                row['header'].tofile(output, overwrite=True)
+            records[row['index']] = _record(
+                row['input'], row['status'], header=row['header'], error=row['error'],
+                elapsed=row['elapsed'], wcs=output, job_id=row['job_id'],
+                submission_id=row['submission_id'],
+                calibration=None if row['header'] is None else {
+                    k: row[k] for k in ('ra', 'dec', 'pixscale', 'orientation', 'parity')})
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        stream.close()
+    ordered = [records[i] for i in sorted(records)]
+    if args.json:
+        for record in ordered:
+            print_json(record)
+    else:
+        folder = getattr(args, 'output_dir', None)
+        _print_batch_summary(ordered, time.monotonic() - started,
+                             f'in {folder}' if folder else 'next to the images', len(images))
+    if interrupted:
+        again = ('run the same command again to resume' if args.journal
+                 else 'add --journal FILE to make a batch resumable')
+        warn(f'interrupted after {len(ordered)} of {len(images)} images; {again}.')
+        return EXIT_INTERRUPTED
+    return EXIT_OK if all(r['status'] == 'success' for r in ordered) else EXIT_UNSOLVED
+
+
+def run_solve(args, backend=None):
+    """``solve``: returns the exit status."""
+    settings = _settings(args)
+    images = expand_images(args.images)
+    outputs = _output_paths(images, args)
+    with _quiet_log(args.quiet or args.json), _index_dirs(getattr(args, 'index_dir', None)), \
+            make_client(args, backend=backend) as client:
+        if len(images) == 1 and not args.journal:
+            return _solve_one(client, images[0], outputs[0], args, settings)
+        return _solve_many(client, images, outputs, args, settings)
+
+
+def run_demo(args):
+    """``demo``: solve the bundled example offline."""
+    image = example_image_path()
+    demo = argparse.Namespace(
+        images=[str(image)], output=args.output or 'example.wcs', output_dir=None, json=args.json,
+        quiet=args.quiet, timeout=args.timeout, scale_low=None, scale_high=None,
+        scale_units=None, ra=None, dec=None, radius=None, server=None, api_key=None,
+        workers=None, journal=None, index_dir=None)
+    if not (args.quiet or args.json):
+        echo(f'Solving the bundled example image {image} offline with astrometry-engine ...')
+    return run_solve(demo, backend='local')
