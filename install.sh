@@ -5,8 +5,8 @@
 #   bash install.sh            # install, then solve the example
 #   bash install.sh --no-demo  # install only
 #
-# 1. Debian's astrometry.net and the Tycho-2 index files (apt-get; sudo when
-#    not root; skipped when already installed).
+# 1. Debian's astrometry.net and the Tycho-2 index files, and chromium for the
+#    web page tests (apt-get; sudo when not root; skipped when installed).
 # 2. This package with its test dependencies into the active virtual or conda
 #    environment, or, when none is active, into ./.venv (created here).
 #    Never into the system Python.  test.sh uses the same environment.
@@ -28,6 +28,12 @@ if [ -n "$missing" ]; then
   echo "Installing Debian packages:$missing"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing
+fi
+# Debian's chromium, for the tests of the server's web pages (Ubuntu has it
+# only as a snap: those tests then skip, saying why).
+if ! dpkg -s chromium >/dev/null 2>&1 && apt-cache show chromium 2>/dev/null | grep -q '^Filename:'; then
+  echo "Installing Debian's chromium (for the web page tests)"
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium
 fi
 
 if [ ! -x "$PY" ]; then

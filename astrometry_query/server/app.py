@@ -299,6 +299,8 @@ class NovaApp:
         self.store, self.pool = pool.store, pool
         self.api_keys = [k.encode('utf-8') for k in api_keys]
         self.changes = ChangeFeed()
+        from .web import WebPages       # late: web imports this module
+        self.web = WebPages(self)
 
     async def _long_poll(self, request, read, settled):
         """``read()`` once, then again on each change until ``settled(answer)``,
@@ -378,6 +380,22 @@ class NovaApp:
         data, user = await self.authed(form)
         if self.limiter is not None:
             self.limiter.check(user)
+        return nova_json(await self.create_submission(data, user, files, url_upload))
+
+    async def create_submission(self, data, user, files, url_upload=False):
+        """Check submission arguments and store a new submission of ``user``: the
+        shared path of /api/upload, /api/url_upload and the web form.
+
+        Returns
+        -------
+        dict
+            nova's success JSON (``status``, ``subid``, and ``hash`` for stored bytes).
+
+        Raises
+        ------
+        ApiError
+            With the message nova's clients read, for any argument refused.
+        """
         xy = 'x' in data and 'y' in data
         if xy:
             try:
@@ -423,7 +441,7 @@ class NovaApp:
         out = {'status': 'success', 'subid': sub_id}
         if kw.get('hash'):
             out['hash'] = kw['hash']
-        return nova_json(out)
+        return out
 
     async def submission(self, request):
         sub_id = _path_id(request)
@@ -574,9 +592,7 @@ class NovaApp:
 
     async def home(self, request):
         if request.method in ('GET', 'HEAD'):    # also /ask_human, the gate's target
-            return _page(200, 'astrometry_query nova-compatible server',
-                         '<p>This server speaks the nova.astrometry.net API under '
-                         '<code>/api/</code> and solves with a local astrometry.net.</p>')
+            return await self.web.home(request)
         # nova's catch-all view is not CSRF-exempt: POSTs get Django's CSRF page.
         return _page(403, '403 Forbidden', '<h2>CSRF verification failed. Request aborted.</h2>'
                                            '<p>Reason given for failure: CSRF cookie not set.</p>')
@@ -597,5 +613,6 @@ class NovaApp:
         routes.append(Route('/api/myjobs{_rest:path}', Endpoint(self.myjobs)))
         routes += [Route(f'/{r}/{{id:nova_id}}{s}', Endpoint(self.file_route(r)))
                    for r in FILE_ROUTES]
+        routes += self.web.routes()
         routes.append(Route('/{_rest:path}', Endpoint(self.home)))
         return routes
