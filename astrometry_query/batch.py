@@ -129,6 +129,13 @@ def _row(item, status, *, header=None, error='', elapsed=0.0, calibration=None):
     return row
 
 
+def _header_cell(header):
+    """How a header shows in the table (a module-level function: the table pickles)."""
+    if header is None:
+        return '--'
+    return f"<Header {len(header)} cards, job {header.get('AN_JOBID', '?')}>"
+
+
 def rows_table(rows):
     """The Table of `BatchMixin.solve_many` from its rows (in input order)."""
     rows = sorted(rows, key=lambda r: r['index'])
@@ -150,6 +157,7 @@ def rows_table(rows):
     headers = np.empty(len(rows), dtype=object)
     headers[:] = [r['header'] for r in rows]
     table['header'] = headers
+    table['header'].info.format = _header_cell     # not every card in every row
     table.meta['solved'] = int(sum(r['status'] == 'success' for r in rows))
     table.meta['failed'] = len(rows) - table.meta['solved']
     return table

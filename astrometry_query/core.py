@@ -102,10 +102,26 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobRes
             self._session.mount(scheme, HTTPAdapter(max_retries=retry))
 
     def __repr__(self):
-        key = 'set' if self._api_key else 'not set'
-        backend = self._backend_choice or conf.backend
-        return (f'<{type(self).__name__} server={self.server!r} backend={backend!r} '
-                f'api_key {key}>')
+        # Never the key itself, nor where the keyring keeps it: only whether one is
+        # set and where from.  The keyring is not asked (a repr must be quick and quiet).
+        import os
+        from .reprs import public_url
+        if self._api_key:
+            key = 'api_key set'
+        elif conf.api_key:
+            key = 'api_key set (conf.api_key)'
+        elif os.environ.get(auth.ENV_VAR):
+            key = f'api_key set ({auth.ENV_VAR})'
+        else:
+            key = 'api_key not set'
+        choice = self._backend_choice or conf.backend
+        backend = f'backend={choice!r}'
+        in_use = [name for name in ('nova', 'local') if name in self._backends]
+        if choice == 'auto' and in_use:
+            backend += f' (using {" and ".join(in_use)})'
+        if choice == 'local':       # the server and the key play no part
+            return f'<{type(self).__name__} {backend}>'
+        return f'<{type(self).__name__} {backend} server={public_url(self.server)!r} {key}>'
 
     def __enter__(self):
         return self

@@ -77,11 +77,11 @@ class JobResultsMixin:
     def get_job_info(self, job):
         """Status, calibration, tags and file name of a job as a `Job` record."""
         job_id, sub_id = self._job_id(job)
-        return self.backend.job_info(job_id, sub_id)
+        return self.backend.job_info(job_id, sub_id).bind(self)
 
     def list_job_records(self):
         """Every job of this account (or of the local job store) as `Job` records."""
-        return [self.backend.job_info(j) for j in self.backend.my_jobs()]
+        return [self.backend.job_info(j).bind(self) for j in self.backend.my_jobs()]
 
     def list_jobs(self):
         """Every job of this account as a `~astropy.table.Table` (one row per job)."""

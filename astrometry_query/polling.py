@@ -6,6 +6,8 @@ server that offers long polls (ours: the ``X-Long-Poll`` header), asks it to
 answer when the state changes, so no solve waits idle.  Shows a status line
 while waiting (silenced by ``verbose=False``), calls an optional progress
 hook, and turns every outcome into a Job or a typed error carrying the ids.
+The Job it returns remembers (weakly) the backend that made it, so its
+notebook view can show the annotated image.
 """
 import contextlib
 import sys
@@ -16,7 +18,7 @@ from astroquery import log
 from .exceptions import (IndexCoverageError, JobNotFoundError, ServerError, SolveFailedError,
                          SolveTimeoutError, SubmissionError)
 
-__all__ = ['wait_for_job', 'StatusLine']
+__all__ = ['wait_for_job', 'StatusLine', 'in_notebook']
 
 #: Polling never waits longer than this between two looks.
 MAX_POLL_INTERVAL = 10.0
@@ -28,19 +30,45 @@ MAX_LONG_POLL = 10.0
 MAX_TRANSIENT_ERRORS = 5
 
 
+def in_notebook():
+    """True when this code runs in a Jupyter kernel (notebook, lab, VS Code...).
+
+    There stderr is not a TTY, yet a live line is shown: tqdm.auto draws a
+    widget when ipywidgets is installed, else a text line the front end
+    redraws.  (The class tqdm.auto exports is defined in ``tqdm.auto`` or
+    ``tqdm.asyncio``, never in ``tqdm.notebook``, so its module name cannot
+    tell.)  A terminal IPython is not a kernel.
+    """
+    if 'ipykernel' not in sys.modules or 'IPython' not in sys.modules:
+        return False
+    try:
+        shell = sys.modules['IPython'].get_ipython()
+    except Exception:       # an IPython too old or half imported
+        return False
+    # The kernel's shell (ZMQInteractiveShell) holds its kernel; a terminal shell has none.
+    return getattr(shell, 'kernel', None) is not None
+
+
+def _is_tty(stream):
+    try:
+        return bool(stream is not None and stream.isatty())
+    except Exception:       # a replaced stream without isatty, or a closed one
+        return False
+
+
 class StatusLine:
-    """A one-line status display: a tqdm line on a terminal or in a notebook,
-    else one log line per change (so CI logs stay readable)."""
+    """A one-line status display: a tqdm line on a terminal or in a Jupyter
+    kernel (a widget when ipywidgets is installed), else one log line per
+    change (so CI logs stay readable); nothing with ``verbose=False``."""
 
     def __init__(self, verbose=True, desc='Solving'):
         self._bar = None
         self._verbose = verbose
         self._last = None
-        if verbose:
+        if verbose and (_is_tty(sys.stderr) or in_notebook()):
             from tqdm.auto import tqdm
-            if sys.stderr.isatty() or 'notebook' in tqdm.__module__:
-                self._bar = tqdm(total=None, desc=desc, bar_format='{desc} [{elapsed}]',
-                                 leave=False)
+            self._bar = tqdm(total=None, desc=desc, bar_format='{desc} [{elapsed}]',
+                             leave=False)
 
     def update(self, text):
         if self._bar is not None:
@@ -130,7 +158,7 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
             line.update(f'{label.strip()}: {state}')
             if state == 'success':
                 try:
-                    return backend.job_info(job_id, submission_id)
+                    return _bound(backend.job_info(job_id, submission_id), backend)
                 except ServerError as exc:      # solved: its info will come
                     if not is_transient(exc):
                         raise
@@ -167,6 +195,12 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
                 sleep(min(pause, remaining))
             if retry_after is None and not wait and now - started < BRISK_PERIOD:
                 interval = first_interval
+
+
+def _bound(job, backend):
+    """The job, remembering its backend (weakly) for its notebook view."""
+    bind = getattr(job, 'bind', None)
+    return bind(backend) if bind is not None else job
 
 
 def is_transient(exc):

@@ -1,10 +1,15 @@
 """Result records (Submission, Job, Calibration), the WCS header we return,
 nova's calibration numbers, and annotations as a Table.
 
-Pure data: no I/O, so both backends and the server share it.
+Pure data: no I/O, so both backends and the server share it.  The one
+exception is a record's notebook view (``_repr_html_``, in ``astrometry_query.reprs``),
+which may fetch what it shows through the client that made the record.
 """
+import dataclasses
+import functools
 import math
 import warnings
+import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -24,6 +29,85 @@ JOB_ID_CARD = 'AN_JOBID'
 SUBMISSION_ID_CARD = 'AN_SUBID'
 
 
+def _one_line(text, limit=60):
+    """Text for a one-line repr: whitespace runs (newlines too) made one blank,
+    long text cut."""
+    text = ' '.join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 3] + '...'
+
+
+def _value(quantity, unit, native=None):
+    """A Quantity's value in ``unit``; a plain number is taken in ``native``
+    (the field's unit in nova's JSON), by default ``unit``."""
+    return u.Quantity(quantity, native or unit).to_value(unit)
+
+
+def _scale_text(arcsec_per_pix):
+    """A pixel scale for reading: two decimals, three figures below 1 arcsec/pix."""
+    return f'{arcsec_per_pix:.3g}' if abs(arcsec_per_pix) < 1 else f'{arcsec_per_pix:.2f}'
+
+
+def _never_raises(text_repr):
+    """A __repr__ that falls back on the field values when the fields are
+    not what they should be (a repr must help debugging, never fail it)."""
+    @functools.wraps(text_repr)
+    def safe(self):
+        try:
+            return text_repr(self)
+        except Exception:
+            fields = ', '.join(f'{f.name}={getattr(self, f.name, None)!r}'
+                               for f in dataclasses.fields(self))
+            return f'<{type(self).__name__} {fields}>'
+    return safe
+
+
+class _ClientBound:
+    """The client a record came from, held weakly.
+
+    A record's notebook view fetches what it shows (a job's annotated image,
+    the jobs of a submission) through the client, or backend, that produced
+    it.  The reference is weak, so a record kept in a list does not keep a
+    closed client's session alive, and it is dropped by pickling and copying:
+    a record stays plain data.
+    """
+    _TRANSIENT = ('_client_ref', '_thumbnail')
+
+    @property
+    def client(self):
+        """The `~astrometry_query.AstrometryNetClass` (or backend) that made this record, or None."""
+        ref = self.__dict__.get('_client_ref')
+        return ref() if ref is not None else None
+
+    @client.setter
+    def client(self, value):
+        if value is None:
+            self.__dict__.pop('_client_ref', None)
+            return
+        try:
+            self.__dict__['_client_ref'] = weakref.ref(value)
+        except TypeError:       # not weakly referenceable: hold it
+            self.__dict__['_client_ref'] = lambda: value
+        self.__dict__.pop('_thumbnail', None)
+
+    def bind(self, client):
+        """Remember (weakly) the client that made this record; returns the record.
+
+        Parameters
+        ----------
+        client : `~astrometry_query.AstrometryNetClass` or backend
+            Anything with ``download(job_id, kind)`` and ``get_job_info(job_id)``
+            (a client) or ``job_info(job_id, submission_id)`` (a backend).
+        """
+        self.client = client
+        return self
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        for key in self._TRANSIENT:
+            state.pop(key, None)
+        return state
+
+
 def _timestamp(value):
     """nova sends str(datetime) or the literal string 'None'."""
     if value in (None, 'None', ''):
@@ -34,9 +118,13 @@ def _timestamp(value):
         return None
 
 
-@dataclass
-class Submission:
-    """A submission: one upload, which becomes one or more jobs."""
+@dataclass(repr=False)
+class Submission(_ClientBound):
+    """A submission: one upload, which becomes one or more jobs.
+
+    In a notebook it shows a table of its jobs and their states, looked up
+    through its `client` when it has one (see `bind`).
+    """
     id: int
     user: int | None = None
     processing_started: datetime | None = None
@@ -47,6 +135,9 @@ class Submission:
     job_calibrations: list = field(default_factory=list)
     error_message: str | None = None
     hash: str | None = None
+    # Named here, not only inherited, so that the API docs list them.
+    client = _ClientBound.client
+    bind = _ClientBound.bind
 
     @classmethod
     def from_api(cls, submission_id, payload):
@@ -84,10 +175,26 @@ class Submission:
             return 'waiting for a job'
         return 'processing' if self.processing_started else 'queued'
 
+    @_never_raises
+    def __repr__(self):
+        state = self.state
+        if state == 'failed':
+            return f'<Submission {self.id}: failed: {_one_line(self.error_message)!r}>'
+        jobs = self.job_ids
+        if not jobs:
+            return f'<Submission {self.id}: {state}>'
+        listed = ', '.join(str(j) for j in jobs[:10]) + (', ...' if len(jobs) > 10 else '')
+        return f'<Submission {self.id}: {state}, job{"s" if len(jobs) > 1 else ""} {listed}>'
 
-@dataclass
+    def _repr_html_(self):
+        from .reprs import submission_html
+        return submission_html(self)
+
+
+@dataclass(repr=False)
 class Calibration:
-    """Where the field is on the sky, as nova's ``calibration`` reports it."""
+    """Where the field is on the sky, as nova's ``calibration`` reports it
+    (in a notebook: a table with units)."""
     ra: u.Quantity
     dec: u.Quantity
     radius: u.Quantity
@@ -125,10 +232,33 @@ class Calibration:
                    orientation=self.orientation.to_value(u.deg), parity=self.parity)
         return out
 
+    def _position_text(self):
+        """'RA 83.8220 Dec -5.3911, 2.01 arcsec/pix' (degrees)."""
+        return (f'RA {_value(self.ra, u.deg):.4f} Dec {_value(self.dec, u.deg):.4f}, '
+                f'{_scale_text(_value(self.pixscale, u.arcsec / u.pix))} arcsec/pix')
 
-@dataclass
-class Job:
-    """One solve of one image: status and, once solved, what was found."""
+    @_never_raises
+    def __repr__(self):
+        size = ''
+        if self.width is not None and self.height is not None:
+            size = (f', {_value(self.width, u.arcmin, u.arcsec):.1f} x '
+                    f'{_value(self.height, u.arcmin, u.arcsec):.1f} arcmin')
+        return (f'<Calibration {self._position_text()}{size}, '
+                f'orientation {_value(self.orientation, u.deg):.2f} deg, '
+                f'parity {float(self.parity):g}>')
+
+    def _repr_html_(self):
+        from .reprs import calibration_html
+        return calibration_html(self)
+
+
+@dataclass(repr=False)
+class Job(_ClientBound):
+    """One solve of one image: status and, once solved, what was found.
+
+    In a notebook it shows its calibration and, once solved, a thumbnail of
+    the annotated image, fetched through its `client` (see `bind`).
+    """
     id: int
     status: str
     submission_id: int | None = None
@@ -137,6 +267,8 @@ class Job:
     machine_tags: list = field(default_factory=list)
     tags: list = field(default_factory=list)
     original_filename: str | None = None
+    client = _ClientBound.client
+    bind = _ClientBound.bind
 
     @classmethod
     def from_api(cls, job_id, payload, submission_id=None):
@@ -157,6 +289,19 @@ class Job:
     @property
     def finished(self):
         return self.status in ('success', 'failure', '?')
+
+    @_never_raises
+    def __repr__(self):
+        text = f'<Job {self.id}: {_one_line(self.status, 30)}'
+        if self.calibration is not None:
+            text += f', {self.calibration._position_text()}'
+        if self.original_filename:
+            text += f', file {_one_line(self.original_filename)!r}'
+        return text + '>'
+
+    def _repr_html_(self):
+        from .reprs import job_html
+        return job_html(self)
 
 
 def _wcs(header):

@@ -106,6 +106,10 @@ class SolveResult:
     sources: dict = field(default_factory=dict)
     worker: str | None = None
 
+    def __repr__(self):        # not the header text nor the file bytes
+        from ..reprs import solve_result_text
+        return solve_result_text(self)
+
     def header(self):
         """The solution as an `~astropy.io.fits.Header` (None when not solved)."""
         return fits.Header.fromstring(self.wcs_header) if self.wcs_header else None

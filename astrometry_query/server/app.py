@@ -163,7 +163,7 @@ def _int_id(value, name):
     return number
 
 
-def _path_id(request):
+def path_id(request):
     """The id in the path: an unknown one ('12-3', '-', too large) is a 404, as nova's
     unknown ids are (nova itself crashes on '12-3')."""
     raw = request.path_params['id']
@@ -444,7 +444,7 @@ class NovaApp:
         return out
 
     async def submission(self, request):
-        sub_id = _path_id(request)
+        sub_id = path_id(request)
         out = await self._long_poll(
             request, lambda: self.store.submission_status(sub_id),
             lambda s: bool(s.get('job_calibrations') or s.get('error_message')))
@@ -455,7 +455,7 @@ class NovaApp:
     async def _job(self, request, objects=False):
         """The job of the path's id; ``objects``: with its objects in field
         listed (they are listed once, when first asked for or after the solve)."""
-        job_id = _path_id(request)
+        job_id = path_id(request)
         job = await run_in_threadpool(self.store.job, job_id)
         if job is None:
             raise NotFound()
@@ -467,7 +467,7 @@ class NovaApp:
         return job
 
     async def job_status(self, request):
-        job_id = _path_id(request)
+        job_id = path_id(request)
 
         def status():
             job = self.store.job(job_id)

@@ -166,6 +166,18 @@ class Store:
             db.execute('UPDATE sessions SET expires = ? WHERE key = ?', (now + SESSION_AGE, key))
         return row['user_id']
 
+    def session_user(self, key):
+        """The user of a live signed-in session, or None; unlike `check_session`
+        the expiry does not slide (the web pages poll often)."""
+        row = self._one('SELECT user_id FROM sessions WHERE key = ? AND user_id IS NOT NULL'
+                        ' AND expires > ?', _key_hash(key), time.time())
+        return row['user_id'] if row else None
+
+    def end_session(self, key):
+        """Sign out: the session is deleted, not only its cookie."""
+        with self._tx() as db:
+            db.execute('DELETE FROM sessions WHERE key = ?', (_key_hash(key),))
+
     def purge_sessions(self):
         """Delete expired sessions (Django's clearsessions)."""
         with self._tx() as db:
@@ -406,6 +418,30 @@ class Store:
             jobs = db.execute('UPDATE jobs SET start_time = NULL WHERE start_time IS NOT NULL'
                               ' AND end_time IS NULL').rowcount
         return subs, jobs
+
+    # -- the web pages' views ---------------------------------------------------
+    def visible_submissions(self, user_id, sub_id=None, limit=50):
+        """Submissions ``user_id`` may see (public ones and their own), newest first."""
+        return self._all(
+            'SELECT id, user_id, args, url, original_filename, submitted_on, processing_started,'
+            ' processing_finished FROM submissions WHERE (? IS NULL OR id = ?) AND (user_id = ?'
+            " OR json_extract(args, '$.publicly_visible') = 'y') ORDER BY id DESC LIMIT ?",
+            sub_id, sub_id, -1 if user_id is None else user_id, limit)
+
+    def job_states(self, job_ids):
+        """{job id: 'processing' | 'solving' | 'success' | 'failure'}."""
+        job_ids = list(job_ids)
+        if not job_ids:
+            return {}
+        rows = self._all('SELECT id, start_time, end_time, status FROM jobs WHERE id IN '
+                         f'({",".join("?" * len(job_ids))})', *job_ids)
+        return {r['id']: _job_status(r) for r in rows}
+
+    def job_submission(self, job_id):
+        """The submission of a job (id, user_id, args), or None."""
+        return self._one('SELECT s.id, s.user_id, s.args FROM jobs j JOIN user_images ui'
+                         ' ON ui.id = j.user_image_id JOIN submissions s ON s.id = ui.submission_id'
+                         ' WHERE j.id = ?', job_id)
 
     def counts(self):
         """Queued/running numbers, for logs and the home page."""

@@ -27,7 +27,6 @@ import os
 import re
 import secrets
 import string
-import time
 from functools import lru_cache
 from pathlib import Path
 from types import SimpleNamespace
@@ -38,8 +37,8 @@ from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Redire
 from starlette.routing import Route
 
 from .app import (FORM_MEMORY, LOG_FILES, SESSION_COOKIE, ApiError, BadRequest, Endpoint, NotFound,
-                  RateLimited, _path_id, read_form)
-from .store import SESSION_AGE, _job_status, _key_hash
+                  RateLimited, path_id, read_form)
+from .store import SESSION_AGE
 
 __all__ = ['WebPages', 'form_args']
 
@@ -227,9 +226,7 @@ class WebPages:
 
     def _session_user(self, key):
         """The user of a live signed-in session, without sliding its expiry (polls read often)."""
-        row = self.store._one('SELECT user_id FROM sessions WHERE key = ? AND user_id IS NOT NULL'
-                              ' AND expires > ?', _key_hash(key), time.time())
-        return row['user_id'] if row else None
+        return self.store.session_user(key)
 
     def _anonymous_user(self):
         if self._anonymous is None:
@@ -379,17 +376,14 @@ class WebPages:
         await self._checked_post(request)
         key = request.cookies.get(SESSION_COOKIE)
         if key:
-            def forget():
-                with self.store._tx() as db:
-                    db.execute('DELETE FROM sessions WHERE key = ?', (_key_hash(key),))
-            await run_in_threadpool(forget)
+            await run_in_threadpool(self.store.end_session, key)
         resp = RedirectResponse('/', status_code=303)
         resp.delete_cookie(SESSION_COOKIE)
         return resp
 
     async def status(self, request):
         """GET /status/<subid>: one submission and its jobs, live."""
-        sub_id = _path_id(request)
+        sub_id = path_id(request)
         ctx = await self._context(request)
         subs = await run_in_threadpool(self._summaries, ctx.user, sub_id)
         if not subs:
@@ -407,11 +401,9 @@ class WebPages:
 
     async def job(self, request):
         """GET /job/<jobid>: annotated image, calibration, objects, downloads or the error."""
-        job_id = _path_id(request)
+        job_id = path_id(request)
         ctx = await self._context(request)
-        owner = await run_in_threadpool(self.store._one, (
-            'SELECT s.id, s.user_id, s.args FROM jobs j JOIN user_images ui ON ui.id = j.user_image_id'
-            ' JOIN submissions s ON s.id = ui.submission_id WHERE j.id = ?'), job_id)
+        owner = await run_in_threadpool(self.store.job_submission, job_id)
         if owner is None or not (owner['user_id'] == ctx.user or _public(owner['args'])):
             raise NotFound()
         job = await self.nova._job(request, objects=True)
@@ -445,7 +437,7 @@ class WebPages:
     async def submissions_json(self, request):
         """GET /web/submissions[/<id>]: what the lists show, for the page's script."""
         ctx = await self._context(request)
-        one = _path_id(request) if 'id' in request.path_params else None
+        one = path_id(request) if 'id' in request.path_params else None
         subs = await run_in_threadpool(self._summaries, ctx.user, one)
         if one is not None and not subs:
             raise NotFound()
@@ -463,16 +455,9 @@ class WebPages:
     def _summaries(self, user, sub_id=None):
         """The submissions ``user`` may see (public ones and their own), newest first,
         each with the badges the lists show."""
-        rows = self.store._all(
-            'SELECT id, user_id, args, url, original_filename, submitted_on, processing_started,'
-            ' processing_finished FROM submissions WHERE (? IS NULL OR id = ?) AND (user_id = ?'
-            " OR json_extract(args, '$.publicly_visible') = 'y') ORDER BY id DESC LIMIT ?",
-            sub_id, sub_id, -1 if user is None else user, LIST_LENGTH)
+        rows = self.store.visible_submissions(user, sub_id, LIST_LENGTH)
         statuses = [self.store.submission_status(row['id']) for row in rows]
-        ids = [j for s in statuses for j in s['jobs'] if j is not None]
-        states = {r['id']: _job_status(r) for r in self.store._all(
-            f'SELECT id, start_time, end_time, status FROM jobs WHERE id IN ({",".join("?" * len(ids))})',
-            *ids)} if ids else {}
+        states = self.store.job_states(j for s in statuses for j in s['jobs'] if j is not None)
         return [_summary(row, status, states) for row, status in zip(rows, statuses)]
 
     def _table_html(self, subs, poll, heading, caption):
