@@ -90,6 +90,7 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobRes
         self._timeout = _checked_timeout(timeout)
         self._backend_choice = backend
         self._backends = {}
+        self._retired = []      # local backends of an earlier conf.local_data_dir
         # No cookies: the session key travels in request-json, and nothing a
         # cached response pickles may carry a secret.
         self._session.cookies.set_policy(DefaultCookiePolicy(allowed_domains=[]))
@@ -131,9 +132,10 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobRes
 
     def close(self):
         """Close the HTTP session and stop the local solver's threads."""
-        for backend in self._backends.values():
+        for backend in [*self._backends.values(), *self._retired]:
             backend.close()
         self._backends.clear()
+        self._retired.clear()
         self._session.close()
 
     # -- configuration, read at call time ------------------------------------
@@ -150,6 +152,7 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobRes
 
     @property
     def API_URL(self):
+        """The nova API root (``<server>/api/``), as astroquery names it; setting it sets `server`."""
         return api_url(self.server, '')
 
     @API_URL.setter
@@ -158,6 +161,7 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobRes
 
     @property
     def timeout(self):
+        """Seconds allowed for each HTTP request (default ``conf.timeout``); astroquery's ``TIMEOUT``."""
         return float(self._timeout if self._timeout is not None else conf.timeout)
 
     @timeout.setter
@@ -232,11 +236,17 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobRes
         return client
 
     def _local(self):
-        if 'local' not in self._backends:
+        backend = self._backends.get('local')
+        data_dir = conf.local_data_dir or None
+        # conf is read at call time: another job store is another backend.  The
+        # old one is not closed: a solve may still run on it (its executor ends
+        # with the client).
+        if backend is None or backend.data_dir_setting != data_dir:
             from .local.backend import LocalBackend
-            self._backends['local'] = LocalBackend(conf.local_data_dir or None,
-                                                   index_dir=conf.index_dir or None)
-        backend = self._backends['local']
+            if backend is not None:
+                self._retired.append(backend)
+            backend = LocalBackend(data_dir, index_dir=conf.index_dir or None)
+            self._backends['local'] = backend
         backend.index_setting = conf.index_dir or None      # conf is read at call time
         return backend
 

@@ -27,6 +27,10 @@ class AstrometryNetError(Exception):
         Ids of the work already on the server, so that it can be resumed.
     """
 
+    #: What the ids are good for, said after them: 'resume' (the work may
+    #: still finish: wait again), 'inspect' (it ended: look at the job) or None.
+    _ids_hint = 'resume'
+
     def __init__(self, message, *, submission_id=None, job_id=None):
         super().__init__(message)
         self.message = message
@@ -40,11 +44,16 @@ class AstrometryNetError(Exception):
             ids.append(f'submission {self.submission_id}')
         if self.job_id is not None:
             ids.append(f'job {self.job_id}')
-        if ids and 'resume' not in text:
+        if not ids or 'resume' in text:
+            return text
+        hint = ''
+        if self._ids_hint == 'resume':
             call = (f'wait({self.submission_id!r})' if self.submission_id is not None
                     else f'wait(job_id={self.job_id!r})')
-            text += f" ({', '.join(ids)}; resume with AstrometryNet.{call})"
-        return text
+            hint = f'; resume with AstrometryNet.{call}'
+        elif self._ids_hint == 'inspect' and self.job_id is not None:
+            hint = f'; details with AstrometryNet.get_job_info({self.job_id!r})'
+        return f"{text} ({', '.join(ids)}{hint})"
 
 
 class InvalidSettingError(AstrometryNetError, ValueError):
@@ -88,9 +97,13 @@ class ServerError(AstrometryNetError):
 class JobNotFoundError(ServerError):
     """The server does not know this submission or job id (HTTP 404)."""
 
+    _ids_hint = None        # waiting on an id nobody knows cannot help
+
 
 class ResultNotAvailableError(AstrometryNetError):
     """A result (calibration, file, annotations) was asked of an unsolved job."""
+
+    _ids_hint = 'inspect'   # still running, or failed: the job's info says which
 
 
 class SubmissionError(AstrometryNetError):
@@ -105,6 +118,8 @@ class UploadUnconfirmedError(SubmissionError):
 
 class SolveFailedError(AstrometryNetError):
     """The solver ran and did not find a solution."""
+
+    _ids_hint = 'inspect'   # it ended: waiting again gives the same answer
 
 
 class IndexCoverageError(SolveFailedError):

@@ -1,8 +1,79 @@
-"""Sphinx configuration (sphinx-astropy when available)."""
+"""Sphinx configuration: sphinx-astropy's v2 configuration, automodapi, and
+this project's own extension (``_ext/aq_docs.py``: tables generated from the
+code at build time).
+
+Build (offline, warnings are errors)::
+
+    sphinx-build -W --keep-going -b html docs docs/_build/html
+
+Run every example in the pages (pytest-doctestplus; ``docs/conftest.py``
+sets each page up)::
+
+    python -m pytest --doctest-rst docs
+
+Intersphinx is off by default (the inventories of Python, numpy, astropy...
+live on the internet); ``AQ_DOCS_INTERSPHINX=1`` turns it on for a build that
+may reach them.
+"""
+import os
+import sys
+from pathlib import Path
+
+from sphinx_astropy.conf.v2 import *  # noqa: F401,F403
+from sphinx_astropy.conf.v2 import extensions, intersphinx_mapping
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / '_ext'))
+
+import astrometry_query  # noqa: E402
+
+# -- project --------------------------------------------------------------------
 project = 'astrometry_query'
 author = 'astrometry_query developers'
-try:
-    from sphinx_astropy.conf.v2 import *  # noqa: F401,F403
-except ImportError:
-    extensions = ['sphinx.ext.autodoc', 'sphinx.ext.napoleon', 'sphinx.ext.intersphinx']
-html_title = project
+copyright = '2024-2026, ' + author
+release = astrometry_query.__version__
+version = '.'.join(release.split('.')[:2])
+html_title = f'{project} v{release}'
+
+extensions = list(extensions) + ['aq_docs']
+exclude_patterns = ['_build']
+
+# -- references -----------------------------------------------------------------
+# Every reference inside this package must resolve; references into other
+# packages resolve through intersphinx when it is on, and are plain text
+# (never a warning) when it is off.
+nitpicky = True
+EXTERNAL = ('astropy', 'astroquery', 'numpy', 'scipy', 'requests', 'urllib3', 'dask',
+            'distributed', 'concurrent', 'pathlib', 'starlette', 'uvicorn', 'keyring', 'sep',
+            'matplotlib', 'typing', 'collections', 'datetime', 'os', 'io', 'argparse',
+            'logging', 'sqlite3', 'threading', 'multiprocessing', 'subprocess', 'tempfile',
+            'dataclasses', 'json', 'builtins', 'abc', 'enum')
+nitpick_ignore_regex = [
+    (r'py:.*', r'(%s)(\..*)?' % '|'.join(EXTERNAL)),
+]
+
+if os.environ.get('AQ_DOCS_INTERSPHINX', '') not in ('', '0'):
+    intersphinx_mapping = dict(intersphinx_mapping)
+    intersphinx_mapping.update({
+        'astroquery': ('https://astroquery.readthedocs.io/en/latest/', None),
+        'requests': ('https://requests.readthedocs.io/en/latest/', None),
+        'dask': ('https://docs.dask.org/en/stable/', None),
+        'distributed': ('https://distributed.dask.org/en/stable/', None),
+    })
+else:
+    intersphinx_mapping = {}
+
+# -- automodapi / numpydoc ------------------------------------------------------
+automodapi_toctreedirnm = 'api'
+numpydoc_show_class_members = False
+
+# -- matplotlib's plot directive (figures made when the docs are built) ---------
+plot_include_source = True
+plot_html_show_source_link = False
+plot_html_show_formats = False
+plot_formats = [('png', 100)]
+
+# -- HTML -----------------------------------------------------------------------
+html_static_path = []
+html_sidebars = {'**': []}         # few pages: the top bar lists them
+html_last_updated_fmt = None        # reproducible pages

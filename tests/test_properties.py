@@ -299,7 +299,7 @@ def test_to_nova_args_never_sends_a_zero_centre(ra, dec):
 # =====================================================================================
 # The server's request-json parsing, against the real server (workers=0: queued only)
 # =====================================================================================
-HOME_TITLE = 'astrometry_query nova-compatible server'
+HOME_TITLE = 'Plate solving · astrometry_query'     # the web page's upload form
 GENERIC_ERROR = 'the server could not process this request'
 
 

@@ -66,6 +66,7 @@ class LocalBackend:
     def __init__(self, data_dir=None, *, index_dir=None, executor=None, job_timeout=300.0):
         self.index_setting = index_dir or None
         find_installation(index_dir=self.index_setting)    # fails early when missing
+        self.data_dir_setting = data_dir or None    # as asked (None: the default store)
         self.data_dir = Path(data_dir or default_data_dir())
         self.jobs_dir = self.data_dir / 'jobs'
         self.jobs_dir.mkdir(parents=True, exist_ok=True)

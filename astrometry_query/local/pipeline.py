@@ -165,6 +165,23 @@ def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, fl
     return outcome, records, used
 
 
+def _no_solution(settings, hints, width, height):
+    """Why nothing was found, in terms of what the search was given."""
+    given = []
+    if scale_bounds(settings, width, height) != (None, None) or (hints and hints.scale):
+        given.append('scale')
+    if 'center_ra' in settings or (hints and hints.position):
+        given.append('position')
+    if not given:
+        return ('no solution was found: give scale and position hints, or check the image '
+                'has enough stars')
+    missing = {'scale', 'position'} - set(given)
+    more = f'; a {missing.pop()} hint would narrow the search' if missing else ''
+    return (f'no solution was found with the {" and ".join(given)} given: check '
+            f'{"it" if len(given) == 1 else "them"} (and the parity), and that the image has '
+            f'enough stars{more}')
+
+
 def _without_uncovered(hints, coverage):
     """The header hints minus the one the installed index files cannot serve
     (its hinted search could not succeed; a wrong header must not stop the solve)."""
@@ -323,8 +340,7 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
             result.error_kind = 'index_coverage'
         elif not solved:
             result.error = ('the search was stopped by the time limit' if result.timed_out
-                            else 'no solution was found: give scale and position hints, '
-                                 'or check the image has enough stars')
+                            else _no_solution(settings, hints, width, height))
         else:
             t0 = time.perf_counter()
             header = fits.getheader(outcome.wcs_path)
