@@ -111,8 +111,10 @@ class SolvingMixin:
         return SolutionCache(Path(self.cache_location) / 'solutions')
 
     def _cache_key(self, backend, digest, **parts):
+        # The job ids in a cached header name jobs of that server or job store.
         where = ({'server': self.server} if backend.name == 'nova'
-                 else {'index': list(getattr(backend, 'index_dir', []))})
+                 else {'index': list(getattr(backend, 'index_dir', [])),
+                       'store': str(getattr(backend, 'data_dir', ''))})
         return solution_key(digest, backend=backend.name, **where, **parts)
 
     @staticmethod

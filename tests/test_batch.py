@@ -146,6 +146,23 @@ def test_cache_answers_a_repeated_batch(local, fields):
     assert list(again['job_id']) == list(first['job_id'])      # no new job
 
 
+def test_cache_is_per_job_store(fields, tmp_path):
+    """A cached header names a job of the store that solved it: another
+    conf.local_data_dir (read at call time) solves again, and every job id
+    it returns is one its own store knows."""
+    path = fields[0][0]
+    with AstrometryNetClass(backend='local') as client:
+        with conf.set_temp('local_data_dir', str(tmp_path / 'store-a')):
+            first = client.solve_from_image(path, verbose=False)
+            assert client.get_job_info(first).status == 'success'
+            assert client.solve_from_image(path, verbose=False) == first    # from the cache
+        with conf.set_temp('local_data_dir', str(tmp_path / 'store-b')):
+            other = client.solve_from_image(path, verbose=False)
+            assert client.backend.data_dir == tmp_path / 'store-b'
+            assert client.get_job_info(other).status == 'success'
+            assert client.get_calibration(other) is not None
+
+
 def test_resume_from_a_journal_local(local, fields, tmp_path):
     journal = tmp_path / 'night.jsonl'
     paths = [p for p, _ in fields]
