@@ -44,16 +44,24 @@ GOLD = (0xff, 0xd4, 0x3b)     # named stars
 
 
 @pytest.fixture(scope='module')
-def solved(tmp_path_factory):
-    """The Pleiades solved by the local backend: (client, header, path, field).
+def store(tmp_path_factory):
+    """This module's job store (conf is read at call time: every test uses it)."""
+    return tmp_path_factory.mktemp('plotting')
 
-    The client keeps the job store it was made with (the per-test conf of
-    conftest.py changes local_data_dir later)."""
-    base = tmp_path_factory.mktemp('plotting')
+
+@pytest.fixture(autouse=True)
+def _module_store(store):
+    with conf.set_temp('local_data_dir', str(store / 'local')):
+        yield
+
+
+@pytest.fixture(scope='module')
+def solved(store):
+    """The Pleiades solved by the local backend: (client, header, path, field)."""
     field = render_field(SkyCoord(56.75, 24.12, unit='deg'), pixel_scale=SCALE * u.arcsec / u.pix,
                          shape=SHAPE, rotation=20 * u.deg, fwhm=2.5, background=50.0, seed=5)
-    path = field.writeto(base / 'pleiades.fits', truth='none')
-    with conf.set_temp('local_data_dir', str(base / 'local')):
+    path = field.writeto(store / 'pleiades.fits', truth='none')
+    with conf.set_temp('local_data_dir', str(store / 'local')):
         client = AstrometryNetClass(backend='local')
         header = client.solve_from_image(path, scale=(11, 13) * u.arcsec / u.pix, verbose=False,
                                          cache=False, solve_timeout=60)

@@ -44,18 +44,29 @@ Solved = namedtuple('Solved', 'client submission job image field store')
 
 
 @pytest.fixture(scope='module')
-def solved(tmp_path_factory):
+def store(tmp_path_factory):
+    """This module's job store and cache (conf is read at call time: every test
+    uses them unless it sets its own)."""
+    return tmp_path_factory.mktemp('reprs')
+
+
+@pytest.fixture(autouse=True)
+def _module_store(store):
+    with conf.set_temp('local_data_dir', str(store / 'local')), set_temp_cache(str(store / 'cache')):
+        yield
+
+
+@pytest.fixture(scope='module')
+def solved(store):
     """One field solved by the local backend, through a client holding an API key."""
-    base = tmp_path_factory.mktemp('reprs')
     field = render_field(SkyCoord(*CENTER, unit='deg'), pixel_scale=10 * u.arcsec / u.pix,
                          shape=SHAPE, rotation=30 * u.deg, fwhm=2.5, seed=1)
-    image = field.writeto(base / 'field.fits', truth='none')
-    # Module scope: its own job store and cache (the per-test ones come later).
-    with conf.set_temp('local_data_dir', str(base / 'local')), set_temp_cache(str(base / 'cache')):
+    image = field.writeto(store / 'field.fits', truth='none')
+    with conf.set_temp('local_data_dir', str(store / 'local')), set_temp_cache(str(store / 'cache')):
         client = AstrometryNetClass(api_key=API_KEY, backend='local')
         submission = client.submit_image(image, **HINTS)
         job = client.wait(submission, verbose=False)
-        yield Solved(client, submission, job, image, field, base / 'local')
+        yield Solved(client, submission, job, image, field, store / 'local')
         client.close()
 
 
