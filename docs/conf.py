@@ -1,6 +1,10 @@
-"""Sphinx configuration: sphinx-astropy's v2 configuration, automodapi, and
-this project's own extension (``_ext/aq_docs.py``: tables generated from the
-code at build time).
+"""Sphinx configuration: sphinx-astropy's v2 configuration, automodapi,
+matplotlib's plot directive, and this project's own extensions:
+``_ext/aq_docs.py`` (tables generated from the code at build time, notebook
+views, and the sandbox where code run at build time solves: no API key, a
+temporary job store and cache per page) and ``_ext/aq_screenshots.py``
+(screenshots of the server's web pages, taken with Playwright and Chromium
+when they are installed).
 
 Build (offline, warnings are errors)::
 
@@ -35,7 +39,7 @@ release = astrometry_query.__version__
 version = '.'.join(release.split('.')[:2])
 html_title = f'{project} v{release}'
 
-extensions = list(extensions) + ['aq_docs']
+extensions = list(extensions) + ['aq_docs', 'aq_screenshots']
 exclude_patterns = ['_build']
 
 # -- references -----------------------------------------------------------------
@@ -68,6 +72,8 @@ automodapi_toctreedirnm = 'api'
 numpydoc_show_class_members = False
 
 # -- matplotlib's plot directive (figures made when the docs are built) ---------
+# Doctest-format code in ``.. plot::`` runs in the build (in the sandbox of
+# aq_docs) and in the doc tests alike.
 plot_include_source = True
 plot_html_show_source_link = False
 plot_html_show_formats = False

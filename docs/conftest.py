@@ -4,10 +4,14 @@ Each page is one doctest.  On top of the repository's own ``conftest.py``
 (default ``conf`` values, no API key, private cache and job directories),
 each page runs in its own empty working directory, with an in-memory keyring
 (nothing touches the real one), and without the INFO status lines of waits
-(they depend on timing).
+(they depend on timing).  A process a page starts (``astrometry-query
+serve`` in cli.rst) and has not stopped is killed after it, even when an
+example failed, and ``sys.stdin`` is restored.
 """
 import logging
 import os
+import subprocess
+import sys
 
 import keyring
 import pytest
@@ -53,11 +57,33 @@ def _fresh_module_instance():
     AstrometryNet.close()
 
 
+def _track_processes(monkeypatch):
+    """The processes started with ``subprocess.Popen`` while a page runs."""
+    started = []
+
+    class TrackedPopen(subprocess.Popen):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            started.append(self)
+
+    monkeypatch.setattr(subprocess, 'Popen', TrackedPopen)
+    return started
+
+
+def _stop_processes(started):
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+
 @pytest.fixture(autouse=True)
 def _page_environment(tmp_path, monkeypatch):
     from astroquery import log
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, 'stdin', sys.stdin)
+    started = _track_processes(monkeypatch)
     _fresh_module_instance()
     previous_keyring = keyring.get_keyring()
     keyring.set_keyring(MemoryKeyring())
@@ -67,6 +93,7 @@ def _page_environment(tmp_path, monkeypatch):
     try:
         yield
     finally:
+        _stop_processes(started)
         log.setLevel(level)
         keyring.set_keyring(previous_keyring)
         for key, value in saved_env.items():

@@ -24,6 +24,24 @@ Directives
     The ``--help`` text of ``astrometry-query`` (or of a subcommand), made by
     the command's own parser (``astrometry_query.cli.build_parser``) at build
     time; ``:recursive:`` adds every subcommand's.
+``.. aq-exit-codes::``
+    The exit statuses of ``astrometry-query``, read from the text its
+    ``--help`` prints (``astrometry_query.cli._common.EXIT_CODES``).
+``.. aq-notebook-view::``
+    Doctest-format content, shown as code, run when the docs are built (in
+    the page's own namespace) and followed by what a Jupyter notebook shows
+    for the value of its last line: its ``_repr_html_()``.  The doc tests run
+    the same lines and check their text output.
+
+Code run at build time
+----------------------
+Figures (matplotlib's ``.. plot::``), notebook views and the web page
+screenshots (``_ext/aq_screenshots.py``) solve for real while the docs are
+built.  They run as the doc tests do (``docs/conftest.py``): no API key (none
+from the environment or the keyring), and for each page a new local job
+store, solution cache and astropy cache in a temporary directory, deleted at
+the end of the build.  So job ids start at 1 on every page, as in the doc
+tests, and nothing is written into your own cache.
 
 Also: a resolver for short references (```Job``` in a docstring finds
 ``astrometry_query.results.Job`` when that is the only documented object of
@@ -32,8 +50,16 @@ left out of its "Bases" line.
 """
 import argparse
 import contextlib
+import doctest
 import inspect
+import io
 import os
+import re
+import shutil
+import tempfile
+import traceback
+import warnings
+from pathlib import Path
 
 from docutils import nodes
 from docutils.parsers.rst import directives
@@ -413,6 +439,188 @@ class CommandHelp(SphinxDirective):
         return result
 
 
+class ExitCodes(SphinxDirective):
+    """``.. aq-exit-codes::`` -- the exit statuses, from the text of ``--help``."""
+
+    def run(self):
+        from astrometry_query.cli import _common
+
+        names = {getattr(_common, n): n for n in dir(_common) if n.startswith('EXIT_')
+                 and isinstance(getattr(_common, n), int)}
+        rows = []
+        for line in _common.EXIT_CODES.splitlines()[1:]:
+            match = re.match(r'^  (\d+)\s+(.*)$', line)
+            if match:
+                rows.append([int(match.group(1)), match.group(2).strip()])
+            elif line.strip() and rows:
+                rows[-1][1] += ' ' + line.strip()
+        if not rows:
+            logger.warning('aq-exit-codes: no exit codes found in EXIT_CODES',
+                           location=self.get_location(), type='aq', subtype='cli')
+            return []
+        cells = [[f'``{code}``', f'``{names[code]}``' if code in names else '--', _rst_text(text)]
+                 for code, text in rows]
+        return _parse_rst(self, _list_table(['Status', 'Constant (cli._common)', 'Meaning'],
+                                            cells, widths=[8, 22, 70]))
+
+
+def _rst_text(text):
+    """Plain text as reST: error class names and options as literals."""
+    text = text.replace('\\', '\\\\').replace('*', r'\*').replace('`', r'\`')
+    text = re.sub(r'\b([A-Z]\w*Error)\b', r'``\1``', text)
+    return re.sub(r'(?<![\w-])(--[a-z][\w-]*)', r'``\1``', text)
+
+
+# -- code run at build time --------------------------------------------------------
+@contextlib.contextmanager
+def _working_directory(path):
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
+class BuildSandbox:
+    """Where code run at build time runs: as in the doc tests (see the module's
+    docstring).  One per build process."""
+
+    def __init__(self):
+        self.root = None
+        self.docname = None
+        self.work_dir = None
+        self.namespaces = {}
+        self._build = None
+        self._page = None
+
+    def start(self, app):
+        """At the start of the build: no API key from anywhere, a temporary root."""
+        import keyring
+        from keyring.backends.null import Keyring as NullKeyring
+
+        from astrometry_query import conf
+
+        self.root = Path(tempfile.mkdtemp(prefix='aq-docs-'))
+        stack = contextlib.ExitStack()
+        stack.callback(shutil.rmtree, self.root, ignore_errors=True)
+        stack.enter_context(conf.set_temp('api_key', ''))
+        saved = os.environ.pop('ASTROMETRY_NET_API_KEY', None)
+        if saved is not None:
+            stack.callback(os.environ.__setitem__, 'ASTROMETRY_NET_API_KEY', saved)
+        previous = keyring.get_keyring()
+        keyring.set_keyring(NullKeyring())
+        stack.callback(keyring.set_keyring, previous)
+        # Solution headers are header-only files (NAXIS = 0): astropy warns on
+        # every WCS(header) of them, which the build log need not repeat.
+        from astropy.wcs import FITSFixedWarning
+        stack.enter_context(warnings.catch_warnings())
+        warnings.filterwarnings('ignore', category=FITSFixedWarning)
+        self._build = stack
+
+    def enter_page(self, docname):
+        """Before a page is read: a new job store, solution cache and working directory."""
+        from astropy.config import set_temp_cache
+
+        from astrometry_query import conf
+
+        if self._build is None:
+            return
+        self.leave_page()
+        base = self.root / docname.replace('/', '--')
+        for sub in ('cache', 'work'):
+            (base / sub).mkdir(parents=True, exist_ok=True)
+        stack = contextlib.ExitStack()
+        stack.enter_context(conf.set_temp('local_data_dir', str(base / 'local')))
+        stack.enter_context(set_temp_cache(str(base / 'cache')))
+        self._page, self.docname, self.work_dir = stack, docname, base / 'work'
+        self.namespaces.pop(docname, None)
+        _close_module_instance()
+
+    def leave_page(self):
+        if self._page is not None:
+            _close_module_instance()
+            self._page.close()
+            self._page = self.docname = None
+
+    def finish(self):
+        self.leave_page()
+        if self._build is not None:
+            self._build.close()
+            self._build = None
+
+    def run_examples(self, docname, text, location):
+        """Run doctest-format ``text`` in the page's namespace; the value of its
+        last example (None when that is a statement)."""
+        if self.docname != docname:         # e.g. a build of one page from a saved env
+            self.enter_page(docname)
+        namespace = self.namespaces.setdefault(docname, {'__name__': '__main__'})
+        value = None
+        with _working_directory(self.work_dir or os.getcwd()), \
+                contextlib.redirect_stdout(io.StringIO()):
+            for example in doctest.DocTestParser().get_examples(text, location):
+                try:
+                    code = compile(example.source, location, 'eval')
+                except SyntaxError:
+                    exec(compile(example.source, location, 'exec'), namespace)  # noqa: S102
+                    value = None
+                else:
+                    value = eval(code, namespace)  # noqa: S307 (the page's own examples)
+        return value
+
+
+def _close_module_instance():
+    from astrometry_query import AstrometryNet
+
+    AstrometryNet.close()
+
+
+SANDBOX = BuildSandbox()
+
+
+def _sandbox_start(app):
+    SANDBOX.start(app)
+
+
+def _sandbox_page(app, docname, source):
+    SANDBOX.enter_page(docname)
+
+
+def _sandbox_finish(app, exception):
+    SANDBOX.finish()
+
+
+#: Around a notebook view: what marks it as the notebook's output.
+_VIEW_HTML = ('<div class="aq-notebook-view" style="border: 1px solid #8884; border-radius: 4px; '
+              'padding: 0.5em 1em; margin: -0.5em 0 1.5em 0; overflow-x: auto">'
+              '<p style="font-size: 0.8em; opacity: 0.7; margin: 0 0 0.5em 0">In a notebook '
+              '(rendered when these pages were built):</p>\n{}\n</div>')
+
+
+class NotebookView(SphinxDirective):
+    """``.. aq-notebook-view::`` -- code, run at build time, and its HTML view."""
+    has_content = True
+
+    def run(self):
+        text = '\n'.join(self.content)
+        block = nodes.doctest_block(text, text)
+        self.set_source_info(block)
+        source, line = self.get_source_info()
+        location = f'{source}:{line}'
+        try:
+            value = SANDBOX.run_examples(self.env.docname, text, location)
+            html = getattr(value, '_repr_html_', lambda: None)()
+        except Exception:
+            logger.warning(f'aq-notebook-view: the code failed:\n{traceback.format_exc()}',
+                           location=self.get_location(), type='aq', subtype='run')
+            return [block]
+        if not html:
+            logger.warning(f'aq-notebook-view: {type(value).__name__} has no HTML view',
+                           location=self.get_location(), type='aq', subtype='run')
+            return [block]
+        return [block, nodes.raw('', _VIEW_HTML.format(html), format='html')]
+
+
 # -- references ------------------------------------------------------------------
 def _resolve_short_names(app, env, node, contnode):
     """Resolve ```Job``` and the like to the one documented object of that name."""
@@ -452,6 +660,11 @@ def setup(app):
     app.add_directive('aq-exception-tree', ExceptionTree)
     app.add_directive('aq-error', ErrorHelp)
     app.add_directive('aq-command-help', CommandHelp)
+    app.add_directive('aq-exit-codes', ExitCodes)
+    app.add_directive('aq-notebook-view', NotebookView)
+    app.connect('builder-inited', _sandbox_start)
+    app.connect('source-read', _sandbox_page)
+    app.connect('build-finished', _sandbox_finish)
     app.connect('env-purge-doc', _purge_errors)
     app.connect('env-merge-info', _merge_errors)
     app.connect('env-check-consistency', _check_errors)
