@@ -641,3 +641,16 @@ def test_rate_limit_answers_429_with_retry_after(make_nova_server):  # noqa: F81
     # Status polls (no session) are never limited.
     assert all(requests.get(server.api_url + 'jobs/1', timeout=10).status_code == 404
                for _ in range(10))
+
+
+def test_objects_listed_while_the_tagger_is_between_file_and_store(nova_server, solved):
+    """The idle tagger writes the job's extras file, then stores the list: a
+    request in between must not answer 'no objects'."""
+    import sqlite3
+    job_id = solved.job
+    api = f'{nova_server.url}/api/jobs/{job_id}'
+    listed = exact_json(requests.get(api + '/objects_in_field'))['objects_in_field']
+    assert listed
+    with sqlite3.connect(nova_server.data_dir / 'nova.sqlite3') as db:     # the window
+        db.execute("UPDATE jobs SET objects = '[]' WHERE id = ?", (job_id,))
+    assert exact_json(requests.get(api + '/objects_in_field'))['objects_in_field'] == listed

@@ -460,8 +460,10 @@ class NovaApp:
         if job is None:
             raise NotFound()
         if objects and job['status'] == 'success' and not job['objects']:
-            from ..local.jobs import EXTRAS_FILE
-            if not (self.data_dir / 'jobs' / str(job_id) / EXTRAS_FILE).is_file():
+            # Not yet stored (a field with none is stored empty).  The idle
+            # tagger may be between writing its file and storing the list:
+            # fill_objects then reads that file, so both agree.
+            if not await run_in_threadpool(self.store.has_objects, job_id):
                 await run_in_threadpool(self.pool.fill_objects, job_id)
                 job = await run_in_threadpool(self.store.job, job_id)
         return job
