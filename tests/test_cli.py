@@ -210,7 +210,7 @@ def test_bad_input_names_the_argument(argv, named, tmp_path, capsys):
 
 
 @pytest.mark.parametrize('exc, code', [
-    (SolveFailedError('no'), EXIT_UNSOLVED), (IndexCoverageError('no'), EXIT_UNSOLVED),
+    (SolveFailedError('no'), EXIT_UNSOLVED), (IndexCoverageError('no'), EXIT_SETUP),
     (ResultNotAvailableError('no'), EXIT_UNSOLVED), (InvalidInputError('no'), EXIT_USAGE),
     (InvalidSettingError('no'), EXIT_USAGE), (JobNotFoundError('no'), EXIT_USAGE),
     (FileExistsError('no'), EXIT_USAGE), (ServerError('no'), EXIT_SERVER),
@@ -422,7 +422,7 @@ def test_local_annotate_jobs_and_download(images, tmp_path, capsys):
     assert (tmp_path / 'ann.png').read_bytes()[:8] == PNG_MAGIC
 
     code, out, err = run(capsys, 'annotate', wcs)
-    assert code == 0 and 'NGC 3098' in out and f'objects in the field of job {job}.' in out
+    assert code == 0 and 'NGC 3098' in out and f'1 object in the field of job {job}.' in out
 
     # A WCS from elsewhere (no AN_JOBID) is annotated offline, with plot-constellations.
     header = fits.getheader(wcs)
@@ -515,6 +515,29 @@ def test_nova_solve_jobs_annotate_download(make_nova_server, images, tmp_path, m
     assert 'wrongkeyabcdefgh' not in out + err
     code, out, err = run(capsys, 'jobs', '--server', url)
     assert code == EXIT_AUTH and 'MissingAPIKeyError' in err and 'astrometry-query login' in err
+
+
+def test_download_all_skips_what_a_source_list_job_lacks(make_nova_server, images, tmp_path,
+                                                          monkeypatch, capsys):
+    """One image goes to the server as a source list: no new_fits there.
+    'all' says so on stderr and fetches every other kind; asked by name, it fails."""
+    server = make_nova_server()
+    monkeypatch.setenv('ASTROMETRY_NET_API_KEY', server.api_key)
+    path, field = images[0]
+    code, out, err = run(capsys, 'solve', path, '--server', server.url, '--json', '-q')
+    assert code == 0, err
+    job = json_lines(out)[0]['job_id']
+    dest = tmp_path / 'all'
+    code, out, err = run(capsys, 'download', job, 'all', '-d', dest, '--server', server.url)
+    assert code == 0, err
+    assert 'astrometry-query: skipped new_fits: ResultNotAvailableError' in err
+    saved = {Path(line).name for line in out.splitlines()}
+    assert f'job{job}-wcs.fits' in saved and f'job{job}-corr.fits' in saved
+    assert not any('new-image' in name for name in saved)
+    assert wcs_rms_error(field.wcs, fits.getheader(dest / f'job{job}-wcs.fits'), SHAPE) < WCS_LIMIT
+    code, out, err = run(capsys, 'download', job, 'new_fits', '-d', tmp_path / 'one',
+                         '--server', server.url)
+    assert code == EXIT_UNSOLVED and 'ResultNotAvailableError' in err
 
 
 def test_unreachable_server_exits_3(tmp_path, monkeypatch, capsys):

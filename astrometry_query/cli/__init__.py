@@ -33,12 +33,15 @@ Exit codes
 5
     No API key, or the server refused it (`MissingAPIKeyError`, `LoginError`).
 6
-    Set-up: astrometry.net, its index files or a usable keyring is missing
-    (`LocalSolverNotFoundError`, ``SetupError``).
+    Set-up: astrometry.net, index files for the field or a usable keyring is
+    missing, or index files could not be built (`LocalSolverNotFoundError`,
+    `IndexCoverageError`, `IndexBuildError`, ``SetupError``).
 70
     Internal error (a bug; ``--debug`` shows the traceback).
 130
     Interrupted (Ctrl-C).  ``serve`` stopped by Ctrl-C exits with 0.
+141
+    The output pipe was closed (e.g. piped into ``head``).
 """
 import argparse
 import contextlib

@@ -12,10 +12,10 @@ import astropy.units as u
 import numpy as np
 from astropy.coordinates import Angle
 
-from ..exceptions import (AstrometryNetError, IndexDownloadError, JobNotFoundError,
-                          LocalSolverNotFoundError, LoginError, MissingAPIKeyError,
-                          ResultNotAvailableError, ServerError, SolveFailedError,
-                          SolveTimeoutError, SubmissionError)
+from ..exceptions import (AstrometryNetError, IndexBuildError, IndexCoverageError,
+                          IndexDownloadError, JobNotFoundError, LocalSolverNotFoundError,
+                          LoginError, MissingAPIKeyError, ResultNotAvailableError,
+                          ServerError, SolveFailedError, SolveTimeoutError, SubmissionError)
 
 PROG = 'astrometry-query'
 
@@ -39,10 +39,12 @@ EXIT_CODES = """exit codes:
   4    timeout: the solve did not finish in time (SolveTimeoutError; with
        several images, an image that timed out is a failed row: 1)
   5    no API key, or the server refused it (MissingAPIKeyError, LoginError)
-  6    set-up: astrometry.net, its index files or a keyring is missing
-       (LocalSolverNotFoundError, SetupError)
+  6    set-up: astrometry.net, index files for the field or a keyring is missing,
+       or index files could not be built (LocalSolverNotFoundError,
+       IndexCoverageError, IndexBuildError, SetupError)
   70   internal error (a bug: please report it; --debug shows the traceback)
-  130  interrupted (Ctrl-C)"""
+  130  interrupted (Ctrl-C)
+  141  the output pipe was closed (e.g. piped into head)"""
 
 # An API key given as an option shows in `ps` and in the shell history.
 API_KEY_WARNING = ('warning: --api-key puts the key in your shell history and in the process '
@@ -95,7 +97,7 @@ def add_command(sub, name, *, help, description=None, examples=(), **kw):
 
 # -- errors and exit codes ---------------------------------------------------------------
 def exit_code(exc):
-    """The exit status for an exception (see `EXIT_CODES`)."""
+    """The exit status for an exception (see ``EXIT_CODES``)."""
     import requests
     if isinstance(exc, KeyboardInterrupt):
         return EXIT_INTERRUPTED
@@ -109,7 +111,7 @@ def exit_code(exc):
     if isinstance(exc, (ServerError, SubmissionError, IndexDownloadError, requests.RequestException,
                         ConnectionError)):
         return EXIT_SERVER
-    if isinstance(exc, (LocalSolverNotFoundError, SetupError)):
+    if isinstance(exc, (LocalSolverNotFoundError, IndexCoverageError, IndexBuildError, SetupError)):
         return EXIT_SETUP
     if isinstance(exc, (SolveFailedError, ResultNotAvailableError, AstrometryNetError)):
         return EXIT_UNSOLVED

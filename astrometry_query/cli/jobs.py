@@ -1,14 +1,16 @@
 """``astrometry-query annotate | download | jobs``: what a solved job offers."""
 import argparse
 import os
+import sys
 from pathlib import Path
 
 import astropy.units as u
 
-from ..exceptions import AstrometryNetError, InvalidInputError
+from ..exceptions import AstrometryNetError, InvalidInputError, ResultNotAvailableError, ServerError
 from ..job_results import DOWNLOAD_NAMES
-from ._common import (EXIT_OK, UsageError, add_client_options, add_command, echo, fmt,
-                      format_table, job_argument, make_client, positive_int, print_json)
+from ._common import (EXIT_OK, EXIT_UNSOLVED, PROG, UsageError, add_client_options, add_command,
+                      echo, fmt, format_table, job_argument, make_client, message, positive_int,
+                      print_json)
 
 __all__ = ['add_parsers']
 
@@ -155,7 +157,7 @@ def run_annotate(args):
                  fmt(row['pixely'], '.1f'), fmt(row['radius'], '.1f'), fmt(row['vmag'], '.2f')]
                 for row in table]
         echo(format_table(headers, rows, right=headers[2:]))
-        echo(f'\n{len(table)} objects in the field of {source}.')
+        echo(f'\n{len(table)} object{"" if len(table) == 1 else "s"} in the field of {source}.')
     if png is not None and not args.json:
         echo(f'Annotated image written to {png}')
     return EXIT_OK
@@ -183,10 +185,22 @@ def run_download(args):
             raise FileExistsError(f'{", ".join(there)} already exist(s); add --overwrite to '
                                   'replace')
     dest.mkdir(parents=True, exist_ok=True)
+    every = 'all' in args.kinds
+    missing = []
     with make_client(args) as client:
         for kind in kinds:
-            echo(str(client.download(job_id, kind, destination_dir=dest,
-                                     overwrite=args.overwrite)))
+            try:
+                echo(str(client.download(job_id, kind, destination_dir=dest,
+                                         overwrite=args.overwrite)))
+            except (ServerError, ResultNotAvailableError) as exc:
+                if not every:
+                    raise
+                # 'all': a job may lack some kinds (no new_fits for a source list)
+                missing.append(kind)
+                print(f'{PROG}: skipped {kind}: {type(exc).__name__}: {message(exc)}',
+                      file=sys.stderr)
+    if missing and len(missing) == len(kinds):
+        return EXIT_UNSOLVED
     return EXIT_OK
 
 
