@@ -493,7 +493,10 @@ def plot_solution(image, job_or_header, ax=None, *, client=None, corr=None, sour
     Notes
     -----
     The RMS residual is ``sqrt(mean(dx**2 + dy**2))`` over the matches, the
-    radial distance from each catalogue star to its source.
+    radial distance from each catalogue star to its source.  A false match
+    (a residual over 5 times the robust spread, and over 1 px) would
+    dominate it: such matches are drawn, counted apart in the text, and left
+    out of the RMS.
 
     Raises
     ------
@@ -530,7 +533,12 @@ def plot_solution(image, job_or_header, ax=None, *, client=None, corr=None, sour
     dx, dy = fx - ix, fy - iy
     n = len(fx)
     length = np.hypot(dx, dy)
-    rms = float(np.sqrt(np.mean(length ** 2))) if n else math.nan
+    # One false match (e.g. a corner star paired with a neighbour) would
+    # dominate the RMS of a solution good to a hundredth of a pixel.
+    limit = max(1.0, 5.0 * 1.4826 * float(np.median(length))) if n else math.inf
+    outliers = int(np.sum(length > limit))
+    kept = length[length <= limit]
+    rms = float(np.sqrt(np.mean(kept ** 2))) if len(kept) else math.nan
     nx, ny = wcs.pixel_shape
     if scale is None:
         p90 = float(np.percentile(length, 90)) if n else 0.0
@@ -564,6 +572,8 @@ def plot_solution(image, job_or_header, ax=None, *, client=None, corr=None, sour
     key.text.set_path_effects(_halo())
     summary = (f'{n} matches\nRMS residual {rms:.3g} px ({rms * pixscale:.3g}\u2033)' if n
                else 'no matches')
+    if outliers:
+        summary += f'\n{outliers} over {limit:.2g} px (false matches?) not in the RMS'
     ax.text(0.02, 0.98, summary, transform=ax.transAxes, ha='left', va='top', fontsize=9,
             color='white', gid='solution-summary', zorder=5,
             bbox={'facecolor': 'black', 'alpha': 0.6, 'edgecolor': 'none', 'pad': 3})

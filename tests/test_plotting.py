@@ -287,6 +287,19 @@ def test_solution_from_given_tables(solved):
     assert _by_gid(empty, 'solution-summary')[0].get_text() == 'no matches'
 
 
+def test_a_false_match_is_drawn_but_kept_out_of_the_rms(solved):
+    client, header, _, _ = solved
+    corr = _corr(client, header)
+    good = np.hypot(corr['field_x'] - corr['index_x'], corr['field_y'] - corr['index_y'])
+    corr['field_x'][0] += 14.0                    # a corner star paired with a neighbour
+    ax = plot_solution(None, header, client=client, corr=corr, sources=False, residuals='corr')
+    assert _by_gid(ax, 'residuals')[0].N == len(corr)
+    text = _by_gid(ax, 'solution-summary')[0].get_text()
+    rms = float(re.search(r'RMS residual ([\d.]+) px', text).group(1))
+    assert rms == pytest.approx(np.sqrt(np.mean(good[1:] ** 2)), rel=5e-3)
+    assert '1 over ' in text and 'not in the RMS' in text
+
+
 # -- bad input --------------------------------------------------------------------------------
 def test_bad_arguments_are_named(solved):
     client, header, path, _ = solved
