@@ -5,12 +5,12 @@ Wherever a job is asked for, a job id, a `Job` record, a Header returned by a
 solve (cards AN_JOBID/AN_SUBID) or a Table row with ``job_id`` is accepted.
 """
 import io
-import os
 from pathlib import Path
 
 from astropy.io import fits
 
 from .exceptions import InvalidInputError, ResultNotAvailableError
+from .files import write_atomic
 from .nova.protocol import FILE_ROUTES, api_url, decode_response, encode_request, site_url
 from .results import Calibration, annotations_table, job_ref, jobs_table, make_wcs_header
 
@@ -121,14 +121,7 @@ class JobResultsMixin:
                 raise FileExistsError(f'{target} exists; pass overwrite=True to replace it.')
         content = self.backend.download(job_id, kind, cache=cache)
         if target is not None:
-            # Atomic: a reader (or a crash) never sees half a file under the name.
-            tmp = target.with_name(f'.{target.name}.{os.getpid()}.part')
-            try:
-                tmp.write_bytes(content)
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
-            return target
+            return write_atomic(target, content)
         if kind == 'annotated':
             return content
         return fits.open(io.BytesIO(content))

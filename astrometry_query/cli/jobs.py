@@ -1,12 +1,12 @@
 """``astrometry-query annotate | download | jobs``: what a solved job offers."""
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import astropy.units as u
 
 from ..exceptions import AstrometryNetError, InvalidInputError, ResultNotAvailableError, ServerError
+from ..files import write_atomic
 from ..job_results import DOWNLOAD_NAMES
 from ._common import (EXIT_OK, EXIT_UNSOLVED, PROG, UsageError, add_client_options, add_command,
                       echo, fmt, format_table, job_argument, make_client, message, positive_int,
@@ -113,15 +113,6 @@ def _png_path(text):
     return path
 
 
-def _atomic_write(path, content):
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.part')
-    try:
-        tmp.write_bytes(content)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def run_annotate(args):
     job_id, header, path = args.job
     if args.image and not (args.offline or job_id is None):
@@ -140,7 +131,7 @@ def run_annotate(args):
             table = client.get_annotations(job_id, nbright=args.nbright)
             png = None
             if png_path is not None:
-                _atomic_write(png_path, client.download(job_id, 'annotated'))
+                write_atomic(png_path, client.download(job_id, 'annotated'))
                 png = png_path
         source = f'job {job_id}'
     if args.json:

@@ -36,6 +36,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..exceptions import LocalSolverNotFoundError
+from ..files import write_atomic
 from ..images import open_image
 from . import annotate, pipeline
 from .solver import JOB_CONFIG
@@ -87,10 +88,7 @@ def _place_input(job_dir, input_path):
 
 def _write_json(path, data):
     """Write JSON atomically: a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{threading.get_ident()}.tmp')
-    tmp.write_text(json.dumps(data, indent=1), encoding='utf-8')
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data, indent=1))
 
 
 def run_job(job_dir, *, image=None, sources=None, width=None, height=None, args=None,
@@ -177,9 +175,7 @@ def record_result(job_dir, solved, *, error=None, image=None, sources=None, widt
         _note(job_dir, error)
     if solved is not None:
         for name, content in solved.files.items():
-            tmp = job_dir / f'.{name}.tmp'
-            tmp.write_bytes(content)
-            os.replace(tmp, job_dir / name)
+            write_atomic(job_dir / name, content)
         record = solved.to_dict()
         result.update({k: record[k] for k in ('calibration', 'width', 'height', 'timings',
                                               'attempts', 'hints', 'refit', 'timed_out', 'error',
