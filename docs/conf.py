@@ -1,10 +1,20 @@
 """Sphinx configuration: sphinx-astropy's v2 configuration, automodapi,
-matplotlib's plot directive, and this project's own extensions:
-``_ext/aq_docs.py`` (tables generated from the code at build time, notebook
-views, and the sandbox where code run at build time solves: no API key, a
-temporary job store and cache per page) and ``_ext/aq_screenshots.py``
-(screenshots of the server's web pages, taken with Playwright and Chromium
-when they are installed).
+matplotlib's plot directive, and this project's own extensions, in
+``_ext/``:
+
+- ``aq_tables``: the tables of the solve settings and of ``Conf``, generated
+  from the code at build time;
+- ``aq_errors``: the error hierarchy and its troubleshooting texts (the build
+  fails when an error class has none);
+- ``aq_cli``: the command's ``--help`` texts and exit statuses;
+- ``aq_sandbox``: the sandbox where code run at build time solves (no API
+  key, a temporary job store and cache per page);
+- ``aq_notebook``: notebook views (``_repr_html_``), run in that sandbox;
+- ``aq_api``: short references and "Bases" lines of the API pages;
+- ``aq_screenshots``: screenshots of the server's web pages, taken with
+  Playwright and Chromium when they are installed.
+
+(``_ext/aq_rst.py`` holds the reST helpers they share.)
 
 Build (offline, warnings are errors)::
 
@@ -39,7 +49,8 @@ release = astrometry_query.__version__
 version = '.'.join(release.split('.')[:2])
 html_title = f'{project} v{release}'
 
-extensions = list(extensions) + ['aq_docs', 'aq_screenshots']
+extensions = list(extensions) + ['aq_tables', 'aq_errors', 'aq_cli', 'aq_sandbox',
+                                 'aq_notebook', 'aq_api', 'aq_screenshots']
 exclude_patterns = ['_build']
 
 # -- references -----------------------------------------------------------------
@@ -73,7 +84,7 @@ numpydoc_show_class_members = False
 
 # -- matplotlib's plot directive (figures made when the docs are built) ---------
 # Doctest-format code in ``.. plot::`` runs in the build (in the sandbox of
-# aq_docs) and in the doc tests alike.
+# aq_sandbox) and in the doc tests alike.
 plot_include_source = True
 plot_html_show_source_link = False
 plot_html_show_formats = False
