@@ -155,6 +155,7 @@ def test_submission_reprs(solved):
     assert repr(sub) == f'<Submission {sub.id}: solving, job {sub.id}>'     # as submitted
     now = solved.client.backend.submission(sub.id)
     assert repr(now) == f'<Submission {sub.id}: solved, job {sub.id}>'
+    assert now.processing_started <= now.processing_finished      # the local job ended
     assert repr(Submission(id=5)) == '<Submission 5: queued>'
     assert repr(Submission(id=6, jobs=[None])) == '<Submission 6: queued>'
     assert repr(Submission(id=7, user_images=[1], jobs=[8, 9])) == '<Submission 7: solving, jobs 8, 9>'

@@ -318,7 +318,12 @@ class LocalBackend:
             return Submission(id=int(submission_id), processing_started=started,
                               processing_finished=started, error_message=error.read_text())
         result = local_jobs.read_result(job_dir)
+        finished = None
+        if result is not None:      # the result file is written once, when the job ends
+            finished = datetime.fromtimestamp(
+                (job_dir / local_jobs.RESULT_FILE).stat().st_mtime)
         sub = Submission(id=int(submission_id), processing_started=started,
+                         processing_finished=finished,
                          user_images=[int(submission_id)], jobs=[int(submission_id)])
         if result and result.get('calibration'):
             sub.job_calibrations = [(int(submission_id), int(submission_id))]
