@@ -3,6 +3,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -104,6 +105,25 @@ def bare_solve_field(path, work, *, hints=None, timeout=600, index_dir=None):
     elapsed = time.perf_counter() - t0
     wcs = work / (Path(path).stem + '.wcs')
     return elapsed, (fits.getheader(wcs) if wcs.is_file() else None)
+
+
+def serve_process(data_dir, port, api_key, *, workers=2, extra=(), timeout=120.0):
+    """`astrometry-query serve` in its own process (as deployed), once it
+    answers on 127.0.0.1:``port``; returns the Popen."""
+    import requests
+    proc = subprocess.Popen([sys.executable, '-m', 'astrometry_query.cli', 'serve', '--port',
+                             str(port), '--workers', str(workers), '--data-dir', str(data_dir),
+                             '--api-key', api_key, *extra],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            requests.get(f'http://127.0.0.1:{port}/', timeout=1)
+            return proc
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError('the server did not start')
 
 
 class TreeRSS:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import requests
 
+from common import serve_process
+
 API_KEY = 'loadtestkeyabcde'
 
 
@@ -36,19 +38,8 @@ def free_port():
 
 
 def serve(data_dir, port, workers=2):
-    proc = subprocess.Popen([sys.executable, '-m', 'astrometry_query.cli', 'serve', '--port',
-                             str(port), '--workers', str(workers), '--data-dir', str(data_dir),
-                             '--api-key', API_KEY, '--log-level', 'warning'],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f'http://127.0.0.1:{port}/', timeout=1)
-            return proc
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError('the server did not start')
+    return serve_process(data_dir, port, API_KEY, workers=workers,
+                         extra=('--log-level', 'warning'))
 
 
 def source_lists(folder, n=4):

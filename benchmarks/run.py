@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (TreeRSS, bare_solve_field, fmt, make_fields, median_time, ratio,  # noqa: E402
-                    rms, synthetic_4k, table)
+                    rms, serve_process, synthetic_4k, table)
 
 import astropy.units as u  # noqa: E402
 
@@ -313,19 +313,7 @@ def polling(fields, work):
 # -- batches ---------------------------------------------------------------------------
 def _serve(data_dir, port, extra=()):
     """`astrometry-query serve` in its own process (as deployed); returns the Popen."""
-    import requests
-    proc = subprocess.Popen([sys.executable, '-m', 'astrometry_query.cli', 'serve', '--port',
-                             str(port), '--workers', '2', '--data-dir', str(data_dir),
-                             '--api-key', API_KEY, *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    for _ in range(600):
-        try:
-            requests.get(f'http://127.0.0.1:{port}/', timeout=1)
-            return proc
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError('the server did not start')
+    return serve_process(data_dir, port, API_KEY, extra=extra, timeout=60.0)
 
 
 def _server_times(data_dir, job_ids):
