@@ -158,7 +158,7 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
             line.update(f'{label.strip()}: {state}')
             if state == 'success':
                 try:
-                    return _bound(backend.job_info(job_id, submission_id), backend)
+                    return backend.job_info(job_id, submission_id)
                 except ServerError as exc:      # solved: its info will come
                     if not is_transient(exc):
                         raise
@@ -195,12 +195,6 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
                 sleep(min(pause, remaining))
             if retry_after is None and not wait and now - started < BRISK_PERIOD:
                 interval = first_interval
-
-
-def _bound(job, backend):
-    """The job, remembering its backend (weakly) for its notebook view."""
-    bind = getattr(job, 'bind', None)
-    return bind(backend) if bind is not None else job
 
 
 def is_transient(exc):

@@ -35,12 +35,6 @@ __all__ = ['SolvingMixin', 'MIN_SOURCES']
 MIN_SOURCES = 12
 
 
-
-def _bound(record, client):
-    """The record, knowing (weakly) the client that made it: its notebook view
-    can then show the annotated image."""
-    return record.bind(client) if hasattr(record, 'bind') else record
-
 def _solve_timeout(value):
     """solve_timeout (None: conf.solve_timeout), checked before any I/O."""
     value = conf.solve_timeout if value is None else value
@@ -190,14 +184,16 @@ class SolvingMixin:
             detect_threshold=detect_threshold)
         timeout = _solve_timeout(solve_timeout)
         backend = self.backend
+        # Records know (weakly) the client that made them: their notebook
+        # views fetch the annotated image through it.
         if backend.name == 'local':
-            return _bound(backend.submit_image(img, args, hints=hints, fwhm=fwhm,
-                                               detect_threshold=detect_threshold, timeout=timeout),
-                          self)
+            return backend.submit_image(img, args, hints=hints, fwhm=fwhm,
+                                        detect_threshold=detect_threshold,
+                                        timeout=timeout).bind(self)
         first = hints.attempts(args)[0] if hints else args
-        return _bound(self._nova_submit_image(img, first, force_image_upload=force_image_upload,
-                                              fwhm=fwhm, detect_threshold=detect_threshold,
-                                              verbose=verbose, timeout=timeout), self)
+        return self._nova_submit_image(img, first, force_image_upload=force_image_upload,
+                                       fwhm=fwhm, detect_threshold=detect_threshold,
+                                       verbose=verbose, timeout=timeout).bind(self)
 
     def _checked_source_list(self, x, y, image_width, image_height):
         x, y = check_source_list(x, y)
@@ -215,15 +211,15 @@ class SolvingMixin:
         args = to_nova_args(normalize_settings(settings))
         timeout = _solve_timeout(solve_timeout)
         x, y, width, height = self._checked_source_list(x, y, image_width, image_height)
-        return _bound(self.backend.submit_source_list(x, y, args, width=width, height=height,
-                                                      timeout=timeout), self)
+        return self.backend.submit_source_list(x, y, args, width=width, height=height,
+                                               timeout=timeout).bind(self)
 
     def submit_url(self, url, *, solve_timeout=None, **settings):
         """Ask the backend to fetch and solve an image at a URL; returns a `Submission`."""
         check_url(url)
         args = to_nova_args(normalize_settings(settings))
-        return _bound(self.backend.submit_url(url, args, timeout=_solve_timeout(solve_timeout)),
-                      self)
+        return self.backend.submit_url(url, args,
+                                       timeout=_solve_timeout(solve_timeout)).bind(self)
 
     # -- waiting ------------------------------------------------------------
     def wait(self, submission=None, *, job_id=None, solve_timeout=None, verbose=True, progress=None):
@@ -264,12 +260,11 @@ class SolvingMixin:
         timeout = _solve_timeout(solve_timeout)
         backend = self.backend
         if backend.name == 'local':
-            return _bound(backend.wait(job_id if job_id is not None else sub_id,
-                                       solve_timeout=timeout, verbose=verbose, progress=progress),
-                          self)
-        return _bound(wait_for_job(backend, submission_id=sub_id, job_id=job_id,
-                                   solve_timeout=timeout, poll_interval=conf.poll_interval,
-                                   verbose=verbose, progress=progress), self)
+            return backend.wait(job_id if job_id is not None else sub_id, solve_timeout=timeout,
+                                verbose=verbose, progress=progress).bind(self)
+        return wait_for_job(backend, submission_id=sub_id, job_id=job_id,
+                            solve_timeout=timeout, poll_interval=conf.poll_interval,
+                            verbose=verbose, progress=progress).bind(self)
 
     def _finish(self, submission, solve_timeout, verbose, return_submission_id, cache, progress=None):
         job = self.wait(submission, solve_timeout=solve_timeout, verbose=verbose, progress=progress)

@@ -327,13 +327,13 @@ def test_view_of_a_closed_client(solved, tmp_path):
         client.close()
 
 
-def test_nova_job_is_bound_by_the_poll_loop(make_nova_server, solved):  # noqa: F811
+def test_nova_job_is_bound_to_its_client(make_nova_server, solved):  # noqa: F811
     server = make_nova_server(workers=1)
     with AstrometryNetClass(api_key=server.api_key, server=server.url) as nova, \
             conf.set_temp('poll_interval', 0.05):
         sub = nova.submit_image(solved.image, verbose=False, **HINTS)
         job = nova.wait(sub, verbose=False)
-        assert job.client is nova          # bound by wait(), over the poll loop's binding
+        assert job.client is nova          # bound by wait()
         html_text = job._repr_html_()
         root = _xml(html_text)
         assert _thumbnail(root).width == reprs.THUMBNAIL_WIDTH
