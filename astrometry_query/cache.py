@@ -9,11 +9,12 @@ never a key or a session: a cache directory can be shared or inspected.
 """
 import hashlib
 import json
-import os
 import threading
 from pathlib import Path
 
 from astropy.io import fits
+
+from .files import write_atomic
 
 __all__ = ['SolutionCache', 'solution_key']
 
@@ -74,9 +75,7 @@ class SolutionCache:
         entry = {'header': header.tostring(), **{k: v for k, v in ids.items() if v is not None}}
         with self._lock:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f'.{path.name}.{os.getpid()}.{threading.get_ident()}.tmp')
-            tmp.write_text(json.dumps(entry), encoding='utf-8')
-            os.replace(tmp, path)
+            write_atomic(path, json.dumps(entry))
 
     def clear(self):
         """Forget every solution."""
