@@ -26,7 +26,9 @@ from pathlib import Path
 
 import requests
 
-from common import serve_process
+# Also loaded from its file by the tests (tests/test_server_lifecycle.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import serve_process  # noqa: E402
 
 API_KEY = 'loadtestkeyabcde'
 
