@@ -23,6 +23,8 @@ from astroquery import cache_conf
 
 from .cache import source_digest
 from .exceptions import AstrometryNetError, InvalidInputError, JobNotFoundError, ServerError
+from .hints import check_header_hints
+from .images import expand_images
 from .results import calibration_from_wcs, make_wcs_header
 from .settings import normalize_settings, to_nova_args
 from .sources import source_list_from
@@ -31,7 +33,13 @@ __all__ = ['BatchMixin', 'Journal', 'BATCH_COLUMNS', 'default_executor']
 
 #: The columns of `BatchMixin.solve_many`'s Table, in order.
 BATCH_COLUMNS = ('input', 'status', 'ra', 'dec', 'pixscale', 'orientation', 'parity', 'job_id',
-                 'submission_id', 'error', 'elapsed', 'header')
+                 'submission_id', 'error', 'elapsed', 'origin', 'header')
+#: Where a row's outcome comes from: solved (or failed) in this run, the
+#: solution cache, or the journal of an earlier run.
+ORIGINS = ('new', 'cache', 'journal')
+#: Why an input failed, as the journal keeps it.  An input that failed for want
+#: of a solution (or of time, when no more time is given) is not searched again.
+FAILURES = ('no_solution', 'timeout', 'coverage', 'error')
 #: Submissions in flight at once: nova.astrometry.net is shared by everyone.
 NOVA_CONCURRENCY = 2
 OTHER_SERVER_CONCURRENCY = 8
@@ -112,11 +120,14 @@ def _is_source_list(item):
     return isinstance(item, Table) or (isinstance(item, tuple) and len(item) == 4)
 
 
-def _row(item, status, *, header=None, error='', elapsed=0.0, calibration=None):
+def _row(item, status, *, header=None, error='', elapsed=0.0, calibration=None, origin='new',
+         failure=None):
+    """One result row; ``failure`` (one of `FAILURES`) says why a failed input failed."""
     row = {'index': item.index, 'input': item.label, 'status': status, 'ra': np.nan,
            'dec': np.nan, 'pixscale': np.nan, 'orientation': np.nan, 'parity': np.nan,
            'job_id': item.job_id, 'submission_id': item.submission_id, 'error': error,
-           'elapsed': round(float(elapsed), 4), 'header': header}
+           'elapsed': round(float(elapsed), 4), 'origin': origin, 'header': header,
+           'failure': (failure or 'error') if status != 'success' else None}
     if header is not None:
         try:
             cal = calibration or calibration_from_wcs(header)
@@ -127,6 +138,30 @@ def _row(item, status, *, header=None, error='', elapsed=0.0, calibration=None):
         row['job_id'] = header.get('AN_JOBID', item.job_id)
         row['submission_id'] = header.get('AN_SUBID', item.submission_id)
     return row
+
+
+def _flag(value, name='retry_failed'):
+    if not isinstance(value, bool):
+        raise InvalidInputError(f'{name} must be True or False, got {value!r}.')
+    return value
+
+
+def _local_failure(result):
+    """Why a local job failed (one of `FAILURES`), from its result.json."""
+    if result.get('error_kind') == 'index_coverage':
+        return 'coverage'
+    if result.get('timed_out'):
+        return 'timeout'
+    return 'no_solution' if result.get('attempts') else 'error'
+
+
+def _failed_for_good(entry, timeout):
+    """Whether a journal's failure would only repeat itself: no solution
+    with these settings, or out of time with no more time given now."""
+    failure = entry.get('failure')
+    if failure == 'no_solution':
+        return True
+    return failure == 'timeout' and timeout <= float(entry.get('solve_timeout') or 0)
 
 
 def _header_cell(header):
@@ -154,6 +189,7 @@ def rows_table(rows):
     table['error'] = np.array([r['error'] or '' for r in rows], dtype=str)
     table['elapsed'] = np.array([r['elapsed'] for r in rows], dtype=float)
     table['elapsed'].unit = 's'
+    table['origin'] = np.array([r.get('origin', 'new') for r in rows], dtype='<U7')
     headers = np.empty(len(rows), dtype=object)
     headers[:] = [r['header'] for r in rows]
     table['header'] = headers
@@ -245,15 +281,18 @@ class BatchMixin:
     def solve_many(self, images, *, executor=None, max_concurrency=None, verbose=True,
                    cache=True, as_completed=False, journal=None, solve_timeout=None,
                    header_hints=True, fwhm=3, detect_threshold=5, force_image_upload=None,
-                   **settings):
+                   retry_failed=False, **settings):
         """Solve many images (or source lists); one row per input, in input order.
 
         Parameters
         ----------
-        images : iterable
-            Paths, HDULists, HDUs, arrays, NDData, or source lists: a Table
-            with x, y columns and the image size in its meta (``width``,
-            ``height``), or an ``(x, y, width, height)`` tuple.
+        images : str, path-like or iterable
+            A directory (its image files, sorted by name) or a glob pattern
+            (``'night/*.fits'``, ``'night/**/*.fit'``), as the command line
+            takes them; or an iterable of inputs: paths, HDULists, HDUs,
+            arrays, NDData, or source lists: a Table with x, y columns and the
+            image size in its meta (``width``, ``height``), or an
+            ``(x, y, width, height)`` tuple.
         executor : `concurrent.futures.Executor`, ``distributed.Client``, 'threads' or 'processes', optional
             Local backend: where the solves run.  Default: one worker process
             per core (see `default_executor`; 'threads' for a thread pool).
@@ -273,10 +312,15 @@ class BatchMixin:
             Return an iterator of result rows (dicts) as they complete,
             instead of the Table at the end (see `iter_solve`).
         journal : path-like, optional
-            A journal file: what was submitted and solved is recorded there
-            as it happens, and a rerun with the same journal resumes: it
-            waits for what was submitted instead of submitting it again, and
-            reuses what was solved.
+            A journal file: what was submitted, solved and failed is recorded
+            there as it happens, and a rerun with the same journal resumes: it
+            waits for what was submitted instead of submitting it again,
+            reuses what was solved, and does not search again for an input
+            that failed for want of a solution with the same settings (nor
+            for one that ran out of time, unless given more); other failures
+            (errors, missing index files) are tried again.
+        retry_failed : bool
+            Search again for the inputs the journal says failed.
         solve_timeout : float, optional
             Per input, seconds; default ``conf.solve_timeout``.
         force_image_upload : bool, optional
@@ -291,19 +335,22 @@ class BatchMixin:
         `~astropy.table.Table`
             Columns input, status ('success' or 'failure'), ra, dec (deg),
             pixscale (arcsec/pix), orientation (deg), parity, job_id,
-            submission_id, error (empty when solved), elapsed (s) and header
-            (the WCS `~astropy.io.fits.Header` of each solved input).
+            submission_id, error (empty when solved), elapsed (s), origin
+            ('new': this run; 'cache': the solution cache; 'journal': an
+            earlier run, solved or failed) and header (the WCS
+            `~astropy.io.fits.Header` of each solved input).
         """
         rows = self.iter_solve(images, executor=executor, max_concurrency=max_concurrency,
                                verbose=verbose, cache=cache, journal=journal,
                                solve_timeout=solve_timeout, header_hints=header_hints,
                                fwhm=fwhm, detect_threshold=detect_threshold,
-                               force_image_upload=force_image_upload, **settings)
+                               force_image_upload=force_image_upload,
+                               retry_failed=retry_failed, **settings)
         return rows if as_completed else rows_table(list(rows))
 
     def iter_solve(self, images, *, executor=None, max_concurrency=None, verbose=True, cache=True,
                    journal=None, solve_timeout=None, header_hints=True, fwhm=3,
-                   detect_threshold=5, force_image_upload=None, **settings):
+                   detect_threshold=5, force_image_upload=None, retry_failed=False, **settings):
         """Like `solve_many`, but yields each result (a dict with the Table's
         columns and ``index``, the input's position) as soon as it is known."""
         from .solving import _solve_timeout
@@ -312,11 +359,14 @@ class BatchMixin:
                 max_concurrency, int) or max_concurrency < 1):
             raise InvalidInputError(f'max_concurrency must be a positive int, got {max_concurrency!r}.')
         base_args = to_nova_args(normalize_settings(dict(settings)))   # fails before any work
-        if isinstance(images, (str, bytes, os.PathLike)) or not hasattr(images, '__iter__'):
-            raise InvalidInputError('images must be a list (or any iterable) of inputs, got '
-                                    f'{type(images).__name__}; for one image use '
-                                    'solve_from_image.')
-        inputs = list(images)
+        check_header_hints(header_hints)
+        if isinstance(images, (str, os.PathLike)):
+            inputs = expand_images(images)      # a directory or a glob pattern, as the CLI
+        elif isinstance(images, bytes) or not hasattr(images, '__iter__'):
+            raise InvalidInputError('images must be a directory, a glob pattern, or a list (or '
+                                    f'any iterable) of inputs, got {type(images).__name__}.')
+        else:
+            inputs = list(images)
         _check_executor(executor)       # here, for every backend
 
         journal = Journal(journal) if journal is not None and not isinstance(journal, Journal) \
@@ -325,11 +375,11 @@ class BatchMixin:
         use_cache = cache and cache_conf.cache_active
         return self._iter_solve(inputs, backend, base_args, settings, timeout, executor,
                                 max_concurrency, verbose, use_cache, journal, header_hints, fwhm,
-                                detect_threshold, force_image_upload)
+                                detect_threshold, force_image_upload, _flag(retry_failed))
 
     def _iter_solve(self, inputs, backend, base_args, settings, timeout, executor,
                     max_concurrency, verbose, use_cache, journal, header_hints, fwhm,
-                    detect_threshold, force_image_upload):
+                    detect_threshold, force_image_upload, retry_failed):
         progress = _Progress(len(inputs), verbose)
 
         def prepare(index, raw):
@@ -341,7 +391,7 @@ class BatchMixin:
                                  keyed=use_cache or journal is not None)
             except Exception as exc:    # one bad input never stops the rest
                 return item, _row(item, 'failure', error=f'{type(exc).__name__}: {exc}')
-            return item, self._known(item, use_cache, journal)
+            return item, self._known(item, use_cache, journal, timeout, retry_failed)
         try:
             # Inputs are checked as they are submitted, so work starts at once.
             if backend.name == 'local':
@@ -382,38 +432,52 @@ class BatchMixin:
                                                header_hints=header_hints and not here,
                                                settings=dict(settings))
         item.image, item.args = img, args
-        item.hints = ('header' if header_hints else None) if here else hints
+        item.hints = ({True: 'header', 'verify': 'verify'}.get(header_hints) if here
+                      else hints)
         item.height, item.width = img.shape
         if keyed:
             item.key = self._cache_key(backend, img.digest(), args=args, hints=bool(header_hints),
                                        fwhm=fwhm, detect_threshold=detect_threshold,
                                        upload=bool(force_image_upload), hdu=img.hdu)
 
-    def _known(self, item, use_cache, journal):
-        """A row for an input already solved (cache or journal), else None; an
+    def _known(self, item, use_cache, journal, timeout, retry_failed):
+        """A row for an input already solved (cache or journal) or that failed
+        for want of a solution in an earlier run (journal), else None; an
         input already submitted gets its ids back from the journal."""
         if item.key is None:
             return None
         if use_cache:
             entry = self.solutions.get(item.key)
             if entry is not None:
-                return _row(item, 'success', header=entry['header'])
+                return _row(item, 'success', header=entry['header'], origin='cache')
         if journal is not None:
             entry = journal.get(item.key)
             if entry and entry.get('status') == 'success' and entry.get('header'):
                 return _row(item, 'success', header=fits.Header.fromstring(entry['header']),
-                            elapsed=entry.get('elapsed', 0.0))
-            if entry:
+                            elapsed=entry.get('elapsed', 0.0), origin='journal')
+            if entry and entry.get('status') == 'failure':
+                item.submission_id = item.job_id = None     # if searched again: a new job
+                if not retry_failed and _failed_for_good(entry, timeout):
+                    item.submission_id, item.job_id = (entry.get('submission_id'),
+                                                       entry.get('job_id'))
+                    return _row(item, 'failure', elapsed=entry.get('elapsed', 0.0),
+                                origin='journal', failure=entry.get('failure'),
+                                error=f"{entry.get('error') or 'no solution was found'} (not "
+                                      f'searched again: it failed so in an earlier run, '
+                                      f'journal {journal.path.name}; retry_failed=True '
+                                      'searches again)')
+            elif entry:
                 item.submission_id = entry.get('submission_id')
                 item.job_id = entry.get('job_id')
         return None
 
     @staticmethod
-    def _journal_done(journal, item, row):
+    def _journal_done(journal, item, row, timeout):
         if journal is not None:
             journal.write(item.key, index=item.index, input=item.label, status=row['status'],
                           submission_id=row['submission_id'], job_id=row['job_id'],
-                          error=row['error'], elapsed=row['elapsed'],
+                          error=row['error'], elapsed=row['elapsed'], failure=row['failure'],
+                          solve_timeout=timeout,
                           header=row['header'].tostring() if row['header'] is not None else None)
 
     # -- local: the solve function on an Executor ------------------------------------------------
@@ -462,14 +526,14 @@ class BatchMixin:
                 finished, _ = cf.wait(list(running), return_when=cf.FIRST_COMPLETED)
                 for future in finished:
                     item = running.pop(future)
-                    yield item, self._local_row(backend, item, future, journal), True
+                    yield item, self._local_row(backend, item, future, journal, timeout), True
         finally:
             for future in running:
                 future.cancel()
             if own:
                 pool.shutdown(wait=False, cancel_futures=True)
 
-    def _local_row(self, backend, item, future, journal):
+    def _local_row(self, backend, item, future, journal, timeout):
         elapsed = time.monotonic() - item.started
         try:
             solved, error = future.result(), None
@@ -487,8 +551,9 @@ class BatchMixin:
                        calibration=result['calibration'])
         else:
             reason = result.get('error') or 'no solution was found'
-            row = _row(item, 'failure', error=reason, elapsed=elapsed)
-        self._journal_done(journal, item, row)
+            row = _row(item, 'failure', error=reason, elapsed=elapsed,
+                       failure=_local_failure(result))
+        self._journal_done(journal, item, row, timeout)
         return row
 
     # -- nova: concurrent submissions, one poll loop ----------------------------------------------
@@ -568,7 +633,7 @@ class BatchMixin:
                     item.next_look = time.monotonic() + min(BATCH_POLL_MAX, pace)
                     if row is not None:
                         del waiting[item.index]
-                        self._journal_done(journal, item, row)
+                        self._journal_done(journal, item, row, timeout)
                         yield item, row, True
                     elif journal is not None and item.job_id is not None:
                         journal.write(item.key, job_id=item.job_id)
@@ -598,11 +663,17 @@ class BatchMixin:
             except AstrometryNetError:
                 return None            # not downloadable yet: next round
         if state in ('failure', '?'):
-            return _row(item, 'failure', error='the solver found no solution', elapsed=elapsed)
+            # The reason a server gives (ours does; nova does not).
+            kind = backend.failure_kind(item.job_id) if item.job_id is not None else None
+            reason = (backend.failure_reason(item.job_id) if item.job_id is not None
+                      else 'the solver found no solution')
+            return _row(item, 'failure', error=reason, elapsed=elapsed,
+                        failure='coverage' if kind == 'index_coverage' else 'no_solution')
         if isinstance(state, str) and state.startswith('submission failed: '):
             return _row(item, 'failure', error=state, elapsed=elapsed)
         if elapsed > timeout:
-            return _row(item, 'failure', error=f'timed out after {timeout:g} s (resume with '
+            return _row(item, 'failure', failure='timeout',
+                        error=f'timed out after {timeout:g} s (resume with '
                         f'wait({item.submission_id}) or a journal)', elapsed=elapsed)
         return None
 

@@ -16,7 +16,8 @@ from astropy.coordinates import Angle
 
 from .exceptions import InvalidInputError
 
-__all__ = ['header_position', 'header_hints', 'SolveHints', 'merge_attempts']
+__all__ = ['header_position', 'header_hints', 'SolveHints', 'merge_attempts', 'HEADER_HINTS',
+           'check_header_hints']
 
 _UNIT_HINT = re.compile(r'\b(hours?|hrs?|h|hms|deg|degrees?)\b|\[(h|deg|hr)\]', re.I)
 #: Pointing cards, tried in this order: (RA card, Dec card).
@@ -24,6 +25,9 @@ POSITION_CARDS = (('OBJCTRA', 'OBJCTDEC'), ('RA', 'DEC'), ('RA_OBJ', 'DEC_OBJ'),
                   ('TELRA', 'TELDEC'), ('RA_TARG', 'DEC_TARG'))
 #: Cards holding a pixel scale in arcsec/pixel.
 SCALE_CARDS = ('SECPIX', 'SECPIX1', 'PIXSCALE', 'PIXSCAL1', 'SCALE', 'PIXSCAL')
+#: What ``header_hints`` accepts: read and trust the header, read it but search
+#: on when a hint cannot be served, or ignore it.
+HEADER_HINTS = (True, 'verify', False)
 #: How far a header pointing may be off, as a multiple of the field radius (and at least 1 deg).
 POINTING_SLACK = 3.0
 
@@ -57,6 +61,15 @@ def header_position(header, ra_key, dec_key):
     if not (-90 <= dec <= 90):
         raise InvalidInputError(f'Declination from {dec_key} is out of range: {dec} deg.')
     return ra % 360.0, dec
+
+
+def check_header_hints(value):
+    """``header_hints`` checked: True, 'verify' or False."""
+    if value is True or value is False or value == 'verify':
+        return value
+    raise InvalidInputError(f"header_hints must be True (read the header's pointing and scale "
+                            f"and trust them), 'verify' (read them, but search on without a "
+                            f"hint the index files cannot serve) or False, got {value!r}.")
 
 
 def _number(header, key):
@@ -111,11 +124,17 @@ class SolveHints:
         ``scale_units`` (arcsecperpix), ``scale_lower``, ``scale_upper``, or empty.
     position_source, scale_source : str
         The cards each came from ('' when absent).
+    verify : bool
+        The header may be wrong (``header_hints='verify'``): a hint the
+        installed index files cannot serve is dropped and the search goes on
+        without it.  By default headers are trusted (they almost always are
+        right), so such a field is refused at once.
     """
     position: dict = field(default_factory=dict)
     scale: dict = field(default_factory=dict)
     position_source: str = ''
     scale_source: str = ''
+    verify: bool = False
 
     @property
     def sources(self):
@@ -127,13 +146,15 @@ class SolveHints:
 
     def to_dict(self):
         return {'position': dict(self.position), 'scale': dict(self.scale),
-                'position_source': self.position_source, 'scale_source': self.scale_source}
+                'position_source': self.position_source, 'scale_source': self.scale_source,
+                'verify': self.verify}
 
     @classmethod
     def from_dict(cls, data):
         data = data or {}
         return cls(dict(data.get('position') or {}), dict(data.get('scale') or {}),
-                   data.get('position_source', ''), data.get('scale_source', ''))
+                   data.get('position_source', ''), data.get('scale_source', ''),
+                   bool(data.get('verify', False)))
 
     def attempts(self, settings):
         """The settings to try, narrowest first: ``settings`` plus all hints,
@@ -157,7 +178,7 @@ def merge_attempts(settings, position, scale):
     return out
 
 
-def header_hints(header, shape, image_wcs=None):
+def header_hints(header, shape, image_wcs=None, *, verify=False):
     """Pointing and pixel-scale hints from a FITS header.
 
     Parameters
@@ -167,6 +188,8 @@ def header_hints(header, shape, image_wcs=None):
         ``(ny, nx)`` of the image, to size the search radius.
     image_wcs : `~astropy.wcs.WCS`, optional
         The header's WCS, if it has one (a previous solution).
+    verify : bool
+        The hints may be wrong (see `SolveHints.verify`).
 
     Returns
     -------
@@ -174,7 +197,7 @@ def header_hints(header, shape, image_wcs=None):
         Empty when the header says nothing useful.  Unreadable cards are
         ignored, never an error.
     """
-    hints = SolveHints()
+    hints = SolveHints(verify=bool(verify))
     ny, nx = shape
     position = None
     if image_wcs is not None:

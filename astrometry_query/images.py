@@ -10,9 +10,11 @@ a numpy array (a `numpy.memmap` too), `~astropy.nddata.NDData` /
 float32 rows.  An `Image` pickles as its source (a path, or the array), so
 it can travel to a process pool or a Dask worker.
 """
+import glob
 import gzip
 import hashlib
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -22,12 +24,90 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from .exceptions import InvalidInputError
 
-__all__ = ['Image', 'open_image', 'file_kind', 'MIN_SIZE']
+__all__ = ['Image', 'open_image', 'file_kind', 'expand_images', 'image_stem', 'MIN_SIZE',
+           'IMAGE_SUFFIXES']
 
 #: Smallest image side that can hold a star field worth solving, pixels.
 MIN_SIZE = 16
 _MAGIC = ((b'\x89PNG', 'png'), (b'\xff\xd8', 'jpeg'), (b'GIF8', 'gif'), (b'SIMPLE  =', 'fits'))
 _PICTURES = ('png', 'jpeg', 'gif')
+#: File name endings of images (a directory is listed by them), lower case.
+IMAGE_SUFFIXES = ('.fits', '.fit', '.fts', '.fz', '.png', '.jpg', '.jpeg', '.gif', '.tif',
+                  '.tiff', '.pnm', '.ppm', '.pgm')
+#: Compressions an image file name may end with (m42.fits.gz).
+COMPRESSIONS = ('.gz', '.bz2', '.xz', '.z')
+
+
+def image_stem(name):
+    """A file name without its image and compression suffixes: m42.fits.gz -> m42."""
+    lower = name.lower()
+    for suffix in COMPRESSIONS:
+        if lower.endswith(suffix):
+            name, lower = name[:-len(suffix)], lower[:-len(suffix)]
+            break
+    for suffix in IMAGE_SUFFIXES:
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[:-len(suffix)]
+    return Path(name).stem or name
+
+
+def _is_image_name(name):
+    lower = name.lower()
+    for suffix in COMPRESSIONS:
+        if lower.endswith(suffix):
+            lower = lower[:-len(suffix)]
+            break
+    return lower.endswith(IMAGE_SUFFIXES)
+
+
+def expand_images(patterns, argument='images'):
+    """The image files named by paths, directories and glob patterns, in
+    order, each once.
+
+    A directory stands for the image files in it (by their name endings,
+    `IMAGE_SUFFIXES`, compressed too; not its subdirectories), sorted by
+    name; a pattern (``night/*.fits``, ``night/**/*.fit``) for the files it
+    matches, sorted.
+
+    Parameters
+    ----------
+    patterns : str, path-like, or an iterable of them
+    argument : str
+        The name errors give the input.
+
+    Raises
+    ------
+    InvalidInputError
+        For a missing file, a directory without images, or a pattern that
+        matches nothing.
+    """
+    if isinstance(patterns, (str, os.PathLike)):
+        patterns = [patterns]
+    found = []
+    for pattern in patterns:
+        text = os.path.expanduser(os.fspath(pattern))
+        path = Path(text)
+        if path.is_file():
+            found.append(path)
+        elif path.is_dir():
+            images = sorted(p for p in path.iterdir() if p.is_file() and _is_image_name(p.name))
+            if not images:
+                raise InvalidInputError(
+                    f'{argument}: the directory {text!r} holds no image files (names ending '
+                    f'in {", ".join(IMAGE_SUFFIXES)}, compressed or not); give a pattern such '
+                    f"as '{text.rstrip('/')}/*.dat' for others.")
+            found += images
+        elif re.search(r'[*?[]', text):
+            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
+            if not matches:
+                raise InvalidInputError(f'{argument}: no file matches {os.fspath(pattern)!r}')
+            found += matches
+        else:
+            raise InvalidInputError(f'{argument}: no such file: {os.fspath(pattern)!r}')
+    unique = {}
+    for path in found:
+        unique.setdefault(path.resolve(), path)
+    return list(unique.values())
 
 
 def file_kind(path):

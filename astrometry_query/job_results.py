@@ -12,7 +12,8 @@ from astropy.io import fits
 from .exceptions import InvalidInputError, ResultNotAvailableError
 from .files import write_atomic
 from .nova.protocol import FILE_ROUTES, api_url, decode_response, encode_request, site_url
-from .results import Calibration, annotations_table, job_ref, jobs_table, make_wcs_header
+from .results import (Calibration, annotations_table, job_ref, jobs_table, make_wcs_header,
+                      wcs_from_header)
 
 __all__ = ['JobResultsMixin', 'DOWNLOAD_NAMES']
 
@@ -43,6 +44,28 @@ class JobResultsMixin:
             sub_id = job_id
         return make_wcs_header(fits.Header.fromstring(content.decode('ascii', errors='replace')),
                                job_id, sub_id)
+
+    def get_wcs(self, job, *, cache=True):
+        """The solved WCS of a job as an `~astropy.wcs.WCS`, ready to use.
+
+        This is the way to a usable WCS: it has the image size
+        (``pixel_shape`` = IMAGEW, IMAGEH) and is made without warnings,
+        while the Header that `solve_from_image` returns keeps astroquery's
+        NAXIS = 0 for compatibility.
+
+        Parameters
+        ----------
+        job : Header, `Job`, int or Table row
+            A Header returned by a solve is used as it is (no request);
+            anything else names a job whose WCS is fetched.
+
+        Returns
+        -------
+        `~astropy.wcs.WCS`
+        """
+        if isinstance(job, fits.Header) and 'CTYPE1' in job and 'CRVAL1' in job:
+            return wcs_from_header(job)
+        return wcs_from_header(self.get_wcs_header(job, cache=cache))
 
     def get_calibration(self, job, *, cache=True):
         """Centre, radius, pixel scale, orientation and parity, with units (`Calibration`)."""

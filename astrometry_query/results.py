@@ -8,7 +8,6 @@ which may fetch what it shows through the client that made the record.
 import dataclasses
 import functools
 import math
-import warnings
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -18,11 +17,11 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import MaskedColumn, Table
-from astropy.wcs import WCS, FITSFixedWarning
+from astropy.wcs import WCS
 
 from .exceptions import InvalidInputError
 
-__all__ = ['Submission', 'Job', 'Calibration', 'calibration_from_wcs', 'make_wcs_header',
+__all__ = ['Submission', 'Job', 'Calibration', 'calibration_from_wcs', 'make_wcs_header', 'wcs_from_header',
            'annotations_table', 'jobs_table', 'job_ref', 'JOB_ID_CARD', 'SUBMISSION_ID_CARD']
 
 JOB_ID_CARD = 'AN_JOBID'
@@ -304,11 +303,36 @@ class Job(_ClientBound):
         return job_html(self)
 
 
-def _wcs(header):
-    """A WCS from a solver header (header-only files make astropy warn)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', FITSFixedWarning)
-        return WCS(header, relax=True)
+def wcs_from_header(header):
+    """A usable `~astropy.wcs.WCS` from a solver's header, without warnings.
+
+    The solver writes a header-only file (NAXIS = 0, which astroquery's
+    headers keep): astropy then warns and leaves the WCS without a size.
+    This one knows its image size (``pixel_shape`` from IMAGEW/IMAGEH), so
+    ``footprint``, ``array_shape`` and plotting work.
+
+    Parameters
+    ----------
+    header : `~astropy.io.fits.Header`
+        A solved WCS header (TAN or TAN-SIP).
+
+    Returns
+    -------
+    `~astropy.wcs.WCS`
+    """
+    # Without the NAXIS cards astropy has nothing to warn about; a warnings
+    # filter instead would not be thread-safe (batches solve in threads).
+    header = header.copy()
+    for key in [k for k in header if k.startswith('NAXIS')]:
+        del header[key]
+    wcs = WCS(header, relax=True)
+    width, height = header.get('IMAGEW'), header.get('IMAGEH')
+    if width and height:
+        wcs.pixel_shape = (int(width), int(height))
+    return wcs
+
+
+
 
 
 def calibration_from_wcs(header, width=None, height=None, *, flip_orientation=False):
@@ -331,7 +355,7 @@ def calibration_from_wcs(header, width=None, height=None, *, flip_orientation=Fa
     """
     width = float(width if width is not None else header['IMAGEW'])
     height = float(height if height is not None else header['IMAGEH'])
-    tan = _wcs(header)
+    tan = wcs_from_header(header)
     tan.sip = None
     cd = tan.wcs.cd if tan.wcs.has_cd() else tan.pixel_scale_matrix
     (cd11, cd12), (cd21, cd22) = cd
@@ -425,7 +449,7 @@ def annotations_table(annotations, wcs_header=None):
     table['vmag'] = MaskedColumn([np.nan if v is None else float(v) for v in vmag],
                                  mask=[v is None for v in vmag], unit=u.mag)
     if wcs_header is not None and n:
-        wcs = _wcs(wcs_header)
+        wcs = wcs_from_header(wcs_header)
         # nova's pixel coordinates are FITS 1-based.
         ra, dec = wcs.all_pix2world(table['pixelx'].value, table['pixely'].value, 1)
         table['ra'] = np.asarray(ra) % 360.0 * u.deg

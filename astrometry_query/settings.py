@@ -8,6 +8,7 @@ arguments the way nova does (``nova_cast``) before mapping them to flags.
 import difflib
 import math
 import numbers
+import re
 from dataclasses import dataclass
 
 import astropy.units as u
@@ -17,7 +18,7 @@ from astropy.coordinates import Angle, SkyCoord
 from .exceptions import InvalidSettingError
 
 __all__ = ['SETTINGS', 'validate_settings', 'normalize_settings', 'to_nova_args',
-           'nova_cast', 'allowed_settings_text', 'MAX_SOURCES']
+           'nova_cast', 'allowed_settings_text', 'parse_position', 'MAX_SOURCES']
 
 #: nova's solver reads at most this many sources (``--objs 1000``).
 MAX_SOURCES = 1000
@@ -184,6 +185,41 @@ def _scale_quantity(value, name):
         setting=name, allowed='angle, angle/pixel or length Quantity')
 
 
+#: What ``center`` accepts, for error messages.
+CENTER_FORMS = ("a SkyCoord, an (ra, dec) pair in degrees, or a string such as "
+                "'05h35m17s -05d23m28s', '05:35:17 -05:23:28' or '83.82 -5.39'")
+_NUMBER = r'[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?'
+_TWO_NUMBERS = re.compile(rf'\s*({_NUMBER})\s*[,\s]\s*({_NUMBER})\s*')
+
+
+def parse_position(text):
+    """A sky position from a string, read as `~astropy.coordinates.SkyCoord` reads it.
+
+    Units written in the string are used ('05h35m17s -05d23m28s',
+    '83.82d -5.39d'); two plain numbers are degrees ('83.82 -5.39' or
+    '83.82, -5.39'); sexagesimal numbers without units are hours of RA and
+    degrees of Dec ('05:35:17 -05:23:28', '05 35 17 -05 23 28'), as in FITS
+    headers and observing logs.
+
+    Raises
+    ------
+    InvalidSettingError
+        Naming the forms accepted.
+    """
+    numbers = _TWO_NUMBERS.fullmatch(text)
+    try:
+        if numbers:
+            return SkyCoord(float(numbers[1]), float(numbers[2]), unit=u.deg)
+        try:
+            return SkyCoord(text)
+        except (ValueError, u.UnitsError):
+            return SkyCoord(text, unit=(u.hourangle, u.deg))
+    except (ValueError, u.UnitsError, TypeError) as exc:
+        raise InvalidSettingError(f'center: cannot read a position from {text!r} ({exc}); '
+                                  f'give {CENTER_FORMS}.', setting='center',
+                                  allowed=CENTER_FORMS) from None
+
+
 def _expand_astropy_keywords(settings):
     """Turn center=SkyCoord, scale=(lo, hi) and Quantity scales into nova settings."""
     settings = dict(settings)
@@ -192,21 +228,23 @@ def _expand_astropy_keywords(settings):
         if 'center_ra' in settings or 'center_dec' in settings:
             raise InvalidSettingError('Give either center or center_ra/center_dec, not both.',
                                       setting='center')
-        if not isinstance(center, SkyCoord):
+        if isinstance(center, str):
+            center = parse_position(center)
+        elif not isinstance(center, SkyCoord):
             try:
                 ra, dec = center
                 center = SkyCoord(Angle(ra, u.deg), Angle(dec, u.deg))
             except Exception:
                 raise InvalidSettingError(
-                    f'center must be a SkyCoord or an (ra, dec) pair, got {center!r}.',
-                    setting='center', allowed='SkyCoord or (ra, dec)') from None
+                    f'center must be a SkyCoord, a string or an (ra, dec) pair, got {center!r}.',
+                    setting='center', allowed=CENTER_FORMS) from None
         if not center.isscalar:
             raise InvalidSettingError('center must be a single position.', setting='center')
         try:
             icrs = center.icrs
         except Exception as exc:     # e.g. AltAz without a location or time
             raise InvalidSettingError(f'center cannot be turned into ICRS RA/Dec: {exc}',
-                                      setting='center', allowed='SkyCoord or (ra, dec)') from None
+                                      setting='center', allowed=CENTER_FORMS) from None
         settings['center_ra'] = icrs.ra.wrap_at(360 * u.deg).deg
         settings['center_dec'] = icrs.dec.deg
     scale = settings.pop('scale', None)
@@ -379,7 +417,7 @@ def allowed_settings_text():
         s = SETTINGS[name]
         lines.append(f'{name}: type {s.type.__name__!r}, default value {s.default}, '
                      f'allowed values {s.describe_allowed()}. {s.doc}')
-    lines.append("center: SkyCoord (or an (ra, dec) pair), sets center_ra/center_dec.")
+    lines.append(f"center: {CENTER_FORMS}; sets center_ra/center_dec.")
     lines.append("scale: (low, high) Quantities, or one Quantity estimate; angle = field "
                  "width, angle/pixel = pixel scale.")
     return '\n'.join(lines)

@@ -123,7 +123,7 @@ class SolvingMixin:
         if ra_dec_units is not None:
             warnings.warn('ra_dec_units is ignored (deprecated in astroquery too): units are read '
                           'from the header cards.', AstropyDeprecationWarning)
-        _flag(header_hints, 'header_hints')
+        header_hints_module.check_header_hints(header_hints)
         _check_params(fwhm, detect_threshold, MAX_SOURCES, None)     # before any job exists
         if (ra_key is None) != (dec_key is None):
             raise InvalidInputError('Give ra_key and dec_key together.')
@@ -139,7 +139,8 @@ class SolvingMixin:
             except InvalidInputError as exc:
                 raise InvalidInputError(f'ra_key/dec_key: {exc}') from None
             args = to_nova_args(normalize_settings(settings))
-        hints = (header_hints_module.header_hints(img.header, img.shape, img.wcs())
+        hints = (header_hints_module.header_hints(img.header, img.shape, img.wcs(),
+                                                  verify=header_hints == 'verify')
                  if header_hints else None)
         return img, args, (hints or None)
 
@@ -313,10 +314,14 @@ class SolvingMixin:
             these settings before, and store new solutions there.
         progress : callable, optional
             Called as ``progress(state, submission_id, job_id)``.
-        header_hints : bool
+        header_hints : {True, 'verify', False}
             Read pointing and pixel-scale hints from the image header (WCS,
             RA/DEC, OBJCTRA/OBJCTDEC, SECPIX/PIXSCALE/SCALE, FOCALLEN with
             XPIXSZ).  A hinted search that fails falls back to a wider one.
+            Headers are trusted: a field whose header scale or pointing no
+            installed index file can serve is refused at once
+            (`IndexCoverageError`, with what to fetch).  ``'verify'``: the
+            search goes on without such a hint, in case the header is wrong.
         hdu : int or str, optional
             Which HDU of a FITS file; default the first with 2-D data.
         **settings
@@ -370,9 +375,9 @@ class SolvingMixin:
                 except SolveFailedError as exc:
                     if i == len(attempts) - 1 or deadline - time.monotonic() < 2.0:
                         raise
-                    if isinstance(exc, IndexCoverageError) and all(
-                            _scale_of(a) == _scale_of(attempt) for a in attempts[i + 1:]):
-                        raise       # the server's index files cannot serve this scale at all
+                    if isinstance(exc, IndexCoverageError) and (header_hints is True or all(
+                            _scale_of(a) == _scale_of(attempt) for a in attempts[i + 1:])):
+                        raise       # a trusted header, or a scale the server cannot serve at all
                     if isinstance(exc, IndexCoverageError):
                         uncovered = _scale_of(attempt)
                     log.info(f'The hinted solve of submission {sub.id} failed: trying a wider '

@@ -15,7 +15,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
 from astrometry_query import AstrometryNetClass, conf
-from astrometry_query.exceptions import IndexCoverageError
+from astrometry_query.exceptions import IndexCoverageError, InvalidInputError
 from astrometry_query.index import build_index, installed_indexes
 from astrometry_query.simulate import render_field, synthetic_catalog, wcs_rms_error
 
@@ -93,23 +93,73 @@ def test_tycho_only_refuses_it_at_once_with_the_fix(narrow):
     assert re.search(r'about \d+ MB for the tiles within 2 deg .* GB for the whole sky', message)
 
 
-def test_tycho_only_with_the_scale_in_the_header(narrow, tmp_path, caplog):
-    """A header scale is a hint that may be wrong: warned at once, then a search
-    without it; when that fails too, the error says what to fetch."""
+@pytest.fixture
+def hinted(narrow, tmp_path):
+    """The narrow field with the pointing and the scale (1"/px) in its header."""
     path, _, _ = narrow
     with fits.open(path) as hdul:
         header = hdul[0].header
         assert header['PIXSCALE'] == pytest.approx(1.0)
         header['RA'], header['DEC'] = FIELD.ra.deg, FIELD.dec.deg
         hdul.writeto(tmp_path / 'hinted.fits')
+    return tmp_path / 'hinted.fits'
+
+
+def test_tycho_only_with_the_scale_in_the_header_refuses_at_once(hinted):
+    """A header scale is trusted: no index file can serve it, so the solve is
+    refused before any job or search, saying what to fetch and how to distrust
+    the header."""
+    with conf.set_temp('index_dir', str(INDEX_DIR)), AstrometryNetClass(backend='local') as client:
+        jobs_before = len(client.backend.my_jobs())
+        with pytest.raises(IndexCoverageError) as info:
+            client.solve_from_image(hinted, verbose=False, cache=False, solve_timeout=120)
+        assert len(client.backend.my_jobs()) == jobs_before          # nothing was searched
+    message = str(info.value)
+    assert "header's PIXSCALE card" in message and "header_hints='verify'" in message
+    assert 'found nothing either' not in message
+    assert '--around 210.8600,+54.3000' in message
+    assert info.value.command.startswith('astrometry-query index download 5200')
+
+
+def test_tycho_only_with_the_scale_in_the_header_in_a_batch(hinted):
+    """The same refusal on the batch path (hints read in the worker)."""
+    with conf.set_temp('index_dir', str(INDEX_DIR)), AstrometryNetClass(backend='local') as client:
+        table = client.solve_many([hinted], verbose=False, cache=False, solve_timeout=120)
+    assert list(table['status']) == ['failure']
+    assert "header's PIXSCALE card" in table['error'][0]
+    assert 'found nothing either' not in table['error'][0]
+
+
+def test_tycho_only_with_a_header_to_verify(hinted, caplog):
+    """header_hints='verify': the header may be wrong: warned at once, then a
+    search without it; when that fails too, the error says what to fetch."""
     with conf.set_temp('index_dir', str(INDEX_DIR)), AstrometryNetClass(backend='local') as client:
         with pytest.raises(IndexCoverageError) as info:
-            client.solve_from_image(tmp_path / 'hinted.fits', verbose=False, cache=False,
-                                    solve_timeout=8)
+            client.solve_from_image(hinted, verbose=False, cache=False, solve_timeout=8,
+                                    header_hints='verify')
     assert "header's PIXSCALE card" in caplog.text           # said before the search
     message = str(info.value)
     assert 'found nothing either' in message and '--around 210.8600,+54.3000' in message
     assert info.value.job_id is not None                     # the job ran: its id is kept
+
+
+def test_header_hints_takes_true_verify_or_false(hinted):
+    with AstrometryNetClass(backend='local') as client:
+        with pytest.raises(InvalidInputError, match="header_hints must be True.*'verify'"):
+            client.solve_from_image(hinted, verbose=False, header_hints='yes')
+        with pytest.raises(InvalidInputError, match="header_hints must be True"):
+            client.solve_many([hinted], verbose=False, header_hints='check')
+
+
+def test_server_refuses_a_trusted_header_scale_at_once(hinted, make_nova_server):  # noqa: F811
+    """Through the real server: the upload's header scale cannot be served, and
+    the client does not go on to a wider search."""
+    server = make_nova_server(index_dir=str(INDEX_DIR))
+    with AstrometryNetClass(api_key=server.api_key, server=server.url, backend='nova') as client:
+        with pytest.raises(IndexCoverageError) as info:
+            client.solve_from_image(hinted, verbose=False, cache=False, solve_timeout=120)
+        assert len(client.list_job_records()) == 1          # one job: no wider attempt
+    assert 'index download 5200' in str(info.value)
 
 
 def test_server_with_tycho_only_says_why(narrow, make_nova_server):  # noqa: F811

@@ -47,8 +47,9 @@ class Coverage:
         seldom succeeds.  ``reason`` and ``fix`` then say so, for the error
         when the search fails.
     hard : bool
-        The limit that fails comes from the user's settings (a search cannot
-        succeed), not from header hints (which may be wrong).
+        The limit that fails comes from the user's settings or from header
+        hints that are trusted (a search cannot succeed), not from hints that
+        may be wrong (``header_hints='verify'``).
     reason : str
         Why not (empty when ok).
     fix : str
@@ -190,7 +191,7 @@ def _scale_of(settings, hints, width, height):
     if hints is not None and hints.scale:
         low, high = scale_bounds(hints.scale, width, height)
         if low or high:
-            return low, high, f"the header's {hints.scale_source} card", False
+            return low, high, f"the header's {hints.scale_source} card", not hints.verify
     return None
 
 
@@ -202,7 +203,7 @@ def _position_of(settings, hints):
     if hints is not None and hints.position:
         p = hints.position
         return p['center_ra'], p['center_dec'], p['radius'], (
-            f"the header's {hints.position_source} cards"), False
+            f"the header's {hints.position_source} cards"), not hints.verify
     return None
 
 
@@ -254,8 +255,8 @@ def check_field(index_files, width, height, settings=None, hints=None, *, index_
                   f'(from {scale_from}) its {pixels} span {span}, which needs index quads '
                   f'of {qmin:.3g}-{qmax:.3g} arcmin; the index files in {where} have quads '
                   f'of {describe_scales(infos)}.')
-        return Coverage(ok=False, hard=hard, reason=reason, fix=fix, command=command,
-                        limit='scale', needed_scales=wanted)
+        return Coverage(ok=False, hard=hard, reason=reason + _trusted(scale_from, hard),
+                        fix=fix, command=command, limit='scale', needed_scales=wanted)
     if position is None:
         return _thin(usable, wanted, destination, None, (pixels, span, scale_text, scale_from),
                      where)
@@ -271,8 +272,18 @@ def check_field(index_files, width, height, settings=None, hints=None, *, index_
               f'{radius:.3g} deg of RA {ra:.4f} Dec {dec:+.4f} (from {position_from}), and the '
               f'index files of its scale in {where} ({describe_scales(usable)}) hold '
               f'stars elsewhere only.')
-    return Coverage(ok=False, hard=position_hard and hard, reason=reason, fix=fix,
+    hard = position_hard and hard
+    return Coverage(ok=False, hard=hard, reason=reason + _trusted(position_from, hard), fix=fix,
                     command=command, limit='position', needed_scales=scales)
+
+
+def _trusted(where_from, hard):
+    """What to do when a trusted header hint is what the index files cannot serve."""
+    if hard and where_from.startswith("the header's"):
+        return (" Header hints are trusted; if this header is wrong, solve with "
+                "header_hints='verify' (the search then goes on without it) or give the "
+                "right value.")
+    return ''
 
 
 def _thin(usable, wanted, destination, position, described, where):

@@ -92,9 +92,10 @@ class LocalBackend:
 
     def check_coverage(self, args, width, height, hints=None):
         """Refuse, before any job exists, a field that no installed index file
-        can solve (`~astrometry_query.index.coverage.check_field`).  When only a
-        header hint points outside the installed files, warn now and let the
-        solve search without it (the header may be wrong).
+        can solve (`~astrometry_query.index.coverage.check_field`), from the
+        settings or from trusted header hints.  When a hint that may be wrong
+        (``header_hints='verify'``) points outside the installed files, warn
+        now and let the solve search without it.
 
         Raises
         ------

@@ -241,9 +241,11 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
     settings : dict, optional
         nova submission arguments (scale, position, parity, tweak_order...),
         already validated.
-    hints : `~astrometry_query.hints.SolveHints`, dict or 'header', optional
+    hints : `~astrometry_query.hints.SolveHints`, dict, 'header' or 'verify', optional
         Header hints, tried first and dropped if the hinted search fails;
-        'header': read them here from the image's header.
+        'header': read them here from the image's header (trusted: a hint no
+        index file can serve fails the solve at once); 'verify': the same, but
+        such a hint is dropped and the search goes on.
     fwhm, detect_threshold : float
         Extraction: star FWHM (pixels) and threshold (sigma).
     timeout : float
@@ -267,8 +269,8 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
     started = time.perf_counter()
     settings = dict(settings or {})
     hints = SolveHints.from_dict(hints) if isinstance(hints, dict) else hints
-    from_header = hints == 'header'
-    hints = None if from_header else hints
+    from_header = hints in ('header', 'verify')
+    verify, hints = hints == 'verify', None if from_header else hints
     inst = find_installation(index_dir)
     timings = {}
     extracted = {}
@@ -278,7 +280,7 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         img = open_image(image, hdu=hdu)
         height, width = img.shape
         if from_header:
-            hints = header_hints(img.header, img.shape, img.wcs()) or None
+            hints = header_hints(img.header, img.shape, img.wcs(), verify=verify) or None
     elif not (width and height):
         raise InvalidInputError('width and height are needed with a source list.')
     coverage = check_field(inst.index_files, int(width), int(height), settings, hints,
