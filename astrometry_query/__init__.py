@@ -40,6 +40,10 @@ class Conf(_config.ConfigNamespace):
 
 conf = Conf()
 
+from ._log import install_default_handler  # noqa: E402
+
+install_default_handler()
+
 from .exceptions import *  # noqa: E402,F401,F403
 from .core import AstrometryNet, AstrometryNetClass  # noqa: E402
 

@@ -28,6 +28,7 @@ from .images import expand_images
 from .results import calibration_from_wcs, make_wcs_header
 from .settings import normalize_settings, to_nova_args
 from .sources import source_list_from
+from ._text import plural
 
 __all__ = ['BatchMixin', 'Journal', 'BATCH_COLUMNS', 'default_executor']
 
@@ -108,9 +109,9 @@ def _label(item):
     if isinstance(item, (str, os.PathLike)):
         return str(item)
     if isinstance(item, Table):
-        return f'Table of {len(item)} sources'
+        return f'Table of {plural(len(item), "source")}'
     if isinstance(item, tuple):
-        return f'source list of {len(item[0]) if len(item) == 4 else "?"} sources'
+        return f'source list of {plural(len(item[0]), "source") if len(item) == 4 else "? sources"}'
     if isinstance(item, np.ndarray):
         return f'array {item.shape}'
     return type(item).__name__

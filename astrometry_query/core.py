@@ -17,7 +17,8 @@ from urllib3.util.retry import Retry
 from . import auth, conf
 from .batch import BatchMixin
 from .compat import AstroqueryCompatMixin
-from .exceptions import InvalidInputError, InvalidSettingError, MissingAPIKeyError
+from .exceptions import (InvalidInputError, InvalidSettingError, LocalSolverNotFoundError,
+                         MissingAPIKeyError)
 from .job_results import JobResultsMixin
 from .nova.client import MISSING_API_KEY, NovaClient
 from .nova.protocol import api_url, redact, site_url
@@ -223,8 +224,25 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobRes
             return choice
         if self._find_key() or self._server is not None or 'nova' in self._backends:
             return 'nova'
-        from .local.solver import solver_available
-        return 'local' if solver_available(conf.index_dir or None) else 'nova'
+        import shutil
+        from .local.solver import INSTALL_INDEXES, INSTALL_SOLVER, find_installation
+        try:
+            find_installation(conf.index_dir or None)
+            return 'local'
+        except LocalSolverNotFoundError as exc:
+            if shutil.which('astrometry-engine') is None:
+                raise MissingAPIKeyError(
+                    'Nothing can solve here: no astrometry.net API key is set and no local '
+                    'astrometry.net is installed. Either install it to solve offline '
+                    f'({INSTALL_SOLVER}, and the index files: {INSTALL_INDEXES}), or give an '
+                    'API key: pass api_key=..., set conf.api_key or the ASTROMETRY_NET_API_KEY '
+                    'environment variable, or store it in the keyring once with '
+                    'AstrometryNet.login(api_key, store_api_key=True).') from None
+            # The solver is here but cannot solve: that, not a missing key, is the news.
+            reason = str(exc)
+            raise LocalSolverNotFoundError(f'No API key is set, so the local astrometry.net '
+                                           f'would solve, but it cannot: {reason[:1].lower()}'
+                                           f'{reason[1:]}') from None
 
     def _nova(self):
         client = self._backends.get('nova')

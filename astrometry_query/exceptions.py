@@ -150,11 +150,21 @@ class SolveTimeoutError(AstrometryNetError, _AstroqueryTimeoutError,
 
     It is both astroquery's ``TimeoutError`` and Python's builtin one.  As in
     astroquery, ``args[1]`` is the submission id.
+
+    Parameters
+    ----------
+    resumable : bool
+        The job may still finish (the wait ran out, not the job): the message
+        then says how to wait again.  False when the job itself was stopped
+        by its time limit, where waiting again cannot help.
     """
 
-    def __init__(self, message, *, submission_id=None, job_id=None):
+    def __init__(self, message, *, submission_id=None, job_id=None, resumable=True):
         AstrometryNetError.__init__(self, message, submission_id=submission_id,
                                     job_id=job_id)
+        self.resumable = resumable
+        if not resumable:
+            self._ids_hint = 'inspect'
         # astroquery's callers read the submission id from args[1].
         self.args = (message, submission_id)
 

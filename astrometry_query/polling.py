@@ -169,7 +169,7 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
                     state = 'solved, reading its information again'
             if state == 'failure' and getattr(backend, 'timed_out', lambda j: False)(job_id):
                 raise SolveTimeoutError(f'The solve was stopped: {backend.failure_reason(job_id)}',
-                                        **ids())
+                                        resumable=False, **ids())
             if state in ('failure', '?'):
                 reason = backend.failure_reason(job_id)
                 if getattr(backend, 'failure_kind', lambda j: None)(job_id) == 'index_coverage':

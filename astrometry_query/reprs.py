@@ -22,6 +22,8 @@ from astropy.table import Table
 from astropy.table import conf as table_conf
 from astroquery import log
 
+from ._text import plural
+
 __all__ = ['THUMBNAIL_WIDTH', 'FETCH_LIMIT', 'png_data_uri', 'calibration_table',
            'calibration_html', 'job_thumbnail', 'job_html', 'submission_now', 'submission_html',
            'solve_result_text', 'public_url']
@@ -306,7 +308,8 @@ def solve_result_text(result):
     """A one-line text for a `~astrometry_query.local.pipeline.SolveResult`
     (its ``__repr__``): the outcome, not the header text and file bytes."""
     from .results import _one_line, _scale_text
-    size = f'{result.width}x{result.height} px, {result.n_sources} sources, {result.elapsed:.2f} s'
+    size = (f'{result.width}x{result.height} px, {plural(result.n_sources, "source")}, '
+            f'{result.elapsed:.2f} s')
     if result.solved and result.calibration:
         cal = result.calibration
         where = (f'RA {cal["ra"]:.4f} Dec {cal["dec"]:.4f}, '

@@ -165,24 +165,43 @@ def _quantity_value(name, value, setting):
     _fail(name, value, setting, f'Value {value} for {name} has incompatible units.')
 
 
+#: What a scale Quantity may be, for error messages.
+SCALE_FORMS = ('an angle per pixel (pixel scale, e.g. (8, 10) * u.arcsec / u.pix), an angle '
+               '(the field width, e.g. (40, 60) * u.arcmin) or a length (focal length in 35 mm '
+               'equivalent, u.mm)')
+#: A field narrower than this cannot be solved by any index file (the smallest
+#: quads, of the 5200 series' scale 0, are 2 arcmin): an angle that small is a
+#: pixel scale given without its /pix.
+NARROWEST_FIELD = 1.0 * u.arcmin
+
+
 def _scale_quantity(value, name):
     """Turn an angle or angle/pixel Quantity into (number, nova scale_units)."""
     try:
         value = u.Quantity(value)
     except (TypeError, ValueError):
         raise InvalidSettingError(
-            f'{name} must be a Quantity (angle, angle/pixel or length), got {value!r}.',
-            setting=name, allowed='angle, angle/pixel or length Quantity') from None
+            f'{name} must be a Quantity: {SCALE_FORMS}; got {value!r}.',
+            setting=name, allowed=SCALE_FORMS) from None
     if value.unit.is_equivalent(u.arcsec / u.pix):
         return value.to_value(u.arcsec / u.pix), 'arcsecperpix'
     if value.unit.is_equivalent(u.deg):
+        if value < NARROWEST_FIELD:
+            raise InvalidSettingError(
+                f'{name}: an angle is the width of the whole field, and {value} is narrower '
+                f'than any index file can solve ({NARROWEST_FIELD}). Did you mean '
+                f'{value.unit}/pix, a pixel scale (e.g. * u.{value.unit} / u.pix)?',
+                setting=name, allowed=SCALE_FORMS)
         return value.to_value(u.deg), 'degwidth'
     if value.unit.is_equivalent(u.mm):
         return value.to_value(u.mm), 'focalmm'
-    raise InvalidSettingError(
-        f'{name} must be an angle (field width), an angle per pixel (pixel scale) or '
-        f'a length (focal length in 35 mm equivalent), got unit {value.unit}.',
-        setting=name, allowed='angle, angle/pixel or length Quantity')
+    if value.unit == u.dimensionless_unscaled:
+        raise InvalidSettingError(
+            f'{name}: {value.value:g} has no unit. Did you mean arcsec/pix (a pixel scale: '
+            f'* u.arcsec / u.pix)? A scale Quantity is {SCALE_FORMS}; plain numbers go in '
+            'scale_lower/scale_upper with scale_units.', setting=name, allowed=SCALE_FORMS)
+    raise InvalidSettingError(f'{name} must be {SCALE_FORMS}; got unit {value.unit}.',
+                              setting=name, allowed=SCALE_FORMS)
 
 
 #: What ``center`` accepts, for error messages.
@@ -254,6 +273,8 @@ def _expand_astropy_keywords(settings):
         if any(k in settings for k in ('scale_lower', 'scale_upper', 'scale_est')):
             raise InvalidSettingError('Give either scale or scale_lower/upper/est, not both.',
                                       setting='scale')
+        if isinstance(scale, numbers.Real):
+            _scale_quantity(scale, 'scale')          # says the unit is missing
         if isinstance(scale, u.Quantity) and scale.isscalar:
             quantities = {'scale_est': scale}
             settings.setdefault('scale_err', 10.0)
@@ -267,7 +288,7 @@ def _expand_astropy_keywords(settings):
             quantities = {'scale_lower': low, 'scale_upper': high}
     units = set()
     for key, value in quantities.items():
-        number, unit = _scale_quantity(value, key)
+        number, unit = _scale_quantity(value, 'scale' if scale is not None else key)
         units.add(unit)
         settings[key] = number
     if len(units) > 1:

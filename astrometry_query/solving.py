@@ -28,6 +28,7 @@ from .polling import wait_for_job
 from .results import JOB_ID_CARD, SUBMISSION_ID_CARD, Submission, job_ref
 from .settings import MAX_SOURCES, normalize_settings, to_nova_args
 from .sources import _check_params, check_source_list, extract_sources
+from ._text import plural
 
 __all__ = ['SolvingMixin', 'MIN_SOURCES']
 
@@ -154,13 +155,13 @@ class SolvingMixin:
                 sources = extract_sources(img, fwhm=fwhm, detect_threshold=detect_threshold,
                                           downsample=args.get('downsample_factor'))
             if verbose:
-                log.info(f'Found {len(sources)} sources in {img.name} '
+                log.info(f'Found {plural(len(sources), "source")} in {img.name} '
                          f'({sources.meta["elapsed"]:.2f} s).')
             if len(sources) >= MIN_SOURCES:
                 height, width = img.shape
                 return backend.submit_source_list(sources['x'].value, sources['y'].value, args,
                                                   width=width, height=height, timeout=timeout)
-            log.info(f'Only {len(sources)} sources found: uploading the image instead.')
+            log.info(f'Only {plural(len(sources), "source")} found: uploading the image instead.')
         else:
             img.check_values()          # an empty or constant image is not worth an upload
         if img.path is not None:
@@ -201,7 +202,7 @@ class SolvingMixin:
         width = _image_size(image_width, 'image_width')
         height = _image_size(image_height, 'image_height')
         if len(x) > MAX_SOURCES:
-            log.warning(f'{len(x)} sources given: only the first {MAX_SOURCES} are used '
+            log.warning(f'{plural(len(x), "source")} given: only the first {MAX_SOURCES} are used '
                         '(pass them brightest first).')
             x, y = x[:MAX_SOURCES], y[:MAX_SOURCES]
         return x, y, width, height

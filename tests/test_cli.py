@@ -388,7 +388,7 @@ def test_one_image_that_fails_or_times_out(images, tmp_path, capsys):
     code, out, err = run(capsys, 'jobs', 'show', record['job_id'], '--json')
     assert code == 0
     shown = json_lines(out)[0]
-    assert shown['status'] == 'failure' and 'out of time' in shown['error']
+    assert shown['status'] == 'failure' and 'the time limit (0.01 s) stopped' in shown['error']
     assert shown['calibration'] is None
 
 

@@ -506,7 +506,7 @@ def test_server_restart_mid_job_requeues_and_solves(make_client, tmp_path, field
         job_id = int(polls[0].path.rstrip('/').rsplit('/', 1)[1])
         assert header['AN_JOBID'] == job_id         # the same job, requeued
         assert any(r.upstream_status is None for r in proxy.requests('GET'))   # it was down
-        assert any('requeued 0 submission(s) and 1 job(s)' in r.getMessage()
+        assert any('requeued 0 submissions and 1 job after a restart' in r.getMessage()
                    for r in caplog.records)
         assert len(proxy.uploads(forwarded=True)) == 1 and submissions_on_server(server) == 1
     finally:

@@ -230,3 +230,116 @@ def test_folder_of_copies_keeps_its_order(night, tmp_path):
     for name in ('b.fits', 'a.fit', 'c.fits.gz'):
         shutil.copyfile(night[1][0][0], folder / name)
     assert [p.name for p in expand_images(folder)] == ['a.fit', 'b.fits', 'c.fits.gz']
+
+
+# -- 11: error texts ---------------------------------------------------------------------------
+@pytest.mark.parametrize('scale, name', [((8, 10), 'scale'), (9, 'scale'),
+                                         ((8, 10) * u.arcsec, 'scale'), (9 * u.arcsec, 'scale')])
+def test_a_scale_without_per_pixel_asks_did_you_mean(night, local, scale, name):
+    before = len(local.backend.my_jobs())
+    with pytest.raises(InvalidSettingError, match='Did you mean arcsec/pix') as info:
+        local.solve_from_image(night[1][0][0], verbose=False, scale=scale)
+    assert info.value.setting == name
+    assert len(local.backend.my_jobs()) == before            # refused before any job
+    with pytest.raises(InvalidSettingError, match='scale_lower: .*Did you mean arcsec/pix'):
+        normalize_settings({'scale_lower': 8 * u.arcsec, 'scale_upper': 10 * u.arcsec})
+
+
+def test_a_field_width_in_arcmin_is_still_a_width():
+    args = normalize_settings({'scale': (40, 60) * u.arcmin})
+    assert args['scale_units'] == 'degwidth' and args['scale_upper'] == pytest.approx(1.0)
+
+
+def test_a_failed_search_names_what_it_searched(night, local, nova_server):  # noqa: F811
+    from astrometry_query.exceptions import SolveFailedError
+    path = night[1][0][0]
+    wrong = dict(scale=(3, 4) * u.arcsec / u.pix, center='05:35:17 -05:23:28', radius=1 * u.deg)
+    searched = 'pixel scales of 3-4 arcsec/pixel, within 1 deg of RA 83.8208 Dec -5.3911'
+    with pytest.raises(SolveFailedError) as info:
+        local.solve_from_image(path, verbose=False, cache=False, **wrong)
+    assert searched in str(info.value) and 'resume with' not in str(info.value)
+    with AstrometryNetClass(api_key=nova_server.api_key, server=nova_server.url,
+                            backend='nova') as nova:
+        with pytest.raises(SolveFailedError) as info:
+            nova.solve_from_image(path, verbose=False, cache=False, **wrong)
+    assert searched in str(info.value) and 'resume with' not in str(info.value)
+
+
+def test_resume_is_offered_only_where_waiting_can_help(night, local):
+    from astrometry_query.exceptions import SolveTimeoutError
+    path = night[1][1][0]
+    with pytest.raises(SolveTimeoutError) as stopped:        # the job itself ran out of time
+        local.solve_from_image(path, verbose=False, cache=False, solve_timeout=0.01)
+    text = str(stopped.value)
+    assert not stopped.value.resumable
+    assert 'resume with' not in text and 'give a longer solve_timeout' in text
+    assert 'any pixel scale, over the whole sky' in text
+    submission = local.submit_image(path, solve_timeout=60, scale=(9, 13) * u.arcsec / u.pix)
+    with pytest.raises(SolveTimeoutError) as waiting:        # the wait ran out, not the job
+        local.wait(submission, solve_timeout=1e-3, verbose=False)
+    assert waiting.value.resumable
+    assert f'resume with AstrometryNet.wait({submission.id})' in str(waiting.value)
+    assert local.wait(submission, verbose=False).solved       # and resuming works
+
+
+def test_plurals(tmp_path):
+    from astrometry_query._text import plural
+    from astrometry_query.local.pipeline import solve
+    assert plural(1, 'source') == '1 source' and plural(2, 'source') == '2 sources'
+    result = solve(sources={'x': [10.0], 'y': [20.0]}, width=100, height=100)
+    assert result.error.startswith('only 1 source was found')
+
+
+def test_log_lines_carry_the_package_name(tmp_path):
+    """With no logging configured by the application, a warning of a module
+    that logs through the standard library says where it comes from (Python's
+    last-resort handler would print the bare message)."""
+    import subprocess
+    import sys
+    code = ('from astrometry_query.local.jobs import run_job\n'
+            f'run_job({str(tmp_path)!r}, image={str(tmp_path / "missing.fits")!r}, args={{}})\n')
+    err = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         check=True).stderr.strip().splitlines()
+    assert len(err) == 1, err                                 # said once
+    assert err[0].startswith('WARNING: job ') and err[0].endswith('[astrometry_query.local.jobs]')
+
+
+def test_every_logger_is_the_packages():
+    """Loggers are astroquery's or named under astrometry_query (so the
+    default handler and `serve`'s configuration reach them)."""
+    import re
+    from pathlib import Path
+    import astrometry_query
+    root = Path(astrometry_query.__file__).parent
+    for path in root.rglob('*.py'):
+        if path.name == '_log.py':          # it sets the package logger up
+            continue
+        for name in re.findall(r'getLogger\(([^)]*)\)', path.read_text()):
+            assert name == '__name__' or name.strip('\'"').startswith('astrometry_query'), \
+                (path, name)
+
+
+def test_auto_backend_without_index_files_says_so(tmp_path):
+    from astrometry_query.exceptions import LocalSolverNotFoundError, MissingAPIKeyError
+    (tmp_path / 'empty').mkdir()
+    with conf.set_temp('index_dir', str(tmp_path / 'empty')), AstrometryNetClass() as client:
+        with pytest.raises(LocalSolverNotFoundError, match='no astrometry.net index files') as info:
+            client.solve_from_image(night_image(tmp_path), verbose=False)
+    assert 'sudo apt-get install astrometry-data-tycho2' in str(info.value)
+    assert not isinstance(info.value, MissingAPIKeyError)
+
+
+def test_auto_backend_without_a_solver_says_what_to_do(tmp_path, monkeypatch):
+    from astrometry_query.exceptions import MissingAPIKeyError
+    image = night_image(tmp_path)
+    monkeypatch.setenv('PATH', str(tmp_path))                # no astrometry-engine
+    with AstrometryNetClass() as client:
+        with pytest.raises(MissingAPIKeyError, match='no local astrometry.net is installed') as info:
+            client.solve_from_image(image, verbose=False)
+    assert 'sudo apt-get install astrometry.net' in str(info.value)
+    assert 'api_key=' in str(info.value)
+
+
+def night_image(folder):
+    field = render_field(CENTRE, pixel_scale=11 * u.arcsec / u.pix, shape=(200, 200), seed=3)
+    return field.writeto(folder / 'small.fits', truth='none')

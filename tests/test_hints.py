@@ -239,7 +239,7 @@ def test_empty_header_gives_no_hints():
     hints = header_hints(fits.Header(), SHAPE)
     assert not hints and hints.sources == []
     assert hints.to_dict() == {'position': {}, 'scale': {}, 'position_source': '',
-                               'scale_source': ''}
+                               'scale_source': '', 'verify': False}
     assert hints.attempts({'parity': 0}) == [{'parity': 0}]
 
 

@@ -176,9 +176,13 @@ def test_check_field_flags_a_field_only_larger_quads_reach():
 
 
 @needs_tycho
-def test_header_hints_only_warn():
+def test_header_hints_are_trusted_unless_to_verify():
     hints = SolveHints(scale={'scale_units': 'arcsecperpix', 'scale_lower': 0.9,
                               'scale_upper': 1.1}, scale_source='PIXSCALE')
+    cov = check_field(TYCHO, 600, 600, {}, hints)
+    assert not cov.ok and cov.hard and "header's PIXSCALE card" in cov.reason
+    assert "header_hints='verify'" in cov.reason
+    hints.verify = True
     cov = check_field(TYCHO, 600, 600, {}, hints)
     assert not cov.ok and not cov.hard and "header's PIXSCALE card" in cov.reason
     # a scale setting wins over the header
@@ -197,9 +201,12 @@ def test_check_field_knows_tiles_and_cones(tmp_path):
     cov = check_field(files, 600, 600, there)
     assert not cov.ok and cov.hard and cov.limit == 'position'
     assert 'covers this part of the sky' in cov.reason and '--around 330.0000,-40.0000' in cov.fix
-    # a header pointing elsewhere is a hint: warn, search on
+    # a header pointing elsewhere is trusted, unless it is to be verified (warn, search on)
     hints = SolveHints(position={'center_ra': 330.0, 'center_dec': -40.0, 'radius': 1.0},
                        position_source='RA/DEC')
+    cov = check_field(files, 600, 600, field, hints)
+    assert not cov.ok and cov.hard and "header_hints='verify'" in cov.reason
+    hints.verify = True
     cov = check_field(files, 600, 600, field, hints)
     assert not cov.ok and not cov.hard
     # a built index knows its catalogue's cone

@@ -59,7 +59,7 @@ def test_allowed_settings_text_lists_every_setting():
         line = next(ln for ln in text.splitlines() if ln.startswith(f'{name}: type '))
         assert repr(setting.type.__name__) in line
         assert setting.describe_allowed() in line
-    assert 'center: SkyCoord' in text
+    assert "center: a SkyCoord, an (ra, dec) pair in degrees, or a string" in text
 
 
 # -- types -----------------------------------------------------------------------

@@ -5,6 +5,8 @@ import sys
 import astropy.units as u
 from astropy.coordinates import SkyCoord
 
+from .._text import plural
+
 __all__ = ['add_index_parser', 'run_index_command']
 
 _EXAMPLES = """examples:
@@ -98,7 +100,8 @@ def _list(args):
         print(f'{row["index_id"]:>6} {scale:>5} {quads:>15} {tile:>9} {row["nstars"]:>9} '
               f'{_human(row["size"]):>9}  {row["path"]}')
     low, high = float(table['quad_min'].min()), float(table['quad_max'].max())
-    print(f'{len(table)} files, {_human(float(table["size"].sum()))}; quads of {low:.3g}-{high:.4g} '
+    print(f'{plural(len(table), "file")}, {_human(float(table["size"].sum()))}; '
+          f'quads of {low:.3g}-{high:.4g} '
           f'arcmin: fields from about {low:.3g} arcmin wide (a field needs quads of about '
           f'10-100 % of its size)')
     return 0
@@ -114,7 +117,7 @@ def _download(args):
         for p in plans:
             size = _human(p['estimate']) if p['estimate'] else '?'
             print(f'{p["name"]:<24} {size:>9}  {p["url"]}')
-        print(f'{len(plans)} files, about {_human(total)}')
+        print(f'{plural(len(plans), "file")}, about {_human(total)}')
         return 0
     table = download_indexes(args.series, args.scales, args.dest, around=args.around,
                              radius=radius, base_url=args.base_url, overwrite=args.overwrite,

@@ -143,7 +143,7 @@ def fix_text(scales, position=None, radius=None, destination=None):
         command = f'astrometry-query index download 5200 --scales {_span(narrow)}'
         where = f'{total} for the whole sky'
         if position is not None:
-            radius = max(2.0, float(radius or 0.0))
+            radius = max(2.0, math.ceil(10 * float(radius or 0.0)) / 10)    # 3.1, not 3.09375
             tiles = {s: len(tiles_around(position, radius * u.deg, series.nside[s]))
                      for s in narrow}
             where = (f'{_size_text(series.size(narrow, tiles))} for the tiles within '

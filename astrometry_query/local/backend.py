@@ -305,7 +305,7 @@ class LocalBackend:
         if self.failure_kind(job_id) == 'index_coverage':   # more telling than a timeout
             raise IndexCoverageError(reason, **ids)
         if self.timed_out(job_id):
-            raise SolveTimeoutError(f'The solve was stopped: {reason}', **ids)
+            raise SolveTimeoutError(f'The solve was stopped: {reason}', resumable=False, **ids)
         if reason.startswith('InvalidInputError: '):    # the image itself cannot be used
             raise InvalidInputError(reason[len('InvalidInputError: '):], **ids)
         raise SolveFailedError(f'The solve failed: {reason}.', **ids)
@@ -366,7 +366,7 @@ class LocalBackend:
         if error.exists():
             return error.read_text()
         result = local_jobs.read_result(job_dir) or {}
-        if result.get('timed_out') and not result.get('error_kind'):
+        if result.get('timed_out') and not result.get('error_kind') and not result.get('error'):
             return f'the solver ran out of time ({self._request(job_id)["timeout"]:g} s)'
         return result.get('error') or 'no solution was found'
 

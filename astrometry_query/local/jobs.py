@@ -181,7 +181,7 @@ def record_result(job_dir, solved, *, error=None, image=None, sources=None, widt
                                               'attempts', 'hints', 'refit', 'timed_out', 'error',
                                               'error_kind', 'n_sources', 'worker')})
         result['status'] = 'success' if solved.solved else 'failure'
-    if image is not None and input_name is None:
+    if image is not None and input_name is None and error is None:   # else it may be the fault
         try:
             result['input'] = _save_image(job_dir, image)
         except Exception as exc:

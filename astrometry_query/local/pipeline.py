@@ -27,6 +27,7 @@ from ..index.coverage import check_field
 from ..images import open_image
 from ..results import calibration_from_wcs
 from ..sources import extract_sources
+from .._text import plural
 from .axy import OUTPUT_FILES, scale_bounds, write_axy
 from .refine import refine_wcs, reference_stars
 from .solver import find_installation, run_engine
@@ -165,21 +166,49 @@ def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, fl
     return outcome, records, used
 
 
+def searched_text(settings, width, height, hints=None):
+    """What a search covered, in words: its pixel scale range and sky area
+    (from ``settings``), and the header hints tried first, if any.
+
+    >>> searched_text({'scale_units': 'arcsecperpix', 'scale_lower': 2, 'scale_upper': 3,
+    ...                'center_ra': 83.8, 'center_dec': -5.4, 'radius': 1}, 600, 400)
+    'pixel scales of 2-3 arcsec/pixel, within 1 deg of RA 83.8000 Dec -5.4000'
+    """
+    low, high = scale_bounds(settings, width, height)
+    if low and high:
+        scale = f'pixel scales of {low:.3g}-{high:.3g} arcsec/pixel'
+    elif low or high:
+        scale = f'pixel scales {"above" if low else "below"} {low or high:.3g} arcsec/pixel'
+    else:
+        scale = 'any pixel scale'
+    if all(settings.get(k) is not None for k in ('center_ra', 'center_dec')) and \
+            settings.get('radius'):
+        where = (f'within {float(settings["radius"]):.3g} deg of RA '
+                 f'{float(settings["center_ra"]):.4f} Dec {float(settings["center_dec"]):+.4f}')
+    else:
+        where = 'over the whole sky'
+    text = f'{scale}, {where}'
+    if hints:
+        text += f" (first narrowed by the header's {' and '.join(hints.sources)})"
+    return text
+
+
 def _no_solution(settings, hints, width, height):
-    """Why nothing was found, in terms of what the search was given."""
+    """Why nothing was found, in terms of what the search was given and covered."""
+    searched = searched_text(settings, width, height, hints)
     given = []
     if scale_bounds(settings, width, height) != (None, None) or (hints and hints.scale):
         given.append('scale')
     if 'center_ra' in settings or (hints and hints.position):
         given.append('position')
     if not given:
-        return ('no solution was found: give scale and position hints, or check the image '
-                'has enough stars')
+        return (f'no solution was found searching {searched}: give scale and position hints, '
+                'or check the image has enough stars')
     missing = {'scale', 'position'} - set(given)
     more = f'; a {missing.pop()} hint would narrow the search' if missing else ''
-    return (f'no solution was found with the {" and ".join(given)} given: check '
-            f'{"it" if len(given) == 1 else "them"} (and the parity), and that the image has '
-            f'enough stars{more}')
+    return (f'no solution was found searching {searched}: check the '
+            f'{" and ".join(given)} (and the parity), and that the image has enough '
+            f'stars{more}')
 
 
 def _without_uncovered(hints, coverage):
@@ -313,7 +342,8 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
                          timings=timings, sources=extracted,
                          worker=f'{socket.gethostname()}:{os.getpid()}')
     if len(x) < MIN_SOURCES:
-        result.error = (f'only {len(x)} sources were found: at least {MIN_SOURCES} are needed '
+        result.error = (f'only {plural(len(x), "source was", "sources were")} found: at least '
+                        f'{MIN_SOURCES} are needed '
                         '(check the image, or lower detect_threshold)')
         result.elapsed = time.perf_counter() - started
         return result
@@ -341,8 +371,10 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
                             f'{coverage.fix}')
             result.error_kind = 'index_coverage'
         elif not solved:
-            result.error = ('the search was stopped by the time limit' if result.timed_out
-                            else _no_solution(settings, hints, width, height))
+            result.error = (f'the time limit ({timeout:g} s) stopped the search of '
+                            f'{searched_text(settings, width, height, hints)}: give a longer '
+                            'solve_timeout, or narrower scale and position hints'
+                            if result.timed_out else _no_solution(settings, hints, width, height))
         else:
             t0 = time.perf_counter()
             header = fits.getheader(outcome.wcs_path)

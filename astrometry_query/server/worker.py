@@ -33,6 +33,7 @@ from astropy.io import fits
 from astropy.wcs import FITSFixedWarning
 
 from ..settings import MAX_SOURCES, SETTINGS, nova_cast
+from .._text import plural
 
 __all__ = ['SolvePool', 'NOVA_DEFAULTS', 'submission_args', 'source_list_bytes', 'ingest',
            'save_upload', 'brightest_stars', 'make_executor', 'job_task']
@@ -473,7 +474,8 @@ class SolvePool:
         subs, jobs = self.store.recover()
         self.store.purge_sessions()
         if subs or jobs:
-            log.info('requeued %d submission(s) and %d job(s) after a restart', subs, jobs)
+            log.info('requeued %s and %s after a restart', plural(subs, 'submission'),
+                     plural(jobs, 'job'))
         loops = ([(self.store.claim_submission, self._ingest)] * self._ingest_threads
                  + [(self.store.claim_job, self._solve)] * self.workers)
         for i, (claim, run) in enumerate(loops):
