@@ -116,10 +116,11 @@ def extraction_html(job_id, size, n_sources):
     w, h = size
     dims = f' width="{int(w)}" height="{int(h)}"' if w and h else ''
     given = f'{int(n_sources)} given to the solver; ' if n_sources else ''
-    return (f'<figure class="extraction"><img id="extraction" src="/extraction_image_display/{job_id}"'
+    return (f'<h2>Detected sources</h2><figure class="extraction">'
+            f'<img id="extraction" src="/extraction_image_display/{job_id}"'
             f'{dims} alt="The image with the detected sources circled">'
-            f'<figcaption>Detected sources ({given}<a href="/extraction_image_full/{job_id}">full '
-            'size</a>)</figcaption></figure>')
+            f'<figcaption>Circled: the sources found in the image ({given}<a '
+            f'href="/extraction_image_full/{job_id}">full size</a>)</figcaption></figure>')
 
 
 def solved_logodds(result):
