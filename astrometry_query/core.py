@@ -203,8 +203,13 @@ class AstrometryNetClass(AstroqueryCompatMixin, SolvingMixin, BatchMixin, JobRes
         ------
         LoginError
             The server rejected the key.
+        MissingAPIKeyError
+            No key, and the server is not open (an ``astrometry-query serve``
+            without ``--api-key`` is: it needs none).
         """
-        if reenter_api_key or (api_key is None and not self._find_key()):
+        # An open server (see NovaClient.is_open) needs no key: nothing to ask for.
+        if reenter_api_key or (api_key is None and not self._find_key()
+                               and not self._nova().is_open()):
             api_key = getpass.getpass(f'astrometry.net API key for {self.server}: ')
         if api_key:
             self.api_key = api_key

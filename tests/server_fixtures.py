@@ -4,9 +4,11 @@ Use them from a test module with::
 
     from server_fixtures import nova_server, make_nova_server  # noqa: F401
 
-``nova_server`` (module scope) is one server with two workers; ``make_nova_server``
-builds servers with other options (workers, solve_timeout, ...) and stops them
-after the test.  Each yields a `NovaServer`.
+``nova_server`` (module scope) is one server with two workers and two API keys;
+``open_nova_server`` (module scope) one without keys (open: any key, or none,
+is accepted); ``make_nova_server`` builds servers with other options (workers,
+solve_timeout, open=True, ...) and stops them after the test.  Each yields a
+`NovaServer`.
 """
 import json
 import secrets
@@ -19,8 +21,8 @@ import requests
 
 from astrometry_query.server import ServerThread
 
-__all__ = ['NovaServer', 'nova_server', 'make_nova_server', 'requires_solver', 'have_solver',
-           'new_api_key']
+__all__ = ['NovaServer', 'nova_server', 'open_nova_server', 'make_nova_server', 'requires_solver',
+           'have_solver', 'new_api_key']
 
 INDEX_DIR = Path('/usr/share/astrometry')
 
@@ -51,12 +53,15 @@ class NovaServer:
     api_url : str
         ``url + '/api/'``.
     api_key, other_api_key : str
-        Two accepted keys (two users).
+        Two accepted keys (two users); on an open server, two of the any keys it accepts.
+    open : bool
+        No API keys configured: it accepts any key, and our client needs none.
     data_dir : `~pathlib.Path`
     """
 
-    def __init__(self, data_dir, **options):
+    def __init__(self, data_dir, *, open=False, **options):
         self.data_dir = Path(data_dir)
+        self.open = bool(open)
         self.api_key, self.other_api_key = new_api_key(), new_api_key()
         options.setdefault('workers', 2)
         options.setdefault('log_level', 'warning')
@@ -77,8 +82,9 @@ class NovaServer:
         """Start (again), on the same port once one was bound; ``options``
         override the constructor's for this and later starts."""
         self.options.update(options)
-        self.thread = ServerThread(port=self.port, data_dir=self.data_dir,
-                                   api_keys=[self.api_key, self.other_api_key], **self.options)
+        keys = [] if self.open else [self.api_key, self.other_api_key]
+        self.thread = ServerThread(port=self.port, data_dir=self.data_dir, api_keys=keys,
+                                   **self.options)
         self.thread.start()
         self.port = self.thread.port
         return self
@@ -111,6 +117,15 @@ class NovaServer:
 def nova_server(tmp_path_factory):
     """A running server shared by the tests of a module."""
     server = NovaServer(tmp_path_factory.mktemp('nova-server')).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope='module')
+def open_nova_server(tmp_path_factory):
+    """A running open server (no API keys, as ``astrometry-query serve`` without
+    ``--api-key``) shared by the tests of a module."""
+    server = NovaServer(tmp_path_factory.mktemp('open-nova-server'), open=True).start()
     yield server
     server.stop()
 

@@ -21,6 +21,7 @@ from astrometry_query.exceptions import (InvalidInputError, InvalidSettingError,
                                          LoginError, MissingAPIKeyError, ResultNotAvailableError,
                                          ServerError, SolveFailedError, SolveTimeoutError,
                                          SubmissionError)
+from astrometry_query.nova.protocol import OPEN_SERVER_KEY
 from astrometry_query.results import Calibration, Job, Submission
 
 from nova_mock import (ANNOTATIONS, API_KEY, CALIBRATION, OBJECTS, SERVER, FakeNova, attach,
@@ -129,10 +130,23 @@ def test_facade_login_without_any_key_prompts(fake, monkeypatch):
     inst = attach(AstrometryNetClass(server=fake.base), fake)
     prompts = []
     monkeypatch.setattr(getpass, 'getpass', lambda prompt: prompts.append(prompt) or '')
-    with pytest.raises(MissingAPIKeyError, match='API key not set'):
+    with pytest.raises(MissingAPIKeyError, match=f'The server at {fake.base} requires an API key'):
         inst.login()
     assert prompts and fake.base in prompts[0]
-    assert fake.requests == []
+    # Only the question whether the server is open (nova answers with its home page: no).
+    assert _status_paths(fake) == ['/api/server_info']
+
+
+def test_facade_login_on_an_open_server_asks_for_no_key(fake, monkeypatch):
+    import getpass
+    fake.api_keys[OPEN_SERVER_KEY] = 9
+    fake.fail_next('^/api/server_info$', (200, json.dumps({'status': 'success', 'open': True}),
+                                          {'Content-Type': 'text/plain'}))
+    inst = attach(AstrometryNetClass(server=fake.base), fake)
+    monkeypatch.setattr(getpass, 'getpass', lambda prompt: pytest.fail('asked for a key'))
+    inst.login()
+    assert _status_paths(fake) == ['/api/server_info', '/api/login']
+    assert fake.requests[-1].json == {'apikey': OPEN_SERVER_KEY}
 
 
 def test_bad_api_key_is_login_error(fake, clock):
@@ -153,7 +167,9 @@ def test_login_answer_without_session(an, fake):
 
 
 def test_missing_api_key(fake, clock):
-    inst = attach(AstrometryNetClass(server=fake.base), fake)
+    # nova.astrometry.net (the default server) always needs a key: no request at all.
+    inst = attach(AstrometryNetClass(backend='nova'), fake)
+    assert inst.server == 'https://nova.astrometry.net'
     with pytest.raises(MissingAPIKeyError) as info:
         inst.solve_from_source_list(X, Y, 512, 480, verbose=False)
     assert isinstance(info.value, RuntimeError)
@@ -161,6 +177,46 @@ def test_missing_api_key(fake, clock):
     assert fake.requests == []
     with pytest.raises(RuntimeError, match='Astrometry.net API key not set'):
         inst.api_key
+    # Another server is asked once whether it is open; nova's answer (its home page) means no.
+    inst = attach(AstrometryNetClass(server=fake.base), fake)
+    for _ in range(2):
+        with pytest.raises(MissingAPIKeyError, match='http://nova.test requires an API key'):
+            inst.solve_from_source_list(X, Y, 512, 480, verbose=False)
+    assert _status_paths(fake) == ['/api/server_info']
+
+
+@pytest.mark.parametrize('answer', [
+    (404, '<html><head><title>Page not found</title></head></html>'),
+    (200, json.dumps({'status': 'error', 'errormessage': 'no such thing'})),
+    (200, json.dumps({'status': 'success', 'open': False})),
+    (200, json.dumps({'status': 'success', 'open': 'yes'})),       # only true is open
+])
+def test_a_server_that_does_not_say_it_is_open_needs_a_key(fake, clock, answer):
+    fake.fail_next('^/api/server_info$', answer + ({'Content-Type': 'text/plain'},))
+    inst = attach(AstrometryNetClass(server=fake.base), fake)
+    with pytest.raises(MissingAPIKeyError, match='requires an API key'):
+        inst.submit_source_list(X, Y, 512, 480)
+    assert _status_paths(fake) == ['/api/server_info']
+
+
+def test_key_less_client_of_an_open_server_asks_once_and_renews(fake, clock):
+    fake.api_keys[OPEN_SERVER_KEY] = 9
+    fake.fail_next('^/api/server_info$', (200, json.dumps({'status': 'success', 'open': True}),
+                                          {'Content-Type': 'text/plain'}))
+    inst = attach(AstrometryNetClass(server=fake.base), fake)
+    assert inst.submit_source_list(X, Y, 512, 480).id >= 1
+    fake.expire_sessions()
+    inst.submit_url('http://example.org/a.fits')           # logs in again, without asking
+    paths = _status_paths(fake)
+    assert paths.count('/api/server_info') == 1 and paths.count('/api/login') == 2
+    assert all(r.json == {'apikey': OPEN_SERVER_KEY} for r in fake.requests
+               if r.path == '/api/login')
+
+
+def test_unreachable_server_without_a_key_is_a_server_error(clock):
+    inst = AstrometryNetClass(server='http://127.0.0.1:9')     # nothing listens there
+    with pytest.raises(ServerError, match='Cannot reach the server'):
+        inst.submit_source_list(X, Y, 512, 480)
 
 
 def test_api_key_from_conf_and_environment(fake, clock, monkeypatch):

@@ -318,13 +318,16 @@ def server():
 
 def check_answer(reply, *, method='POST'):
     """nova's JSON (text/plain, an object; errors as HTTP 200 with status and
-    errormessage), an HTML 4xx page, or (GET of an unrouted path) the home page."""
+    errormessage; HTTP 404 for an unknown path or id under /api/), an HTML 4xx page, or
+    (GET of an unrouted path outside /api/) the home page."""
     assert reply.status_code < 500, (reply.status_code, reply.text[:300])
     ctype = reply.headers.get('content-type', '')
     if ctype.startswith('text/plain'):
         payload = json.loads(reply.text)
         assert isinstance(payload, dict), reply.text[:300]
-        assert reply.status_code in (200, 429), reply.status_code
+        assert reply.status_code in (200, 404, 429), reply.status_code
+        # Unknown paths and ids under /api/: HTTP 404 with nova's JSON error body.
+        assert reply.status_code != 404 or payload.get('status') == 'error', payload
         if payload.get('status') == 'error':
             assert list(payload) == ['status', 'errormessage'], payload
             assert isinstance(payload['errormessage'], str) and payload['errormessage']
@@ -347,7 +350,8 @@ def check_specific(payload):
 def check_alive(server):
     """The server still answers (a request after the fuzzed one)."""
     reply = server.http.get(server.api_url + 'jobs/0', timeout=10)
-    assert reply.status_code == 404 and reply.headers['content-type'].startswith('text/html')
+    assert reply.status_code == 404 and reply.headers['content-type'] == 'text/plain'
+    assert json.loads(reply.text)['status'] == 'error'
 
 
 # -- request-json strategies --------------------------------------------------------------

@@ -287,3 +287,12 @@ def test_fake_nova_lifecycle_and_files():
     assert r.status_code == 200 and r.content.startswith(b'SIMPLE')
     assert _call(fake, 'GET', f'/wcs_file/{jid}').content.startswith(b'SIMPLE')
     assert [r.method for r in fake.requests][:3] == ['GET'] * 3
+
+
+@pytest.mark.parametrize('server, public', [
+    ('https://nova.astrometry.net', True), ('http://nova.astrometry.net/api/', True),
+    ('https://NOVA.astrometry.net:443/', True), ('http://127.0.0.1:8080', False),
+    ('https://nova.astrometry.net.example.org', False), ('https://astrometry.net', False)])
+def test_is_public_nova(server, public):
+    from astrometry_query.nova.protocol import is_public_nova
+    assert is_public_nova(server) is public

@@ -270,7 +270,7 @@ def test_solved_submission_and_job_endpoints(nova_server, solved, field):
     assert exact_json(requests.post(api, data={'ignored': 1})) == {'status': 'success'}
     cal = exact_json(requests.get(api + '/calibration/'))
     assert list(cal) == CAL_KEYS and all(isinstance(v, float) for v in cal.values())
-    # nova computes it with the recorded size ceil(max x), ceil(max y).
+    # Not given image_width/height: the size is ceil(max x), ceil(max y), as on nova.
     w, h = math.ceil(max(field.x)), math.ceil(max(field.y))
     ra, dec = field.wcs.all_pix2world([[0.5 + 0.5 * w, 0.5 + 0.5 * h]], 1)[0]
     assert cal['ra'] == pytest.approx(ra, abs=2e-3) and cal['dec'] == pytest.approx(dec, abs=2e-3)
@@ -306,7 +306,8 @@ def test_result_files_and_referer_gate(nova_server, solved):
         assert reply.content.startswith(b'SIMPLE  =')
     header = fits.Header.fromstring(requests.get(f'{url}/wcs_file/{job}/').text)
     assert header['CTYPE1'].startswith('RA---TAN')
-    for route in ('corr_file', 'annotated_display', 'annotated_full', 'new_fits_file'):
+    for route in ('corr_file', 'annotated_display', 'annotated_full', 'new_fits_file',
+                  'extraction_image_display', 'extraction_image_full'):
         reply = requests.get(f'{url}/{route}/{job}', allow_redirects=False)
         assert reply.status_code == 302
         assert reply.headers['location'] == f'/ask_human?next=/{route}/{job}'
@@ -314,6 +315,15 @@ def test_result_files_and_referer_gate(nova_server, solved):
     assert corr.status_code == 200 and corr.content.startswith(b'SIMPLE  =')
     picture = requests.get(f'{url}/annotated_full/{job}', headers=referer)
     assert picture.headers['content-type'] in ('image/png', 'image/jpeg')
+    # A source list's extraction image: its sources circled on a black canvas of its size.
+    from PIL import Image
+    extraction = requests.get(f'{url}/extraction_image_full/{job}', headers=referer)
+    assert extraction.status_code == 200 and extraction.headers['content-type'] == 'image/png'
+    drawn = np.asarray(Image.open(io.BytesIO(extraction.content)).convert('RGB'))
+    axy = fits.getheader(io.BytesIO(requests.get(f'{url}/axy_file/{job}').content))
+    assert drawn.shape == (axy['IMAGEH'], axy['IMAGEW'], 3)
+    ring = np.all(drawn == (255, 48, 48), axis=2)
+    assert ring.sum() > 100 and not drawn[~ring].any()
     # The login cookie marks a human too.
     browser = requests.Session()
     browser.post(nova_server.api_url + 'login',
@@ -348,9 +358,13 @@ def test_official_client_multipart_layout(nova_server, session, field):
     sub = finished_submission(nova_server, reply['subid'])
     info = exact_json(requests.get(f"{nova_server.api_url}jobs/{sub['jobs'][0]}/info"))
     assert info['original_filename'] == 'orion.xy.txt' and info['status'] == 'success'
-    # image_width goes to the solver, but the calibration uses ceil(max x) (nova).
+    # The image's size, as given: the calibration is the whole image's (nova would
+    # use ceil(max x) and ceil(max y), a smaller field with another centre).
     cal = exact_json(requests.get(f"{nova_server.api_url}jobs/{sub['jobs'][0]}/calibration"))
-    assert cal['width_arcsec'] == pytest.approx(math.ceil(max(field.x)) * cal['pixscale'])
+    assert math.ceil(max(field.x)) < 1000
+    assert cal['width_arcsec'] == pytest.approx(1000 * cal['pixscale'], rel=1e-9)
+    assert cal['height_arcsec'] == pytest.approx(1000 * cal['pixscale'], rel=1e-9)
+    assert [cal['ra'], cal['dec']] == pytest.approx([83.8, -5.4], abs=1 / 3600)
 
 
 def test_tar_gz_of_source_lists(nova_server, session, field):
@@ -480,17 +494,33 @@ def test_myjobs_jobs_by_tag_and_submission_images(nova_server, session, solved):
     assert api_error(nova_server.call('sdss_image_for_wcs', {'session': session, 'wcs': {}}))
 
 
+def json_404(reply):
+    """nova's JSON error body with HTTP 404 (never an HTML page under /api/)."""
+    assert reply.status_code == 404 and reply.headers['content-type'] == 'text/plain', reply.text
+    data = json.loads(reply.text)
+    assert reply.text == json.dumps(data) and list(data) == ['status', 'errormessage']
+    assert data['status'] == 'error'
+    return data['errormessage']
+
+
 def test_ids_unknown_paths_and_home_page(nova_server, solved):
     api, root = nova_server.api_url, nova_server.url
-    for path in ('submissions/999999', 'jobs/999999', 'jobs/-5', 'jobs/999999/info',
-                 'jobs/999999/calibration/'):
-        assert is_html(requests.get(api + path), 404)
+    assert json_404(requests.get(api + 'submissions/999999')) == 'no submission 999999'
+    for path in ('jobs/999999', 'jobs/999999/info', 'jobs/999999/calibration/'):
+        assert json_404(requests.get(api + path)) == 'no job 999999'
+    assert 'not an id' in json_404(requests.get(api + 'jobs/-5'))
+    # Result files are not under /api/: nova's HTML 404.
     assert is_html(requests.get(f'{root}/wcs_file/999999'), 404)
     # nova crashes on these (they match its id pattern): unknown ids, so a 404 here.
     for path in ('jobs/12-3', 'submissions/1-', 'jobs/-', 'jobs/99999999999999999999'):
-        assert is_html(requests.get(api + path), 404)
+        assert 'not an id' in json_404(requests.get(api + path))
     assert exact_json(requests.get(f'{api}jobs/{solved.job}/')) == {'status': 'success'}
-    for path in ('/api/logout', '/api/foo', '//api/login', '/'):
+    # Unknown paths under /api/ (nova: its home page, or its CSRF 403 for a POST).
+    for path in ('/api/logout', '/api/foo', '/api/jobs/abc', '/api/', '/api/jobs/1/nothing'):
+        assert json_404(requests.get(root + path)) == f'no API endpoint {path}'
+        assert json_404(requests.post(root + path, data={'request-json': '{}'}))
+    # Elsewhere, nova's catch-all as before: its home page, and the CSRF 403 for a POST.
+    for path in ('//api/login', '/', '/logout', '/foo/bar'):
         assert is_html(requests.get(root + path), 200)
         assert is_html(requests.post(root + path, data={'request-json': '{}'}), 403)
 

@@ -2,12 +2,16 @@
 errors, sign-in, CSRF refusals, privacy, escaping, a solve through the form,
 and the same end to end in headless Chromium (driven by Playwright).
 """
+import html
 import io
+import json
+import math
 import re
 import shutil
 import time
 import warnings
 from types import SimpleNamespace
+from urllib.parse import parse_qs, urlsplit
 
 import astropy.units as u
 import numpy as np
@@ -19,6 +23,7 @@ from astropy.wcs import FITSFixedWarning
 
 from astrometry_query.results import calibration_from_wcs
 from astrometry_query.server import ServerThread
+from astrometry_query.server.extraction import CIRCLE_COLOUR, EXTRACTION_FILE
 from astrometry_query.simulate import render_field
 from server_fixtures import make_nova_server, nova_server, requires_solver  # noqa: F401
 
@@ -89,6 +94,16 @@ def sub_id_of(reply):
     return int(re.fullmatch(r'/status/(\d+)', reply.headers['location']).group(1))
 
 
+def refusal(reply):
+    """(status, title) of a page that refuses to show something, checked to be a
+    page of the site (its layout, header and style sheet), not a bare error."""
+    assert reply.headers['content-type'].startswith('text/html')
+    assert '<header class="site">' in reply.text and '/web/static/style.css' in reply.text
+    title = re.search(r'<h1>(.*?)</h1>', reply.text).group(1)
+    assert '<p class="notice">' in reply.text and '<a href="/">' in reply.text
+    return reply.status_code, title
+
+
 def error_items(page):
     return re.findall(r'<li>(.*?)</li>', page.split('role="alert"', 1)[1].split('</ul>', 1)[0])
 
@@ -126,8 +141,9 @@ def test_form_renders_and_sign_in_takes_an_api_key(nova_server):
         assert re.search(rf'<(input|select)[^>]* name="{name}"', page.text), name
         assert f'<label for="{name}"' in page.text
     assert 'value="arcsecperpix"' in page.text and 'enctype="multipart/form-data"' in page.text
-    # nova's catch-all is this page too, and still refuses its POSTs with the CSRF 403
-    assert 'action="/upload"' in browser.get('/api/logout').text
+    # nova's catch-all is this page too (not under /api/), and still refuses its POSTs
+    # with the CSRF 403
+    assert 'action="/upload"' in browser.get('/logout').text
     assert browser.http.post(nova_server.url + '/', data={'request-json': '{}'}).status_code == 403
     for static in ('/web/static/style.css', '/web/static/app.js'):
         assert browser.get(static).status_code == 200
@@ -264,13 +280,84 @@ def test_solve_through_the_form(nova_server, signed_in, field):
                 assert 'X' in names if route == 'axy_file' else any('RA' in n for n in names)
     image = signed_in.get(f'/annotated_display/{job_id}')
     assert image.status_code == 200 and image.headers['content-type'] in ('image/png', 'image/jpeg')
-    # private: another user and strangers see neither the entry nor the page
+    # private: another user and strangers see neither the entry nor the page, only
+    # a page of the site saying it is private (403)
     other = Browser(nova_server)
     assert all(s['id'] != sub_id for s in other.get('/web/submissions').json()['submissions'])
-    assert other.get(f'/job/{job_id}').status_code == 404
-    assert other.get(f'/status/{sub_id}').status_code == 404
+    for path in (f'/job/{job_id}', f'/status/{sub_id}'):
+        assert refusal(other.get(path)) == (403, 'Private')
     other.signin(nova_server.other_api_key)
-    assert other.get(f'/web/submissions/{sub_id}').status_code == 404
+    assert other.get(f'/web/submissions/{sub_id}').status_code == 403
+    assert 'another API key' in other.get(f'/job/{job_id}').text
+
+
+def sky_links(page):
+    """{host: (path, query parameters)} of the job page's links to sky viewers."""
+    items = page.split('<ul class="sky-links"', 1)[1].split('</ul>', 1)[0]
+    out = {}
+    for href in re.findall(r'<a href="([^"]+)"', items):
+        parts = urlsplit(html.unescape(href))
+        assert parts.scheme == 'https'
+        out[parts.netloc] = (parts.path, {k: v[0] for k, v in parse_qs(parts.query).items()})
+    return out
+
+
+@requires_solver
+def test_job_page_size_sources_viewers_and_log_odds(nova_server, signed_in, field):
+    job_id = int(final_summary(signed_in, sub_id_of(signed_in.upload(field.path, **SCALE_HINT)))[
+        'badges'][0]['href'].rsplit('/', 1)[1])
+    job_dir = nova_server.data_dir / 'jobs' / str(job_id)
+    page = signed_in.get(f'/job/{job_id}').text
+    # the image's size
+    assert '<span id="image-size" data-value="700 600">700 × 600 pixels</span>' in page
+    # the sources given to the solver, circled over the image: drawn when first asked for, then kept
+    assert (f'<img id="extraction" src="/extraction_image_display/{job_id}" width="700" height="600"'
+            in page and f'<a href="/extraction_image_full/{job_id}">' in page)
+    assert not (job_dir / EXTRACTION_FILE).exists()
+    reply = signed_in.get(f'/extraction_image_display/{job_id}')
+    assert reply.status_code == 200 and reply.headers['content-type'] == 'image/png'
+    assert (job_dir / EXTRACTION_FILE).read_bytes() == reply.content
+    assert signed_in.get(f'/extraction_image_full/{job_id}').content == reply.content
+    from PIL import Image
+    drawn = np.asarray(Image.open(io.BytesIO(reply.content)).convert('RGB'))
+    assert drawn.shape == (600, 700, 3)
+    with fits.open(io.BytesIO(signed_in.get(f'/axy_file/{job_id}').content)) as hdul:
+        x, y = hdul[1].data['X'] - 1, hdul[1].data['Y'] - 1
+    ring = np.all(drawn == CIRCLE_COLOUR, axis=2)
+    assert ring.any() and np.all(drawn[~ring][:, 0] == drawn[~ring][:, 1])   # the rest is grey
+    radius = 10                                     # the rings' radius on a 700x600 image
+    circled = [ring[max(0, int(cy) - radius):int(cy) + radius + 1,
+                    max(0, int(cx) - radius):int(cx) + radius + 1].any() for cx, cy in zip(x, y)]
+    assert len(x) >= 10 and all(circled)
+    # links to the field in sky viewers, from the calibration
+    values = dict(re.findall(r'<dd id="cal-(\w+)" data-value="([^"]*)"', page))
+    ra, dec = float(values['ra']), float(values['dec'])
+    width, height = (float(v) for v in values['size'].split())
+    fov = 1.5 * max(width, height) / 3600                  # degrees, with a margin
+    links = sky_links(page)
+    assert set(links) == {'aladin.cds.unistra.fr', 'worldwidetelescope.org', 'www.legacysurvey.org'}
+    path, q = links['aladin.cds.unistra.fr']
+    assert path == '/AladinLite/' and q['survey'] == 'CDS/P/DSS2/color'
+    assert [float(v) for v in q['target'].split(' ')] == pytest.approx([ra, dec], abs=1e-5)
+    assert float(q['fov']) == pytest.approx(fov, rel=1e-3)
+    path, q = links['worldwidetelescope.org']
+    assert path == '/wwtweb/goto.aspx' and q['object']
+    assert float(q['ra']) == pytest.approx(ra / 15, abs=1e-5)        # hours
+    assert float(q['dec']) == pytest.approx(dec, abs=1e-5)
+    assert float(q['zoom']) == pytest.approx(6 * fov, rel=1e-3)      # 6 x the field of view
+    path, q = links['www.legacysurvey.org']
+    assert path == '/viewer' and q['layer'] == 'ls-dr10'
+    assert [float(q['ra']), float(q['dec'])] == pytest.approx([ra, dec], abs=1e-5)
+    zoom = int(q['zoom'])           # 0.262"/pixel at 14, twice that at each step down
+    assert 0 <= zoom <= 16 and 0.262 * 2 ** (14 - zoom) * 1000 >= fov * 3600
+    assert 0.262 * 2 ** (14 - zoom - 1) * 1000 < fov * 3600
+    # the solve's log-odds, as the engine wrote it into the WCS file
+    header = fits.Header.fromstring(signed_in.get(f'/wcs_file/{job_id}').content[:2880 * 20])
+    written = next(float(c.split(':')[1]) for c in header['COMMENT'] if c.startswith('log odds:'))
+    assert float(values['logodds']) == pytest.approx(written) and written > math.log(1e9)
+    assert re.search(r'<dd id="cal-logodds" data-value="[\d.]+">\d+\.\d <span', page)
+    result = json.loads((job_dir / 'result.json').read_text())
+    assert [a['logodds'] for a in result['attempts'] if a['solved']] == [written]
 
 
 def test_public_submissions_are_listed_for_everyone(nova_server, signed_in):
@@ -338,6 +425,14 @@ def test_failed_job_page_says_why(nova_server, signed_in):
 
 
 # -- end to end in a browser -------------------------------------------------------------------
+def api_submission(server, key):
+    """A private source list submitted through the API with ``key``: its id."""
+    session = server.login(key)
+    return server.call('upload', {'session': session, 'x': [10.0, 20.0, 30.0, 40.0],
+                                  'y': [40.0, 31.0, 20.0, 10.0], 'image_width': 100,
+                                  'image_height': 100, 'publicly_visible': 'n'}).json()['subid']
+
+
 def _chromium():
     """Playwright's sync API and Debian's Chromium, or a skip saying which is missing."""
     try:
@@ -387,8 +482,24 @@ def test_browser_end_to_end(make_nova_server, field, tmp_path):  # noqa: F811
                 page.click('button:has-text("Solve")')
             sub_id = re.search(r'/status/(\d+)$', page.url).group(1)
             page.screenshot(path=str(tmp_path / 'status.png'))
+            # A submission through the API with the same key is this user's too.
+            api_sub = api_submission(server, server.api_key)
             page.goto(server.url + '/')                       # the list of submissions
             badge = f'#submissions tr[data-sub="{sub_id}"] td.state .badge'
+            page.wait_for_selector(badge)
+            assert page.inner_text(f'#submissions tr[data-sub="{api_sub}"] td.name') == 'json-xy'
+            # Another's or an unknown page says so, in the site's layout.
+            for path, status, title in ((f'/status/{api_sub}', 200, f'Submission {api_sub}'),
+                                        ('/job/999999', 404, 'Not found')):
+                response = page.goto(server.url + path)
+                assert response.status == status and page.inner_text('main h1') == title
+                assert page.locator('header.site').is_visible()
+            stranger = browser.new_page()
+            response = stranger.goto(f'{server.url}/status/{api_sub}')
+            assert response.status == 403 and stranger.inner_text('main h1') == 'Private'
+            assert 'Sign in with the API key' in stranger.inner_text('main')
+            stranger.close()
+            page.goto(server.url + '/')
             page.wait_for_selector(badge)
             assert 'success' not in page.inner_text(badge)    # nothing solves yet
             page.evaluate('window.stillTheSamePage = true')

@@ -66,7 +66,8 @@ class SolveResult:
     timings : dict
         Seconds per step (``extract``, ``engine``, ``wcs``, ``refit``).
     attempts : list of dict
-        Each engine run: the hints it used, seconds, and whether it solved.
+        Each engine run: the hints it used, seconds, whether it solved, and the
+        log-odds of its solution (``logodds``, None when it found none).
     hints : list of str
         The header cards behind the attempt that solved.
     refit : dict or None
@@ -145,7 +146,7 @@ def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, fl
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             records.append({'hints': [], 'seconds': 0.0, 'solved': False, 'timed_out': True,
-                            'sources': 0})
+                            'sources': 0, 'logodds': None})
             break
         limit = min(limit, remaining)
         n = write_axy(work_dir / AXY_FILE, x, y, flux, args, width, height, cpulimit=limit)
@@ -154,7 +155,8 @@ def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, fl
                              inparallel=blind, wcs_name=OUTPUT_FILES['wcs'])
         hinted = [k for k in ('center_ra', 'scale_lower') if k in args and k not in axy_args]
         records.append({'hints': hinted, 'seconds': round(outcome.elapsed, 4),
-                        'solved': outcome.solved, 'timed_out': outcome.timed_out, 'sources': n})
+                        'solved': outcome.solved, 'timed_out': outcome.timed_out, 'sources': n,
+                        'logodds': outcome.logodds})
         (work_dir / ENGINE_LOG).write_text(outcome.log)
         if outcome.solved:
             used = [source for key, source in (('scale_lower', hints and hints.scale_source),

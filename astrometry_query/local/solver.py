@@ -22,7 +22,7 @@ from pathlib import Path
 from ..exceptions import LocalSolverNotFoundError
 
 __all__ = ['Installation', 'find_installation', 'solver_available', 'EngineOutcome',
-           'run_engine', 'write_engine_config', 'kill_process_group', 'stop_all_engines',
+           'run_engine', 'engine_logodds', 'write_engine_config', 'kill_process_group', 'stop_all_engines',
            'xy_columns', 'index_dirs', 'user_index_dir',
            'DEFAULT_INDEX_DIR', 'INSTALL_SOLVER', 'INSTALL_INDEXES']
 
@@ -218,6 +218,9 @@ class EngineOutcome:
         Exit status (negative: killed by that signal).
     log : str
         What the engine printed.
+    logodds : float or None
+        The solution's log-odds (natural log of the odds that the match is
+        true, as the engine wrote it into the WCS file); None when unsolved.
     """
     solved: bool
     wcs_path: Path | None
@@ -225,6 +228,27 @@ class EngineOutcome:
     timed_out: bool
     returncode: int | None
     log: str
+    logodds: float | None = None
+
+
+#: The engine writes the match's properties as COMMENT cards of wcs.fits ("log odds: 191.367");
+#: its log prints every verified match ("log-odds ratio 163.455 (9.7e+70), 30 match, ...").
+_WCS_LOGODDS = re.compile(rb'COMMENT +log odds: *([-+0-9.eE]+)')
+_LOG_LOGODDS = re.compile(r'log-odds ratio ([-+0-9.eE]+)')
+
+
+def engine_logodds(wcs_path, log=''):
+    """The log-odds of a solution: the one in the WCS file the engine wrote, else
+    the last match its log printed; None when neither says."""
+    try:
+        found = _WCS_LOGODDS.search(Path(wcs_path).read_bytes()[:2880 * 40])
+    except OSError:
+        found = None
+    text = found.group(1).decode('ascii') if found else (_LOG_LOGODDS.findall(log) or [None])[-1]
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
 
 
 def write_engine_config(path, installation, *, inparallel=False, cpulimit=300):
@@ -356,4 +380,5 @@ def run_engine(axy_path, work_dir, *, timeout=None, installation=None, inparalle
         wcs_path.unlink(missing_ok=True)   # a half-written file is no solution
     solved = wcs_path.is_file()
     return EngineOutcome(solved=solved, wcs_path=wcs_path if solved else None, elapsed=elapsed,
-                         timed_out=timed_out, returncode=proc.returncode, log=log)
+                         timed_out=timed_out, returncode=proc.returncode, log=log,
+                         logodds=engine_logodds(wcs_path, log) if solved else None)

@@ -17,8 +17,9 @@ import requests
 from ..exceptions import (InvalidInputError, LoginError, MissingAPIKeyError, ResultNotAvailableError,
                           ServerError, UploadUnconfirmedError)
 from ..results import Job, Submission
-from .protocol import (FILE_ROUTES, GATED_FILES, api_url, decode_response, encode_request,
-                       file_url, is_session_error)
+from .protocol import (FILE_ROUTES, GATED_FILES, OPEN_SERVER_KEY, SERVER_INFO, api_url,
+                       decode_response, encode_request, file_url, is_public_nova, is_session_error,
+                       site_url)
 
 __all__ = ['NovaClient']
 
@@ -27,6 +28,12 @@ MISSING_API_KEY = (
     'ASTROMETRY_NET_API_KEY environment variable, or store it in the keyring once with '
     'AstrometryNet.login(api_key, store_api_key=True). Without a key, solve offline with '
     "backend='local'.")
+#: No key, and a server that is not open (or does not say it is).
+MISSING_API_KEY_HERE = (
+    'The server at {url} requires an API key (it is not an open server). Pass api_key=..., '
+    'set conf.api_key or the ASTROMETRY_NET_API_KEY environment variable, or store it in the '
+    'keyring once with AstrometryNet.login(api_key, store_api_key=True); the server\'s '
+    'administrator gives the keys (astrometry-query serve --api-key KEY).')
 
 
 def _refused(exc):
@@ -86,6 +93,7 @@ class NovaClient:
         self._api_key = api_key
         self.timeout = timeout
         self._session_key = None
+        self._server_info = None
         self._lock = threading.Lock()
         self._limits = threading.local()
         #: Longest status long poll the server offers (its X-Long-Poll header), 0: none.
@@ -193,11 +201,55 @@ class NovaClient:
             self._limits.deadline = previous
 
     # -- login --------------------------------------------------------------
-    def login(self, api_key=None):
-        """Log in with the API key; returns nothing, raises `LoginError`."""
-        key = api_key or self._api_key()
-        if not key:
+    def server_info(self):
+        """What the server says of itself at ``/api/server_info`` (our server does;
+        nova does not): ``open`` (it accepts any key), ``long_poll``, ``software``.
+
+        Asked once per client; {} for nova.astrometry.net (never asked) and for a
+        server that does not know the endpoint (an HTML page, a 404, a JSON error).
+
+        Raises
+        ------
+        ServerError
+            The server could not be reached (nothing is cached then).
+        """
+        with self._lock:
+            info = self._server_info
+        if info is not None:
+            return info
+        info = {}
+        if not is_public_nova(self.server):
+            try:
+                answer = self._api('GET', [SERVER_INFO])
+            except ServerError as exc:
+                if exc.status_code is None:     # no answer: unknown, ask again next time
+                    raise
+            else:
+                info = answer
+        with self._lock:
+            self._server_info = info
+        return info
+
+    def is_open(self):
+        """True when the server says it is open: it accepts any key, so none is needed."""
+        return self.server_info().get('open') is True
+
+    def _login_key(self):
+        """The API key to log in with: the caller's, else the placeholder an open
+        server accepts; `MissingAPIKeyError` (before any request to nova.astrometry.net)."""
+        key = self._api_key()
+        if key:
+            return key
+        if is_public_nova(self.server):
             raise MissingAPIKeyError(MISSING_API_KEY)
+        if self.is_open():
+            return OPEN_SERVER_KEY
+        raise MissingAPIKeyError(MISSING_API_KEY_HERE.format(url=site_url(self.server)))
+
+    def login(self, api_key=None):
+        """Log in with the API key (on an open server, without one); returns nothing,
+        raises `LoginError` or `MissingAPIKeyError`."""
+        key = api_key or self._login_key()
         url = api_url(self.server, 'login')
         response = self._http('POST', url, data=encode_request({'apikey': key}))
         try:

@@ -3,12 +3,13 @@ response decoding.  Pure functions, no I/O; the client and the server share it.
 """
 import json
 import re
-from urllib.parse import parse_qs, unquote_plus
+from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 from ..exceptions import JobNotFoundError, ServerError
 
 __all__ = ['api_url', 'file_url', 'encode_request', 'decode_response', 'is_session_error',
-           'redact', 'FILE_ROUTES', 'GATED_FILES', 'JOB_STATUSES', 'ERRORS']
+           'redact', 'is_public_nova', 'FILE_ROUTES', 'GATED_FILES', 'JOB_STATUSES', 'ERRORS',
+           'SERVER_INFO', 'OPEN_SERVER_KEY', 'NOVA_HOST']
 
 #: Download kind -> nova route that serves it.
 FILE_ROUTES = {
@@ -36,6 +37,15 @@ ERRORS = {
     'no_calibration': 'no calibration data available for job {job_id}',
 }
 
+#: The public service, which always needs a key: a key-less client fails there before any request.
+NOVA_HOST = 'nova.astrometry.net'
+#: Our server's info endpoint (``/api/server_info``; nova has none): ``{"status": "success",
+#: "open": <accepts any key>, "long_poll": <seconds>, "software": "astrometry_query <version>"}``.
+SERVER_INFO = 'server_info'
+#: The key a key-less client logs in with on an open server (one that accepts any key); the
+#: server's web pages use it too, so key-less API and browser submissions are one user's.
+OPEN_SERVER_KEY = 'anonymous web user'
+
 _SESSION_IN_MESSAGE = re.compile(r'(session with key ")[^"]*')
 _SESSION_ERRORS = ('no session with key', 'user is not authenticated', 'no "session" in json')
 
@@ -61,6 +71,11 @@ def site_url(server):
     """The server root, for result files, given a root or an .../api/ URL."""
     base = _collapse_slashes(server).rstrip('/')
     return base[:-4] if base.endswith('/api') else base
+
+
+def is_public_nova(server):
+    """True for nova.astrometry.net (root or /api/ URL, any scheme)."""
+    return (urlsplit(site_url(server)).hostname or '').lower() == NOVA_HOST
 
 
 def file_url(server, kind, job_id):

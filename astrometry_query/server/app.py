@@ -2,8 +2,15 @@
 
 nova's wire quirks are kept where a client could notice them: ``request-json``
 read only from a POST form, API errors as HTTP 200 JSON, ``text/plain`` JSON
-from ``json.dumps`` defaults, HTML 404/500 pages, an optional trailing slash
-everywhere, and a home page (GET) or CSRF 403 (POST) for unknown paths.
+from ``json.dumps`` defaults, an optional trailing slash everywhere, and a
+home page (GET) or CSRF 403 (POST) for unknown paths outside ``/api/``.
+Under ``/api/`` nothing is answered with an HTML page: an unknown path or id
+is HTTP 404 with nova's JSON error body, a crash nova's JSON error (nova
+answers these with its home page or HTML 404/500 pages, which programs cannot
+read); result files (``/wcs_file/N``...) keep nova's HTML 404.
+
+One endpoint is ours: ``/api/server_info`` says whether the server is open
+(accepts any key), so that a client without a key can use it.
 """
 import asyncio
 import functools
@@ -25,7 +32,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.formparser import FormDataParser
 from werkzeug.http import parse_options_header
 
-from ..nova.protocol import ERRORS
+from ..nova.protocol import ERRORS, SERVER_INFO
 from .store import SESSION_AGE
 from .worker import (WORKER_LOG, brightest_stars, save_upload, source_list_bytes,
                      submission_args, url_problem)
@@ -51,11 +58,13 @@ FILE_ROUTES = {
     'annotated_full': ('annotated', True, None, None),
     'joblog': ('log', False, 'text/plain', None), 'joblog2': ('log2', False, 'text/plain', None),
     'kml_file': ('kml', False, None, None),
+    # The sources given to the solver, circled (made on first request: extraction.py).
+    'extraction_image_display': ('extraction', True, 'image/png', None),
+    'extraction_image_full': ('extraction', True, 'image/png', None),
 }
 # Plots this server does not draw: nova's answer to a failed plot.
 FILE_ROUTES.update((name, (None, True, None, None)) for name in (
-    'grid_display', 'grid_full', 'red_green_image_display', 'red_green_image_full',
-    'extraction_image_display', 'extraction_image_full'))
+    'grid_display', 'grid_full', 'red_green_image_display', 'red_green_image_full'))
 #: joblog serves the engine log (the first of these names present), joblog2 ours.
 LOG_FILES = {'log': ('log', 'solve-field.log', 'solve.log'), 'log2': (WORKER_LOG,)}
 
@@ -77,7 +86,7 @@ class ApiError(Exception):
 
 
 class NotFound(Exception):
-    """Unknown id: an HTML 404 page."""
+    """Unknown id or path: HTTP 404 (nova's JSON error under /api/, else an HTML page)."""
 
 
 class BadRequest(Exception):
@@ -168,7 +177,7 @@ def path_id(request):
     unknown ids are (nova itself crashes on '12-3')."""
     raw = request.path_params['id']
     if not raw.isdigit() or not 0 < int(raw) <= _MAX_ID:
-        raise NotFound()
+        raise NotFound(f'{raw!r} is not an id: ids are positive whole numbers')
     return int(raw)
 
 
@@ -257,7 +266,10 @@ class Endpoint:
         except RateLimited as exc:
             return nova_json({'status': 'error', 'errormessage': 'too many requests, slow down'},
                              status=429, headers={'Retry-After': str(exc.retry_after)})
-        except NotFound:
+        except NotFound as exc:
+            if request.url.path.startswith('/api/'):
+                return nova_json({'status': 'error', 'errormessage': str(exc) or
+                                  f'not found: {request.url.path}'}, status=404)
             return _page(404, 'Not Found', '<p>The requested resource was not found.</p>')
         except BadRequest as exc:
             return _page(exc.status, exc.title)
@@ -449,7 +461,7 @@ class NovaApp:
             request, lambda: self.store.submission_status(sub_id),
             lambda s: bool(s.get('job_calibrations') or s.get('error_message')))
         if out is None:
-            raise NotFound()
+            raise NotFound(f'no submission {sub_id}')
         return nova_json(out)
 
     async def _job(self, request, objects=False):
@@ -458,7 +470,7 @@ class NovaApp:
         job_id = path_id(request)
         job = await run_in_threadpool(self.store.job, job_id)
         if job is None:
-            raise NotFound()
+            raise NotFound(f'no job {job_id}')
         if objects and job['status'] == 'success' and not job['objects']:
             # Not yet stored (a field with none is stored empty).  The idle
             # tagger may be between writing its file and storing the list:
@@ -477,7 +489,7 @@ class NovaApp:
         status = await self._long_poll(request, status,
                                        lambda s: s in ('success', 'failure', '?'))
         if status is None:
-            raise NotFound()
+            raise NotFound(f'no job {job_id}')
         return nova_json({'status': status})
 
     async def calibration(self, request):
@@ -536,6 +548,16 @@ class NovaApp:
         return nova_json({'jobs': await run_in_threadpool(self.store.jobs_of_user, user),
                           'status': 'success'})
 
+    async def server_info(self, request):
+        """Ours, not nova's: whether the server is open (no API keys: any key, or none
+        at all for our client, is accepted), its longest long poll, its software."""
+        from .. import __version__
+        return nova_json({'status': 'success', 'open': not self.api_keys,
+                          'long_poll': MAX_LONG_POLL, 'software': f'astrometry_query {__version__}'})
+
+    async def unknown_api(self, request):
+        raise NotFound(f'no API endpoint {request.url.path}')
+
     async def jobs_by_tag(self, request):
         query = request.query_params.get('query')
         exact = bool(request.query_params.get('exact'))
@@ -571,6 +593,11 @@ class NovaApp:
                 raise FileNotFoundError(kind)
             return path
         from ..local import jobs as local_jobs
+        if kind == 'extraction':
+            from .extraction import extraction_png
+            result = local_jobs.read_result(job_dir) or {}
+            image = None if result.get('source_list') else result.get('input')
+            return extraction_png(job_dir, local_jobs.RESULT_FILES['axy'], image)
         return local_jobs.result_file(job_dir, kind)
 
     def file_route(self, route):
@@ -608,7 +635,8 @@ class NovaApp:
         api += [(f'jobs/{{id:nova_id}}/{name}', getattr(self, name)) for name in (
             'calibration', 'tags', 'objects_in_field', 'annotations', 'info')]
         api += [('jobs/{id:nova_id}/machine_tags', functools.partial(self.tags, machine_only=True))]
-        api += [('jobs_by_tag', self.jobs_by_tag), ('submission_images', self.submission_images)]
+        api += [('jobs_by_tag', self.jobs_by_tag), ('submission_images', self.submission_images),
+                (SERVER_INFO, self.server_info)]
         api += [(f'{survey}_image_for_wcs', self.survey_image) for survey in ('sdss', 'galex')]
         routes = [Route(f'/api/{path}{s}', Endpoint(fn)) for path, fn in api]
         # nova's myjobs pattern has no end anchor: /api/myjobsANYTHING is myjobs too.
@@ -616,5 +644,6 @@ class NovaApp:
         routes += [Route(f'/{r}/{{id:nova_id}}{s}', Endpoint(self.file_route(r)))
                    for r in FILE_ROUTES]
         routes += self.web.routes()
+        routes.append(Route('/api/{_rest:path}', Endpoint(self.unknown_api)))
         routes.append(Route('/{_rest:path}', Endpoint(self.home)))
         return routes

@@ -327,9 +327,12 @@ class Store:
         return bool(row and row['has'])
 
     def job(self, job_id):
-        """A job's row with status, original filename and calibration, or None."""
-        row = self._one('SELECT j.*, ui.original_filename, ui.id AS ui_id, c.data AS calibration'
+        """A job's row with status, original filename, calibration and the recorded
+        image size (``image_width``, ``image_height``), or None."""
+        row = self._one('SELECT j.*, ui.original_filename, ui.id AS ui_id, c.data AS calibration,'
+                        ' i.width AS image_width, i.height AS image_height'
                         ' FROM jobs j JOIN user_images ui ON ui.id = j.user_image_id'
+                        ' JOIN images i ON i.id = ui.image_id'
                         ' LEFT JOIN calibrations c ON c.job_id = j.id WHERE j.id = ?', job_id)
         if row is None:
             return None
@@ -420,13 +423,14 @@ class Store:
         return subs, jobs
 
     # -- the web pages' views ---------------------------------------------------
-    def visible_submissions(self, user_id, sub_id=None, limit=50):
-        """Submissions ``user_id`` may see (public ones and their own), newest first."""
+    def visible_submissions(self, user_id, sub_id=None, limit=50, everyone=False):
+        """Submissions ``user_id`` may see (public ones and their own; ``everyone``:
+        all of them), newest first."""
         return self._all(
             'SELECT id, user_id, args, url, original_filename, submitted_on, processing_started,'
-            ' processing_finished FROM submissions WHERE (? IS NULL OR id = ?) AND (user_id = ?'
+            ' processing_finished FROM submissions WHERE (? IS NULL OR id = ?) AND (? OR user_id = ?'
             " OR json_extract(args, '$.publicly_visible') = 'y') ORDER BY id DESC LIMIT ?",
-            sub_id, sub_id, -1 if user_id is None else user_id, limit)
+            sub_id, sub_id, bool(everyone), -1 if user_id is None else user_id, limit)
 
     def job_states(self, job_ids):
         """{job id: 'processing' | 'solving' | 'success' | 'failure'}."""

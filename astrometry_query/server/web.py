@@ -28,8 +28,8 @@ from .app import LOG_FILES, SESSION_COOKIE, ApiError, BadRequest, Endpoint, NotF
 from .store import SESSION_AGE
 from .web_auth import Refused, WebAuth
 from .web_forms import FORM_FIELDS, form_args, labelled
-from .web_html import (ASSETS, HEADERS, esc, facts_html, form_html, page, refresh, solution_html,
-                       table_html)
+from .web_html import (ASSETS, HEADERS, esc, extraction_html, facts_html, form_html, page, refresh,
+                       solution_html, table_html)
 from .web_summaries import JOB_WORDS, public, summaries
 
 __all__ = ['WebPages', 'form_args']
@@ -92,6 +92,34 @@ class WebPages:
     def _page(self, ctx, title, content, status=200, head=''):
         return page(ctx, title, content, status, head, sign_in=bool(self.nova.api_keys))
 
+    @property
+    def open(self):
+        """A server without API keys: anyone may log in as anyone, so nothing on it
+        is private and every page shows every submission (the API's ones too)."""
+        return not self.nova.api_keys
+
+    def _may_see(self, ctx, owner):
+        return self.open or owner['user_id'] == ctx.user or public(owner['args'])
+
+    def _not_yours(self, ctx, what, exists):
+        """The page for ``what`` ('job 7') that is private (403) or unknown (404)."""
+        back = '<p><a href="/">Back to the submissions</a></p>'
+        if not exists:
+            return self._page(ctx, 'Not found', f'<p class="notice">There is no {esc(what)} on '
+                              'this server.</p>' + back, 404)
+        who = ('It was submitted with another API key.' if ctx.signed_in else
+               'Sign in with the API key it was submitted with to see it.')
+        return self._page(ctx, 'Private', f'<p class="notice">{esc(what.capitalize())} is private: '
+                          f'only the user who submitted it may see it. {who}</p>' + back, 403)
+
+    @staticmethod
+    def _id(request):
+        """The path's id, or None for one that cannot be an id."""
+        try:
+            return path_id(request)
+        except NotFound:
+            return None
+
     # -- pages -----------------------------------------------------------------------------
     async def home(self, request, errors=(), values=None, status=200):
         """The upload (or sign-in) form and the recent submissions; nova's catch-all GET."""
@@ -101,9 +129,10 @@ class WebPages:
         if request.url.path.rstrip('/') == '/ask_human' and re.fullmatch(r'/(?![/\\])[^\\\s]*', target):
             notice = ('<p class="notice">Result files are served to visitors coming from a page of '
                       f'this server: <a href="{esc(target)}">continue to {esc(target)}</a>.</p>')
-        subs = await run_in_threadpool(summaries, self.store, ctx.user)
+        subs = await run_in_threadpool(summaries, self.store, ctx.user, None, self.open)
         content = (notice + form_html(ctx, errors, values)
                    + table_html(subs, '/web/submissions', 'Recent submissions',
+                                'Every submission, newest first.' if self.open else
                                 'Public submissions and yours, newest first.'))
         return self._page(ctx, 'Plate solving', content, status,
                           refresh(all(s['final'] for s in subs)))
@@ -164,29 +193,31 @@ class WebPages:
 
     async def status(self, request):
         """GET /status/<subid>: one submission and its jobs, live."""
-        sub_id = path_id(request)
-        ctx = await self.auth.context(request)
-        subs = await run_in_threadpool(summaries, self.store, ctx.user, sub_id)
+        sub_id, ctx = self._id(request), await self.auth.context(request)
+        subs = [] if sub_id is None else await run_in_threadpool(
+            summaries, self.store, ctx.user, sub_id, self.open)
         if not subs:
-            raise NotFound()
+            exists = sub_id is not None and await run_in_threadpool(
+                self.store.submission_exists, sub_id)
+            return self._not_yours(ctx, f'submission {sub_id or request.path_params["id"]}', exists)
         sub = subs[0]
         facts = [('Input', f'<span class="name">{esc(sub["name"])}</span>'),
                  ('Submitted', esc(sub['submitted'])),
                  ('Processing started', f'<span id="sub-started">{esc(sub["started"])}</span>'),
                  ('Processing finished', f'<span id="sub-finished">{esc(sub["finished"])}</span>'),
-                 ('Visible to', 'everyone' if sub['public'] else 'you')]
+                 ('Visible to', 'everyone' if sub['public'] or self.open else 'you')]
         content = (facts_html(facts)
                    + table_html(subs, f'/web/submissions/{sub_id}', 'Status',
                                 'This submission; updated live.'))
         return self._page(ctx, f'Submission {sub_id}', content, head=refresh(sub['final']))
 
     async def job(self, request):
-        """GET /job/<jobid>: annotated image, calibration, objects, downloads or the error."""
-        job_id = path_id(request)
-        ctx = await self.auth.context(request)
-        owner = await run_in_threadpool(self.store.job_submission, job_id)
-        if owner is None or not (owner['user_id'] == ctx.user or public(owner['args'])):
-            raise NotFound()
+        """GET /job/<jobid>: image size, annotated image, calibration (log-odds, links to
+        sky viewers), objects, the extraction image, downloads, or the error."""
+        job_id, ctx = self._id(request), await self.auth.context(request)
+        owner = None if job_id is None else await run_in_threadpool(self.store.job_submission, job_id)
+        if owner is None or not self._may_see(ctx, owner):
+            return self._not_yours(ctx, f'job {job_id or request.path_params["id"]}', owner is not None)
         job = await self.nova._job(request, objects=True)
         from ..local import jobs as local_jobs
         job_dir = Path(self.nova.data_dir) / 'jobs' / str(job_id)
@@ -197,6 +228,10 @@ class WebPages:
                  f'<p>Status: <span class="badge s-{kind}" data-job="{job_id}" '
                  f'data-status="{esc(job["status"])}">{esc(word)}</span></p>',
                  '<p id="live-note" class="sr-only" aria-live="polite"></p>']
+        size = (job['image_width'], job['image_height'])
+        if all(size):
+            parts.append(facts_html([('Image size', f'<span id="image-size" data-value="{size[0]} '
+                                      f'{size[1]}">{size[0]} × {size[1]} pixels</span>')]))
         if job['status'] == 'failure':
             parts.append('<h2>Why it failed</h2><pre class="error">'
                          f'{esc(result.get("error") or "The solver found no solution.")}</pre>')
@@ -204,8 +239,11 @@ class WebPages:
             parts.append(solution_html(job_id, job, result))
         if job['status'] in ('success', 'failure'):
             solved = (job_dir / local_jobs.RESULT_FILES['wcs']).is_file()
+            extracted = (job_dir / local_jobs.RESULT_FILES['axy']).is_file()
+            if extracted:
+                parts.append(extraction_html(job_id, size, result.get('n_sources')))
             # Files a failed job may still have; the others come with a solution.
-            have = {'axy_file': (job_dir / local_jobs.RESULT_FILES['axy']).is_file(),
+            have = {'axy_file': extracted,
                     'joblog': any((job_dir / n).is_file() for n in LOG_FILES['log']),
                     'new_fits_file': solved and not result.get('source_list')}
             links = ''.join(f'<li><a href="/{r}/{job_id}">{name}</a> <span class="sub">{what}</span></li>'
@@ -218,10 +256,13 @@ class WebPages:
     async def submissions_json(self, request):
         """GET /web/submissions[/<id>]: what the lists show, for the page's script."""
         ctx = await self.auth.context(request)
-        one = path_id(request) if 'id' in request.path_params else None
-        subs = await run_in_threadpool(summaries, self.store, ctx.user, one)
-        if one is not None and not subs:
-            raise NotFound()
+        one = self._id(request) if 'id' in request.path_params else None
+        subs = [] if one is None and 'id' in request.path_params else await run_in_threadpool(
+            summaries, self.store, ctx.user, one, self.open)
+        if 'id' in request.path_params and not subs:
+            exists = one is not None and await run_in_threadpool(self.store.submission_exists, one)
+            return JSONResponse({'error': 'private' if exists else 'not found'},
+                                status_code=403 if exists else 404, headers=HEADERS)
         return JSONResponse({'submissions': subs, 'final': all(s['final'] for s in subs)},
                             headers=HEADERS)
 

@@ -23,13 +23,15 @@ from urllib.parse import urlparse
 
 from starlette.concurrency import run_in_threadpool
 
+from ..nova.protocol import OPEN_SERVER_KEY
 from .app import FORM_MEMORY, SESSION_COOKIE, read_form
 
 __all__ = ['WebAuth', 'Refused', 'CSRF_COOKIE', 'CSRF_FIELD', 'ANONYMOUS']
 
 CSRF_COOKIE, CSRF_FIELD = 'aq_csrf', 'csrf_token'
-#: The "API key" of the shared user of a server without keys (not a nova key's shape).
-ANONYMOUS = 'anonymous web user'
+#: The "API key" of the shared user of a server without keys (not a nova key's shape): the
+#: one our client logs in with there when it has no key, so the two are the same user.
+ANONYMOUS = OPEN_SERVER_KEY
 
 
 class Refused(Exception):

@@ -14,9 +14,10 @@ from starlette.responses import HTMLResponse
 
 from .web_auth import CSRF_COOKIE, CSRF_FIELD
 from .web_forms import FORM_FIELDS, PARITIES, SCALE_UNITS
+from .web_links import sky_links
 
-__all__ = ['esc', 'page', 'form_html', 'table_html', 'facts_html', 'solution_html', 'refresh',
-           'ASSETS', 'HEADERS']
+__all__ = ['esc', 'page', 'form_html', 'table_html', 'facts_html', 'solution_html',
+           'extraction_html', 'solved_logodds', 'refresh', 'ASSETS', 'HEADERS']
 
 #: The templates, style sheet and script (package data ``web/*``).
 ASSETS = Path(__file__).with_name('web')
@@ -110,8 +111,26 @@ def facts_html(facts):
     return '<dl class="facts">' + ''.join(f'<dt>{t}</dt><dd>{v}</dd>' for t, v in facts) + '</dl>'
 
 
+def extraction_html(job_id, size, n_sources):
+    """The job's extraction image: the sources given to the solver, circled."""
+    w, h = size
+    dims = f' width="{int(w)}" height="{int(h)}"' if w and h else ''
+    given = f'{int(n_sources)} given to the solver; ' if n_sources else ''
+    return (f'<h2>Detected sources</h2><figure class="extraction">'
+            f'<img id="extraction" src="/extraction_image_display/{job_id}"'
+            f'{dims} alt="The image with the detected sources circled">'
+            f'<figcaption>Circled: the sources found in the image ({given}<a '
+            f'href="/extraction_image_full/{job_id}">full size</a>)</figcaption></figure>')
+
+
+def solved_logodds(result):
+    """The log-odds of the engine run that solved (``result.json``'s attempts), or None."""
+    return next((a.get('logodds') for a in result.get('attempts') or () if a.get('solved')), None)
+
+
 def solution_html(job_id, job, result):
-    """Annotated image, calibration and objects in the field of a calibrated job."""
+    """Annotated image, calibration (with its log-odds and links to sky viewers)
+    and objects in the field of a calibrated job."""
     import astropy.units as u
     from astropy.coordinates import Angle
     cal = job['calibration']
@@ -129,6 +148,9 @@ def solution_html(job_id, job, result):
         size = 'unknown'
     w, h = result.get('width'), result.get('height')
     objects = ''.join(f'<li>{esc(o)}</li>' for o in _whole_names(job['objects']))
+    logodds = solved_logodds(result)
+    links = ''.join(f'<li><a href="{esc(url)}" rel="noopener noreferrer">{esc(name)}</a></li>'
+                    for name, url in sky_links(cal, job['original_filename'] or f'job {job_id}'))
     return _template('solution.html').substitute(
         job_id=job_id, size=f' width="{int(w)}" height="{int(h)}"' if w and h else '',
         ra=f'{ra:.8f}', ra_hms=esc(ra_text), ra_deg=f'{ra:.5f}',
@@ -139,7 +161,11 @@ def solution_html(job_id, job, result):
         orientation=f'{cal["orientation"]:.4f}', orientation_text=f'{cal["orientation"]:.2f}',
         parity=f'{cal["parity"]:g}',
         parity_text='normal (pos: not mirrored)' if cal['parity'] < 0 else 'mirrored (neg)',
-        objects=objects or '<li>None listed.</li>')
+        logodds='' if logodds is None else f'{logodds:g}',
+        logodds_text='not recorded' if logodds is None else
+        f'{logodds:.1f} <span class="sub">(natural log of the odds that the match is real; '
+        'the solver accepts a match from 20.7, odds of 10<sup>9</sup> to 1)</span>',
+        sky_links=links, objects=objects or '<li>None listed.</li>')
 
 
 def _whole_names(objects):

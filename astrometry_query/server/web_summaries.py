@@ -12,10 +12,10 @@ JOB_WORDS = {'processing': ('queued', 'queued'), 'solving': ('solving', 'solving
              'success': ('success', 'success'), 'failure': ('failure', 'failure'), '?': ('failure', '?')}
 
 
-def summaries(store, user, sub_id=None):
-    """The submissions ``user`` may see (public ones and their own), newest first,
-    each with the badges the lists show."""
-    rows = store.visible_submissions(user, sub_id, LIST_LENGTH)
+def summaries(store, user, sub_id=None, everyone=False):
+    """The submissions ``user`` may see (public ones and their own; ``everyone``: all,
+    as on an open server), newest first, each with the badges the lists show."""
+    rows = store.visible_submissions(user, sub_id, LIST_LENGTH, everyone)
     statuses = [store.submission_status(row['id']) for row in rows]
     states = store.job_states(j for s in statuses for j in s['jobs'] if j is not None)
     return [_summary(row, status, states) for row, status in zip(rows, statuses)]

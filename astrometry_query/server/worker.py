@@ -23,14 +23,12 @@ import threading
 import time
 import traceback
 import uuid
-import warnings
 from pathlib import Path
 from urllib.parse import urljoin, urlparse
 
 import numpy as np
 import requests
 from astropy.io import fits
-from astropy.wcs import FITSFixedWarning
 
 from ..settings import MAX_SOURCES, SETTINGS, nova_cast
 from .._text import plural
@@ -235,13 +233,13 @@ def _as_source_list(x, y, out, name, args):
     if not len(x) or not (np.nanmax(x) > 0 and np.nanmax(y) > 0):
         raise ValueError(NOT_POSITIVE)
     out.write_bytes(source_list_bytes(x, y))
-    width, height = int(math.ceil(np.nanmax(x))), int(math.ceil(np.nanmax(y)))
-    # The solver gets image_width/height when given; the Image record keeps
-    # ceil(max x/y), which nova's calibration numbers then use.
+    # The image's size when the submitter gave it (our client always does), else
+    # ceil(max x/y) as on nova.  nova records ceil(max x/y) even when given the size,
+    # so its calibration of a source list differs from the image's; here both agree.
+    width = args.get('image_width') or int(math.ceil(np.nanmax(x)))
+    height = args.get('image_height') or int(math.ceil(np.nanmax(y)))
     return {'path': str(out), 'kind': 'xyls', 'original_filename': name,
-            'width': width, 'height': height,
-            'solve_width': args.get('image_width') or width,
-            'solve_height': args.get('image_height') or height}
+            'width': width, 'height': height, 'solve_width': width, 'solve_height': height}
 
 
 def classify(path, name, args, index=0):
@@ -572,7 +570,6 @@ class SolvePool:
     def _solve(self, job):
         from ..local import jobs as local_jobs   # late: the server starts even without it
         job_dir = self.jobs_dir / str(job['id'])
-        source_list = job['kind'] == 'xyls'
         started = time.monotonic()
         lines = [f'job {job["id"]} started, input {job["kind"]} {job["original_filename"]!r}']
         try:    # any exception fails the job (as on nova) instead of leaving it "solving"
@@ -593,12 +590,8 @@ class SolvePool:
             # Stopped by a shutdown, not failed: left started, queued again on restart.
             log.info('job %d stopped by the shutdown; it will be solved again', job['id'])
             return
-        calibration = result.get('calibration')
-        if calibration and source_list and (job['width'], job['height']) != (
-                job['solve_width'], job['solve_height']):
-            calibration = self._record_size_calibration(job_dir, job, calibration)
         self.store.finish_job(job['id'], result.get('status') == 'success',
-                              calibration=calibration,
+                              calibration=result.get('calibration'),
                               image_size=(result.get('width'), result.get('height')))
         self.wake()     # before anything slower: clients waiting on this job go on now
         lines.append(f'status {result.get("status")}, error {result.get("error")!r}, '
@@ -646,19 +639,6 @@ class SolvePool:
                 self.store.set_objects(job_id, objects)
         except Exception as exc:
             log.warning('job %s: listing the objects in the field failed: %s', job_id, exc)
-
-    def _record_size_calibration(self, job_dir, job, calibration):
-        """nova computes source-list calibrations with the recorded image
-        size (ceil(max x/y)), not with image_width/image_height."""
-        from ..local import jobs as local_jobs
-        from ..results import calibration_from_wcs
-        try:
-            header = fits.getheader(local_jobs.result_file(job_dir, 'wcs'))
-            with warnings.catch_warnings():     # a header-only WCS file: NAXIS = 0
-                warnings.simplefilter('ignore', FITSFixedWarning)
-                return calibration_from_wcs(header, job['width'], job['height'])
-        except Exception:
-            return calibration
 
 
 def job_task(job, solve_timeout, index_dir=None):

@@ -1,0 +1,83 @@
+"""A job's extraction image, as nova shows one: the sources the solver was
+given (the job's ``job.axy``) circled over the image, or over a black canvas
+of the image's size when a source list was submitted.
+
+It is drawn (with Pillow) on the first request and kept in the job directory
+as ``extraction.png``; the server serves it at nova's
+``/extraction_image_display/N`` and ``/extraction_image_full/N``.
+"""
+import io
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from ..files import write_atomic
+
+__all__ = ['extraction_png', 'EXTRACTION_FILE', 'CIRCLE_COLOUR']
+
+EXTRACTION_FILE = 'extraction.png'
+#: The circles' colour (RGB): seen on grey sky and on black alike.
+CIRCLE_COLOUR = (255, 48, 48)
+
+
+def _background(image_path, width, height):
+    """8-bit grey levels of the image (row 0 is y = 1, as the solver numbers pixels
+    and as the annotated image is drawn), or a black canvas."""
+    from ..local.annotate import display_levels, image_format, read_image
+    try:
+        pixels = read_image(image_path) if image_path is not None else None
+    except (OSError, ValueError):
+        pixels = None       # not a readable image: the canvas
+    if pixels is None:
+        return np.zeros((height, width), np.uint8)
+    if pixels.dtype == np.uint8 and image_format(image_path) != 'fits':
+        return pixels
+    return display_levels(pixels if pixels.ndim == 2 else pixels.mean(axis=2))
+
+
+def extraction_png(job_dir, axy_name, image_name=None):
+    """The path of the job's extraction image, drawn first if it is not there.
+
+    Parameters
+    ----------
+    job_dir : path-like
+        The job directory.
+    axy_name : str
+        The solver's source list in it (FITS 1-based ``X``, ``Y``; its header's
+        ``IMAGEW``/``IMAGEH`` give the canvas size).
+    image_name : str, optional
+        The submitted image in it; without one, a black canvas.
+
+    Returns
+    -------
+    `~pathlib.Path`
+
+    Raises
+    ------
+    FileNotFoundError
+        The job has no source list (it did not get as far as the solver).
+    """
+    from PIL import Image, ImageDraw
+    job_dir = Path(job_dir)
+    out = job_dir / EXTRACTION_FILE
+    if out.is_file():
+        return out
+    axy = job_dir / axy_name
+    if not axy.is_file():
+        raise FileNotFoundError(f'Job {job_dir.name} has no source list to draw.')
+    with fits.open(axy) as hdul:
+        width, height = int(hdul[0].header['IMAGEW']), int(hdul[0].header['IMAGEH'])
+        x, y = (np.asarray(hdul[1].data[c], float) for c in ('X', 'Y'))
+    canvas = Image.fromarray(_background(job_dir / image_name if image_name else None,
+                                         width, height)).convert('RGB')
+    draw = ImageDraw.Draw(canvas)
+    # Rings clear of a bright star's disc, and thick enough to see when scaled down.
+    radius = max(7.0, min(canvas.size) / 60.0)
+    line = max(2, round(radius / 4))
+    for cx, cy in zip(x - 1.0, y - 1.0):        # FITS 1-based -> pixel index
+        draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius],
+                     outline=CIRCLE_COLOUR, width=line)
+    buffer = io.BytesIO()
+    canvas.save(buffer, format='PNG')
+    return write_atomic(out, buffer.getvalue())
