@@ -12,6 +12,7 @@ from pathlib import Path
 
 from starlette.responses import HTMLResponse
 
+from ..results import parity_text
 from .web_auth import CSRF_COOKIE, CSRF_FIELD
 from .web_forms import FORM_FIELDS, PARITIES, SCALE_UNITS
 
@@ -138,7 +139,7 @@ def solution_html(job_id, job, result):
         radius=f'{cal["radius"]:.6f}', radius_text=f'{cal["radius"]:.3f}',
         orientation=f'{cal["orientation"]:.4f}', orientation_text=f'{cal["orientation"]:.2f}',
         parity=f'{cal["parity"]:g}',
-        parity_text='normal (pos: not mirrored)' if cal['parity'] < 0 else 'mirrored (neg)',
+        parity_text=parity_text(cal['parity']),
         objects=objects or '<li>None listed.</li>')
 
 
