@@ -513,7 +513,7 @@ class LocalBackend:
             freed += size
             deleted.append(job_id)
         if deleted and not dry_run:
-            log.info(f'Deleted {len(deleted)} local jobs that ended before {cutoff:%Y-%m-%d %H:%M} '
+            log.debug(f'Deleted {len(deleted)} local jobs that ended before {cutoff:%Y-%m-%d %H:%M} '
                      f'UTC, {freed / 1e6:.1f} MB, from {self.jobs_dir}.')
         return PrunedJobs(job_ids=deleted, bytes=freed, kept_unfinished=unfinished,
                           dry_run=bool(dry_run))
