@@ -122,9 +122,10 @@ class JobResultsMixin:
 
         Returns
         -------
-        `~astrometry_query.local.backend.PrunedJobs`
-            ``job_ids`` (and their ``count``) deleted, the ``bytes`` freed, and
-            ``kept_unfinished``: the old jobs kept because they have not ended.
+        PrunedJobs
+            A record of ``job_ids`` (and their ``count``) deleted, oldest first,
+            the ``bytes`` freed, ``kept_unfinished``: the old jobs kept because
+            they have not ended, and ``dry_run``.
 
         Raises
         ------

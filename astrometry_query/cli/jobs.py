@@ -345,7 +345,8 @@ def _age_text(age):
 
 
 def _id_list(ids, most=20):
-    """'ids 1, 2, 3' (cut after ``most``)."""
+    """'ids 1, 2, 3' in order (cut after ``most``)."""
+    ids = sorted(ids)
     text = ', '.join(str(i) for i in ids[:most]) + (', ...' if len(ids) > most else '')
     return f"id{'' if len(ids) == 1 else 's'} {text}"
 
