@@ -5,15 +5,19 @@ Wherever a job is asked for, a job id, a `Job` record, a Header returned by a
 solve (cards AN_JOBID/AN_SUBID) or a Table row with ``job_id`` is accepted.
 """
 import io
+import math
+from datetime import timedelta
 from pathlib import Path
 
+import astropy.units as u
 from astropy.io import fits
 
-from .exceptions import InvalidInputError, ResultNotAvailableError
+from .exceptions import InvalidInputError, InvalidSettingError, ResultNotAvailableError
 from .files import write_atomic
 from .nova.protocol import FILE_ROUTES, api_url, decode_response, encode_request, site_url
 from .results import (Calibration, annotations_table, job_ref, jobs_table, make_wcs_header,
                       wcs_from_header)
+from .solving import _flag
 
 __all__ = ['JobResultsMixin', 'DOWNLOAD_NAMES']
 
@@ -21,6 +25,20 @@ __all__ = ['JobResultsMixin', 'DOWNLOAD_NAMES']
 DOWNLOAD_NAMES = {'wcs': 'wcs.fits', 'new_fits': 'new-image.fits', 'rdls': 'rdls.fits',
                   'axy': 'axy.fits', 'corr': 'corr.fits', 'image_rd': 'image-radec.fits',
                   'annotated': 'annotated.png'}
+
+
+def _as_timedelta(age, name='older_than'):
+    """A `~datetime.timedelta` of 0 or more from a time Quantity or a timedelta."""
+    if isinstance(age, timedelta):
+        seconds = age.total_seconds()
+    elif isinstance(age, u.Quantity) and age.isscalar and age.unit.is_equivalent(u.s):
+        seconds = age.to_value(u.s)
+    else:
+        raise InvalidInputError(f'{name} must be a time: a Quantity such as 30 * u.day, or a '
+                                f'datetime.timedelta; got {age!r}.')
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise InvalidInputError(f'{name} must be 0 or more and finite, got {age!r}.')
+    return timedelta(seconds=float(seconds))
 
 
 class JobResultsMixin:
@@ -109,6 +127,44 @@ class JobResultsMixin:
     def list_jobs(self):
         """Every job of this account as a `~astropy.table.Table` (one row per job)."""
         return jobs_table(self.list_job_records())
+
+    def prune_jobs(self, older_than, *, dry_run=False):
+        """Delete the local jobs that ended more than ``older_than`` ago.
+
+        Each local solve keeps a directory of files (the image, the engine's
+        output, the results); this frees the space of old ones.  Jobs that
+        have not ended are never deleted.  Headers of pruned jobs keep their
+        WCS, but their job's results (annotations, files) are gone.
+
+        Parameters
+        ----------
+        older_than : `~astropy.units.Quantity` or `~datetime.timedelta`
+            A time, e.g. ``30 * u.day``.
+        dry_run : bool
+            Only report what would be deleted.
+
+        Returns
+        -------
+        PrunedJobs
+            A record of ``job_ids`` (and their ``count``) deleted, oldest first,
+            the ``bytes`` freed, ``kept_unfinished``: the old jobs kept because
+            they have not ended, and ``dry_run``.
+
+        Raises
+        ------
+        InvalidSettingError
+            When this client uses the nova backend (nova has no way to delete jobs).
+        InvalidInputError
+            For an age that is not a time of 0 or more.
+        """
+        age = _as_timedelta(older_than)
+        _flag(dry_run, 'dry_run')
+        if self.backend.name != 'local':
+            raise InvalidSettingError(
+                'prune_jobs deletes jobs of the local job store, but this client uses the '
+                f'{self.backend.name} backend (a nova server keeps its own jobs): use '
+                "AstrometryNetClass(backend='local').", setting='backend', allowed=['local'])
+        return self.backend.prune(age, dry_run=dry_run)
 
     def find_jobs_by_tag(self, tag, exact=False):
         """Ids of jobs whose image has a tag (substring match unless ``exact``)."""

@@ -168,6 +168,7 @@ def calibration_table(calibration):
     -------
     `~astropy.table.Table`
     """
+    from .results import parity_text
     cal = calibration
     rows = [('RA', f'{cal.ra.to_value(u.deg):.5f}', 'deg'),
             ('Dec', f'{cal.dec.to_value(u.deg):.5f}', 'deg'),
@@ -178,7 +179,7 @@ def calibration_table(calibration):
         rows.append(('field', f'{cal.width.to_value(u.arcmin):.2f} x '
                               f'{cal.height.to_value(u.arcmin):.2f}', 'arcmin'))
     rows += [('orientation', f'{cal.orientation.to_value(u.deg):.2f}', 'deg'),
-             ('parity', f'{cal.parity:g}', '')]
+             ('parity', parity_text(cal.parity), '')]
     return Table(rows=rows, names=('quantity', 'value', 'unit'), dtype=(str, str, str))
 
 

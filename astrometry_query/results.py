@@ -21,11 +21,26 @@ from astropy.wcs import WCS
 
 from .exceptions import InvalidInputError
 
-__all__ = ['Submission', 'Job', 'Calibration', 'calibration_from_wcs', 'make_wcs_header', 'wcs_from_header',
-           'annotations_table', 'jobs_table', 'job_ref', 'JOB_ID_CARD', 'SUBMISSION_ID_CARD']
+__all__ = ['Submission', 'Job', 'Calibration', 'calibration_from_wcs', 'make_wcs_header',
+           'wcs_from_header', 'annotations_table', 'jobs_table', 'job_ref', 'parity_text',
+           'JOB_ID_CARD', 'SUBMISSION_ID_CARD', 'PARITY_WORDS']
 
 JOB_ID_CARD = 'AN_JOBID'
 SUBMISSION_ID_CARD = 'AN_SUBID'
+
+#: A solution's parity (nova's, the sign of det(CD)) in words.  The solver's
+#: ``parity`` setting names the same two cases 'pos' and 'neg'.
+PARITY_WORDS = {-1: 'normal (pos: not mirrored)', 1: 'mirrored (neg)'}
+
+
+def parity_text(parity):
+    """A solution's parity in words: -1 is an image as the sky looks (north up,
+    east left), +1 a mirrored one (`PARITY_WORDS`); anything else as it is."""
+    try:
+        value = float(parity)
+    except (TypeError, ValueError):
+        return str(parity)
+    return PARITY_WORDS[-1] if value < 0 else PARITY_WORDS[1] if value > 0 else str(parity)
 
 
 def _one_line(text, limit=60):
@@ -244,7 +259,7 @@ class Calibration:
                     f'{_value(self.height, u.arcmin, u.arcsec):.1f} arcmin')
         return (f'<Calibration {self._position_text()}{size}, '
                 f'orientation {_value(self.orientation, u.deg):.2f} deg, '
-                f'parity {float(self.parity):g}>')
+                f'parity {parity_text(self.parity)}>')
 
     def _repr_html_(self):
         from .reprs import calibration_html

@@ -12,7 +12,10 @@ matplotlib's plot directive, and this project's own extensions, in
 - ``aq_notebook``: notebook views (``_repr_html_``), run in that sandbox;
 - ``aq_api``: short references and "Bases" lines of the API pages;
 - ``aq_screenshots``: screenshots of the server's web pages, taken with
-  Playwright and Chromium when they are installed.
+  Playwright and Chromium when they are installed;
+- ``aq_math``: the maths as MathML, made at build time (latex2mathml), so
+  the pages load no maths script and work offline; the build fails if a
+  page would load a script from elsewhere.
 
 (``_ext/aq_rst.py`` holds the reST helpers they share.)
 
@@ -50,7 +53,7 @@ version = '.'.join(release.split('.')[:2])
 html_title = f'{project} v{release}'
 
 extensions = list(extensions) + ['aq_tables', 'aq_errors', 'aq_cli', 'aq_sandbox',
-                                 'aq_notebook', 'aq_api', 'aq_screenshots']
+                                 'aq_notebook', 'aq_api', 'aq_screenshots', 'aq_math']
 exclude_patterns = ['_build']
 
 # -- references -----------------------------------------------------------------
@@ -91,6 +94,8 @@ plot_html_show_formats = False
 plot_formats = [('png', 100)]
 
 # -- HTML -----------------------------------------------------------------------
+# Maths as MathML written into the pages (_ext/aq_math.py), not MathJax from a CDN.
+html_math_renderer = 'mathml'
 html_static_path = []
 html_sidebars = {'**': []}         # few pages: the top bar lists them
 html_last_updated_fmt = None        # reproducible pages

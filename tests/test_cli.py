@@ -35,7 +35,9 @@ from astrometry_query.exceptions import (IndexCoverageError, InvalidInputError, 
                                          JobNotFoundError, LocalSolverNotFoundError, LoginError,
                                          MissingAPIKeyError, ResultNotAvailableError, ServerError,
                                          SolveFailedError, SolveTimeoutError)
-from astrometry_query.results import calibration_from_wcs
+from astrometry_query.cli import build_parser
+from astrometry_query.cli.solve import _settings
+from astrometry_query.results import calibration_from_wcs, parity_text
 from astrometry_query.simulate import read_truth_wcs, render_field, wcs_rms_error
 from server_fixtures import make_nova_server, requires_solver  # noqa: F401
 
@@ -189,8 +191,34 @@ def test_version_and_no_command(capsys):
     (['download', '12', 'everything'], "argument KIND: invalid choice: 'everything'"),
     (['download', '{image}', 'wcs'], 'JOB: '),
     (['download', '12', 'wcs', '-d', '{image}'], 'argument -d/--dest: '),
+    (['solve', '{image}', '--parity', 'upside-down'], "argument --parity: invalid choice"),
+    (['solve', '{image}', '--downsample', '65'], 'argument --downsample: Value 65 for '
+     'downsample_factor is invalid. The valid values are 1 <= downsample_factor <= 64.'),
+    (['solve', '{image}', '--tweak-order', '-1'], 'argument --tweak-order: must be at least 0'),
+    (['solve', '{image}', '--tweak-order', '10'], 'argument --tweak-order: Value 10 for tweak_order'),
+    (['solve', '{image}', '--set', 'paritty=1'], "InvalidSettingError: argument --set: there is no "
+     "solve setting 'paritty'. Did you mean 'parity'? The settings are: album, "),
+    (['solve', '{image}', '--set', 'tweak_order=x'],
+     "InvalidSettingError: argument --set tweak_order: expected a whole number 0..9, got 'x'."),
+    (['solve', '{image}', '--set', 'tweak_order=2.5'], 'expected a whole number 0..9'),
+    (['solve', '{image}', '--set', 'positional_error=-1'],
+     "argument --set positional_error: expected a number 0..100 pixels, got '-1'."),
+    (['solve', '{image}', '--set', 'invert=maybe'],
+     "argument --set invert: expected true/false, got 'maybe'."),
+    (['solve', '{image}', '--set', 'parity=sideways'],
+     "argument --set parity: expected positive|negative|both (or 0|1|2), got 'sideways'."),
+    (['solve', '{image}', '--set', 'publicly_visible=maybe'], 'expected y|n'),
+    (['solve', '{image}', '--set', 'invert'], "argument --set: expected NAME=VALUE, got 'invert'"),
+    (['solve', '{image}', '--parity', 'both', '--set', 'parity=1'],
+     'argument --set: parity is also given by --parity; give it once'),
+    (['solve', '{image}', '--set', 'radius=2'], 'argument --set radius: radius needs a centre'),
     (['jobs', 'show', '0'], 'argument ID: a job id is a positive whole number'),
     (['jobs', '--limit', 'many'], 'argument --limit: expected a whole number'),
+    (['jobs', '--limit', '3', '--all'], 'argument --all: not allowed with argument --limit'),
+    (['jobs', 'prune'], 'the following arguments are required: --older-than'),
+    (['jobs', 'prune', '--older-than', '30'], "argument --older-than: expected a number and a "
+     "unit: s, m, h, d or w (e.g. 30d, 12h, 2w), got '30'"),
+    (['jobs', 'prune', '--older-than', '30 years'], 'argument --older-than: expected a number'),
     (['serve', '--workers', '-1'], 'argument --workers: must be >= 0'),
     (['login', '--forget', '--stdin'], 'argument --forget: not allowed with --stdin'),
     (['frobnicate'], "argument COMMAND: invalid choice: 'frobnicate'"),
@@ -207,6 +235,37 @@ def test_bad_input_names_the_argument(argv, named, tmp_path, capsys):
     last = err.strip().splitlines()[-1]
     assert last.startswith('astrometry-query: ') and named.format(**values) in last
     assert list(tmp_path.glob('*.wcs')) == []
+
+
+def test_solver_setting_values_take_the_setting_s_type(tmp_path):
+    def settings(*options):
+        return _settings(build_parser().parse_args(['solve', 'x.fits', *options]))
+    assert settings('--parity', 'negative', '--downsample', '2', '--tweak-order', '0') == {
+        'parity': 'negative', 'downsample_factor': 2, 'tweak_order': 0}
+    given = settings('--set', 'use_sextractor=yes', '--set', 'invert=False', '--set',
+                     'positional_error=1.5', '--set', 'tweak_order=3', '--set', 'parity=pos',
+                     '--set', 'album=My night', '--set', 'crpix-center=1',
+                     '--set', 'publicly_visible=n')
+    assert given == {'use_sextractor': True, 'invert': False, 'positional_error': 1.5,
+                     'tweak_order': 3, 'parity': 'pos', 'album': 'My night',
+                     'crpix_center': True, 'publicly_visible': 'n'}
+    assert type(given['tweak_order']) is int and type(given['positional_error']) is float
+    assert settings('--set', 'parity=1') == {'parity': 1}
+    # a scale estimate through --set takes --scale-units
+    assert settings('--set', 'scale_est=9', '--scale-units', 'arcsecperpix') == {
+        'scale_est': 9, 'scale_units': 'arcsecperpix'}
+
+
+def test_solve_help_lists_every_setting(capsys):
+    from astrometry_query.settings import SETTINGS
+    code, out, _ = run(capsys, 'solve', '--help')
+    assert code == 0
+    table = out.split('solve settings (--set NAME=VALUE')[1].split('examples:')[0]
+    for name in SETTINGS:
+        assert re.search(rf'^  {name} ', table, re.M), name
+    assert re.search(r'^  parity +positive\|negative\|both \(or 0\|1\|2\) \(--parity\)', table, re.M)
+    assert '--parity {positive,negative,both}' in out and '--no-cache' in out
+    assert 'astrometry-query solve big.fits --downsample 4 --set positional_error=2' in out
 
 
 @pytest.mark.parametrize('exc, code', [
@@ -298,7 +357,7 @@ def test_solve_one_image_prints_the_summary(images, capsys):
     assert ra == pytest.approx(true['ra'], abs=2e-4) and dec == pytest.approx(true['dec'], abs=2e-4)
     scale = float(re.search(r'pixel scale ([\d.]+) arcsec/pixel', out).group(1))
     assert scale == pytest.approx(true['pixscale'], rel=1e-3)
-    assert f"parity {true['parity']:+.0f}" in out and f'WCS written to {wcs}' in out
+    assert f"parity      {parity_text(true['parity'])}" in out and f'WCS written to {wcs}' in out
 
 
 @requires_solver
@@ -451,6 +510,136 @@ def test_local_annotate_jobs_and_download(images, tmp_path, capsys):
     assert wcs_rms_error(field.wcs, fits.getheader(written[0]), SHAPE) < WCS_LIMIT
 
 
+@requires_solver
+def test_solver_settings_reach_the_solver(images, tmp_path, capsys):
+    path, field = images[0]             # not mirrored: parity -1, the solver's 'pos'
+    hints = ['--scale-low', 11, '--scale-high', 13, '-q']
+    code, out, err = run(capsys, 'solve', path, *hints, '--parity', 'positive', '--tweak-order', 3,
+                         '--downsample', 2, '--set', 'crpix_center=yes', '--set',
+                         'positional_error=1.5', '-o', tmp_path / 'pos.wcs', '--json')
+    assert code == 0, err
+    (record,) = json_lines(out)
+    check_record(record, field, tmp_path / 'pos.wcs')
+    header = fits.getheader(tmp_path / 'pos.wcs')
+    assert header['A_ORDER'] == 3                                     # --tweak-order
+    assert (header['CRPIX1'], header['CRPIX2']) == pytest.approx(     # crpix_center
+        ((SHAPE[1] + 1) / 2, (SHAPE[0] + 1) / 2), abs=0.5)
+    request = AstrometryNetClass(backend='local').backend._request(record['job_id'])
+    assert {k: request['args'][k] for k in ('parity', 'tweak_order', 'downsample_factor',
+                                            'crpix_center', 'positional_error')} == {
+        'parity': 0, 'tweak_order': 3, 'downsample_factor': 2, 'crpix_center': True,
+        'positional_error': 1.5}
+    # the other parity has no solution for this field
+    code, out, err = run(capsys, 'solve', path, *hints, '--parity', 'negative',
+                         '-o', tmp_path / 'neg.wcs')
+    assert code == EXIT_UNSOLVED and 'astrometry-query: SolveFailedError: ' in err
+    assert not (tmp_path / 'neg.wcs').exists()
+
+
+@requires_solver
+def test_no_cache_solves_again(images, tmp_path, capsys):
+    path, field = images[2]
+    solve = ['solve', path, '--scale-low', 13, '--scale-high', 15, '--json', '-q']
+    first = json_lines(run(capsys, *solve)[1])[0]
+    again = json_lines(run(capsys, *solve)[1])[0]
+    assert again['job_id'] == first['job_id']           # from the solution cache
+    code, out, err = run(capsys, *solve, '--no-cache')
+    fresh = json_lines(out)[0]
+    assert code == 0 and fresh['job_id'] > first['job_id']
+    check_record(fresh, field, path.with_suffix('.wcs'))
+
+
+def _table_rows(out):
+    """The data rows of a printed table, as lists of cells (two blanks apart)."""
+    lines = out.split('\n\n')[0].splitlines()
+    return [re.split(r'  +', line.strip()) for line in lines[2:]]
+
+
+@requires_solver
+def test_jobs_lists_the_newest_with_dates_and_says_how_many_more(images, tmp_path, capsys):
+    from datetime import datetime, timezone
+    started = datetime.now(timezone.utc).replace(tzinfo=None, second=0, microsecond=0)
+    path, field = images[0]
+    assert run(capsys, 'solve', path, '-q')[0] == 0
+    # 21 frames that fail at once (constant): jobs of the store all the same
+    flats = tmp_path / 'flats'
+    flats.mkdir()
+    for i in range(21):
+        fits.PrimaryHDU(np.full((40, 40), i, np.float32)).writeto(flats / f'flat{i:02d}.fits')
+    assert run(capsys, 'solve', flats / '*.fits', '-q', '--workers', 1)[0] == EXIT_UNSOLVED
+    ended = datetime.now(timezone.utc).replace(tzinfo=None)
+
+    code, out, err = run(capsys, 'jobs')
+    assert code == 0
+    rows = _table_rows(out)
+    assert re.split(r'  +', out.splitlines()[0].strip())[:4] == ['job', 'submission', 'status',
+                                                                 'date (UTC)']
+    assert [int(r[0]) for r in rows] == list(range(22, 2, -1))         # the 20 newest
+    for row in rows:
+        assert started <= datetime.strptime(row[3], '%Y-%m-%d %H:%M') <= ended
+    assert out.rstrip().endswith('The 20 newest of 22 jobs in the local job store; 2 more '
+                                 '(--limit N or --all shows them).')
+    code, out, err = run(capsys, 'jobs', '--all')
+    assert [int(r[0]) for r in _table_rows(out)] == list(range(22, 0, -1))
+    assert out.rstrip().endswith('22 jobs in the local job store.')
+    first = _table_rows(out)[-1]
+    assert first[2] == 'success' and started <= datetime.strptime(first[3], '%Y-%m-%d %H:%M')
+
+    records = json_lines(run(capsys, 'jobs', '--limit', 2, '--json')[1])
+    assert [r['job_id'] for r in records] == [22, 21]
+    for record in records:
+        submitted, finished = (datetime.fromisoformat(record[k]) for k in ('submitted', 'finished'))
+        assert started <= submitted <= finished <= ended
+    code, out, err = run(capsys, 'jobs', 'show', 1)
+    assert code == 0
+    assert re.search(r'^  submitted   \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$', out, re.M)
+    assert re.search(r'^  finished    \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$', out, re.M)
+    assert f"  parity      {parity_text(truth(field)['parity'])}\n" in out
+    shown = json_lines(run(capsys, 'jobs', 'show', 1, '--json')[1])[0]
+    assert shown['calibration']['parity'] == truth(field)['parity']      # a number for scripts
+
+
+def _age_job(store, job_id, days):
+    """Make a job of the local store look as if it ended ``days`` ago (its recorded date)."""
+    from datetime import datetime, timedelta, timezone
+    path = Path(store) / 'jobs' / str(job_id) / 'result.json'
+    result = json.loads(path.read_text())
+    result['finished'] = str(datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(days=days))
+    path.write_text(json.dumps(result))
+
+
+@requires_solver
+def test_jobs_prune_deletes_old_jobs_only(images, tmp_path, capsys):
+    from astrometry_query import conf
+    store = Path(conf.local_data_dir)
+    path, field = images[1]
+    flat = tmp_path / 'flat.fits'
+    fits.PrimaryHDU(np.full((40, 40), 7, np.float32)).writeto(flat)
+    assert run(capsys, 'solve', flat, '-q')[0] == EXIT_USAGE                    # job 1
+    assert run(capsys, 'solve', path, '-q', '--scale-low', 9, '--scale-high', 11)[0] == 0   # job 2
+    assert run(capsys, 'solve', flat, '-q', '--no-cache')[0] == EXIT_USAGE      # job 3
+    _age_job(store, 1, 40)
+    _age_job(store, 2, 31)
+    _age_job(store, 3, 20)
+    sizes = {j: sum(f.stat().st_size for f in (store / 'jobs' / str(j)).rglob('*') if f.is_file())
+             for j in (1, 2)}
+
+    code, out, err = run(capsys, 'jobs', 'prune', '--older-than', '30d', '--dry-run', '--json')
+    assert code == 0
+    assert json_lines(out) == [{'job_ids': [1, 2], 'bytes': sizes[1] + sizes[2],
+                                'kept_unfinished': [], 'dry_run': True}]
+    assert all((store / 'jobs' / str(j)).is_dir() for j in (1, 2, 3))
+    code, out, err = run(capsys, 'jobs', 'prune', '--older-than', '4w')
+    assert code == 0
+    assert out.strip() == (f'Deleted 2 jobs that ended more than 4 weeks ago (ids 1, 2), freeing '
+                           f"{(sizes[1] + sizes[2]) / 1e6:.1f} MB in {store / 'jobs'}.")
+    assert sorted(p.name for p in (store / 'jobs').iterdir() if not p.name.startswith('.')) == ['3']
+    code, out, err = run(capsys, 'jobs', 'show', 2)
+    assert code == EXIT_USAGE and 'JobNotFoundError' in err
+    code, out, err = run(capsys, 'jobs', 'prune', '--older-than', '30d')
+    assert out.strip() == f"No job in {store / 'jobs'} ended more than 30 days ago."
+
+
 # -- through a real nova server ------------------------------------------------------------
 @requires_solver
 def test_nova_solve_jobs_annotate_download(make_nova_server, images, tmp_path, monkeypatch,
@@ -474,7 +663,9 @@ def test_nova_solve_jobs_annotate_download(make_nova_server, images, tmp_path, m
         assert listed[record['job_id']]['status'] == 'success'
         assert listed[record['job_id']]['pixscale'] == pytest.approx(record['pixscale'], rel=1e-6)
     code, out, err = run(capsys, 'jobs', '--server', url, '--limit', 1)
-    assert code == 0 and f'1 job on {url}' in out and out.splitlines()[2].split()[0] == str(max(jobs))
+    assert code == 0 and f'The 1 newest of 2 jobs on {url}; 1 more' in out
+    assert out.splitlines()[2].split()[0] == str(max(jobs))
+    assert out.splitlines()[2].split()[3] == '-'         # nova's API gives no job dates
 
     code, out, err = run(capsys, 'jobs', '--server', url, 'show', jobs[0], '--json')
     assert code == 0

@@ -1,7 +1,11 @@
 """The docs keep up with the code: every error class has its troubleshooting
 text in docs/troubleshooting.rst.  (The Sphinx build checks the same, and
-fails on it; this test needs no Sphinx.)"""
+fails on it; this test needs no Sphinx.)  And the built pages work offline:
+their maths is MathML made at build time, with no script from elsewhere
+(this one needs the docs extra: Sphinx, sphinx-astropy, latex2mathml).
+"""
 import inspect
+import io
 import re
 from pathlib import Path
 
@@ -9,7 +13,8 @@ import pytest
 
 from astrometry_query import exceptions
 
-TROUBLESHOOTING = Path(__file__).resolve().parent.parent / 'docs' / 'troubleshooting.rst'
+DOCS = Path(__file__).resolve().parent.parent / 'docs'
+TROUBLESHOOTING = DOCS / 'troubleshooting.rst'
 DIRECTIVE = re.compile(r'^\.\. aq-error:: *(\S+) *\n((?:[ \t]*\n|   .*\n)*)', re.M)
 
 pytestmark = pytest.mark.skipif(not TROUBLESHOOTING.is_file(), reason='no docs/ here')
@@ -41,3 +46,48 @@ def test_every_error_class_has_troubleshooting_text():
     text = TROUBLESHOOTING.read_text(encoding='utf-8')
     for name in sections:
         assert re.search(rf'^{name}\n~+\n\n\.\. aq-error:: {name}\b', text, re.M), name
+
+
+# -- the built pages work offline ------------------------------------------------------
+MATHS_PAGE = r"""Maths
+=====
+
+Inline: :math:`\sqrt{2}` larger.
+
+.. math::
+
+   \sqrt{\overline{dx^2 + dy^2}}
+"""
+
+
+def _build(tmp_path, **overrides):
+    """Build a page of maths with the docs' own conf.py; its HTML."""
+    for module in ('sphinx', 'sphinx_astropy', 'latex2mathml'):       # the docs extra
+        pytest.importorskip(module)
+    from sphinx.application import Sphinx
+    source = tmp_path / 'source'
+    source.mkdir(exist_ok=True)
+    (source / 'index.rst').write_text(MATHS_PAGE, encoding='utf-8')
+    out = tmp_path / 'html'
+    app = Sphinx(str(source), str(DOCS), str(out), str(tmp_path / 'doctrees'), 'html',
+                 confoverrides=overrides, status=None, warning=io.StringIO(), freshenv=True)
+    app.build(force_all=True)
+    return (out / 'index.html').read_text(encoding='utf-8')
+
+
+def test_maths_are_mathml_and_no_page_loads_a_remote_script(tmp_path):
+    page = _build(tmp_path)
+    assert re.search(r'Inline: <math [^>]*display="inline">(<mrow>)*<msqrt>(<mrow>)*<mn>2</mn>',
+                     page)
+    assert re.search(r'<div class="math[^"]*"><math [^>]*display="block">.*<mover>', page)
+    scripts = re.findall(r'<script\b[^>]*\bsrc="([^"]*)"', page)
+    assert scripts, 'the page has its own scripts (the theme\'s), served with it'
+    remote = [s for s in scripts if re.match(r'([a-z][a-z0-9+.-]*:)?//', s, re.I)
+              or re.search('mathjax|katex', s, re.I)]
+    assert not remote
+
+
+def test_the_build_fails_rather_than_load_mathjax_from_elsewhere(tmp_path):
+    from sphinx.errors import ExtensionError
+    with pytest.raises(ExtensionError, match='would load .*mathjax'):
+        _build(tmp_path, html_math_renderer='mathjax')

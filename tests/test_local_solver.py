@@ -9,6 +9,7 @@ truth; astroquery's recorded thumbnail is checked against nova's own solution.
 """
 import concurrent.futures
 import dataclasses
+import io
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import astropy.units as u
@@ -27,7 +29,10 @@ from astropy.coordinates import Angle, SkyCoord
 from astropy.io import fits
 from astropy.wcs import WCS
 
-from astrometry_query.exceptions import InvalidInputError, LocalSolverNotFoundError
+from astrometry_query import AstrometryNetClass
+from astrometry_query.exceptions import (InvalidInputError, InvalidSettingError, JobNotFoundError,
+                                         LocalSolverNotFoundError, SolveFailedError,
+                                         SolveTimeoutError)
 from astrometry_query.hints import SolveHints, header_hints
 from astrometry_query.images import open_image
 from astrometry_query.local import annotate, jobs, pipeline
@@ -501,7 +506,7 @@ def test_in_memory_image_is_kept_for_new_fits(tmp_path, pleiades):
         assert wcs_rms_error(pleiades.wcs, hdul[0].header, SHAPE) < 0.1
 
 
-def test_a_fits_file_is_linked_into_the_job(tmp_path, pleiades):
+def test_a_fits_file_is_copied_into_the_job(tmp_path, pleiades):
     path = pleiades.writeto(tmp_path / 'pleiades.fits', dtype=np.uint16, truth='extension')
     job_dir = tmp_path / 'job'
     result = jobs.run_job(job_dir, image=path, args=SCALE_12, timeout=30)
@@ -513,6 +518,114 @@ def test_a_fits_file_is_linked_into_the_job(tmp_path, pleiades):
         assert hdul[0].header['BITPIX'] == 16 and hdul[0].header['BZERO'] == 32768
         assert hdul[0].header['CTYPE1'].startswith('RA---TAN')
         assert wcs_rms_error(pleiades.wcs, hdul[0].header, SHAPE) < 0.1
+
+
+def test_editing_the_image_in_place_leaves_the_job_s_copy_alone(tmp_path, pleiades):
+    path = pleiades.writeto(tmp_path / 'pleiades.fits', truth='none')
+    original = path.read_bytes()
+    an = AstrometryNetClass(backend='local')
+    header = an.solve_from_image(path, verbose=False, **SCALE_12)
+    job_id = header['AN_JOBID']
+    kept = an.backend.jobs_dir / str(job_id) / 'pleiades.fits'
+    assert kept.read_bytes() == original
+    assert not os.path.samefile(kept, path) and os.stat(kept).st_nlink == 1
+    # the user edits the image in place (as a reduction script may: the same inode)
+    data_start = len(fits.getheader(path).tostring())
+    with open(path, 'r+b') as f:
+        f.seek(data_start)
+        f.write(b'\x7f' * 4096)
+    assert path.read_bytes() != original
+    assert kept.read_bytes() == original
+    # what the job gives back is what was solved
+    with an.download(header, 'new_fits') as hdul:
+        np.testing.assert_array_equal(hdul[0].data, fits.getdata(io.BytesIO(original)))
+
+
+def test_a_reflink_is_a_copy_or_nothing(tmp_path):
+    source = tmp_path / 'a.fits'
+    source.write_bytes(b'stars' * 1000)
+    target = tmp_path / 'b.fits'
+    if jobs._reflink(source, target):      # btrfs, XFS...: a copy that shares blocks
+        assert target.read_bytes() == source.read_bytes() and not os.path.samefile(source, target)
+        with open(source, 'r+b') as f:
+            f.write(b'moons')
+        assert target.read_bytes() == b'stars' * 1000
+    else:                                   # ext4, tmpfs...: nothing left behind
+        assert not target.exists()
+
+
+def _finished_days_ago(job_dir, days):
+    """Record that a job ended ``days`` ago (what its age is counted from)."""
+    path = Path(job_dir) / jobs.RESULT_FILE
+    result = json.loads(path.read_text())
+    result['finished'] = str(jobs.utc_now() - timedelta(days=days))
+    path.write_text(json.dumps(result))
+
+
+def _tree_bytes(folder):
+    return sum(f.stat().st_size for f in Path(folder).rglob('*') if f.is_file())
+
+
+def test_prune_jobs_deletes_jobs_that_ended_long_ago(tmp_path, pleiades):
+    an = AstrometryNetClass(backend='local')
+    store = an.backend.jobs_dir
+    path = pleiades.writeto(tmp_path / 'pleiades.fits', truth='none')
+    old = an.solve_from_image(path, verbose=False, cache=False, **SCALE_12)['AN_JOBID']
+    recent = an.solve_from_image(path, verbose=False, cache=False, **SCALE_12)['AN_JOBID']
+    # a job still running, however long ago it was submitted, is never deleted
+    stars = _random_sources(300, 4)
+    running = an.submit_source_list(stars['x'], stars['y'], W, H, solve_timeout=8).id
+    request = store / str(running) / 'request.json'
+    asked = json.loads(request.read_text())
+    request.write_text(json.dumps(dict(asked, submitted=str(jobs.utc_now() - timedelta(days=90)))))
+    flat = tmp_path / 'flat.fits'
+    fits.PrimaryHDU(np.full((50, 50), 3.0, np.float32)).writeto(flat)
+    with pytest.raises(InvalidInputError):
+        an.solve_from_image(flat, verbose=False)
+    failed = max(an.backend.my_jobs())
+    _finished_days_ago(store / str(old), 41)
+    _finished_days_ago(store / str(recent), 10)
+    _finished_days_ago(store / str(failed), 40)
+    sizes = {j: _tree_bytes(store / str(j)) for j in (old, failed)}
+
+    dry = an.prune_jobs(older_than=30 * u.day, dry_run=True)
+    assert (dry.job_ids, dry.count, dry.bytes, dry.dry_run) == ([old, failed], 2,
+                                                              sizes[old] + sizes[failed], True)
+    assert dry.kept_unfinished == [running]
+    assert all((store / str(j)).is_dir() for j in (old, recent, failed, running))
+
+    pruned = an.prune_jobs(timedelta(days=30))
+    assert (pruned.job_ids, pruned.bytes, pruned.dry_run) == ([old, failed], dry.bytes, False)
+    assert pruned.kept_unfinished == [running]
+    assert sorted(int(p.name) for p in store.iterdir() if not p.name.startswith('.')) == \
+        [recent, running]
+    with pytest.raises(JobNotFoundError):
+        an.get_job_info(old)
+    assert an.get_calibration(recent).pixscale.to_value(u.arcsec / u.pix) == \
+        pytest.approx(12.0, rel=1e-3)
+    with pytest.raises((SolveTimeoutError, SolveFailedError)):      # it ran on meanwhile
+        an.wait(job_id=running, verbose=False)
+    # the ids of deleted jobs are never given again (a cached header may name them)
+    assert failed == max(old, recent, failed, running)
+    again = AstrometryNetClass(backend='local')
+    assert again.solve_from_image(path, verbose=False, cache=False, **SCALE_12)['AN_JOBID'] == \
+        failed + 1
+    # once ended, the formerly running job goes too (oldest end first)
+    assert an.prune_jobs(0 * u.s).job_ids == [recent, running, failed + 1]
+    assert [p.name for p in store.iterdir()] == ['.highest-pruned-id']
+
+
+def test_prune_jobs_refuses_bad_ages_and_the_nova_backend():
+    an = AstrometryNetClass(backend='local')
+    for age in (30, -1 * u.day, 5 * u.m, [1, 2] * u.day, 'old', float('nan') * u.day):
+        with pytest.raises(InvalidInputError, match='older_than'):
+            an.prune_jobs(age)
+    with pytest.raises(InvalidInputError, match='dry_run'):
+        an.prune_jobs(1 * u.day, dry_run='yes')
+    nova = AstrometryNetClass(api_key='prunenovakeyabcd', server='http://127.0.0.1:9')
+    with pytest.raises(InvalidSettingError, match='local job store') as err:
+        nova.prune_jobs(30 * u.day)
+    assert err.value.setting == 'backend' and err.value.allowed == ['local']
 
 
 def test_unreadable_input_fails_with_the_reason(tmp_path):

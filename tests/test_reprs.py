@@ -26,7 +26,8 @@ from astroquery import log as astroquery_log
 from astrometry_query import AstrometryNetClass, conf, polling, reprs
 from astrometry_query.exceptions import SolveFailedError
 from astrometry_query.local import pipeline
-from astrometry_query.results import Calibration, Job, Submission
+from astrometry_query.results import PARITY_WORDS, Calibration, Job, Submission, parity_text
+from astrometry_query.server import web_html
 from astrometry_query.simulate import render_field
 
 from server_fixtures import make_nova_server, requires_solver  # noqa: F401
@@ -119,7 +120,9 @@ def test_calibration_repr_and_table_with_units(solved):
                            f'Dec {cal.dec.to_value(u.deg):.4f}, 10.00 arcsec/pix, ')
     assert f'{cal.width.to_value(u.arcmin):.1f} x {cal.height.to_value(u.arcmin):.1f} arcmin' in text
     assert f'orientation {cal.orientation.to_value(u.deg):.2f} deg' in text
-    assert text.endswith(f'parity {cal.parity:g}>')
+    # the rendered field is not mirrored: parity -1, in words for reading, a number in the data
+    assert cal.parity == -1.0 and cal.to_api()['parity'] == -1.0
+    assert text.endswith('parity normal (pos: not mirrored)>')
 
     rows = _rows(_xml(cal._repr_html_()))
     assert rows[0] == ['quantity', 'value', 'unit']
@@ -138,14 +141,29 @@ def test_calibration_repr_and_table_with_units(solved):
     centre = SkyCoord(ra, dec, unit=(u.hourangle, u.deg))
     assert centre.separation(cal.center).arcsec < 0.2
     assert float(table['orientation'][0]) == pytest.approx(cal.orientation.to_value(u.deg), abs=0.01)
-    assert table['parity'] == (f'{cal.parity:g}', '')
+    assert table['parity'] == ('normal (pos: not mirrored)', '')
+
+
+def test_parity_words_are_one_mapping(solved):
+    # -1: det(CD) < 0, an image as the sky looks; the solver calls it 'pos'
+    assert parity_text(-1.0) == PARITY_WORDS[-1] == 'normal (pos: not mirrored)'
+    assert parity_text(1) == PARITY_WORDS[1] == 'mirrored (neg)'
+    assert parity_text(np.float64(-1)) == PARITY_WORDS[-1]
+    assert parity_text(float('nan')) == 'nan' and parity_text(None) == 'None'
+    # the server's solution page says it with the same words, and keeps the number
+    cal = solved.job.calibration.to_api()
+    for parity in (-1.0, 1.0):
+        page = web_html.solution_html(solved.job.id, {'calibration': dict(cal, parity=parity),
+                                                      'objects': []}, {})
+        assert (f'<dd id="cal-parity" data-value="{parity:g}">{PARITY_WORDS[parity]}</dd>'
+                in page)
 
 
 def test_calibration_without_size():
     cal = Calibration.from_api({'ra': 10.5, 'dec': 41.25, 'radius': 0.5, 'pixscale': 0.397,
                                 'orientation': -12.0, 'parity': 1.0})
     assert repr(cal) == ('<Calibration RA 10.5000 Dec 41.2500, 0.397 arcsec/pix, '
-                         'orientation -12.00 deg, parity 1>')
+                         'orientation -12.00 deg, parity mirrored (neg)>')
     names = [row[0] for row in _rows(_xml(cal._repr_html_()))]
     assert 'field' not in names and 'pixel scale' in names
 
@@ -192,6 +210,7 @@ def test_job_view_shows_status_calibration_and_thumbnail(solved):
     assert head == f'Job {job.id}: success (submission {job.id}, file field.fits)'
     rows = {row[0]: row[1:] for row in _rows(root)}
     assert float(rows['RA'][0]) == pytest.approx(job.calibration.ra.to_value(u.deg), abs=1e-5)
+    assert rows['parity'] == ['normal (pos: not mirrored)', '']
     thumbnail = _thumbnail(root)
     assert thumbnail.format == 'PNG'
     assert thumbnail.size == (reprs.THUMBNAIL_WIDTH, THUMB_HEIGHT)
@@ -261,7 +280,8 @@ def test_odd_records_still_have_reprs():
     plain = Calibration(ra=10, dec=20, radius=1, pixscale=2, orientation=3, parity=-1,
                         width=600, height=300)
     assert repr(plain) == ('<Calibration RA 10.0000 Dec 20.0000, 2.00 arcsec/pix, '
-                           '10.0 x 5.0 arcmin, orientation 3.00 deg, parity -1>')
+                           '10.0 x 5.0 arcmin, orientation 3.00 deg, '
+                           'parity normal (pos: not mirrored)>')
 
 
 class _Records:

@@ -161,14 +161,22 @@ def positive_float(text):
     return value
 
 
-def positive_int(text):
+def _whole_number(text, low):
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f'expected a whole number, got {text!r}') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be at least 1, got {text!r}')
+    if value < low:
+        raise argparse.ArgumentTypeError(f'must be at least {low}, got {text!r}')
     return value
+
+
+def positive_int(text):
+    return _whole_number(text, 1)
+
+
+def nonnegative_int(text):
+    return _whole_number(text, 0)
 
 
 def _angle(text, sexagesimal_unit, what, low, high):

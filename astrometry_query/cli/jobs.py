@@ -1,6 +1,9 @@
-"""``astrometry-query annotate | download | jobs``: what a solved job offers."""
+"""``astrometry-query annotate | download | jobs``: what a solved job offers,
+and the local job store's housekeeping (``jobs prune``)."""
 import argparse
+import re
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import astropy.units as u
@@ -8,6 +11,7 @@ import astropy.units as u
 from ..exceptions import AstrometryNetError, InvalidInputError, ResultNotAvailableError, ServerError
 from ..files import write_atomic
 from ..job_results import DOWNLOAD_NAMES
+from ..results import parity_text
 from ._common import (EXIT_OK, EXIT_UNSOLVED, PROG, UsageError, add_client_options, add_command,
                       echo, fmt, format_table, job_argument, make_client, message, positive_int,
                       print_json)
@@ -26,11 +30,22 @@ _DOWNLOAD_EXAMPLES = [
     'astrometry-query download 1234 all -d job1234/ --overwrite --server http://127.0.0.1:8080',
 ]
 _JOBS_EXAMPLES = [
-    'astrometry-query jobs                                 # local jobs (no API key set)',
+    'astrometry-query jobs                                 # the 20 newest local jobs (no API key)',
+    'astrometry-query jobs --all                           # every one',
     'astrometry-query jobs --server http://127.0.0.1:8080 --limit 10',
     'astrometry-query jobs --json | jq .job_id',
     'astrometry-query jobs show 1234',
+    'astrometry-query jobs prune --older-than 30d          # free the space of old local jobs',
 ]
+_PRUNE_EXAMPLES = [
+    'astrometry-query jobs prune --older-than 30d --dry-run   # what would go',
+    'astrometry-query jobs prune --older-than 2w',
+    'astrometry-query jobs prune --older-than 12h --json',
+]
+#: Jobs listed when neither --limit nor --all is given.
+DEFAULT_LIMIT = 20
+#: --older-than units.
+_AGE_UNITS = {'s': 'seconds', 'm': 'minutes', 'h': 'hours', 'd': 'days', 'w': 'weeks'}
 _KINDS = tuple(DOWNLOAD_NAMES)
 
 
@@ -74,17 +89,23 @@ def add_parsers(sub):
     add_client_options(download)
     download.set_defaults(func=run_download)
 
-    jobs = add_command(sub, 'jobs', help='list your jobs, or show one',
+    jobs = add_command(sub, 'jobs', help='list your jobs, show one, or prune old local ones',
                        description='List the jobs of your account (nova) or of the local job '
-                                   "store, newest first; 'jobs show ID' shows one.",
+                                   f'store, newest first (the {DEFAULT_LIMIT} newest unless '
+                                   "--limit or --all), with when each ended (or, while it runs, "
+                                   "was submitted; UTC); 'jobs show ID' shows one; 'jobs prune' "
+                                   'deletes old local jobs.',
                        examples=_JOBS_EXAMPLES)
     jobs.add_argument('--json', action='store_true',
                       help='one JSON object per job on stdout (JSON Lines)')
-    jobs.add_argument('--limit', type=positive_int, metavar='N', help='only the N newest jobs')
+    how_many = jobs.add_mutually_exclusive_group()
+    how_many.add_argument('--limit', type=positive_int, metavar='N',
+                          help=f'only the N newest jobs (default {DEFAULT_LIMIT})')
+    how_many.add_argument('--all', action='store_true', help='every job')
     add_client_options(jobs)
     jobs.set_defaults(func=run_jobs, action=None)
-    actions = jobs.add_subparsers(dest='action', metavar='{show}')
-    show = add_command(actions, 'show', help="a job's status, calibration and objects",
+    actions = jobs.add_subparsers(dest='action', metavar='{show,prune}')
+    show = add_command(actions, 'show', help="a job's status, dates, calibration and objects",
                        examples=['astrometry-query jobs show 1234',
                                  'astrometry-query jobs show 1234 --json'])
     show.add_argument('job_id', type=job_argument, metavar='ID', help='a job id (or a WCS file)')
@@ -92,6 +113,20 @@ def add_parsers(sub):
                       help='print one JSON object')
     add_client_options(show, nested=True)
     show.set_defaults(func=run_job_show)
+    prune = add_command(
+        actions, 'prune', help='delete local jobs that ended long ago',
+        description='Delete the jobs of the local job store (conf.local_data_dir) that ended '
+                    'more than --older-than ago, and say how much space that freed. Jobs '
+                    'that have not ended are kept, however old. A nova server keeps its own '
+                    'jobs.', examples=_PRUNE_EXAMPLES)
+    prune.add_argument('--older-than', type=age_argument, metavar='AGE', required=True,
+                       help='a number and a unit: s, m, h, d or w (seconds, minutes, hours, '
+                            'days, weeks), e.g. 30d')
+    prune.add_argument('--dry-run', action='store_true',
+                       help='only list what would be deleted')
+    prune.add_argument('--json', action='store_true', default=argparse.SUPPRESS,
+                       help='print one JSON object: job_ids, bytes, kept_unfinished, dry_run')
+    prune.set_defaults(func=run_jobs_prune)
     return annotate, download, jobs
 
 
@@ -196,19 +231,42 @@ def run_download(args):
 
 
 # -- jobs ------------------------------------------------------------------------------------
+def age_argument(text):
+    """An age such as '30d' or '12h' as a `~datetime.timedelta`."""
+    match = re.fullmatch(r'\s*(\d+(?:\.\d*)?|\.\d+)\s*([smhdw])\s*', text or '', re.I)
+    if not match:
+        raise argparse.ArgumentTypeError(
+            f'expected a number and a unit: s, m, h, d or w (e.g. 30d, 12h, 2w), got {text!r}')
+    return timedelta(**{_AGE_UNITS[match.group(2).lower()]: float(match.group(1))})
+
+
 def _job_records(client, limit):
-    if limit is None:
-        records = client.list_job_records()
-    else:
-        ids = sorted(client.backend.my_jobs(), reverse=True)[:limit]
-        records = [client.get_job_info(j) for j in ids]
-    return sorted(records, key=lambda j: j.id, reverse=True)
+    """The ``limit`` newest jobs (all for None), newest first, and how many jobs there are."""
+    ids = sorted(client.backend.my_jobs(), reverse=True)
+    shown = ids if limit is None else ids[:limit]
+    return [client.get_job_info(j) for j in shown], len(ids)
 
 
-def _job_json(job, full=False):
+def _job_times(client, job):
+    """(submitted, finished) of a job, naive UTC datetimes or None.  Only the
+    local job store knows them: nova's API gives no job dates."""
+    if client.backend.name != 'local':
+        return None, None
+    try:
+        return client.backend.job_times(job.id)
+    except AstrometryNetError:      # pruned meanwhile
+        return None, None
+
+
+def _when(value):
+    return value.isoformat(sep=' ', timespec='seconds') if value is not None else None
+
+
+def _job_json(job, full=False, times=(None, None)):
     cal = job.calibration
     record = {'job_id': job.id, 'submission_id': job.submission_id, 'status': job.status,
-              'original_filename': job.original_filename}
+              'original_filename': job.original_filename, 'submitted': _when(times[0]),
+              'finished': _when(times[1])}
     if full:
         record['calibration'] = None if cal is None else cal.to_api()
         record.update(objects_in_field=job.objects_in_field, tags=job.tags,
@@ -222,26 +280,75 @@ def _job_json(job, full=False):
 
 
 def run_jobs(args):
+    limit = None if args.all else (args.limit or DEFAULT_LIMIT)
     with make_client(args) as client:
-        records = _job_records(client, args.limit)
+        records, total = _job_records(client, limit)
+        times = [_job_times(client, job) for job in records]
         backend = client.backend.name
         server = client.server
     if args.json:
-        for job in records:
-            print_json(_job_json(job))
+        for job, when in zip(records, times):
+            print_json(_job_json(job, times=when))
         return EXIT_OK
-    headers = ('job', 'submission', 'status', 'RA (deg)', 'Dec (deg)', 'scale ("/px)',
-               'orientation', 'file')
+    headers = ('job', 'submission', 'status', 'date (UTC)', 'RA (deg)', 'Dec (deg)',
+               'scale ("/px)', 'orientation', 'file')
     rows = [[job.id, fmt(job.submission_id), job.status,
+             fmt(finished or submitted, '%Y-%m-%d %H:%M'),
              fmt(job.calibration and job.calibration.ra.to_value(u.deg), '.5f'),
              fmt(job.calibration and job.calibration.dec.to_value(u.deg), '+.5f'),
              fmt(job.calibration and job.calibration.pixscale.to_value(u.arcsec / u.pix), '.3f'),
              fmt(job.calibration and job.calibration.orientation.to_value(u.deg), '.2f'),
-             job.original_filename or ''] for job in records]
-    echo(format_table(headers, rows, right=headers[:2] + headers[3:7]))
+             job.original_filename or ''] for job, (submitted, finished) in zip(records, times)]
+    echo(format_table(headers, rows, right=headers[:2] + headers[4:8]))
     where = f'on {server}' if backend == 'nova' else 'in the local job store'
-    echo(f"\n{len(records)} job{'' if len(records) == 1 else 's'} {where}.")
+    more = total - len(records)
+    if more:
+        echo(f'\nThe {len(records)} newest of {total} jobs {where}; {more} more '
+             '(--limit N or --all shows them).')
+    else:
+        echo(f"\n{total} job{'' if total == 1 else 's'} {where}.")
     return EXIT_OK
+
+
+def run_jobs_prune(args):
+    """``jobs prune``: delete old local jobs."""
+    with make_client(args, backend='local') as client:
+        pruned = client.prune_jobs(args.older_than, dry_run=args.dry_run)
+        store = client.backend.jobs_dir
+    if getattr(args, 'json', False):
+        print_json({'job_ids': pruned.job_ids, 'bytes': pruned.bytes,
+                    'kept_unfinished': pruned.kept_unfinished, 'dry_run': pruned.dry_run})
+        return EXIT_OK
+    ago = _age_text(args.older_than)
+    if not pruned.count:
+        echo(f'No job in {store} ended more than {ago} ago.')
+    else:
+        verb, freeing = (('Would delete', 'which would free') if pruned.dry_run
+                         else ('Deleted', 'freeing'))
+        echo(f"{verb} {pruned.count} job{'' if pruned.count == 1 else 's'} that ended more than "
+             f'{ago} ago ({_id_list(pruned.job_ids)}), {freeing} {pruned.bytes / 1e6:.1f} MB '
+             f'in {store}.')
+    if pruned.kept_unfinished:
+        echo(f'Kept {len(pruned.kept_unfinished)} older job(s) that have not ended (running, or '
+             f'interrupted): {_id_list(pruned.kept_unfinished)}.')
+    return EXIT_OK
+
+
+def _age_text(age):
+    """A timedelta for reading: '30 days', '12 hours', '90 seconds'."""
+    seconds = age.total_seconds()
+    for unit, size in (('week', 604800), ('day', 86400), ('hour', 3600), ('minute', 60)):
+        if seconds >= size and seconds % size == 0:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    return f'{seconds:g} seconds'
+
+
+def _id_list(ids, most=20):
+    """'ids 1, 2, 3' in order (cut after ``most``)."""
+    ids = sorted(ids)
+    text = ', '.join(str(i) for i in ids[:most]) + (', ...' if len(ids) > most else '')
+    return f"id{'' if len(ids) == 1 else 's'} {text}"
 
 
 def run_job_show(args):
@@ -254,13 +361,17 @@ def run_job_show(args):
                 reason = client.backend.failure_reason(job.id)
             except AstrometryNetError:
                 pass
+        times = _job_times(client, job)
     if getattr(args, 'json', False):
-        print_json(dict(_job_json(job, full=True), error=reason or ''))
+        print_json(dict(_job_json(job, full=True, times=times), error=reason or ''))
         return EXIT_OK
     sub = f' (submission {job.submission_id})' if job.submission_id is not None else ''
     lines = [f'Job {job.id}{sub}: {job.status}']
     if job.original_filename:
         lines.append(f'  file        {job.original_filename}')
+    for label, when in zip(('submitted', 'finished'), times):
+        if when is not None:
+            lines.append(f'  {label:<11} {_when(when)} UTC')
     if reason:
         lines.append(f"  why         {' '.join(reason.split())}")
     cal = job.calibration
@@ -273,7 +384,8 @@ def run_job_show(args):
             f'  radius      {cal.radius.to_value(u.deg):.4f} deg',
             f'  pixel scale {cal.pixscale.to_value(u.arcsec / u.pix):.4f} arcsec/pixel',
             f'  orientation {cal.orientation.to_value(u.deg):.2f} deg (up is that many degrees '
-            f'E of N), parity {cal.parity:+.0f}']
+            'E of N)',
+            f'  parity      {parity_text(cal.parity)}']
         if cal.width is not None:
             lines.append(f'  field       {cal.width.to_value(u.arcmin):.2f} x '
                          f'{cal.height.to_value(u.arcmin):.2f} arcmin')

@@ -11,10 +11,10 @@ from pathlib import Path
 import astropy.units as u
 
 from ..exceptions import AstrometryNetError, InvalidInputError, InvalidSettingError
-from ._common import (EXIT_INTERRUPTED, EXIT_OK, EXIT_UNSOLVED, UsageError, add_client_options,
-                      add_command, dec_degrees, echo, fmt, format_table, make_client, message,
-                      positive_float, positive_int, print_json, ra_degrees, radius_degrees, short,
-                      warn)
+from ._common import (EXIT_INTERRUPTED, EXIT_OK, EXIT_UNSOLVED, PROG, UsageError,
+                      add_client_options, add_command, dec_degrees, echo, fmt, format_table,
+                      make_client, message, nonnegative_int, positive_float, positive_int,
+                      print_json, ra_degrees, radius_degrees, short, warn)
 
 __all__ = ['add_parsers', 'example_image_path', 'expand_images', 'wcs_path_for']
 
@@ -26,6 +26,8 @@ _SOLVE_EXAMPLES = [
     '                                --radius 2            # hints make a solve fast',
     'astrometry-query solve m42.fits --server http://127.0.0.1:8080   # through a nova server',
     'astrometry-query solve night/*.fits --journal night.jsonl        # rerun to resume',
+    'astrometry-query solve m42.fits --parity positive --tweak-order 3 --no-cache',
+    'astrometry-query solve big.fits --downsample 4 --set positional_error=2 --set invert=yes',
 ]
 _DEMO_EXAMPLES = ['astrometry-query demo', 'astrometry-query demo -o /tmp/example.wcs --json']
 
@@ -37,7 +39,12 @@ _COMPRESSIONS = ('.gz', '.bz2', '.xz', '.z')
 _OPTION_OF = {'scale_lower': '--scale-low', 'scale_upper': '--scale-high',
               'scale_units': '--scale-units', 'scale_type': '--scale-low/--scale-high',
               'center_ra': '--ra', 'center_dec': '--dec', 'radius': '--radius',
-              'center': '--ra/--dec'}
+              'center': '--ra/--dec', 'parity': '--parity', 'downsample_factor': '--downsample',
+              'tweak_order': '--tweak-order'}
+#: --parity: the solver's words for the two parities, and both.
+_PARITIES = ('positive', 'negative', 'both')
+#: Words --set takes for True and False.
+_TRUE, _FALSE = ('true', 'yes', 'y', 'on', '1'), ('false', 'no', 'n', 'off', '0')
 
 
 def example_image_path():
@@ -73,6 +80,7 @@ def add_parsers(sub):
                     'header file. With several images they are solved at once, with a progress '
                     'bar and a summary table at the end.',
         examples=_SOLVE_EXAMPLES)
+    solve.epilog = _settings_help() + '\n\n' + solve.epilog
     solve.add_argument('images', nargs='+', metavar='IMAGE',
                        help='image files or glob patterns (night/*.fits, quoted or not: '
                             'patterns are expanded here too, with ** for subdirectories)')
@@ -92,6 +100,23 @@ def add_parsers(sub):
     hints.add_argument('--radius', type=radius_degrees, metavar='DEG',
                        help="how far the true centre may be from --ra/--dec: degrees, or e.g. "
                             "'30 arcmin' (default 5)")
+    solver = solve.add_argument_group('solver settings (any setting of the table below: --set)')
+    solver.add_argument('--parity', choices=_PARITIES, metavar='{' + ','.join(_PARITIES) + '}',
+                        help="'positive': an image as the sky looks (north up, east left: "
+                             "parity -1 in the results); 'negative': a mirrored one (+1); "
+                             "default 'both': try both (slower)")
+    solver.add_argument('--downsample', type=positive_int, metavar='N',
+                        help='shrink the image N times before finding its stars (large or '
+                             'noisy images; 1-64)')
+    solver.add_argument('--tweak-order', type=nonnegative_int, metavar='N',
+                        help='order of the SIP distortion polynomial (0: plain TAN; default 2; '
+                             'at most 9)')
+    solver.add_argument('--set', action='append', metavar='NAME=VALUE', dest='set',
+                        help='any solve setting of the table below (repeat for several); '
+                             'booleans as true/false (yes/no, 1/0)')
+    solver.add_argument('--no-cache', action='store_true',
+                        help='solve again even if these pixels were solved with these '
+                             'settings before (the solution cache is neither read nor filled)')
     where = add_client_options(solve)
     where.add_argument('--index-dir', action='append', metavar='DIR',
                        help='local backend: directory of index files (repeat for several; '
@@ -196,15 +221,90 @@ def _output_paths(images, args):
     return outputs
 
 
+def _allowed_text(setting):
+    """A setting's allowed values, short: 'true/false', 'y|n', 'a number 0..360 deg'."""
+    if setting.type is bool:
+        return 'true/false'
+    if setting.name == 'parity':        # the table takes the solver's words too
+        return '|'.join(_PARITIES) + ' (or 0|1|2)'
+    if setting.type is str:
+        return '|'.join(setting.allowed) if setting.allowed else 'non-empty text'
+    low, high = setting.allowed
+    unit = {'': '', 'scale_units': ' (in scale_units)'}.get(setting.unit, f' {setting.unit}')
+    kind = 'a whole number' if setting.type is int else 'a number'
+    return f'{kind} {low:g}..{high:g}{unit}'
+
+
+def _settings_help():
+    """The epilog's table of the settings ``--set`` takes (from the settings table)."""
+    import textwrap
+
+    from ..settings import SETTINGS
+    lines = ['solve settings (--set NAME=VALUE, or the option named):']
+    for name in sorted(SETTINGS):
+        option = f' ({_OPTION_OF[name]})' if name in _OPTION_OF else ''
+        lines.append(textwrap.fill(
+            f'{name:<21} {_allowed_text(SETTINGS[name])}{option}: {SETTINGS[name].doc}',
+            width=79, initial_indent='  ', subsequent_indent=' ' * 24,
+            break_on_hyphens=False))
+    return '\n'.join(lines)
+
+
+def _assignment(text):
+    """``--set NAME=VALUE``: (name, value as the setting's type).
+
+    Raises `InvalidSettingError` naming the setting and its allowed values.
+    """
+    import difflib
+
+    from ..settings import SETTINGS, validate_settings
+    name, sep, value = text.partition('=')
+    name = name.strip().replace('-', '_')
+    if not sep or not name:
+        raise UsageError(f'argument --set: expected NAME=VALUE, got {text!r}')
+    setting = SETTINGS.get(name)
+    if setting is None:
+        close = difflib.get_close_matches(name, SETTINGS, n=1)
+        hint = f' Did you mean {close[0]!r}?' if close else ''
+        raise InvalidSettingError(
+            f'argument --set: there is no solve setting {name!r}.{hint} The settings are: '
+            f"{', '.join(sorted(SETTINGS))} (see {PROG} solve --help).", setting=name,
+            allowed=sorted(SETTINGS))
+    text = value.strip()
+    value = text
+    if setting.type is bool:
+        value = True if text.lower() in _TRUE else False if text.lower() in _FALSE else text
+    elif setting.type in (int, float):
+        # a number as the type asks; anything else (parity's words, or a typo)
+        # goes on as text, for the settings table to take or refuse
+        for kind in (int, float):
+            try:
+                value = kind(text)
+                break
+            except ValueError:
+                pass
+    try:
+        validate_settings({name: value})
+    except InvalidSettingError as exc:
+        raise InvalidSettingError(f'argument --set {name}: expected {_allowed_text(setting)}, '
+                                  f'got {text!r}.', setting=name, allowed=exc.allowed) from None
+    return name, value
+
+
 def _settings(args):
-    """The solve settings of the hint options, checked (errors name the option)."""
+    """The solve settings of the options and of ``--set``, checked (errors
+    name the option)."""
     from ..settings import normalize_settings
+    given = dict(_assignment(text) for text in getattr(args, 'set', None) or ())
     settings = {}
     if args.scale_low is not None or args.scale_high is not None:
         settings.update(scale_units=args.scale_units or 'arcsecperpix',
                         scale_lower=args.scale_low, scale_upper=args.scale_high)
     elif args.scale_units is not None:
-        raise UsageError('argument --scale-units: needs --scale-low and/or --scale-high')
+        if 'scale_est' not in given and 'scale_lower' not in given and 'scale_upper' not in given:
+            raise UsageError('argument --scale-units: needs --scale-low and/or --scale-high '
+                             '(or --set scale_est=VALUE)')
+        settings['scale_units'] = args.scale_units
     if (args.ra is None) != (args.dec is None):
         raise UsageError(f'argument {"--dec" if args.dec is None else "--ra"}: needed with '
                          f'{"--ra" if args.dec is None else "--dec"} (give the centre as both)')
@@ -212,11 +312,20 @@ def _settings(args):
         settings.update(center_ra=args.ra, center_dec=args.dec, radius=args.radius)
     elif args.radius is not None:
         raise UsageError('argument --radius: needs --ra and --dec')
+    settings.update(parity=getattr(args, 'parity', None),
+                    downsample_factor=getattr(args, 'downsample', None),
+                    tweak_order=getattr(args, 'tweak_order', None))
     settings = {k: v for k, v in settings.items() if v is not None}
+    for name in given:
+        if name in settings:
+            raise UsageError(f'argument --set: {name} is also given by {_OPTION_OF[name]}; '
+                             'give it once')
+    settings.update(given)
     try:
         normalize_settings(settings)
     except InvalidSettingError as exc:
-        option = _OPTION_OF.get(exc.setting)
+        option = (f'--set {exc.setting}' if exc.setting in given
+                  else _OPTION_OF.get(exc.setting))
         if option is None:
             raise
         raise InvalidSettingError(f'argument {option}: {exc.message}', setting=exc.setting,
@@ -269,7 +378,7 @@ def _record(label, status, *, header=None, error='', elapsed=0.0, wcs=None, job_
 
 def _summary(client, header, output):
     """The detailed summary of one solved image (from its WCS, as the JSON record)."""
-    from ..results import Calibration, calibration_from_wcs
+    from ..results import Calibration, calibration_from_wcs, parity_text
     cal = Calibration.from_api(calibration_from_wcs(header))
     center = cal.center
     lines = [
@@ -280,8 +389,8 @@ def _summary(client, header, output):
         f"  pixel scale {cal.pixscale.to_value(u.arcsec / u.pix):.4f} arcsec/pixel",
         f"  field       {cal.width.to_value(u.arcmin):.2f} x {cal.height.to_value(u.arcmin):.2f} "
         f"arcmin" if cal.width is not None else '',
-        f"  orientation {cal.orientation.to_value(u.deg):.2f} deg (up is that many degrees E of N), "
-        f"parity {cal.parity:+.0f}",
+        f"  orientation {cal.orientation.to_value(u.deg):.2f} deg (up is that many degrees E of N)",
+        f"  parity      {parity_text(cal.parity)}",
         f"  WCS written to {output}",
     ]
     return '\n'.join(line for line in lines if line)
@@ -316,7 +425,8 @@ def _solve_one(client, image, output, args, settings):
     started = time.monotonic()
     try:
         header = client.solve_from_image(image, solve_timeout=args.timeout,
-                                         verbose=not (args.quiet or args.json), **settings)
+                                         verbose=not (args.quiet or args.json),
+                                         cache=not getattr(args, 'no_cache', False), **settings)
     except AstrometryNetError as exc:
         if args.json:
             print_json(_record(image, 'failure', error=f'{type(exc).__name__}: {message(exc)}',
@@ -337,7 +447,8 @@ def _solve_many(client, images, outputs, args, settings):
     where = dict(zip((str(i) for i in images), outputs))
     stream = client.solve_many([str(i) for i in images], as_completed=True,
                                verbose=not args.quiet, solve_timeout=args.timeout,
-                               max_concurrency=args.workers, journal=args.journal, **settings)
+                               max_concurrency=args.workers, journal=args.journal,
+                               cache=not getattr(args, 'no_cache', False), **settings)
     records, interrupted = {}, False
     try:
         for row in stream:

@@ -10,11 +10,13 @@ again later, from another process or after a restart.
 import json
 import math
 import os
+import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from datetime import datetime, timezone
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from astropy.config import get_cache_dir
@@ -28,9 +30,12 @@ from ..results import Job, Submission
 from . import jobs as local_jobs
 from .solver import find_installation
 
-__all__ = ['LocalBackend', 'default_data_dir']
+__all__ = ['LocalBackend', 'PrunedJobs', 'default_data_dir']
 
 REQUEST_FILE = 'request.json'
+#: In the jobs directory: the highest job id pruned, so that ids are never reused
+#: (a header from the solution cache, or a script, may still name that job).
+PRUNED_ID_FILE = '.highest-pruned-id'
 #: Seconds a waiter allows a job whose own limit is the wait's to end by itself
 #: (its engine is stopped at that limit; its outcome then says why).
 _WAIT_MARGIN = 2.0
@@ -40,8 +45,36 @@ def default_data_dir():
     return Path(get_cache_dir()) / 'astrometry_query' / 'local'
 
 
-def _now():
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+_now = local_jobs.utc_now
+
+
+@dataclass(frozen=True)
+class PrunedJobs:
+    """What `LocalBackend.prune` deleted (or, with ``dry_run``, would delete).
+
+    Attributes
+    ----------
+    job_ids : list of int
+        The jobs deleted, oldest first.
+    bytes : int
+        The disk space their files took.
+    kept_unfinished : list of int
+        Jobs older than the limit that have no outcome yet (running here or
+        in another process, or interrupted and solved again when next asked
+        for): never deleted.
+    dry_run : bool
+        True when nothing was deleted.
+    """
+    job_ids: list
+    bytes: int
+    kept_unfinished: list
+    dry_run: bool = False
+
+    @property
+    def count(self):
+        """How many jobs were deleted."""
+        return len(self.job_ids)
+
 
 
 class LocalBackend:
@@ -133,7 +166,7 @@ class LocalBackend:
         with self._lock:
             if self._next_id is None:     # the store is listed once, then counted on
                 existing = [int(p.name) for p in self.jobs_dir.iterdir() if p.name.isdigit()]
-                self._next_id = max(existing, default=0) + 1
+                self._next_id = max(existing + [self._highest_pruned_id()], default=0) + 1
             job_id = self._next_id
             while True:
                 try:
@@ -311,18 +344,34 @@ class LocalBackend:
         raise SolveFailedError(f'The solve failed: {reason}.', **ids)
 
     # -- status -------------------------------------------------------------
+    def job_times(self, job_id):
+        """When a job was submitted and when it ended, as naive UTC datetimes
+        (nova's convention); the end is None while the job has no outcome.
+
+        Returns
+        -------
+        submitted, finished : `~datetime.datetime` or None
+        """
+        job_dir = self._job_dir(job_id)
+        submitted = self._request(job_id).get('submitted')
+        submitted = (datetime.fromisoformat(submitted) if submitted
+                     else _utc_mtime(job_dir / REQUEST_FILE))
+        result = local_jobs.read_result(job_dir)
+        if result is not None:      # written once, when the job ended
+            finished = result.get('finished')
+            return submitted, (datetime.fromisoformat(finished) if finished
+                               else _utc_mtime(job_dir / local_jobs.RESULT_FILE))
+        error = job_dir / 'error.txt'       # its input could not be fetched
+        return submitted, (_utc_mtime(error) if error.exists() else None)
+
     def submission(self, submission_id):
         job_dir = self._job_dir(submission_id)
         error = job_dir / 'error.txt'
-        started = datetime.fromtimestamp((job_dir / REQUEST_FILE).stat().st_mtime)
+        started, finished = self.job_times(submission_id)
         if error.exists():
             return Submission(id=int(submission_id), processing_started=started,
-                              processing_finished=started, error_message=error.read_text())
+                              processing_finished=finished, error_message=error.read_text())
         result = local_jobs.read_result(job_dir)
-        finished = None
-        if result is not None:      # the result file is written once, when the job ends
-            finished = datetime.fromtimestamp(
-                (job_dir / local_jobs.RESULT_FILE).stat().st_mtime)
         sub = Submission(id=int(submission_id), processing_started=started,
                          processing_finished=finished,
                          user_images=[int(submission_id)], jobs=[int(submission_id)])
@@ -413,6 +462,73 @@ class LocalBackend:
         return sorted(int(p.name) for p in self.jobs_dir.iterdir()
                       if p.name.isdigit() and (p / REQUEST_FILE).is_file())
 
+    # -- housekeeping -------------------------------------------------------
+    def prune(self, older_than, *, dry_run=False):
+        """Delete the jobs that ended more than ``older_than`` ago.
+
+        A job's age is counted from when it ended (see `job_times`).  A job
+        with no outcome yet is never deleted, however old: it may be running
+        here or in another process, or be solved again when next asked for.
+        Ids of deleted jobs are never given to new jobs.
+
+        Parameters
+        ----------
+        older_than : `~datetime.timedelta`
+            Jobs that ended before ``now - older_than`` are deleted.
+        dry_run : bool
+            Only say what would be deleted.
+
+        Returns
+        -------
+        PrunedJobs
+            The jobs deleted and the disk space their files took.
+        """
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise InvalidInputError(f'older_than must be a timedelta of 0 or more, got '
+                                    f'{older_than!r}.')
+        cutoff = _now() - older_than
+        old, unfinished = [], []
+        for job_id in self.my_jobs():
+            try:
+                submitted, finished = self.job_times(job_id)
+            except (JobNotFoundError, OSError, ValueError):      # pruned meanwhile, or damaged
+                continue
+            if finished is None:
+                if submitted < cutoff:
+                    unfinished.append(job_id)
+            elif finished < cutoff:
+                old.append((finished, job_id))
+        freed, deleted = 0, []
+        for _, job_id in sorted(old):
+            job_dir = self.jobs_dir / str(job_id)
+            size = _tree_size(job_dir)
+            if not dry_run:
+                self._note_pruned(job_id)
+                # Renamed first: the job is gone at once for every reader, never half there.
+                doomed = self.jobs_dir / f'.pruning-{job_id}'
+                try:
+                    job_dir.rename(doomed)
+                except OSError:     # deleted meanwhile by another prune
+                    continue
+                shutil.rmtree(doomed, ignore_errors=True)
+            freed += size
+            deleted.append(job_id)
+        if deleted and not dry_run:
+            log.debug(f'Deleted {len(deleted)} local jobs that ended before {cutoff:%Y-%m-%d %H:%M} '
+                     f'UTC, {freed / 1e6:.1f} MB, from {self.jobs_dir}.')
+        return PrunedJobs(job_ids=deleted, bytes=freed, kept_unfinished=unfinished,
+                          dry_run=bool(dry_run))
+
+    def _highest_pruned_id(self):
+        try:
+            return int((self.jobs_dir / PRUNED_ID_FILE).read_text().strip())
+        except (OSError, ValueError):
+            return 0
+
+    def _note_pruned(self, job_id):
+        if job_id > self._highest_pruned_id():
+            local_jobs._write_json(self.jobs_dir / PRUNED_ID_FILE, int(job_id))
+
     def jobs_by_tag(self, tag, exact=False):
         wanted = tag.strip().lower()
         found = []
@@ -430,6 +546,23 @@ class LocalBackend:
                                           job_id=int(job_id)) from None
         except ValueError as exc:
             raise InvalidInputError(str(exc)) from None
+
+
+def _utc_mtime(path):
+    """A file's modification time as a naive UTC datetime."""
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc).replace(tzinfo=None)
+
+
+def _tree_size(folder):
+    """Bytes taken by the files under a folder."""
+    total = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def _run_task(task, url=None):

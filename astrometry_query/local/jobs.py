@@ -9,7 +9,7 @@ and annotations (`objects_in_field`, `annotations`), and the files of
 
 Files of a job directory
 ------------------------
-``<input>``          the image (hard-linked when possible) or ``input.fits``
+``<input>``          a copy of the image (a reflink where the filesystem can), or ``input.fits``
 ``astrometry.cfg``   the engine config of this solve
 ``log``              the engine's output (nova's engine log)
 ``job.log``          what went wrong in this module, if anything
@@ -25,11 +25,11 @@ Files of a job directory
 """
 import json
 import logging
-import os
 import shutil
 import threading
 import time
 import traceback
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -72,18 +72,49 @@ def _note(job_dir, exc):
 
 
 def _place_input(job_dir, input_path):
-    """The input's path inside job_dir: hard-linked (else copied) when outside."""
+    """The input's path inside job_dir: a copy of it when outside.
+
+    Never a hard link: the user's file and the job's would be one, and
+    editing the image in place would change what the job was solved from.
+    Where the filesystem can (btrfs, XFS...), the copy is a reflink: it
+    shares the blocks until either file is written, so it costs no space.
+    """
     job_dir, input_path = Path(job_dir).resolve(), Path(input_path).resolve()
     if input_path.parent == job_dir:
         return input_path
     name = input_path.name
     target = job_dir / (f'input-{name}' if name in _RESERVED else name)
     if not target.exists():
-        try:
-            os.link(input_path, target)
-        except OSError:   # another filesystem, or links not allowed
+        if not _reflink(input_path, target):
             shutil.copyfile(input_path, target)
     return target
+
+
+# Linux's FICLONE ioctl (_IOW(0x94, 9, int)): a copy-on-write clone of a whole file.
+_FICLONE = 0x40049409
+
+
+def _reflink(source, target):
+    """Clone ``source`` as a new file ``target`` (copy-on-write); False, and
+    no ``target`` left behind, where the filesystem or the system cannot."""
+    try:
+        import fcntl
+    except ImportError:      # not a POSIX system
+        return False
+    try:
+        with open(source, 'rb') as src, open(target, 'xb') as dst:
+            fcntl.ioctl(dst.fileno(), _FICLONE, src.fileno())
+        return True
+    except FileExistsError:  # placed meanwhile by another process
+        return True
+    except OSError:
+        Path(target).unlink(missing_ok=True)
+        return False
+
+
+def utc_now():
+    """Now, as a naive UTC datetime (nova's convention for its times)."""
+    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def _write_json(path, data):
@@ -121,7 +152,8 @@ def run_job(job_dir, *, image=None, sources=None, width=None, height=None, args=
         "failure"), ``calibration`` (nova's JSON, or None), ``width``,
         ``height``, ``elapsed``, ``timings``, ``attempts``, ``hints``,
         ``timed_out``, ``error``, ``error_kind``, ``n_sources``, ``source_list``, ``input``,
-        ``original_filename``.
+        ``original_filename``, ``finished`` (when it was written: naive UTC, as
+        ``str(datetime)``).
 
     Raises
     ------
@@ -188,6 +220,7 @@ def record_result(job_dir, solved, *, error=None, image=None, sources=None, widt
             _note(job_dir, exc)
     result['elapsed'] = round(elapsed if elapsed is not None
                               else (solved.elapsed if solved is not None else 0.0), 4)
+    result['finished'] = str(utc_now())
     _write_json(job_dir / RESULT_FILE, result)
     return result
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from starlette.responses import HTMLResponse
 
+from ..results import parity_text
 from .web_auth import CSRF_COOKIE, CSRF_FIELD
 from .web_forms import FORM_FIELDS, PARITIES, SCALE_UNITS
 from .web_links import sky_links
@@ -160,7 +161,7 @@ def solution_html(job_id, job, result):
         radius=f'{cal["radius"]:.6f}', radius_text=f'{cal["radius"]:.3f}',
         orientation=f'{cal["orientation"]:.4f}', orientation_text=f'{cal["orientation"]:.2f}',
         parity=f'{cal["parity"]:g}',
-        parity_text='normal (pos: not mirrored)' if cal['parity'] < 0 else 'mirrored (neg)',
+        parity_text=parity_text(cal['parity']),
         logodds='' if logodds is None else f'{logodds:g}',
         logodds_text='not recorded' if logodds is None else
         f'{logodds:.1f} <span class="sub">(natural log of the odds that the match is real; '
