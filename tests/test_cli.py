@@ -30,7 +30,8 @@ from astrometry_query.cli._common import (EXIT_AUTH, EXIT_INTERNAL, EXIT_INTERRU
                                           EXIT_SETUP, EXIT_TIMEOUT, EXIT_UNSOLVED, EXIT_USAGE,
                                           dec_degrees, exit_code, join_signed_values, ra_degrees,
                                           radius_degrees)
-from astrometry_query.cli.solve import expand_images, wcs_path_for
+from astrometry_query.cli.solve import wcs_path_for
+from astrometry_query.images import expand_images
 from astrometry_query.exceptions import (IndexCoverageError, InvalidInputError, InvalidSettingError,
                                          JobNotFoundError, LocalSolverNotFoundError, LoginError,
                                          MissingAPIKeyError, ResultNotAvailableError, ServerError,
@@ -165,7 +166,7 @@ def test_version_and_no_command(capsys):
 @pytest.mark.parametrize('argv, named', [
     (['solve', 'missing.fits'], "IMAGE: no such file: 'missing.fits'"),
     (['solve', 'nowhere/*.fits'], "IMAGE: no file matches 'nowhere/*.fits'"),
-    (['solve', '{dir}'], 'is a directory'),
+    (['solve', '{dir}/empty'], 'holds no image files'),
     (['solve', '{image}', '--ra', '400', '--dec', '0'], 'argument --ra: must be between 0 and 360'),
     (['solve', '{image}', '--ra', '25:00:00', '--dec', '0'], "argument --ra: expected degrees"),
     (['solve', '{image}', '--ra', 'north', '--dec', '0'], 'argument --ra: expected degrees'),
@@ -225,6 +226,7 @@ def test_version_and_no_command(capsys):
 ])
 def test_bad_input_names_the_argument(argv, named, tmp_path, capsys):
     image, image2 = tmp_path / 'a.fits', tmp_path / 'b.fits'
+    (tmp_path / 'empty').mkdir()
     for path in (image, image2):
         fits.PrimaryHDU(np.zeros((20, 20), np.float32)).writeto(path)
     values = {'image': image, 'image2': image2, 'dir': tmp_path}
@@ -331,7 +333,7 @@ def test_image_names_globs_and_wcs_paths(tmp_path):
     assert wcs_path_for(Path('night.2024-01-05.fit')) == Path('night.2024-01-05.wcs')
     assert wcs_path_for(Path('frame')) == Path('frame.wcs')
     with pytest.raises(InvalidInputError, match='IMAGE: no such file'):
-        expand_images([str(tmp_path / 'z.fits')])
+        expand_images([str(tmp_path / 'z.fits')], argument='IMAGE')
 
 
 def test_output_collisions_are_refused_before_solving(tmp_path, capsys):
@@ -823,3 +825,20 @@ def test_console_script_in_a_subprocess(images, tmp_path):
     assert bad.returncode == EXIT_USAGE and bad.stdout == ''
     assert bad.stderr.strip().splitlines()[-1].startswith(
         'astrometry-query: UsageError: argument --dec: expected degrees')
+
+
+@requires_solver
+def test_every_line_on_stderr_is_the_command_s_and_says_it_once(images, capsys):
+    """Status lines, warnings and the error alike start with the command's
+    name, and the error's paragraph is printed once."""
+    path = images[0][0]
+    code, out, err = run(capsys, 'solve', path, '--scale-low', '2', '--scale-high', '3',
+                         '--ra', '10', '--dec', '10', '--radius', '1', '--no-cache')
+    assert code == EXIT_UNSOLVED
+    lines = err.strip().splitlines()
+    assert lines and all(line.startswith('astrometry-query: ') for line in lines), lines
+    assert any(line.startswith('astrometry-query: job ') for line in lines)   # the status line
+    failures = [line for line in lines if 'SolveFailedError' in line]
+    assert len(failures) == 1 and err.count('no solution was found') == 1
+    assert 'pixel scales of 2-3 arcsec/pixel, within 1 deg of RA 10.0000 Dec +10.0000' \
+        in failures[0]

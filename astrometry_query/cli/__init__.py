@@ -114,13 +114,22 @@ def _index_epilogs(index):
             parser.formatter_class = HelpFormatter
 
 
+class _CommandFormatter(logging.Formatter):
+    """Log lines as the command's own: ``astrometry-query: job 3: solving``,
+    ``astrometry-query: warning: ...`` (the prefix its errors have too)."""
+
+    def format(self, record):
+        level = '' if record.levelno <= logging.INFO else f'{record.levelname.lower()}: '
+        return f'{PROG}: {level}{record.getMessage()}'
+
+
 @contextlib.contextmanager
 def _log_to_stderr():
     """The library's log lines go to stderr (astroquery's handler prints INFO
     on stdout), so that stdout holds only results (tables, JSON)."""
     from astroquery import log
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter('%(levelname)s: %(message)s'))
+    handler.setFormatter(_CommandFormatter())
     handlers, propagate = list(log.handlers), log.propagate
     for old in handlers:
         log.removeHandler(old)

@@ -1,16 +1,15 @@
 """``astrometry-query solve IMAGE...`` and ``astrometry-query demo``."""
 import argparse
 import contextlib
-import glob
 import os
-import re
 import time
 from importlib.resources import files
 from pathlib import Path
 
 import astropy.units as u
 
-from ..exceptions import AstrometryNetError, InvalidInputError, InvalidSettingError
+from ..exceptions import AstrometryNetError, InvalidSettingError
+from ..images import expand_images, image_stem
 from ._common import (EXIT_INTERRUPTED, EXIT_OK, EXIT_UNSOLVED, PROG, UsageError,
                       add_client_options, add_command, dec_degrees, echo, fmt, format_table,
                       make_client, message, nonnegative_int, positive_float, positive_int,
@@ -31,10 +30,6 @@ _SOLVE_EXAMPLES = [
 ]
 _DEMO_EXAMPLES = ['astrometry-query demo', 'astrometry-query demo -o /tmp/example.wcs --json']
 
-#: Image suffixes dropped to name the WCS file (m42.fits.gz -> m42.wcs).
-_IMAGE_SUFFIXES = ('.fits', '.fit', '.fts', '.fz', '.png', '.jpg', '.jpeg', '.gif', '.tif',
-                   '.tiff', '.pnm', '.ppm', '.pgm')
-_COMPRESSIONS = ('.gz', '.bz2', '.xz', '.z')
 #: Solve settings -> the options that set them (for error messages).
 _OPTION_OF = {'scale_lower': '--scale-low', 'scale_upper': '--scale-high',
               'scale_units': '--scale-units', 'scale_type': '--scale-low/--scale-high',
@@ -140,49 +135,10 @@ def add_parsers(sub):
 
 
 # -- inputs and outputs ------------------------------------------------------------------------
-def expand_images(patterns):
-    """Paths of the images named by files and glob patterns, in order, each once.
-
-    Raises `InvalidInputError` for a missing file, a directory, or a pattern
-    that matches nothing.
-    """
-    found = []
-    for pattern in patterns:
-        text = os.path.expanduser(pattern)
-        path = Path(text)
-        if path.is_file():
-            found.append(path)
-        elif path.is_dir():
-            raise InvalidInputError(f'IMAGE: {pattern!r} is a directory; give the images in it, '
-                                    f"e.g. '{pattern.rstrip('/')}/*.fits'")
-        elif re.search(r'[*?[]', text):
-            matches = sorted(Path(p) for p in glob.glob(text, recursive=True) if Path(p).is_file())
-            if not matches:
-                raise InvalidInputError(f'IMAGE: no file matches {pattern!r}')
-            found += matches
-        else:
-            raise InvalidInputError(f'IMAGE: no such file: {pattern!r}')
-    unique = {}
-    for path in found:
-        unique.setdefault(path.resolve(), path)
-    return list(unique.values())
-
-
 def wcs_path_for(image, output_dir=None):
     """Where the WCS of an image goes: m42.fits(.gz) -> m42.wcs, beside it or in ``output_dir``."""
-    name = image.name
-    lower = name.lower()
-    for suffix in _COMPRESSIONS:
-        if lower.endswith(suffix):
-            name, lower = name[:-len(suffix)], lower[:-len(suffix)]
-            break
-    for suffix in _IMAGE_SUFFIXES:
-        if lower.endswith(suffix) and len(name) > len(suffix):
-            name = name[:-len(suffix)]
-            break
-    else:
-        name = Path(name).stem or name
-    return (Path(output_dir) if output_dir is not None else image.parent) / f'{name}.wcs'
+    folder = Path(output_dir) if output_dir is not None else image.parent
+    return folder / f'{image_stem(image.name)}.wcs'
 
 
 def _output_paths(images, args):
@@ -485,7 +441,7 @@ def _solve_many(client, images, outputs, args, settings):
 def run_solve(args, backend=None):
     """``solve``: returns the exit status."""
     settings = _settings(args)
-    images = expand_images(args.images)
+    images = expand_images(args.images, argument='IMAGE')
     outputs = _output_paths(images, args)
     with _quiet_log(args.quiet or args.json), _index_dirs(getattr(args, 'index_dir', None)), \
             make_client(args, backend=backend) as client:

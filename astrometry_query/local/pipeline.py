@@ -168,9 +168,9 @@ def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, fl
     return outcome, records, used
 
 
-def searched_text(settings, width, height, hints=None):
+def searched_text(settings, width, height, tried=()):
     """What a search covered, in words: its pixel scale range and sky area
-    (from ``settings``), and the header hints tried first, if any.
+    (from ``settings``), and the header cards whose hints were tried first.
 
     >>> searched_text({'scale_units': 'arcsecperpix', 'scale_lower': 2, 'scale_upper': 3,
     ...                'center_ra': 83.8, 'center_dec': -5.4, 'radius': 1}, 600, 400)
@@ -186,18 +186,26 @@ def searched_text(settings, width, height, hints=None):
     if all(settings.get(k) is not None for k in ('center_ra', 'center_dec')) and \
             settings.get('radius'):
         where = (f'within {float(settings["radius"]):.3g} deg of RA '
-                 f'{float(settings["center_ra"]):.4f} Dec {float(settings["center_dec"]):+.4f}')
+                 f'{float(settings["center_ra"]) % 360:.4f} Dec {float(settings["center_dec"]):+.4f}')
     else:
         where = 'over the whole sky'
     text = f'{scale}, {where}'
-    if hints:
-        text += f" (first narrowed by the header's {' and '.join(hints.sources)})"
+    if tried:
+        text += f" (first narrowed by the header's {' and '.join(tried)})"
     return text
 
 
-def _no_solution(settings, hints, width, height):
+def _tried(attempts, hints):
+    """The header cards whose hints the engine runs used."""
+    keys = {k for attempt in attempts for k in attempt['hints']}
+    return [source for key, source in (('scale_lower', hints and hints.scale_source),
+                                       ('center_ra', hints and hints.position_source))
+            if key in keys and source]
+
+
+def _no_solution(settings, hints, width, height, tried=()):
     """Why nothing was found, in terms of what the search was given and covered."""
-    searched = searched_text(settings, width, height, hints)
+    searched = searched_text(settings, width, height, tried)
     given = []
     if scale_bounds(settings, width, height) != (None, None) or (hints and hints.scale):
         given.append('scale')
@@ -373,10 +381,12 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
                             f'{coverage.fix}')
             result.error_kind = 'index_coverage'
         elif not solved:
+            tried = _tried(result.attempts, hints)
             result.error = (f'the time limit ({timeout:g} s) stopped the search of '
-                            f'{searched_text(settings, width, height, hints)}: give a longer '
+                            f'{searched_text(settings, width, height, tried)}: give a longer '
                             'solve_timeout, or narrower scale and position hints'
-                            if result.timed_out else _no_solution(settings, hints, width, height))
+                            if result.timed_out
+                            else _no_solution(settings, hints, width, height, tried))
         else:
             t0 = time.perf_counter()
             header = fits.getheader(outcome.wcs_path)
