@@ -594,7 +594,7 @@ class NovaApp:
             return path
         from ..local import jobs as local_jobs
         if kind == 'extraction':
-            from .extraction import extraction_png
+            from ..local.extraction import extraction_png
             result = local_jobs.read_result(job_dir) or {}
             image = None if result.get('source_list') else result.get('input')
             return extraction_png(job_dir, local_jobs.RESULT_FILES['axy'], image)

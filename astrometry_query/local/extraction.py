@@ -24,7 +24,7 @@ CIRCLE_COLOUR = (255, 48, 48)
 def _background(image_path, width, height):
     """8-bit grey levels of the image (row 0 is y = 1, as the solver numbers pixels
     and as the annotated image is drawn), or a black canvas."""
-    from ..local.annotate import display_levels, image_format, read_image
+    from .annotate import display_levels, image_format, read_image
     try:
         pixels = read_image(image_path) if image_path is not None else None
     except (OSError, ValueError):
