@@ -15,8 +15,8 @@ from astropy.wcs import WCS
 from astroquery import log
 from astroquery.exceptions import TimeoutError as AstroqueryTimeoutError
 
-import astrometry_query.solving as core_module
-from astrometry_query import AstrometryNetClass, conf, polling
+from astrometry_query import AstrometryNetClass, conf
+from astrometry_query.nova import client as client_module, polling
 from astrometry_query.exceptions import (InvalidInputError, InvalidSettingError, JobNotFoundError,
                                          LoginError, MissingAPIKeyError, ResultNotAvailableError,
                                          ServerError, SolveFailedError, SolveTimeoutError,
@@ -49,7 +49,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch):
     fc = FakeClock()
-    monkeypatch.setattr(core_module, 'wait_for_job',
+    monkeypatch.setattr(client_module, 'wait_for_job',
                         functools.partial(polling.wait_for_job, sleep=fc.sleep, clock=fc.clock))
     return fc
 

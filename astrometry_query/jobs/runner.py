@@ -134,7 +134,9 @@ def failure_kind(solved=None, error=None):
     'index_coverage' (the index files cannot serve the field), 'timeout' (its
     time limit stopped it), 'invalid_input' (the input cannot be used),
     'too_few_sources', 'engine' (the engine failed to run), 'no_solution'
-    (the search ended without a match), or 'error' (anything else)."""
+    (the search ended without a match), or 'error' (anything else).  Outside
+    a job: 'fetch' (its input could not be fetched) and 'submission' (a
+    server could not process the submission)."""
     if error is not None:
         return 'invalid_input' if isinstance(error, InvalidInputError) else 'error'
     if solved.error_kind:
@@ -227,14 +229,19 @@ def error_for(result, *, submission_id=None, job_id=None):
     reason = result.get('error') or 'no solution was found'
     kind = result.get('error_kind')
     if kind == 'index_coverage':
-        return IndexCoverageError(reason, **ids)
-    if kind == 'timeout':
-        return SolveTimeoutError(f'The solve was stopped: {reason}', resumable=False, **ids)
-    if kind == 'invalid_input':     # the image itself cannot be used
-        return InvalidInputError(reason.removeprefix('InvalidInputError: '), **ids)
-    if kind == 'fetch':
-        return SubmissionError(f'The input could not be fetched: {reason}', **ids)
-    return SolveFailedError(f'The solve failed: {reason.rstrip(".")}.', **ids)
+        error = IndexCoverageError(reason, **ids)
+    elif kind == 'timeout':
+        error = SolveTimeoutError(f'The solve was stopped: {reason}', resumable=False, **ids)
+    elif kind == 'invalid_input':     # the image itself cannot be used
+        reason = reason.removeprefix('InvalidInputError: ')
+        error = InvalidInputError(reason, **ids)
+    elif kind in ('fetch', 'submission'):
+        error = SubmissionError(f'The server could not process the submission: {reason}', **ids)
+    else:
+        error = SolveFailedError(f'The solve failed: {reason.rstrip(".")}.', **ids)
+    # Batches show the reason alone in their table, and sort failures by kind.
+    error.reason, error.error_kind = reason, kind
+    return error
 
 
 # -- executors -------------------------------------------------------------------------------

@@ -517,8 +517,8 @@ class NovaApp:
         job = await self._job(request)
         if job['calibration'] is None:
             return nova_json({'error': ERRORS['no_calibration'].format(job_id=job['id'])})
-        from ..local import jobs as local_jobs
-        annotations = await run_in_threadpool(local_jobs.annotations,
+        from ..jobs import outputs
+        annotations = await run_in_threadpool(outputs.annotations,
                                               self.data_dir / 'jobs' / str(job['id']))
         return nova_json({'annotations': brightest_stars(annotations, nbright)})
 
@@ -533,8 +533,8 @@ class NovaApp:
         if job['status'] == 'failure':
             # Not in nova's answer (clients ignore extra keys): why it failed, so
             # that a client can say what to do (e.g. which index files to fetch).
-            from ..local import jobs as local_jobs
-            result = await run_in_threadpool(local_jobs.read_result,
+            from ..jobs.files import read_result
+            result = await run_in_threadpool(read_result,
                                              self.data_dir / 'jobs' / str(job['id']))
             if result and result.get('error'):
                 out['error_message'] = result['error']
@@ -592,13 +592,8 @@ class NovaApp:
             if path is None:
                 raise FileNotFoundError(kind)
             return path
-        from ..local import jobs as local_jobs
-        if kind == 'extraction':
-            from ..local.extraction import extraction_png
-            result = local_jobs.read_result(job_dir) or {}
-            image = None if result.get('source_list') else result.get('input')
-            return extraction_png(job_dir, local_jobs.RESULT_FILES['axy'], image)
-        return local_jobs.result_file(job_dir, kind)
+        from ..jobs.outputs import result_file
+        return result_file(job_dir, kind)
 
     def file_route(self, route):
         kind, gated, media_type, filename = FILE_ROUTES[route]

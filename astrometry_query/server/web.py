@@ -219,9 +219,9 @@ class WebPages:
         if owner is None or not self._may_see(ctx, owner):
             return self._not_yours(ctx, f'job {job_id or request.path_params["id"]}', owner is not None)
         job = await self.nova._job(request, objects=True)
-        from ..local import jobs as local_jobs
+        from ..jobs.files import RESULT_KINDS, read_result
         job_dir = Path(self.nova.data_dir) / 'jobs' / str(job_id)
-        result = await run_in_threadpool(local_jobs.read_result, job_dir) or {}
+        result = await run_in_threadpool(read_result, job_dir) or {}
         kind, word = JOB_WORDS.get(job['status'], ('failure', job['status']))
         parts = [f'<p class="sub">From submission <a href="/status/{owner["id"]}">{owner["id"]}</a>: '
                  f'<span class="name">{esc(job["original_filename"])}</span></p>',
@@ -238,8 +238,8 @@ class WebPages:
         if job['calibration'] is not None:
             parts.append(solution_html(job_id, job, result))
         if job['status'] in ('success', 'failure'):
-            solved = (job_dir / local_jobs.RESULT_FILES['wcs']).is_file()
-            extracted = (job_dir / local_jobs.RESULT_FILES['axy']).is_file()
+            solved = (job_dir / RESULT_KINDS['wcs'].file).is_file()
+            extracted = (job_dir / RESULT_KINDS['axy'].file).is_file()
             if extracted:
                 parts.append(extraction_html(job_id, size, result.get('n_sources')))
             # Files a failed job may still have; the others come with a solution.
