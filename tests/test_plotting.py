@@ -297,7 +297,8 @@ def test_solution_scale_and_key(solved):
                        legend=False)
     (arrows,) = _by_gid(ax, 'residuals')
     assert arrows.scale == pytest.approx(1 / 250)
-    key = next(c for c in ax.artists + ax.get_children() if type(c).__name__ == 'QuiverKey')
+    key = _key(ax)
+    assert key.get_gid() == 'residuals-key'
     assert key.U == pytest.approx(1 / SCALE, rel=1e-3)
     assert '\u00d7250' in key.text.get_text()
     assert ax.get_legend() is None
@@ -369,8 +370,7 @@ def test_arrows_leaving_the_frame_are_cut_at_its_edge_and_counted(solved):
 
 
 def _key(ax):
-    (key,) = [a for a in ax.get_children() if a.get_gid() == 'residuals-key']
-    assert type(key).__name__ == 'QuiverKey'
+    (key,) = [a for a in ax.get_children() if type(a).__name__ == 'QuiverKey']
     return key
 
 
@@ -403,7 +403,8 @@ def test_the_key_never_overlaps_the_summary(solved, solve, shape, guides):
     client = solved[0]
     header, path, _ = solved[1:] if shape == SHAPE else solve(f'{shape[0]}x{shape[1]}',
                                                                shape=shape)
-    ax = plot_solution(path, header, client=client, compass=guides, scalebar=guides)
+    extra = {'compass': True, 'scalebar': True} if guides else {}
+    ax = plot_solution(path, header, client=client, **extra)
     boxes = _extents(ax)
     key = boxes.pop('key')
     frame = ax.get_window_extent()
@@ -415,7 +416,7 @@ def test_the_key_never_overlaps_the_summary(solved, solve, shape, guides):
     # the summary even where the panel is too small for everything to fit
     fig = plt.figure(figsize=(10, 4))
     panel = fig.add_subplot(1, 2, 1, projection=WCS(header))
-    plot_solution(path, header, ax=panel, client=client, compass=guides, scalebar=guides)
+    plot_solution(path, header, ax=panel, client=client, **extra)
     boxes = _extents(panel)
     assert not boxes['key'].overlaps(boxes['summary'])
 

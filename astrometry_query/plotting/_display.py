@@ -233,8 +233,9 @@ def _axes(ax, wcs):
     if ax is None:
         import matplotlib.pyplot as plt
         nx, ny = wcs.pixel_shape
-        width = 8.0
-        height = min(max(width * ny / nx, 3.0), 14.0)
+        # 8 inches wide, at most 14 high: a tall image gets a narrower figure
+        height = min(max(8.0 * ny / nx, 3.0), 14.0)
+        width = 8.0 if 8.0 * ny / nx <= 14.0 else max(4.0, 14.0 * nx / ny + 2.0)
         return plt.figure(figsize=(width, height)).add_subplot(projection=wcs)
     if not isinstance(ax, WCSAxes):
         raise InvalidInputError('ax must be a WCSAxes, e.g. plt.subplot(projection=WCS(header)), '

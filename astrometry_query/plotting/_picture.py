@@ -33,13 +33,15 @@ def draw_picture(annotations, shape, *, pixels=None, top_down=False):
     Returns
     -------
     `~matplotlib.figure.Figure`
-        Not attached to pyplot (safe in server threads); its one axes has the
-        gids of `plot_annotations`.
+        On an Agg canvas, not attached to pyplot (safe in server threads); its
+        one axes has the gids of `plot_annotations`.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     nx, ny = shape
     big = max(nx, ny)
     fig = Figure(figsize=(nx / _DPI, ny / _DPI), dpi=_DPI, facecolor='black')
+    FigureCanvasAgg(fig)        # what the labels are measured with, and the PNG drawn by
     ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
     ax.set_axis_off()
     if pixels is not None:

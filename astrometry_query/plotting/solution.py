@@ -172,7 +172,7 @@ def plot_solution(image, job_or_header, ax=None, *, client=None, corr=None, sour
     scale : float, optional
         How many times the arrows are longer than the residuals; default a
         round number that makes the 90th-percentile residual about 6 % of the
-        image side.
+        image's shorter side.
     key_length : `~astropy.units.Quantity` or float, optional
         The residual shown by the key arrow: pixels, or an angle on the sky.
         Default a round value near the RMS residual.
@@ -247,7 +247,7 @@ def plot_solution(image, job_or_header, ax=None, *, client=None, corr=None, sour
     nx, ny = wcs.pixel_shape
     if scale is None:
         p90 = float(np.percentile(length, 90)) if n else 0.0
-        scale = max(1.0, _nice(0.06 * max(nx, ny) / p90)) if p90 > 0 else 1.0
+        scale = max(1.0, _nice(0.06 * min(nx, ny) / p90)) if p90 > 0 else 1.0
     if key_px is None:
         key_px = _nice(rms) if n and rms > 0 else 1.0
 
@@ -255,6 +255,7 @@ def plot_solution(image, job_or_header, ax=None, *, client=None, corr=None, sour
     ax = _axes(ax, wcs)
     _frame(ax, data, wcs, new=new, top_down=top_down, interval=interval, stretch=stretch,
            cmap=cmap, grid=grid)
+    ax.apply_aspect()           # the frame's size on the screen, as drawn
     marker = 0.01 * max(nx, ny) * 72.0 / ax.figure.dpi * ax.get_window_extent().width / nx
     size = max(marker, 3.0) ** 2
     if sx is not None:
@@ -280,7 +281,7 @@ def plot_solution(image, job_or_header, ax=None, *, client=None, corr=None, sour
     if ncut:
         ax.quiver(x0[cut], y0[cut], (dx * t)[cut], (dy * t)[cut], color=_CUT_ARROW,
                   gid='residuals-cut', **style)
-        ax.scatter((x0 + dx * t * scale)[cut], (y0 + dy * t * scale)[cut], s=size, marker='s',
+        ax.scatter((x0 + dx * t * scale)[cut], (y0 + dy * t * scale)[cut], s=size / 2, marker='s',
                    color=_CUT_ARROW, edgecolors='black', linewidths=0.5, zorder=5,
                    gid='residuals-cut-ends', label=f'arrows cut at the frame ({ncut})')
     summary = (f'{n} matches\nRMS residual {rms:.3g} px ({rms * pixscale:.3g}\u2033)' if n
