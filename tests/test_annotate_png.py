@@ -14,6 +14,7 @@ from astropy.wcs import WCS
 from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.exceptions import InvalidInputError
 from astrometry_query.local import annotate
+from astrometry_query.plotting._picture import draw_overlay
 from astrometry_query.simulate import render_field
 
 from server_fixtures import requires_solver
@@ -92,8 +93,8 @@ def test_annotated_png_of_a_solved_fits_image(field, tmp_path):
     assert len(ring) > 20
     assert ring.mean(axis=0) == pytest.approx([row, column], abs=1.0)
     assert np.ptp(np.hypot(ring[:, 0] - row, ring[:, 1] - column)) < 4
-    # ...and labelled, by its side
-    fig = annotate.annotated_figure(wcs_path, image_path=path)
+    # ...and labelled, by its side (the drawing annotated_png lays over the image)
+    fig = draw_overlay(annotate.annotations(wcs_path), (SHAPE[1], SHAPE[0]))
     labels = {t.get_text(): t for t in fig.axes[0].texts if t.get_gid() == 'annotation-label'}
     assert labels['Atlas'].xy == pytest.approx((x - 1, y - 1), abs=0.05)
 
@@ -203,7 +204,8 @@ def test_annotated_png_labels_do_not_overlap(tmp_path):
         wcs_path = client.download(header, 'wcs', destination_dir=tmp_path)
         objects = client.get_annotations(header)
         png = _open_png(client.download(header, 'annotated'))
-    fig = annotate.annotated_figure(wcs_path, image_path=image)
+    # the drawing annotated_png lays over the image
+    fig = draw_overlay(annotate.annotations(wcs_path), png.size)
     ax = fig.axes[0]
     assert tuple(png.size) == tuple(fig.canvas.get_width_height()) == (header['IMAGEW'],
                                                                        header['IMAGEH'])

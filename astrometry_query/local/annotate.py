@@ -21,8 +21,8 @@ from astropy.wcs import WCS, FITSFixedWarning
 from ..exceptions import AstrometryNetError, InvalidInputError, LocalSolverNotFoundError
 from .solver import INSTALL_SOLVER, find_installation, xy_columns
 
-__all__ = ['objects_in_field', 'annotations', 'annotated_figure', 'annotated_png', 'new_fits',
-           'image_rd', 'image_format', 'read_image', 'display_levels']
+__all__ = ['objects_in_field', 'annotations', 'annotated_png', 'new_fits', 'image_rd',
+           'image_format', 'read_image', 'display_levels']
 
 _PICTURES = ('png', 'jpeg', 'gif')
 _MAGIC = ((b'\x89PNG', 'png'), (b'\xff\xd8', 'jpeg'), (b'GIF8', 'gif'), (b'SIMPLE  =', 'fits'))
@@ -256,22 +256,23 @@ def _wcs_header(wcs):
     return wcs if isinstance(wcs, fits.Header) else fits.getheader(wcs)
 
 
-def annotated_figure(wcs_path, *, image_path=None, width=None, height=None,
-                     installation=None):
-    """The field's named stars and NGC/IC objects drawn on the image, as a matplotlib Figure.
+def annotated_png(wcs_path, out_path, *, image_path=None, width=None, height=None,
+                  installation=None):
+    """Draw the field's named stars and NGC/IC objects on the image, as a PNG of its size.
 
     The objects are `annotations` (``plot-constellations``); they are
     circled and labelled as `~astrometry_query.plotting.plot_annotations`
     does it, in the same orientation: pixel y = 1 at the bottom, as FITS
     images are shown (north where the WCS puts it), but a PNG, JPEG or GIF
     image as it is seen (its top row is y = 1).  A label that would overlap
-    another is left out: the named stars are labelled first, brightest
-    first, then the NGC/IC objects, largest first.
+    another is left out: Messier objects are labelled first, then the named
+    stars, brightest first, then the other NGC/IC objects, largest first.
 
     Parameters
     ----------
-    wcs_path : str or `~pathlib.Path`
-        The solver's ``wcs.fits``.
+    wcs_path, out_path : str or `~pathlib.Path`
+        The solver's ``wcs.fits``, and the PNG to write (replaced whole: a
+        reader never sees half a file).
     image_path : str or `~pathlib.Path`, optional
         The solved image (FITS, PNG, JPEG, GIF), drawn underneath: data
         (FITS, 16-bit pictures) through `display_levels`, 8-bit pictures as
@@ -283,10 +284,9 @@ def annotated_figure(wcs_path, *, image_path=None, width=None, height=None,
 
     Returns
     -------
-    `~matplotlib.figure.Figure`
-        One pixel per image pixel at 72 dpi; not attached to pyplot.
+    `~pathlib.Path`
     """
-    from ..plotting._picture import draw_picture
+    from ..plotting._picture import write_png
     objects = annotations(wcs_path, installation=installation)
     try:
         pixels = read_image(image_path) if image_path is not None else None
@@ -304,29 +304,8 @@ def annotated_figure(wcs_path, *, image_path=None, width=None, height=None,
         height = int(height or header.get('IMAGEH', 0))
         if not (width > 0 and height > 0):
             raise InvalidInputError(f'{wcs_path} has no IMAGEW/IMAGEH; give width and height.')
-    return draw_picture(objects, (width, height), pixels=pixels, top_down=top_down)
-
-
-def annotated_png(wcs_path, out_path, *, image_path=None, width=None, height=None,
-                  installation=None):
-    """Save `annotated_figure` as a PNG of the image's size.
-
-    Parameters
-    ----------
-    wcs_path, image_path, width, height, installation
-        As for `annotated_figure`.
-    out_path : str or `~pathlib.Path`
-        The PNG to write (replaced whole: a reader never sees half a file).
-
-    Returns
-    -------
-    `~pathlib.Path`
-    """
-    from ..plotting._picture import save_png
-    fig = annotated_figure(wcs_path, image_path=image_path, width=width, height=height,
-                           installation=installation)
     with _atomic(out_path) as tmp:
-        save_png(fig, tmp)
+        write_png(tmp, objects, (width, height), pixels=pixels, top_down=top_down)
     return Path(out_path)
 
 

@@ -5,7 +5,7 @@ import math
 import astropy.units as u
 import numpy as np
 
-from ._display import _halo, _nice, _pixscale
+from ._display import _nice, _pixscale
 
 __all__ = []
 
@@ -63,10 +63,9 @@ def _compass_area(ax, wcs, fontsize, color):
         area.add_artist(FancyArrowPatch(tuple(-low), tuple(length * direction - low),
                                         arrowstyle='-|>', mutation_scale=fontsize * 1.2,
                                         color=color, linewidth=1.5, shrinkA=0, shrinkB=0,
-                                        path_effects=_halo(), gid=f'compass-{name}'))
+                                        gid=f'compass-{name}'))
         area.add_artist(Text(*(label - low), name[0].upper(), color=color, fontsize=fontsize,
-                             ha='center', va='center', path_effects=_halo(),
-                             gid=f'compass-{name}-label'))
+                             ha='center', va='center', gid=f'compass-{name}-label'))
     return area
 
 
@@ -84,8 +83,9 @@ def _scale_bar(ax, wcs, fontsize, color):
     return VPacker(children=[bar, text], align='center', pad=0, sep=3)
 
 
-def add_guides(ax, wcs, *, compass, scalebar, fontsize=9, color='white'):
-    """The compass and/or scale bar in a box at the frame's lower left; the box or None.
+def add_guides(ax, wcs, *, compass, scalebar, fontsize=10, color='white'):
+    """The compass and/or scale bar in a box at the frame's lower left, on a half-dark
+    ground (no halo: at screen resolutions it would eat thin letters); the box or None.
 
     The box has gid ``'guides'``.  Directions are computed for the axes as they are laid
     out now (``apply_aspect``), and stay right when the figure is resized: the axes keep
