@@ -3,7 +3,7 @@ pixels, and the frame they are drawn in (the image under its display
 interval and stretch, the WCSAxes, the RA/Dec grid).
 
 matplotlib and astropy.visualization are imported inside the functions
-that need them: `astrometry_query.local.annotate` uses `display_interval`,
+that need them: `astrometry_query.local.annotate` uses `display_norm`,
 and importing the package must not import matplotlib.
 """
 import math

@@ -94,23 +94,33 @@ def _place_key(ax, arrows, key_px, label, reserved):
     (else where it overlaps least, the summary counting most)."""
     from matplotlib.transforms import Bbox
     fig = ax.figure
+    # The figure is drawn to measure the key, without its images: matplotlib would
+    # resample them (seconds for a large one) for each draw.
+    images = [im for a in fig.axes for im in a.get_images() if im.get_visible()]
 
     def make(x, y, side):
         key = ax.quiverkey(arrows, x, y, key_px, label, labelpos=side, coordinates='axes',
                            color=_ARROW, labelcolor='white', fontproperties={'size': 8})
         key.text.set_path_effects(_halo())
         key.set_gid('residuals-key')
-        fig.draw_without_rendering()
+        for im in images:
+            im.set_visible(False)
+        try:
+            fig.draw_without_rendering()
+        finally:
+            for im in images:
+                im.set_visible(True)
         return key, _extent(key)
 
     # the key's size, from a first one (its length does not depend on where it is)
     key, extent = make(0.5, 0.5, 'W')
+    label_width = key.text.get_window_extent().width
     key.remove()
     frame = ax.get_window_extent()
     boxes = [_extent(a) for a in reserved]
     weights = [10.0 if a.get_gid() == 'solution-summary' else 1.0 for a in reserved]
     gap, half = 4.0, extent.height / 2.0
-    width = (extent.width - key.text.get_window_extent().width) / frame.width   # the arrow's
+    width = (extent.width - label_width) / frame.width      # the arrow's, as an axes fraction
     to_axes = ax.transAxes.inverted().transform
 
     def level(y):
