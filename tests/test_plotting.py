@@ -574,6 +574,8 @@ def test_bad_arguments_are_named(solved):
         (plot_solution, (path, header), {'sources': Table({'a': [1.0]})},
          r'sources must be a source list'),
         (plot_solution, (path, header), {'corr': 42}, r'corr must be a FITS table'),
+        (plot_solution, (path, header), {'compass': 'yes'}, r'compass must be True or False'),
+        (plot_annotations, (path, header), {'scalebar': 1}, r'scalebar must be True or False'),
     ]
     for function, args, kwargs, message in cases:
         kwargs.setdefault('client', client)

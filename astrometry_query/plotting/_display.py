@@ -88,6 +88,13 @@ def _pixels(image, hdu, wcs):
     return img.pixels(), img.flips_y
 
 
+def _flag(value, name):
+    """A bool argument, checked (a string such as 'no' would count as true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidInputError(f'{name} must be True or False, got {value!r}.')
+    return bool(value)
+
+
 def _pixels_of(value, name, pixscale):
     """A length in pixels from a number (pixels), a pixel Quantity or an angle."""
     try:

@@ -8,8 +8,8 @@ import numpy as np
 from astropy.table import Table
 
 from ..exceptions import InvalidInputError
-from ._display import (_area, _axes, _client, _display_box, _frame, _halo, _pixels, _pixels_of,
-                       _pixscale, _solution, _wcs_of)
+from ._display import (_area, _axes, _client, _display_box, _flag, _frame, _halo, _pixels,
+                       _pixels_of, _pixscale, _solution, _wcs_of)
 from ._guides import add_guides
 
 __all__ = ['plot_annotations', 'TYPE_COLORS']
@@ -116,7 +116,9 @@ def plot_annotations(image, job_or_header, ax=None, *, client=None, annotations=
 
     Point-like objects (named stars) get a circle of ``marker_radius``, NGC/IC
     objects a circle of their catalogue size; each is labelled with its first
-    name, placed where it overlaps the fewest other labels.
+    name, placed where it overlaps no other label (else the fewest), nor the
+    compass and scale bar.  Labels are placed by importance: Messier objects,
+    named stars (brightest first), other NGC/IC objects (largest first).
 
     Parameters
     ----------
@@ -178,6 +180,7 @@ def plot_annotations(image, job_or_header, ax=None, *, client=None, annotations=
         the solution, or a header with neither WCS nor job id.
     """
     client = _client(client)
+    compass, scalebar = _flag(compass, 'compass'), _flag(scalebar, 'scalebar')
     header, job = _solution(job_or_header, client)
     wcs = _wcs_of(header)
     data, top_down = _pixels(image, hdu, wcs)

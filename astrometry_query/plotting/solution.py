@@ -9,8 +9,8 @@ from astropy.io import fits
 from astropy.table import Table
 
 from ..exceptions import InvalidInputError
-from ._display import (_area, _axes, _client, _frame, _halo, _nice, _pixels, _pixels_of,
-                       _pixscale, _solution, _wcs_of)
+from ._display import (_area, _axes, _client, _flag, _frame, _halo, _nice, _pixels,
+                       _pixels_of, _pixscale, _solution, _wcs_of)
 from ._guides import add_guides
 
 __all__ = ['plot_solution']
@@ -220,6 +220,7 @@ def plot_solution(image, job_or_header, ax=None, *, client=None, corr=None, sour
         solver's columns.
     """
     client = _client(client)
+    compass, scalebar = _flag(compass, 'compass'), _flag(scalebar, 'scalebar')
     if residuals not in ('corr', 'wcs'):
         raise InvalidInputError(f"residuals must be 'corr' or 'wcs', got {residuals!r}.")
     if scale is not None:
