@@ -322,7 +322,8 @@ def test_job_page_size_sources_viewers_and_log_odds(nova_server, signed_in, fiel
     drawn = np.asarray(Image.open(io.BytesIO(reply.content)).convert('RGB'))
     assert drawn.shape == (600, 700, 3)
     with fits.open(io.BytesIO(signed_in.get(f'/axy_file/{job_id}').content)) as hdul:
-        x, y = hdul[1].data['X'] - 1, hdul[1].data['Y'] - 1
+        # a FITS image is drawn as everywhere else: y = 1 at the bottom (the PNG's last row)
+        x, y = hdul[1].data['X'] - 1, drawn.shape[0] - hdul[1].data['Y']
     ring = np.all(drawn == CIRCLE_COLOUR, axis=2)
     assert ring.any() and np.all(drawn[~ring][:, 0] == drawn[~ring][:, 1])   # the rest is grey
     radius = 10                                     # the rings' radius on a 700x600 image
