@@ -12,7 +12,6 @@ import numbers
 import time
 import warnings
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyDeprecationWarning
@@ -28,6 +27,7 @@ from .polling import wait_for_job
 from .results import JOB_ID_CARD, SUBMISSION_ID_CARD, Submission, job_ref
 from .settings import MAX_SOURCES, normalize_settings, to_nova_args
 from .sources import _check_params, check_source_list, extract_sources
+from .urls import check_url
 from ._text import plural
 
 __all__ = ['SolvingMixin', 'MIN_SOURCES']
@@ -42,27 +42,6 @@ def _solve_timeout(value):
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < float('inf'):
         raise InvalidInputError(f'solve_timeout must be a positive number of seconds, got {value!r}.')
     return float(value)
-
-
-def check_url(url):
-    """An image URL: http(s), a host, no blanks, at most 200 characters (nova's column)."""
-    if not isinstance(url, str):
-        raise InvalidInputError(f'url must be a string, got {type(url).__name__}.')
-    if any(c.isspace() or not c.isprintable() for c in url):
-        raise InvalidInputError(f'url must not hold blanks or control characters, got {url!r}.')
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ('http', 'https'):
-        raise InvalidInputError(f'url must be an http or https URL, got {url!r}.')
-    if not parts.hostname:
-        raise InvalidInputError(f'url has no host name: {url!r}.')
-    try:
-        parts.port          # a port must be a number in 0..65535
-    except ValueError:
-        raise InvalidInputError(f'url has a bad port: {url!r}.') from None
-    if len(url) > 200:
-        raise InvalidInputError(f'url must be at most 200 characters (nova stores 200), '
-                                f'got {len(url)}.')
-    return url
 
 
 def _flag(value, name):

@@ -34,7 +34,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from astrometry_query.nova.protocol import ERRORS
 from astrometry_query.server import ServerThread, check_bind
-from astrometry_query.server.worker import source_list_bytes
+from astrometry_query.server.ingest import source_list_bytes
 from server_fixtures import make_nova_server, nova_server, requires_solver  # noqa: F401
 
 pytestmark = requires_solver

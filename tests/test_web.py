@@ -213,7 +213,7 @@ def test_cross_site_posts_are_refused(nova_server, signed_in, field):
     ({'center_ra': 'abc', 'center_dec': '24', 'radius': '2'}, True, "Centre RA: 'abc' is neither"),
     ({'center_ra': '400', 'center_dec': '24', 'radius': '2'}, True, 'Centre RA: 400.0 is out of range'),
     ({'tweak_order': '12'}, True, 'SIP tweak order: 12 is out of range'),
-    ({'url': 'ftp://example.org/x.fits'}, False, 'URL: only http and https URLs'),
+    ({'url': 'ftp://example.org/x.fits'}, False, 'URL must be an http or https URL'),
 ])
 def test_bad_input_shows_the_error(nova_server, signed_in, field, fields, files, message):
     before = signed_in.get('/web/submissions').json()['submissions']
