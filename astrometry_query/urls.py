@@ -14,6 +14,8 @@ import socket
 import time
 from urllib.parse import urljoin, urlsplit
 
+import requests
+
 from .exceptions import InvalidInputError
 
 __all__ = ['check_url', 'url_problem', 'fetch_url', 'copy_limited', 'MAX_URL_LENGTH',
@@ -115,7 +117,6 @@ def fetch_url(url, dest, timeout=10.0, *, allow_private=False, max_bytes=MAX_DOW
         A bad URL, a refused address, too many redirects, too many bytes or
         seconds; `requests.HTTPError` for an HTTP error status.
     """
-    import requests         # late: the package imports without it
     ends = None if deadline is None else time.monotonic() + deadline
     for _ in range(max_redirects + 1):
         problem = url_problem(url)

@@ -410,6 +410,27 @@ def test_open_server_takes_anonymous_submissions(tmp_path, field):
         assert 'data-status="processing">queued</span>' in page and 'Downloads' not in page
 
 
+def test_form_secret_is_owner_only_and_kept_across_restarts(tmp_path):
+    """The HMAC secret of the forms: owner-only from its creation, the same after a
+    restart (an open form stays valid), made anew when cut short."""
+    secret = tmp_path / 'web-secret'
+    with ServerThread(data_dir=tmp_path, workers=0) as server:
+        browser = Browser(server)
+        token = browser.token()
+    assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_bytes()) == 32
+    kept = secret.read_bytes()
+    with ServerThread(data_dir=tmp_path, workers=0) as server:
+        browser.url = server.url            # the same browser: its CSRF cookie, an open form's token
+        assert browser.post('/signout', {'csrf_token': token}, token=False).status_code == 303
+    assert secret.read_bytes() == kept
+    secret.write_bytes(kept[:5])
+    with ServerThread(data_dir=tmp_path, workers=0) as server:
+        Browser(server).get('/')
+    assert len(secret.read_bytes()) == 32 and secret.read_bytes() != kept
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir() if 'secret' in p.name) == ['web-secret']
+
+
 @requires_solver
 def test_failed_job_page_says_why(nova_server, signed_in):
     noise = np.random.default_rng(1).normal(100.0, 5.0, (200, 200)).astype(np.float32)
