@@ -6,7 +6,7 @@ from pathlib import Path
 __all__ = ['write_atomic']
 
 
-def write_atomic(path, content, *, mode=0o666):
+def write_atomic(path, content, *, mode=None):
     """Write ``content`` (bytes or str, UTF-8) to ``path`` atomically.
 
     The content goes to a hidden temporary file beside ``path`` (named by
@@ -15,9 +15,9 @@ def write_atomic(path, content, *, mode=0o666):
 
     Parameters
     ----------
-    mode : int
-        Permissions of the new file, less the umask, from its creation on
-        (0o600: a secret no one else may ever read).
+    mode : int, optional
+        Permissions of the new file (less the umask), from its creation on:
+        0o600 for a secret no one else may ever read.  Default: as any new file.
 
     Returns
     -------
@@ -25,12 +25,13 @@ def write_atomic(path, content, *, mode=0o666):
     """
     path = Path(path)
     tmp = path.with_name(f'.{path.name}.{os.getpid()}.{threading.get_ident()}.part')
-    text = isinstance(content, str)
     try:
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, 'O_BINARY', 0)
-        fd = os.open(tmp, flags, mode)
-        with open(fd, 'w' if text else 'wb', encoding='utf-8' if text else None) as f:
-            f.write(content)
+        if mode is not None:        # created with its mode before any byte is in it
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode))
+        if isinstance(content, str):
+            tmp.write_text(content, encoding='utf-8')
+        else:
+            tmp.write_bytes(content)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
