@@ -26,12 +26,12 @@ from starlette.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.routing import Route
 
 from ..nova.protocol import ERRORS, SERVER_INFO
+from ..urls import url_problem
 from .http import (FORM_MEMORY, MAX_BODY, MAX_LONG_POLL, SESSION_COOKIE, ApiError, ChangeFeed,
                    Endpoint, NotFound, RateLimiter, int_id, nova_json, path_id, read_form,
                    wait_seconds)
 from .ingest import save_upload, source_list_bytes, submission_args
 from .store import SESSION_AGE
-from ..urls import url_problem
 from .worker import WORKER_LOG
 
 __all__ = ['NovaApp', 'brightest_stars', 'FILE_ROUTES', 'LOG_FILES']
