@@ -296,12 +296,12 @@ def test_log_lines_carry_the_package_name(tmp_path):
     last-resort handler would print the bare message)."""
     import subprocess
     import sys
-    code = ('from astrometry_query.local.jobs import run_job\n'
-            f'run_job({str(tmp_path)!r}, image={str(tmp_path / "missing.fits")!r}, args={{}})\n')
+    code = ('from astrometry_query.jobs import SolveRequest, run_job\n'
+            f'run_job({str(tmp_path)!r}, SolveRequest(image_path={str(tmp_path / "missing.fits")!r}))\n')
     err = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          check=True).stderr.strip().splitlines()
     assert len(err) == 1, err                                 # said once
-    assert err[0].startswith('WARNING: job ') and err[0].endswith('[astrometry_query.local.jobs]')
+    assert err[0].startswith('WARNING: job ') and err[0].endswith('[astrometry_query.jobs.files]')
 
 
 def test_every_logger_is_the_packages():
