@@ -414,6 +414,10 @@ class NovaClient:
     def tags(self, job_id, *, machine=False):
         return self._result(job_id, 'machine_tags' if machine else 'tags', 'tags')
 
+    def job_times(self, job_id):
+        """nova's API gives no job dates: ``(None, None)``."""
+        return None, None
+
     def my_jobs(self):
         return [int(j) for j in self._api('POST', ['myjobs'], auth=True)['jobs']]
 
