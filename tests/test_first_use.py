@@ -343,3 +343,16 @@ def test_auto_backend_without_a_solver_says_what_to_do(tmp_path, monkeypatch):
 def night_image(folder):
     field = render_field(CENTRE, pixel_scale=11 * u.arcsec / u.pix, shape=(200, 200), seed=3)
     return field.writeto(folder / 'small.fits', truth='none')
+
+
+def test_threads_leave_the_warning_filters_as_they_were(night):
+    """Batches read headers and refit in threads: warnings filters are the
+    process's, and overlapping catch_warnings can leave one in place for good."""
+    import warnings as w
+    before = list(w.filters)
+    with AstrometryNetClass(backend='local') as client:
+        table = client.solve_many([p for p, _ in night[1]] * 2, executor='threads',
+                                  max_concurrency=4, verbose=False, cache=False,
+                                  scale=(9, 13) * u.arcsec / u.pix)
+    assert list(table['status']) == ['success'] * 6
+    assert w.filters == before
