@@ -23,6 +23,7 @@ from ._text import plural
 from .backends import BatchItem
 from .cache import source_digest
 from .exceptions import AstrometryNetError, InvalidInputError, SolveTimeoutError
+from .frames import store_solution
 from .hints import check_header_hints
 from .images import expand_images
 from .progress import BatchProgress
@@ -35,7 +36,7 @@ __all__ = ['Batches', 'Journal', 'rows_table', 'BATCH_COLUMNS', 'ORIGINS', 'FAIL
 
 #: The columns of ``solve_many``'s Table, in order.
 BATCH_COLUMNS = ('input', 'status', 'ra', 'dec', 'pixscale', 'orientation', 'parity', 'job_id',
-                 'submission_id', 'error', 'elapsed', 'origin', 'header')
+                 'submission_id', 'error', 'elapsed', 'origin', 'wcs_file', 'header')
 #: Where a row's outcome comes from: solved (or failed) in this run, the
 #: solution cache, or the journal of an earlier run.
 ORIGINS = ('new', 'cache', 'journal')
@@ -108,7 +109,7 @@ def _row(item, status, *, header=None, error='', elapsed=0.0, calibration=None, 
     row = {'index': item.index, 'input': item.label, 'status': status, 'ra': np.nan,
            'dec': np.nan, 'pixscale': np.nan, 'orientation': np.nan, 'parity': np.nan,
            'job_id': item.job_id, 'submission_id': item.submission_id, 'error': error,
-           'elapsed': round(float(elapsed), 4), 'origin': origin, 'header': header,
+           'elapsed': round(float(elapsed), 4), 'origin': origin, 'wcs_file': '', 'header': header,
            'failure': (failure or 'error') if status != 'success' else None}
     if header is not None:
         try:
@@ -159,6 +160,7 @@ def rows_table(rows):
     table['elapsed'] = np.array([r['elapsed'] for r in rows], dtype=float)
     table['elapsed'].unit = 's'
     table['origin'] = np.array([r.get('origin', 'new') for r in rows], dtype='<U7')
+    table['wcs_file'] = np.array([r.get('wcs_file') or '' for r in rows], dtype=str)
     headers = np.empty(len(rows), dtype=object)
     headers[:] = [r['header'] for r in rows]
     table['header'] = headers
@@ -221,7 +223,7 @@ class Batches:
 
     def iter_solve(self, images, *, timeout, executor=None, max_concurrency=None, verbose=True,
                    cache=True, journal=None, header_hints=True, fwhm=3, detect_threshold=5,
-                   force_image_upload=None, retry_failed=False, **settings):
+                   force_image_upload=None, retry_failed=False, write_wcs=False, **settings):
         """Yield each input's row as soon as it is known (see the facade's method)."""
         if max_concurrency is not None and (isinstance(max_concurrency, bool) or not isinstance(
                 max_concurrency, int) or max_concurrency < 1):
@@ -229,6 +231,7 @@ class Batches:
         to_nova_args(normalize_settings(dict(settings)))   # fails before any work
         check_header_hints(header_hints)
         check_flag(retry_failed, 'retry_failed')
+        check_flag(write_wcs, 'write_wcs')
         if isinstance(images, (str, os.PathLike)):
             inputs = expand_images(images)      # a directory or a glob pattern, as the CLI
         elif isinstance(images, bytes) or not hasattr(images, '__iter__'):
@@ -242,10 +245,11 @@ class Batches:
         use_cache = bool(cache) and self.solver.cache is not None
         return self._rows(inputs, timeout, executor, max_concurrency, verbose, use_cache, journal,
                           header_hints, fwhm, detect_threshold, force_image_upload, retry_failed,
-                          settings)
+                          write_wcs, settings)
 
     def _rows(self, inputs, timeout, executor, max_concurrency, verbose, use_cache, journal,
-              header_hints, fwhm, detect_threshold, force_image_upload, retry_failed, settings):
+              header_hints, fwhm, detect_threshold, force_image_upload, retry_failed, write_wcs,
+              settings):
         progress = BatchProgress(len(inputs), verbose)
         keyed = use_cache or journal is not None
 
@@ -277,6 +281,8 @@ class Batches:
                     if row['origin'] == 'new' and use_cache and row['header'] is not None:
                         self.solver.cache.put(item.key, row['header'], job_id=row['job_id'],
                                               submission_id=row['submission_id'])
+                    if write_wcs and row['header'] is not None:
+                        _keep_with_image(item, row)
                     progress.done(row)
                     yield row
         finally:
@@ -361,6 +367,17 @@ class Batches:
                 item.submission_id = entry.get('submission_id')
                 item.job_id = entry.get('job_id')
         return None
+
+
+def _keep_with_image(item, row):
+    """Write a solved row's WCS into (or beside) its image file (write_wcs=True)."""
+    path = getattr(item.image, 'path', None)
+    if path is None:
+        return          # a source list, or an image in memory: nowhere to write it
+    try:
+        row['wcs_file'] = str(store_solution(path, row['header'], hdu=item.image.hdu)[0])
+    except (OSError, AstrometryNetError) as exc:     # solved: the row says it, not written
+        row['error'] = f'solved, but the WCS could not be written: {type(exc).__name__}: {exc}'
 
 
 def _check_executor(executor):

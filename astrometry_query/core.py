@@ -378,7 +378,8 @@ class AstrometryNetClass(BaseQuery):
     def solve_from_image(self, image_file_path, *, force_image_upload=False, ra_key=None,
                          dec_key=None, ra_dec_units=None, fwhm=3, detect_threshold=5,
                          solve_timeout=None, verbose=True, return_submission_id=False, cache=True,
-                         progress=None, header_hints=True, hdu=None, **settings):
+                         progress=None, header_hints=True, hdu=None, write_wcs=False,
+                         **settings):
         """Plate-solve an image; returns the WCS as a `~astropy.io.fits.Header`.
 
         Parameters
@@ -415,6 +416,14 @@ class AstrometryNetClass(BaseQuery):
             search goes on without such a hint, in case the header is wrong.
         hdu : int or str, optional
             Which HDU of a FITS file; default the first with 2-D data.
+        write_wcs : bool
+            Also keep the solution with the image: in the header of a FITS
+            file, in place (pixel data unchanged byte for byte, every other
+            card kept, an earlier WCS commented out as ``Original key:``
+            cards, AN_JOBID and a HISTORY line added, the file replaced
+            atomically with its permissions; a tile-compressed ``.fz`` too),
+            else (``.fits.gz``, PNG, JPEG, TIFF...) in ``NAME.wcs`` beside
+            it.  See `astrometry_query.frames`.
         **settings
             Solve settings, see `show_allowed_settings`; also ``center``
             (SkyCoord), ``radius`` (angle) and ``scale`` (Quantities).
@@ -433,7 +442,7 @@ class AstrometryNetClass(BaseQuery):
             force_image_upload=force_image_upload, ra_key=ra_key, dec_key=dec_key,
             ra_dec_units=ra_dec_units, fwhm=fwhm, detect_threshold=detect_threshold,
             verbose=verbose, cache=cache, progress=progress, header_hints=header_hints, hdu=hdu,
-            **settings)
+            write_wcs=write_wcs, **settings)
         return (header, header.get(SUBMISSION_ID_CARD)) if return_submission_id else header
 
     def solve_from_source_list(self, x, y, image_width, image_height, *, solve_timeout=None,
@@ -458,7 +467,7 @@ class AstrometryNetClass(BaseQuery):
     def solve_many(self, images, *, executor=None, max_concurrency=None, verbose=True,
                    cache=True, as_completed=False, journal=None, solve_timeout=None,
                    header_hints=True, fwhm=3, detect_threshold=5, force_image_upload=None,
-                   retry_failed=False, **settings):
+                   retry_failed=False, write_wcs=False, **settings):
         """Solve many images (or source lists); one row per input, in input order.
 
         Parameters
@@ -499,6 +508,10 @@ class AstrometryNetClass(BaseQuery):
             (errors, missing index files) are tried again.
         retry_failed : bool
             Search again for the inputs the journal says failed.
+        write_wcs : bool
+            Keep each solution with its image file, as `solve_from_image`
+            does: in a FITS file's header, in place, else in ``NAME.wcs``
+            beside it; the ``wcs_file`` column names the file written.
         solve_timeout : float, optional
             Per input, seconds; default ``conf.solve_timeout``.
         force_image_upload : bool, optional
@@ -515,7 +528,8 @@ class AstrometryNetClass(BaseQuery):
             pixscale (arcsec/pix), orientation (deg), parity, job_id,
             submission_id, error (empty when solved), elapsed (s), origin
             ('new': this run; 'cache': the solution cache; 'journal': an
-            earlier run, solved or failed) and header (the WCS
+            earlier run, solved or failed), wcs_file (the file the WCS was
+            written to with ``write_wcs``, else empty) and header (the WCS
             `~astropy.io.fits.Header` of each solved input).
         """
         rows = self.iter_solve(images, executor=executor, max_concurrency=max_concurrency,
@@ -523,12 +537,13 @@ class AstrometryNetClass(BaseQuery):
                                solve_timeout=solve_timeout, header_hints=header_hints,
                                fwhm=fwhm, detect_threshold=detect_threshold,
                                force_image_upload=force_image_upload,
-                               retry_failed=retry_failed, **settings)
+                               retry_failed=retry_failed, write_wcs=write_wcs, **settings)
         return rows if as_completed else rows_table(list(rows))
 
     def iter_solve(self, images, *, executor=None, max_concurrency=None, verbose=True, cache=True,
                    journal=None, solve_timeout=None, header_hints=True, fwhm=3,
-                   detect_threshold=5, force_image_upload=None, retry_failed=False, **settings):
+                   detect_threshold=5, force_image_upload=None, retry_failed=False,
+                   write_wcs=False, **settings):
         """Like `solve_many`, but yields each result (a dict with the Table's
         columns and ``index``, the input's position) as soon as it is known."""
         solver = self._solver()
@@ -536,7 +551,8 @@ class AstrometryNetClass(BaseQuery):
             images, timeout=self._solve_timeout(solve_timeout), executor=executor,
             max_concurrency=max_concurrency, verbose=verbose, cache=cache, journal=journal,
             header_hints=header_hints, fwhm=fwhm, detect_threshold=detect_threshold,
-            force_image_upload=force_image_upload, retry_failed=retry_failed, **settings)
+            force_image_upload=force_image_upload, retry_failed=retry_failed,
+            write_wcs=write_wcs, **settings)
 
     # -- what a job offers --------------------------------------------------------------------
     def get_wcs_header(self, job, *, cache=True):

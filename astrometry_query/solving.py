@@ -16,6 +16,7 @@ from astroquery import log
 
 from . import hints as header_hints_module
 from .cache import solution_key, source_digest
+from .frames import store_solution
 from .exceptions import AstrometryNetError, IndexCoverageError, InvalidInputError, SolveFailedError
 from .images import open_image
 from .results import JOB_ID_CARD, SUBMISSION_ID_CARD, Submission, job_ref
@@ -175,13 +176,29 @@ class Solver:
     def solve_from_image(self, image, *, timeout, force_image_upload=False, ra_key=None,
                          dec_key=None, ra_dec_units=None, fwhm=3, detect_threshold=5,
                          verbose=True, cache=True, progress=None, header_hints=True, hdu=None,
-                         **settings):
+                         write_wcs=False, **settings):
         """Plate-solve an image; its WCS Header (see the facade's method)."""
         img, args, hints = self.prepare_image(
             image, hdu=hdu, ra_key=ra_key, dec_key=dec_key, ra_dec_units=ra_dec_units,
             header_hints=header_hints, settings=settings, fwhm=fwhm,
             detect_threshold=detect_threshold)
         check_flag(cache, 'cache')
+        if check_flag(write_wcs, 'write_wcs') and img.path is None:
+            raise InvalidInputError('write_wcs=True writes the solution into the image file (or '
+                                    'beside it): give the image as a file path, not data in '
+                                    'memory.')
+        header = self._solve_image(img, args, hints, timeout=timeout,
+                                   force_image_upload=force_image_upload, fwhm=fwhm,
+                                   detect_threshold=detect_threshold, verbose=verbose, cache=cache,
+                                   progress=progress, header_hints=header_hints)
+        if write_wcs:
+            written, in_place = store_solution(img.path, header, hdu=img.hdu)
+            log.info(f'Solution written {"into" if in_place else "beside the image, in"} '
+                     f'{written}.')
+        return header
+
+    def _solve_image(self, img, args, hints, *, timeout, force_image_upload, fwhm,
+                     detect_threshold, verbose, cache, progress, header_hints):
         key = None
         if cache and self.cache is not None:
             key = self.cache_key(img.digest(), args=args, hints=bool(header_hints), fwhm=fwhm,

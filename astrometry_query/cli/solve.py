@@ -9,7 +9,8 @@ from pathlib import Path
 import astropy.units as u
 
 from ..exceptions import AstrometryNetError, InvalidSettingError
-from ..images import expand_images, image_stem
+from ..frames import sidecar_path, write_sidecar
+from ..images import expand_images, file_kind, image_stem
 from ._common import (EXIT_INTERRUPTED, EXIT_OK, EXIT_UNSOLVED, PROG, UsageError,
                       add_client_options, add_command, dec_degrees, echo, fmt, format_table,
                       make_client, message, nonnegative_int, positive_float, positive_int,
@@ -25,6 +26,7 @@ _SOLVE_EXAMPLES = [
     '                                --radius 2            # hints make a solve fast',
     'astrometry-query solve m42.fits --server http://127.0.0.1:8080   # through a nova server',
     'astrometry-query solve night/*.fits --journal night.jsonl        # rerun to resume',
+    'astrometry-query solve night/*.fits --in-place        # the WCS into each FITS header',
     'astrometry-query solve m42.fits --parity positive --tweak-order 3 --no-cache',
     'astrometry-query solve big.fits --downsample 4 --set positional_error=2 --set invert=yes',
 ]
@@ -57,6 +59,11 @@ def _add_output_options(parser, several=True):
         group.add_argument('--output-dir', metavar='DIR',
                            help='write each WCS there (created if needed), named after its '
                                 'image (m42.fits -> DIR/m42.wcs); default: next to each image')
+        group.add_argument('--in-place', action='store_true',
+                           help="write each WCS into its FITS image's own header (pixel data "
+                                'unchanged, other cards kept, an earlier WCS commented out as '
+                                "'Original key:' cards, the file replaced atomically); a "
+                                '.fits.gz or picture gets NAME.wcs beside it instead')
     group.add_argument('--json', action='store_true',
                        help='print one JSON object per image on stdout (JSON Lines) instead of '
                             'the summary: input, status, ra, dec (deg), pixscale (arcsec/pix), '
@@ -142,6 +149,10 @@ def wcs_path_for(image, output_dir=None):
 
 
 def _output_paths(images, args):
+    if getattr(args, 'in_place', False):
+        if args.output or getattr(args, 'output_dir', None):
+            raise UsageError('argument --in-place: not allowed with -o/--output or --output-dir')
+        return [None] * len(images)
     if args.output and len(images) > 1:
         raise UsageError(f'argument -o/--output: names one file, but {len(images)} images were '
                          'given; use --output-dir')
@@ -382,14 +393,18 @@ def _solve_one(client, image, output, args, settings):
     try:
         header = client.solve_from_image(image, solve_timeout=args.timeout,
                                          verbose=not (args.quiet or args.json),
-                                         cache=not getattr(args, 'no_cache', False), **settings)
+                                         cache=not getattr(args, 'no_cache', False),
+                                         write_wcs=output is None, **settings)
     except AstrometryNetError as exc:
         if args.json:
             print_json(_record(image, 'failure', error=f'{type(exc).__name__}: {message(exc)}',
                                elapsed=time.monotonic() - started, job_id=exc.job_id,
                                submission_id=exc.submission_id))
         raise
-    header.tofile(output, overwrite=True)
+    if output is None:          # --in-place: written into the image, or beside it
+        output = str(image) if file_kind(image) == ('fits', False) else sidecar_path(image)
+    else:
+        write_sidecar(output, header)
     if args.json:
         print_json(_record(image, 'success', header=header, wcs=output,
                            elapsed=time.monotonic() - started))
@@ -404,14 +419,16 @@ def _solve_many(client, images, outputs, args, settings):
     stream = client.solve_many([str(i) for i in images], as_completed=True,
                                verbose=not args.quiet, solve_timeout=args.timeout,
                                max_concurrency=args.workers, journal=args.journal,
-                               cache=not getattr(args, 'no_cache', False), **settings)
+                               cache=not getattr(args, 'no_cache', False),
+                               write_wcs=bool(getattr(args, 'in_place', False)), **settings)
     records, interrupted = {}, False
     try:
         for row in stream:
             output = None
             if row['header'] is not None:
-                output = where[row['input']]
-                row['header'].tofile(output, overwrite=True)
+                output = where[row['input']] or row['wcs_file']
+                if where[row['input']] is not None:
+                    write_sidecar(output, row['header'])
             records[row['index']] = _record(
                 row['input'], row['status'], header=row['header'], error=row['error'],
                 elapsed=row['elapsed'], wcs=output, job_id=row['job_id'],
@@ -428,8 +445,9 @@ def _solve_many(client, images, outputs, args, settings):
             print_json(record)
     else:
         folder = getattr(args, 'output_dir', None)
-        _print_batch_summary(ordered, time.monotonic() - started,
-                             f'in {folder}' if folder else 'next to the images', len(images))
+        where = (f'in {folder}' if folder else 'in the images (FITS) or next to them'
+                 if getattr(args, 'in_place', False) else 'next to the images')
+        _print_batch_summary(ordered, time.monotonic() - started, where, len(images))
     if interrupted:
         again = ('run the same command again to resume' if args.journal
                  else 'add --journal FILE to make a batch resumable')
