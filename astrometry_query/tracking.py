@@ -1,0 +1,227 @@
+"""Following one field through a sequence of frames, without a new search.
+
+A frame of a sequence shows the field of the frame before it, drifted by a
+few pixels (tracking errors, dithers) and at most a little rotated.  `track`
+checks a frame against a solved one: the catalogue stars of the solved
+frame's field are projected through its WCS, the offset that lines the most
+of them up with the frame's stars is found by voting, the stars are matched,
+and the pointing (a shift of the tangent point) and the roll are fitted.  The
+optics do not move with the sky, so the solved WCS keeps its reference pixel,
+its pixel scale and its distortion terms: only where it points changes.
+
+Three stars are enough (a frame under thick cloud), yet a wrong match is
+refused: the votes must stand out from chance (the number of coincidences
+expected from the density of catalogue stars), the fit must leave residuals
+of a fraction of the star size, the roll must stay small, and most of the
+frame's stars that fall on the sky the catalogue covers must find their star.
+A frame that does not pass is searched as any other (see
+`astrometry_query.local.pipeline.solve`'s ``reference``).
+"""
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from astropy.io import fits
+from scipy.optimize import least_squares
+from scipy.spatial import cKDTree
+
+from .results import wcs_from_header
+
+__all__ = ['track', 'TrackResult', 'MIN_TRACKED']
+
+#: Fewest matched stars a tracked solution rests on.
+MIN_TRACKED = 3
+#: Largest roll between two frames of a sequence, degrees (a meridian flip is a new field).
+MAX_ROLL = 2.0
+#: Brightest frame sources used (the faint ones add coincidences, not information).
+MAX_SOURCES = 60
+
+
+@dataclass
+class TrackResult:
+    """A frame solved by tracking.
+
+    Attributes
+    ----------
+    header : `~astropy.io.fits.Header`
+        The frame's WCS: the reference's, pointing where this frame points.
+    matches : int
+        Frame stars matched with catalogue stars.
+    rms : float
+        RMS of their residuals, pixels.
+    shift : tuple of float
+        How far the field moved on the detector since the reference (pixels).
+    roll : float
+        How far it turned (degrees, positive from +x towards +y).
+    pairs : list
+        (source index, catalogue index) of the matches.
+    """
+    header: fits.Header
+    matches: int
+    rms: float
+    shift: tuple
+    roll: float
+    pairs: list = field(default_factory=list)
+
+    def to_dict(self):
+        return {'matches': self.matches, 'rms': round(self.rms, 4),
+                'shift': [round(float(v), 3) for v in self.shift], 'roll': round(self.roll, 5)}
+
+
+def _rotated(wcs, roll_deg):
+    """The WCS turned by ``roll_deg`` on the sky about its reference point."""
+    new = wcs.deepcopy()
+    c, s = math.cos(math.radians(roll_deg)), math.sin(math.radians(roll_deg))
+    rot = np.array([[c, -s], [s, c]])
+    if new.wcs.has_cd():
+        new.wcs.cd = rot @ new.wcs.cd
+    else:
+        new.wcs.pc = rot @ new.wcs.get_pc()
+    return new
+
+
+def _model(reference, crpix, params):
+    """The reference WCS pointed and rolled by ``params`` = (dx, dy, roll): the sky
+    the reference saw at ``crpix - (dx, dy)`` is at ``crpix`` now."""
+    dx, dy, roll = params
+    new = _rotated(reference, roll)
+    ra, dec = reference.all_pix2world([[crpix[0] - dx, crpix[1] - dy]], 1)[0]
+    new.wcs.crval = [ra, dec]
+    new.wcs.set()
+    return new
+
+
+def _vote(x, y, px, py, max_shift, cell):
+    """The offset (dx, dy) most frame/catalogue pairs agree on, its votes, and the
+    votes of the best other offset."""
+    dx = x[:, None] - px[None, :]
+    dy = y[:, None] - py[None, :]
+    near = (np.abs(dx) <= max_shift) & (np.abs(dy) <= max_shift)
+    dx, dy = dx[near], dy[near]
+    if len(dx) < MIN_TRACKED:
+        return None, 0, 0
+    bins = max(3, int(math.ceil(2 * max_shift / cell)))
+    counts, xe, ye = np.histogram2d(dx, dy, bins=bins, range=[[-max_shift, max_shift]] * 2)
+    # Votes of a 2x2 block of cells: an offset on a cell edge is not split.
+    blocks = counts[:-1, :-1] + counts[1:, :-1] + counts[:-1, 1:] + counts[1:, 1:]
+    i, j = np.unravel_index(np.argmax(blocks), blocks.shape)
+    best = blocks[i, j]
+    centre = (xe[i + 1], ye[j + 1])
+    inside = np.hypot(dx - centre[0], dy - centre[1]) <= 1.5 * cell
+    if not inside.any():
+        return None, 0, 0
+    offset = (float(np.median(dx[inside])), float(np.median(dy[inside])))
+    others = blocks.copy()
+    others[max(0, i - 2):i + 3, max(0, j - 2):j + 3] = 0
+    return offset, int(best), int(others.max())
+
+
+def _mutual(x, y, px, py, radius):
+    """Mutual nearest neighbours closer than ``radius``: (source index, catalogue index)."""
+    if not len(x) or not len(px):
+        return np.zeros(0, int), np.zeros(0, int)
+    src, cat = np.column_stack([x, y]), np.column_stack([px, py])
+    d, nearest = cKDTree(cat).query(src, distance_upper_bound=radius)
+    found = np.isfinite(d)
+    _, back = cKDTree(src).query(cat[nearest[found]])
+    s = np.nonzero(found)[0]
+    mutual = back == s
+    return s[mutual], nearest[found][mutual]
+
+
+def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_shift=None,
+          fwhm=3.0):
+    """Solve a frame by following the field of a solved one.
+
+    Parameters
+    ----------
+    x, y : array
+        The frame's sources (FITS 1-based pixels), brightest first.
+    reference : `~astropy.io.fits.Header`
+        The WCS of a solved frame of the same field (TAN or TAN-SIP).
+    ref_ra, ref_dec : array
+        Catalogue stars around that field (degrees); ``ref_mag`` their
+        magnitudes (NaN when unknown), brightest first when given.
+    width, height : int
+        The frame in pixels.
+    max_shift : float, optional
+        How far the field may have moved, pixels (default a tenth of the
+        frame's longer side, at least 30).
+    fwhm : float
+        The stars' size, pixels: it sets the match radius.
+
+    Returns
+    -------
+    TrackResult or None
+        None when the frame does not show that field, or not clearly enough.
+    """
+    x, y = np.asarray(x, float)[:MAX_SOURCES], np.asarray(y, float)[:MAX_SOURCES]
+    if len(x) < MIN_TRACKED or len(ref_ra) < MIN_TRACKED:
+        return None
+    max_shift = float(max_shift or max(30.0, 0.1 * max(width, height)))
+    radius = max(2.0, 1.0 * fwhm)
+    ref_wcs = wcs_from_header(reference)
+    crpix = ref_wcs.wcs.crpix.copy()
+    with np.errstate(all='ignore'):
+        px, py = ref_wcs.all_world2pix(np.asarray(ref_ra, float), np.asarray(ref_dec, float), 1,
+                                       quiet=True)
+    margin = max_shift + radius
+    on = np.isfinite(px) & np.isfinite(py) & (px > 0.5 - margin) & (px < width + 0.5 + margin) \
+        & (py > 0.5 - margin) & (py < height + 0.5 + margin)
+    order = np.argsort(np.where(np.isfinite(ref_mag), ref_mag, 99.0)[on], kind='stable') \
+        if ref_mag is not None else np.arange(on.sum())
+    cat = np.nonzero(on)[0][order][:max(40, 8 * len(x))]     # the brightest catalogue stars
+    px, py = px[cat], py[cat]
+    offset, votes, rival = _vote(x, y, px, py, max_shift, cell=radius)
+    # Chance coincidences per offset cell: frame stars x catalogue stars x cell / searched area.
+    chance = len(x) * len(px) * (3 * radius) ** 2 / (2 * max_shift) ** 2
+    if offset is None or votes < MIN_TRACKED or votes < rival + 2 \
+            or votes < chance + 3 * math.sqrt(chance) + 1:
+        return None
+    params = np.array([offset[0], offset[1], 0.0])
+    pairs = (np.zeros(0, int), np.zeros(0, int))
+    for _ in range(3):        # match, fit, match again with the better model
+        model = _model(ref_wcs, crpix, params)
+        with np.errstate(all='ignore'):
+            mx, my = model.all_world2pix(np.asarray(ref_ra, float)[cat],
+                                         np.asarray(ref_dec, float)[cat], 1, quiet=True)
+        s, c = _mutual(x, y, mx, my, radius)
+        if len(s) < MIN_TRACKED:
+            return None
+        if pairs[0].shape == s.shape and np.array_equal(pairs[0], s) and \
+                np.array_equal(pairs[1], c):
+            break
+        pairs = (s, c)
+        ra_m, dec_m = np.asarray(ref_ra, float)[cat][c], np.asarray(ref_dec, float)[cat][c]
+
+        def residuals(p, s=s, ra_m=ra_m, dec_m=dec_m):
+            fx, fy = _model(ref_wcs, crpix, p).all_world2pix(ra_m, dec_m, 1, quiet=True)
+            return np.concatenate([x[s] - fx, y[s] - fy])
+        params = least_squares(residuals, params, x_scale=[1.0, 1.0, 0.01]).x
+    s, c = pairs
+    model = _model(ref_wcs, crpix, params)
+    fx, fy = model.all_world2pix(np.asarray(ref_ra, float)[cat][c],
+                                 np.asarray(ref_dec, float)[cat][c], 1, quiet=True)
+    res = np.hypot(x[s] - fx, y[s] - fy)
+    rms = float(np.sqrt(np.mean(res ** 2)))
+    # The frame's stars that the catalogue could have matched: those on its sky.
+    with np.errstate(all='ignore'):
+        ax, ay = model.all_world2pix(np.asarray(ref_ra, float)[cat], np.asarray(ref_dec, float)[cat],
+                                     1, quiet=True)
+    covered = cKDTree(np.column_stack([ax, ay])).query(np.column_stack([x, y]))[0] < 4 * max_shift
+    if rms > max(0.6, 0.3 * fwhm) or abs(params[2]) > MAX_ROLL \
+            or len(s) < max(MIN_TRACKED, 0.5 * min(covered.sum(), 12)):
+        return None
+    header = reference.copy()
+    solved = model.to_header(relax=True)
+    for key in ('CRVAL1', 'CRVAL2'):
+        header[key] = solved[key]
+    cd = model.wcs.cd if model.wcs.has_cd() else model.wcs.get_pc() * model.wcs.cdelt[:, None]
+    for (i, j), value in np.ndenumerate(cd):
+        header[f'CD{i + 1}_{j + 1}'] = float(value)
+    for key in ('PC1_1', 'PC1_2', 'PC2_1', 'PC2_2', 'CDELT1', 'CDELT2', 'AN_REFIT', 'AN_RMS'):
+        header.remove(key, ignore_missing=True)
+    header['AN_TRACK'] = (len(s), 'stars matched following the field of the reference')
+    header['AN_TRKRM'] = (round(rms, 4), '[pix] RMS of those matches')
+    return TrackResult(header=header, matches=len(s), rms=rms, shift=(params[0], params[1]),
+                       roll=float(params[2]), pairs=list(zip(s.tolist(), cat[c].tolist())))
