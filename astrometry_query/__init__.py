@@ -46,5 +46,7 @@ install_default_handler()
 
 from .exceptions import *  # noqa: E402,F401,F403
 from .core import AstrometryNet, AstrometryNetClass  # noqa: E402
+# The records' notebook views register themselves (results.HTML_VIEWS) on import.
+from . import reprs  # noqa: E402,F401
 
 __all__ = ['AstrometryNet', 'AstrometryNetClass', 'conf', 'Conf']

@@ -22,7 +22,8 @@ from astropy.table import Table
 from astropy.table import conf as table_conf
 from astroquery import log
 
-from ._text import plural
+from ._text import one_line, plural, scale_text
+from .results import HTML_VIEWS, Calibration, Job, Submission, jobs_table, parity_text
 
 __all__ = ['THUMBNAIL_WIDTH', 'FETCH_LIMIT', 'png_data_uri', 'calibration_table',
            'calibration_html', 'job_thumbnail', 'job_html', 'submission_now', 'submission_html',
@@ -168,7 +169,6 @@ def calibration_table(calibration):
     -------
     `~astropy.table.Table`
     """
-    from .results import parity_text
     cal = calibration
     rows = [('RA', f'{cal.ra.to_value(u.deg):.5f}', 'deg'),
             ('Dec', f'{cal.dec.to_value(u.deg):.5f}', 'deg'),
@@ -212,7 +212,6 @@ def submission_now(submission, limit=FETCH_LIMIT):
     live : bool
         Whether they were looked up now.
     """
-    from .results import Job
     source = submission.client
     if source is not None:
         def look():
@@ -288,7 +287,6 @@ def submission_html(submission):
     if sub.error_message:
         parts.append(f'<p>Error: {_esc(str(sub.error_message))}</p>')
     if jobs:
-        from .results import jobs_table
         table = jobs_table(jobs)
         table = table[[c for c in table.colnames
                        if c in ('job_id', 'status', 'original_filename', 'ra', 'dec', 'pixscale')]]
@@ -308,15 +306,18 @@ def submission_html(submission):
 def solve_result_text(result):
     """A one-line text for a `~astrometry_query.local.pipeline.SolveResult`
     (its ``__repr__``): the outcome, not the header text and file bytes."""
-    from .results import _one_line, _scale_text
     size = (f'{result.width}x{result.height} px, {plural(result.n_sources, "source")}, '
             f'{result.elapsed:.2f} s')
     if result.solved and result.calibration:
         cal = result.calibration
         where = (f'RA {cal["ra"]:.4f} Dec {cal["dec"]:.4f}, '
-                 f'{_scale_text(cal["pixscale"])} arcsec/pix')
+                 f'{scale_text(cal["pixscale"])} arcsec/pix')
         hints = f', hints {"+".join(result.hints)}' if result.hints else ''
         return f'<SolveResult solved: {where}, {size}{hints}>'
     why = 'timed out' if result.timed_out else 'not solved'
-    error = f': {_one_line(result.error, 80)!r}' if result.error else ''
+    error = f': {one_line(result.error, 80)!r}' if result.error else ''
     return f'<SolveResult {why}, {size}{error}>'
+
+
+# The records' notebook views (results.py looks them up: it never imports this module).
+HTML_VIEWS.update({Calibration: calibration_html, Job: job_html, Submission: submission_html})

@@ -23,7 +23,7 @@ from astrometry_query.index import (QUAD_SCALES, build_index, check_field, choos
 from astrometry_query.index.series import scale_of_quads
 from astrometry_query.index.tiles import nested_to_xy, tile_center, tile_of, tiles_around
 from astrometry_query.local.solver import DEFAULT_INDEX_DIR, find_installation
-from astrometry_query.simulate import synthetic_catalog
+from astrometry_query.datasets import synthetic_catalog
 
 from index_server import IndexFileServer, fake_index
 

@@ -17,7 +17,7 @@ from astropy.io import fits
 from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.exceptions import IndexCoverageError, InvalidInputError
 from astrometry_query.index import build_index, installed_indexes
-from astrometry_query.simulate import render_field, synthetic_catalog, wcs_rms_error
+from astrometry_query.datasets import render_field, synthetic_catalog, wcs_rms_error
 
 from server_fixtures import INDEX_DIR, make_nova_server, requires_solver  # noqa: F401
 

@@ -216,6 +216,8 @@ class _Fetcher:
                 part.unlink(missing_ok=True)      # corrupt: never resumed from
                 raise IndexDownloadError(f'{plan["name"]}: {problem}',
                                          failed={plan['name']: problem})
+            # Not files.atomic_path: the partial file must keep one name across calls
+            # (and processes), so that the next call resumes it instead of starting over.
             with open(part, 'rb+') as handle:
                 os.fsync(handle.fileno())
             os.replace(part, final)

@@ -22,6 +22,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..exceptions import InvalidInputError
+from ..files import atomic_path
 from ..hints import SolveHints, header_hints
 from ..index.coverage import check_field
 from ..images import open_image
@@ -261,9 +262,8 @@ def _refine(header, x, y, width, height, settings, inst, good=None, fwhm=3.0):
 
 
 def _write_header(path, header):
-    tmp = Path(path).with_name(f'.{Path(path).name}.tmp')
-    fits.PrimaryHDU(header=header).writeto(tmp, overwrite=True, output_verify='silentfix')
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fits.PrimaryHDU(header=header).writeto(tmp, overwrite=True, output_verify='silentfix')
 
 
 def solve(image=None, sources=None, *, width=None, height=None, settings=None, hints=None,
