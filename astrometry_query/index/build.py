@@ -23,8 +23,9 @@ from astroquery import log
 
 from ..exceptions import IndexBuildError, InvalidInputError, InvalidSettingError
 from ..files import atomic_path
-from .download import default_destination, parse_scales
+from .download import parse_scales
 from .installed import CONE_CARDS, index_infos
+from .locations import default_destination
 from .series import QUAD_SCALES
 
 __all__ = ['build_index', 'choose_scales', 'catalog_extent', 'MIN_STARS']
@@ -125,8 +126,9 @@ def build_index(catalog, destination_dir=None, *, ra='ra', dec='dec', mag='mag',
         Stars with RA and Dec (degrees, or columns with angle units) and a
         magnitude; any file `~astropy.table.Table.read` reads.
     destination_dir : path, optional
-        Default: the first directory of ``conf.index_dir``, else the user's
-        index directory (which local solves search by default).
+        Default: the user's index directory (which local solves search when
+        ``conf.index_dir`` is empty; ``astrometry-query index build``
+        defaults to the first directory of ``conf.index_dir``).
     ra, dec, mag : str
         Column names.  ``mag=None`` keeps the catalogue's order (brightest
         first).

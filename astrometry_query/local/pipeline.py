@@ -27,9 +27,10 @@ from ..hints import SolveHints, header_hints
 from ..index.coverage import check_field
 from ..images import open_image
 from ..results import calibration_from_wcs
+from ..settings import scale_bounds
 from ..sources import extract_sources
 from .._text import plural
-from .axy import OUTPUT_FILES, scale_bounds, write_axy
+from .axy import OUTPUT_FILES, write_axy
 from .refine import refine_wcs, reference_stars
 from .solver import find_installation, run_engine
 
