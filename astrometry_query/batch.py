@@ -141,7 +141,7 @@ def _header_cell(header):
 
 
 def rows_table(rows):
-    """The Table of `BatchMixin.solve_many` from its rows (in input order)."""
+    """The Table of ``solve_many`` from its rows (in input order)."""
     rows = sorted(rows, key=lambda r: r['index'])
     table = Table()
     table['input'] = np.array([r['input'] for r in rows], dtype=str)
@@ -197,6 +197,8 @@ def _failure_row(item, error, elapsed):
     reason = getattr(error, 'reason', None) or (
         error.message if isinstance(error, AstrometryNetError)
         else f'{type(error).__name__}: {error}')
+    if isinstance(error, InvalidInputError):     # as the rows of inputs refused before a job
+        reason = f'InvalidInputError: {reason}'
     if isinstance(error, AstrometryNetError):
         item.submission_id = item.submission_id or error.submission_id
         item.job_id = item.job_id or error.job_id
@@ -209,8 +211,9 @@ class Batches:
     Parameters
     ----------
     backend : `~astrometry_query.backends.Backend`
-    solver : `~astrometry_query.solving.Solver`
-        Of the same backend: it checks images and source lists and keys them.
+    solver : Solver
+        Of the same backend (``solving.Solver``): it checks images and source
+        lists and keys them.
     """
 
     def __init__(self, backend, solver):

@@ -472,7 +472,8 @@ class AstrometryNetClass(BaseQuery):
             ``(x, y, width, height)`` tuple.
         executor : `concurrent.futures.Executor`, ``distributed.Client``, 'threads' or 'processes', optional
             Local backend: where the solves run.  Default: one worker process
-            per core (see `default_executor`; 'threads' for a thread pool).
+            per core (see `~astrometry_query.local.backend.default_batch_executor`;
+            'threads' for a thread pool).
             Any Executor works, a Dask cluster too
             (``Client(...).get_executor()`` or the Client itself): each
             worker needs astrometry.net and the index files, and the image

@@ -41,17 +41,25 @@ def atomic_path(path):
         tmp.unlink(missing_ok=True)
 
 
-def write_atomic(path, content):
+def write_atomic(path, content, *, mode=None):
     """Write ``content`` (bytes or str, UTF-8) to ``path`` atomically.
 
     The content goes to a hidden temporary file beside ``path`` (see
     `atomic_path`), which then replaces ``path`` in one step.
+
+    Parameters
+    ----------
+    mode : int, optional
+        Permissions of the new file (less the umask), from its creation on:
+        0o600 for a secret no one else may ever read.  Default: as any new file.
 
     Returns
     -------
     `~pathlib.Path`
     """
     with atomic_path(path) as tmp:
+        if mode is not None:        # created with its mode before any byte is in it
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode))
         if isinstance(content, str):
             tmp.write_text(content, encoding='utf-8')
         else:

@@ -213,7 +213,7 @@ def test_cross_site_posts_are_refused(nova_server, signed_in, field):
     ({'center_ra': 'abc', 'center_dec': '24', 'radius': '2'}, True, "Centre RA: 'abc' is neither"),
     ({'center_ra': '400', 'center_dec': '24', 'radius': '2'}, True, 'Centre RA: 400.0 is out of range'),
     ({'tweak_order': '12'}, True, 'SIP tweak order: 12 is out of range'),
-    ({'url': 'ftp://example.org/x.fits'}, False, 'URL: only http and https URLs'),
+    ({'url': 'ftp://example.org/x.fits'}, False, 'URL must be an http or https URL'),
 ])
 def test_bad_input_shows_the_error(nova_server, signed_in, field, fields, files, message):
     before = signed_in.get('/web/submissions').json()['submissions']
@@ -409,6 +409,27 @@ def test_open_server_takes_anonymous_submissions(tmp_path, field):
             page = browser.get(path).text
             assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in page
         assert 'data-status="processing">queued</span>' in page and 'Downloads' not in page
+
+
+def test_form_secret_is_owner_only_and_kept_across_restarts(tmp_path):
+    """The HMAC secret of the forms: owner-only from its creation, the same after a
+    restart (an open form stays valid), made anew when cut short."""
+    secret = tmp_path / 'web-secret'
+    with ServerThread(data_dir=tmp_path, workers=0) as server:
+        browser = Browser(server)
+        token = browser.token()
+    assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_bytes()) == 32
+    kept = secret.read_bytes()
+    with ServerThread(data_dir=tmp_path, workers=0) as server:
+        browser.url = server.url            # the same browser: its CSRF cookie, an open form's token
+        assert browser.post('/signout', {'csrf_token': token}, token=False).status_code == 303
+    assert secret.read_bytes() == kept
+    secret.write_bytes(kept[:5])
+    with ServerThread(data_dir=tmp_path, workers=0) as server:
+        Browser(server).get('/')
+    assert len(secret.read_bytes()) == 32 and secret.read_bytes() != kept
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir() if 'secret' in p.name) == ['web-secret']
 
 
 @requires_solver

@@ -113,7 +113,7 @@ def _fetched(job_dir, url):
     target = Path(job_dir) / name
     if not target.exists():
         # The user's own machine asks: private and loopback addresses are allowed.
-        fetch_url(url, target, allow_private=True)
+        fetch_url(url, target, timeout=60, allow_private=True, deadline=None)
     return str(target), name
 
 

@@ -21,10 +21,10 @@ from ..exceptions import (InvalidInputError, InvalidSettingError, LoginError, Mi
 from ..results import Job, Submission
 from .batches import NovaBatch
 from .polling import wait_for_job
+from .protocol import (FILE_ROUTES, GATED_FILES, LONG_POLL_HEADER, OPEN_SERVER_KEY, SERVER_INFO,
+                       api_url, decode_response, encode_request, file_url, is_public_nova,
+                       is_session_error, site_url)
 from .uploads import send_image
-from .protocol import (FILE_ROUTES, GATED_FILES, OPEN_SERVER_KEY, SERVER_INFO, api_url,
-                       decode_response, encode_request, file_url, is_public_nova, is_session_error,
-                       site_url)
 
 __all__ = ['NovaClient']
 
@@ -57,9 +57,6 @@ def _is_submission(url):
 DOWNLOAD_RETRIES = (0.25, 0.5, 1.0, 2.0)
 #: Pauses (s) before each new try of an API GET that met 502/503/504/429 or no answer.
 GET_RETRIES = (0.25, 1.0)
-
-#: Our server's offer of long polls (see astrometry_query.server.app).
-LONG_POLL_HEADER = 'X-Long-Poll'
 
 
 def _seconds(value):
