@@ -344,7 +344,7 @@ def render_field(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg,
     meta = {'EXPTIME': 1.0, 'GAIN': 1.0, 'RDNOISE': float(read_noise) if noise else 0.0,
             'SKYLEVEL': float(background), 'FWHM': float(fwhm), 'ZEROPT': float(zeropoint),
             'PIXSCALE': (_scale_deg(pixel_scale) * 3600, '[arcsec/pixel]'), 'NSTARS': len(stars),
-            'SIMULATD': True, 'CREATOR': 'astrometry_query.simulate', 'SEED': seed}
+            'SIMULATD': True, 'CREATOR': 'astrometry_query.datasets', 'SEED': seed}
     meta = {k: v for k, v in meta.items() if v is not None}
     return SyntheticField(image.astype(np.float32), wcs, stars, meta)
 
