@@ -1,4 +1,5 @@
-"""Synthetic star fields with a known true WCS, for testing plate solutions.
+"""Synthetic star fields with a known true WCS, for testing plate solutions (like
+``photutils.datasets``; formerly ``astrometry_query.simulate``).
 
 The stars come from the astrometry.net index files (via ``query-starkd``), so
 ``solve-field`` can solve the images, and `wcs_rms_error` checks its answer.
@@ -21,6 +22,7 @@ from astropy.coordinates import Angle, SkyCoord
 from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning, Sip
+from astropy.wcs.utils import proj_plane_pixel_scales
 
 __all__ = ['index_stars', 'make_wcs', 'SyntheticField', 'render_field', 'wcs_rms_error',
            'read_truth_wcs', 'make_example_image', 'EXAMPLE_IMAGE', 'synthetic_catalog']
@@ -175,7 +177,7 @@ def make_wcs(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg, fli
     return w
 
 
-@dataclass
+@dataclass(repr=False)
 class SyntheticField:
     """A rendered image and the truth it was rendered from.
 
@@ -194,6 +196,20 @@ class SyntheticField:
     wcs: WCS
     stars: Table
     meta: dict = field(default_factory=dict)
+
+    def __repr__(self):
+        """What the field is, not its pixels: ``<SyntheticField 500x400 px, 12.0"/px at
+        RA 56.7500 Dec +24.1200, 412 stars, seed 5>``."""
+        try:
+            ny, nx = self.data.shape
+            ra, dec = self.wcs.all_pix2world((nx - 1) / 2, (ny - 1) / 2, 0)
+            scale = float(np.mean(proj_plane_pixel_scales(self.wcs.celestial))) * 3600.0
+            seed = self.meta.get('SEED')
+            return (f'<SyntheticField {nx}x{ny} px, {scale:.3g}"/px at RA {float(ra) % 360:.4f} '
+                    f'Dec {float(dec):+.4f}, {len(self.stars)} stars'
+                    + (f', seed {seed}>' if seed is not None else '>'))
+        except Exception:       # a repr must help debugging, never fail it
+            return f'<SyntheticField {type(self.data).__name__} {getattr(self.data, "shape", "")}>'
 
     def _hints(self):       # IMAGEW/IMAGEH, field centre ('RA' = '05:35:16.8', ...), meta
         ny, nx = self.data.shape

@@ -1,4 +1,5 @@
-"""How an image is shown: its display range and stretch, for the plots and the annotated PNG.
+"""Internal: how an image is shown, its display range and stretch, for the plots and the
+annotated PNG (public as `astrometry_query.plotting.display_norm` and ``display_interval``).
 
 `display_norm` is what `astrometry_query.plotting` draws images with, and
 `display_levels` what the local backend's annotated PNG and extraction

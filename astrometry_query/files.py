@@ -1,4 +1,4 @@
-"""Writing files so that a reader (or a crash) never sees half of one."""
+"""Internal: writing files so that a reader (or a crash) never sees half of one."""
 import contextlib
 import os
 import threading

@@ -1,4 +1,4 @@
-"""Notebook views of the records: the HTML behind ``_repr_html_``.
+"""Internal: notebook views of the records: the HTML behind ``_repr_html_``.
 
 A `~astrometry_query.results.Calibration` is a small table with units; a
 `~astrometry_query.results.Job` shows its status, its calibration and a
@@ -17,15 +17,13 @@ import io
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
-import astropy.units as u
-from astropy.table import Table
 from astropy.table import conf as table_conf
 from astroquery import log
 
 from ._text import one_line, plural, scale_text
-from .results import HTML_VIEWS, Calibration, Job, Submission, jobs_table, parity_text
+from .results import HTML_VIEWS, Calibration, Job, Submission, calibration_table, jobs_table
 
-__all__ = ['THUMBNAIL_WIDTH', 'FETCH_LIMIT', 'png_data_uri', 'calibration_table',
+__all__ = ['THUMBNAIL_WIDTH', 'FETCH_LIMIT', 'png_data_uri',
            'calibration_html', 'job_thumbnail', 'job_html', 'submission_now', 'submission_html',
            'solve_result_text', 'public_url']
 
@@ -156,31 +154,6 @@ def _table_html(table):
     """astropy's HTML table, without the dtype row (noise in a record's view)."""
     return '\n'.join(table.pformat(html=True, show_dtype=False, max_lines=-1, max_width=-1,
                                    tableclass=table_conf.default_notebook_table_class))
-
-
-def calibration_table(calibration):
-    """A calibration as a Table of quantity, value and unit (strings, for reading).
-
-    Parameters
-    ----------
-    calibration : `~astrometry_query.results.Calibration`
-
-    Returns
-    -------
-    `~astropy.table.Table`
-    """
-    cal = calibration
-    rows = [('RA', f'{cal.ra.to_value(u.deg):.5f}', 'deg'),
-            ('Dec', f'{cal.dec.to_value(u.deg):.5f}', 'deg'),
-            ('centre', cal.center.to_string('hmsdms', sep=':', precision=2), 'h:m:s d:m:s'),
-            ('radius', f'{cal.radius.to_value(u.deg):.4f}', 'deg'),
-            ('pixel scale', f'{cal.pixscale.to_value(u.arcsec / u.pix):.4f}', 'arcsec / pix')]
-    if cal.width is not None and cal.height is not None:
-        rows.append(('field', f'{cal.width.to_value(u.arcmin):.2f} x '
-                              f'{cal.height.to_value(u.arcmin):.2f}', 'arcmin'))
-    rows += [('orientation', f'{cal.orientation.to_value(u.deg):.2f}', 'deg'),
-             ('parity', parity_text(cal.parity), '')]
-    return Table(rows=rows, names=('quantity', 'value', 'unit'), dtype=(str, str, str))
 
 
 @_never_raises

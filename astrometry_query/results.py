@@ -25,7 +25,7 @@ from .exceptions import InvalidInputError
 
 __all__ = ['Submission', 'Job', 'Calibration', 'calibration_from_wcs', 'make_wcs_header',
            'wcs_from_header', 'annotations_table', 'jobs_table', 'job_ref', 'parity_text',
-           'JOB_ID_CARD', 'SUBMISSION_ID_CARD', 'PARITY_WORDS', 'HTML_VIEWS']
+           'calibration_table', 'JOB_ID_CARD', 'SUBMISSION_ID_CARD', 'PARITY_WORDS', 'HTML_VIEWS']
 
 JOB_ID_CARD = 'AN_JOBID'
 SUBMISSION_ID_CARD = 'AN_SUBID'
@@ -470,6 +470,31 @@ def annotations_table(annotations, wcs_header=None):
         table['dec'] = np.zeros(0) * u.deg
     table.meta['description'] = 'Objects annotated in the solved field (pixels are FITS 1-based)'
     return table
+
+
+def calibration_table(calibration):
+    """A calibration as a Table of quantity, value and unit (strings, for reading).
+
+    Parameters
+    ----------
+    calibration : `~astrometry_query.results.Calibration`
+
+    Returns
+    -------
+    `~astropy.table.Table`
+    """
+    cal = calibration
+    rows = [('RA', f'{cal.ra.to_value(u.deg):.5f}', 'deg'),
+            ('Dec', f'{cal.dec.to_value(u.deg):.5f}', 'deg'),
+            ('centre', cal.center.to_string('hmsdms', sep=':', precision=2), 'h:m:s d:m:s'),
+            ('radius', f'{cal.radius.to_value(u.deg):.4f}', 'deg'),
+            ('pixel scale', f'{cal.pixscale.to_value(u.arcsec / u.pix):.4f}', 'arcsec / pix')]
+    if cal.width is not None and cal.height is not None:
+        rows.append(('field', f'{cal.width.to_value(u.arcmin):.2f} x '
+                              f'{cal.height.to_value(u.arcmin):.2f}', 'arcmin'))
+    rows += [('orientation', f'{cal.orientation.to_value(u.deg):.2f}', 'deg'),
+             ('parity', parity_text(cal.parity), '')]
+    return Table(rows=rows, names=('quantity', 'value', 'unit'), dtype=(str, str, str))
 
 
 def jobs_table(jobs):

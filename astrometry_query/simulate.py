@@ -6,8 +6,10 @@ import warnings
 
 from astropy.utils.exceptions import AstropyDeprecationWarning
 
+from . import datasets as _datasets
 from .datasets import *  # noqa: F401,F403
-from .datasets import __all__  # noqa: F401
+
+__all__ = list(_datasets.__all__)
 
 warnings.warn('astrometry_query.simulate is deprecated: import from astrometry_query.datasets '
               'instead.', AstropyDeprecationWarning, stacklevel=2)

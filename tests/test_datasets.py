@@ -158,6 +158,18 @@ def test_render_is_deterministic():
 
 
 @needs_index
+def test_field_repr_says_what_it_is_not_its_pixels():
+    field = render_field(M42, pixel_scale=12 * u.arcsec / u.pix, shape=(450, 600), seed=7)
+    text = repr(field)
+    assert text == (f'<SyntheticField 600x450 px, 12"/px at RA 83.8200 Dec -5.3900, '
+                    f'{len(field.stars)} stars, seed 7>')
+    assert len(field.stars) > 5 and str(field) == text
+    unseeded = render_field(M42, pixel_scale=0.5 * u.arcsec / u.pix, shape=(40, 50))
+    assert repr(unseeded).startswith('<SyntheticField 50x40 px, 0.5"/px at RA 83.8200 ')
+    assert repr(unseeded).endswith(' stars>')
+
+
+@needs_index
 def test_render_options():
     kw = dict(pixel_scale=10 * u.arcsec / u.pix, shape=(256, 256), noise=False, seed=1)
     clean = render_field(M42, **kw)

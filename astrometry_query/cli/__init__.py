@@ -42,6 +42,9 @@ Exit codes
     Interrupted (Ctrl-C).  ``serve`` stopped by Ctrl-C exits with 0.
 141
     The output pipe was closed (e.g. piped into ``head``).
+
+Each command has its module here; these modules are internal: the public
+names are this package's.
 """
 import argparse
 import contextlib

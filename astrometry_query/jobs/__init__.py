@@ -8,6 +8,8 @@
   Future of its outcome), `error_for` (a failed outcome as an error);
 * ``outputs.py``: what a solved job offers on request (objects in the field,
   annotations, files made lazily).
+
+These modules are internal: the public names are this package's.
 """
 from .files import (DOWNLOAD_KINDS, KIND_OF_ROUTE, RESULT_KINDS, JobStore, ResultKind,
                     read_result)

@@ -18,6 +18,8 @@ by the local astrometry.net.
 matplotlib is imported when a plot is made, not when the package is.  The
 solver's tables number pixels from 1 (FITS); matplotlib's pixel coordinates
 start at 0, so every position is shifted by one when drawn.
+
+Its modules are internal: the public names are this package's.
 """
 # The modules, by responsibility: _display (arguments and the WCSAxes frame, shared by
 # both plots), _guides (compass and scale bar), annotations (plot_annotations),

@@ -12,6 +12,7 @@ Its modules: `create_app` composes the nova API (``app.py``) and the web
 pages (``web.py`` and its ``web_*.py`` helpers), which share the HTTP
 plumbing of ``http.py``; submissions become images in ``ingest.py`` and are
 solved by the pool of ``worker.py``; ``store.py`` keeps everything in SQLite.
+These modules are internal: the public names are this package's.
 """
 import asyncio
 import functools
