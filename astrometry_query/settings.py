@@ -1,6 +1,7 @@
 """Every solve option in one table: validation, normalisation, and its
 mapping to nova arguments (the solver's directives are made from those by
-`astrometry_query.local.axy`).
+``astrometry_query.local.axy``), and what the scale arguments mean in
+arcsec/pixel (`scale_bounds`, for the engine and the index coverage check).
 
 The same table serves the nova-compatible server, which casts incoming
 arguments the way nova does (``nova_cast``) before mapping them to flags.
