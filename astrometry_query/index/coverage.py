@@ -175,8 +175,9 @@ def fix_text(scales, position=None, radius=None, destination=None):
 
 
 def _destination(index_dirs, explicit_dirs):
-    """Where the fix must download to: None when the default destination is
-    searched by this solver anyway, else its first index directory."""
+    """Where the fix must download to: None when the download's default destination
+    (the user index directory) is searched by this solver anyway, else its first
+    index directory."""
     if not explicit_dirs or not index_dirs:
         return None
     default = default_destination().resolve()
