@@ -4,7 +4,7 @@
 `astrometry_query.local.pipeline`), ``axy`` (the engine's input), ``solver``
 (finding astrometry.net, running ``astrometry-engine``), ``refine`` (the WCS
 refit), ``annotate`` and ``extraction`` (what a solved job offers, made
-lazily), ``jobs`` and ``backend`` (the local backend).
+lazily), ``backend`` (the local backend).
 """
 
 __all__ = []

@@ -14,11 +14,11 @@ from astropy.io import fits
 
 from ..display import display_levels
 from ..files import write_atomic
+from ..jobs.files import EXTRACTION_FILE
 from .annotate import image_format, read_image
 
 __all__ = ['extraction_png', 'EXTRACTION_FILE', 'CIRCLE_COLOUR']
 
-EXTRACTION_FILE = 'extraction.png'
 #: The circles' colour (RGB): seen on grey sky and on black alike.
 CIRCLE_COLOUR = (255, 48, 48)
 

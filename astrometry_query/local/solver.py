@@ -21,10 +21,11 @@ from pathlib import Path
 from ..exceptions import LocalSolverNotFoundError
 from ..index.locations import (configured_index_dirs, default_index_dirs, find_config, index_dirs,
                                index_files)
+from ..jobs.files import JOB_CONFIG
 
 __all__ = ['Installation', 'find_installation', 'solver_available', 'EngineOutcome',
            'run_engine', 'engine_logodds', 'write_engine_config', 'kill_process_group', 'stop_all_engines',
-           'xy_columns', 'INSTALL_SOLVER', 'INSTALL_INDEXES', 'JOB_CONFIG']
+           'xy_columns', 'INSTALL_SOLVER', 'INSTALL_INDEXES']
 
 INSTALL_SOLVER = 'sudo apt-get install astrometry.net'
 INSTALL_INDEXES = ('sudo apt-get install astrometry-data-tycho2-10-19-littleendian '
@@ -32,8 +33,6 @@ INSTALL_INDEXES = ('sudo apt-get install astrometry-data-tycho2-10-19-littleendi
                    'astrometry-data-tycho2-08-littleendian '
                    'astrometry-data-tycho2-09-littleendian')
 
-#: Name of the engine configuration written into each work directory.
-JOB_CONFIG = 'astrometry.cfg'
 #: Seconds between SIGTERM and SIGKILL when a solve is stopped.
 _KILL_GRACE = 2.0
 
