@@ -10,6 +10,27 @@ from astropy import config as _config
 
 __version__ = '0.1.0'
 
+#: The public modules: their ``__all__`` is the package's API, and the API
+#: reference (docs/api.rst) documents exactly these.  Every other module is
+#: internal and says so (its name or its docstring), so that it can move.
+PUBLIC_MODULES = (
+    'astrometry_query',                 # the facade: AstrometryNet, AstrometryNetClass, conf
+    'astrometry_query.exceptions',
+    'astrometry_query.results',
+    'astrometry_query.settings',
+    'astrometry_query.backends',
+    'astrometry_query.jobs',
+    'astrometry_query.local.pipeline',  # one solve as one function, for any Executor
+    'astrometry_query.index',
+    'astrometry_query.images',
+    'astrometry_query.sources',
+    'astrometry_query.hints',
+    'astrometry_query.datasets',
+    'astrometry_query.plotting',
+    'astrometry_query.server',
+    'astrometry_query.cli',
+)
+
 
 class Conf(_config.ConfigNamespace):
     """Configuration parameters for `astrometry_query`.
@@ -46,5 +67,7 @@ install_default_handler()
 
 from .exceptions import *  # noqa: E402,F401,F403
 from .core import AstrometryNet, AstrometryNetClass  # noqa: E402
+# The records' notebook views register themselves (results.HTML_VIEWS) on import.
+from . import reprs  # noqa: E402,F401
 
-__all__ = ['AstrometryNet', 'AstrometryNetClass', 'conf', 'Conf']
+__all__ = ['AstrometryNet', 'AstrometryNetClass', 'conf', 'Conf', 'PUBLIC_MODULES']

@@ -1,5 +1,5 @@
-"""Where the API key comes from: argument > conf.api_key > environment
-variable > keyring.  The key itself is never logged, repr'd or cached."""
+"""Internal: where the API key comes from: argument > conf.api_key >
+environment variable > keyring.  The key itself is never logged, repr'd or cached."""
 import os
 from urllib.parse import urlparse
 

@@ -1,5 +1,5 @@
-"""Solving many images at once: `Batches`, which the facade gives the backend
-in use (``solve_many`` and ``iter_solve``).
+"""Internal: solving many images at once: `Batches`, which the facade gives
+the backend in use (``solve_many`` and ``iter_solve``).
 
 What is the same on every backend lives here: checking each input, the
 solution cache, the journal that lets an interrupted batch resume without

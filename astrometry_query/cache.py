@@ -1,4 +1,4 @@
-"""A cache of solutions: the same pixels (or source list) solved with the same
+"""Internal: a cache of solutions: the same pixels (or source list) solved with the same
 settings on the same backend give the same WCS, so it is kept and returned
 again without a request or a solver run.
 

@@ -1,4 +1,5 @@
-"""The facade: `AstrometryNetClass`, a drop-in for astroquery's AstrometryNet.
+"""Internal: the facade, `AstrometryNetClass`, a drop-in for astroquery's AstrometryNet
+(public as `astrometry_query.AstrometryNetClass`).
 
 It validates arguments, picks a backend (nova over HTTP, or the local
 solver), and turns records into Headers and Tables.  Protocol details live in

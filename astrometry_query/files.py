@@ -1,17 +1,51 @@
-"""Writing files so that a reader (or a crash) never sees half of one."""
+"""Internal: writing files so that a reader (or a crash) never sees half of one."""
+import contextlib
 import os
 import threading
 from pathlib import Path
 
-__all__ = ['write_atomic']
+__all__ = ['write_atomic', 'atomic_path']
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """A temporary path beside ``path``, which replaces ``path`` when the block succeeds.
+
+    For writers that need a file name (astropy's ``writeto``, Pillow's
+    ``save``, a program's output option).  The temporary file is hidden and
+    named by process and thread, so concurrent writers do not collide; it
+    never outlives the block, whether the block succeeds or fails.
+
+    Parameters
+    ----------
+    path : str or `~pathlib.Path`
+        The file to write.
+
+    Yields
+    ------
+    `~pathlib.Path`
+        Where to write.
+
+    Examples
+    --------
+    >>> from astropy.io import fits
+    >>> with atomic_path('empty.fits') as tmp:               # doctest: +SKIP
+    ...     fits.PrimaryHDU().writeto(tmp)
+    """
+    path = Path(path)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{threading.get_ident()}.part')
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_atomic(path, content, *, mode=None):
     """Write ``content`` (bytes or str, UTF-8) to ``path`` atomically.
 
-    The content goes to a hidden temporary file beside ``path`` (named by
-    process and thread, so concurrent writers do not collide), which then
-    replaces ``path`` in one step; the temporary file never outlives a failure.
+    The content goes to a hidden temporary file beside ``path`` (see
+    `atomic_path`), which then replaces ``path`` in one step.
 
     Parameters
     ----------
@@ -23,16 +57,11 @@ def write_atomic(path, content, *, mode=None):
     -------
     `~pathlib.Path`
     """
-    path = Path(path)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.{threading.get_ident()}.part')
-    try:
+    with atomic_path(path) as tmp:
         if mode is not None:        # created with its mode before any byte is in it
             os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode))
         if isinstance(content, str):
             tmp.write_text(content, encoding='utf-8')
         else:
             tmp.write_bytes(content)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return Path(path)

@@ -1,4 +1,4 @@
-"""What a job offers once it exists, for any backend: `JobResults`, which the
+"""Internal: what a job offers once it exists, for any backend: `JobResults`, which the
 facade gives the backend in use (WCS, calibration, annotations, objects,
 tags, job lists, result files, pruning).
 

@@ -1,4 +1,4 @@
-"""Showing that work goes on: a status line while one solve is waited for, a
+"""Internal: showing that work goes on: a status line while one solve is waited for, a
 bar for a batch.  On a terminal or in a Jupyter kernel they are live (a
 widget in a notebook when ipywidgets is installed); elsewhere (a CI log) a
 status line becomes one log line per change.  ``verbose=False`` silences both.

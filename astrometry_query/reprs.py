@@ -1,4 +1,4 @@
-"""Notebook views of the records: the HTML behind ``_repr_html_``.
+"""Internal: notebook views of the records: the HTML behind ``_repr_html_``.
 
 A `~astrometry_query.results.Calibration` is a small table with units; a
 `~astrometry_query.results.Job` shows its status, its calibration and a
@@ -17,14 +17,13 @@ import io
 import threading
 from urllib.parse import urlsplit, urlunsplit
 
-import astropy.units as u
-from astropy.table import Table
 from astropy.table import conf as table_conf
 from astroquery import log
 
-from ._text import plural
+from ._text import one_line, plural, scale_text
+from .results import HTML_VIEWS, Calibration, Job, Submission, calibration_table, jobs_table
 
-__all__ = ['THUMBNAIL_WIDTH', 'FETCH_LIMIT', 'png_data_uri', 'calibration_table',
+__all__ = ['THUMBNAIL_WIDTH', 'FETCH_LIMIT', 'png_data_uri',
            'calibration_html', 'job_thumbnail', 'job_html', 'submission_now', 'submission_html',
            'solve_result_text', 'public_url']
 
@@ -157,32 +156,6 @@ def _table_html(table):
                                    tableclass=table_conf.default_notebook_table_class))
 
 
-def calibration_table(calibration):
-    """A calibration as a Table of quantity, value and unit (strings, for reading).
-
-    Parameters
-    ----------
-    calibration : `~astrometry_query.results.Calibration`
-
-    Returns
-    -------
-    `~astropy.table.Table`
-    """
-    from .results import parity_text
-    cal = calibration
-    rows = [('RA', f'{cal.ra.to_value(u.deg):.5f}', 'deg'),
-            ('Dec', f'{cal.dec.to_value(u.deg):.5f}', 'deg'),
-            ('centre', cal.center.to_string('hmsdms', sep=':', precision=2), 'h:m:s d:m:s'),
-            ('radius', f'{cal.radius.to_value(u.deg):.4f}', 'deg'),
-            ('pixel scale', f'{cal.pixscale.to_value(u.arcsec / u.pix):.4f}', 'arcsec / pix')]
-    if cal.width is not None and cal.height is not None:
-        rows.append(('field', f'{cal.width.to_value(u.arcmin):.2f} x '
-                              f'{cal.height.to_value(u.arcmin):.2f}', 'arcmin'))
-    rows += [('orientation', f'{cal.orientation.to_value(u.deg):.2f}', 'deg'),
-             ('parity', parity_text(cal.parity), '')]
-    return Table(rows=rows, names=('quantity', 'value', 'unit'), dtype=(str, str, str))
-
-
 @_never_raises
 def calibration_html(calibration):
     """The HTML view of a `~astrometry_query.results.Calibration`: a table with units."""
@@ -205,7 +178,6 @@ def submission_now(submission, limit=FETCH_LIMIT):
     live : bool
         Whether they were looked up now.
     """
-    from .results import Job
     source = submission.client
     if source is not None:
         def look():
@@ -279,7 +251,6 @@ def submission_html(submission):
     if sub.error_message:
         parts.append(f'<p>Error: {_esc(str(sub.error_message))}</p>')
     if jobs:
-        from .results import jobs_table
         table = jobs_table(jobs)
         table = table[[c for c in table.colnames
                        if c in ('job_id', 'status', 'original_filename', 'ra', 'dec', 'pixscale')]]
@@ -299,15 +270,18 @@ def submission_html(submission):
 def solve_result_text(result):
     """A one-line text for a `~astrometry_query.local.pipeline.SolveResult`
     (its ``__repr__``): the outcome, not the header text and file bytes."""
-    from .results import _one_line, _scale_text
     size = (f'{result.width}x{result.height} px, {plural(result.n_sources, "source")}, '
             f'{result.elapsed:.2f} s')
     if result.solved and result.calibration:
         cal = result.calibration
         where = (f'RA {cal["ra"]:.4f} Dec {cal["dec"]:.4f}, '
-                 f'{_scale_text(cal["pixscale"])} arcsec/pix')
+                 f'{scale_text(cal["pixscale"])} arcsec/pix')
         hints = f', hints {"+".join(result.hints)}' if result.hints else ''
         return f'<SolveResult solved: {where}, {size}{hints}>'
     why = 'timed out' if result.timed_out else 'not solved'
-    error = f': {_one_line(result.error, 80)!r}' if result.error else ''
+    error = f': {one_line(result.error, 80)!r}' if result.error else ''
     return f'<SolveResult {why}, {size}{error}>'
+
+
+# The records' notebook views (results.py looks them up: it never imports this module).
+HTML_VIEWS.update({Calibration: calibration_html, Job: job_html, Submission: submission_html})

@@ -1,9 +1,10 @@
 """Result records (Submission, Job, Calibration), the WCS header we return,
 nova's calibration numbers, and annotations as a Table.
 
-Pure data: no I/O, so both backends and the server share it.  The one
-exception is a record's notebook view (``_repr_html_``, in ``astrometry_query.reprs``),
-which may fetch what it shows through the client that made the record.
+Pure data: no I/O, so both backends and the server share it.  A record's
+notebook view (``_repr_html_``), which may fetch what it shows through the
+client that made the record, is the function `HTML_VIEWS` holds for its class:
+`astrometry_query.reprs` fills it in (it imports this module, never the reverse).
 """
 import dataclasses
 import functools
@@ -19,11 +20,12 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 from astropy.wcs import WCS
 
+from ._text import one_line, scale_text
 from .exceptions import InvalidInputError
 
 __all__ = ['Submission', 'Job', 'Calibration', 'calibration_from_wcs', 'make_wcs_header',
            'wcs_from_header', 'annotations_table', 'jobs_table', 'job_ref', 'parity_text',
-           'JOB_ID_CARD', 'SUBMISSION_ID_CARD', 'PARITY_WORDS']
+           'calibration_table', 'JOB_ID_CARD', 'SUBMISSION_ID_CARD', 'PARITY_WORDS', 'HTML_VIEWS']
 
 JOB_ID_CARD = 'AN_JOBID'
 SUBMISSION_ID_CARD = 'AN_SUBID'
@@ -31,6 +33,18 @@ SUBMISSION_ID_CARD = 'AN_SUBID'
 #: A solution's parity (nova's, the sign of det(CD)) in words.  The solver's
 #: ``parity`` setting names the same two cases 'pos' and 'neg'.
 PARITY_WORDS = {-1: 'normal (pos: not mirrored)', 1: 'mirrored (neg)'}
+
+
+#: The notebook view of each record class: a function of the record that returns HTML (or
+#: None: IPython then shows the text repr).  `astrometry_query.reprs` registers the
+#: package's views here when the package is imported.
+HTML_VIEWS = {}
+
+
+def _html_view(record):
+    """A record's ``_repr_html_``: the view `HTML_VIEWS` holds for its class (or a base)."""
+    view = next((HTML_VIEWS[c] for c in type(record).__mro__ if c in HTML_VIEWS), None)
+    return view(record) if view is not None else None
 
 
 def parity_text(parity):
@@ -43,22 +57,10 @@ def parity_text(parity):
     return PARITY_WORDS[-1] if value < 0 else PARITY_WORDS[1] if value > 0 else str(parity)
 
 
-def _one_line(text, limit=60):
-    """Text for a one-line repr: whitespace runs (newlines too) made one blank,
-    long text cut."""
-    text = ' '.join(str(text).split())
-    return text if len(text) <= limit else text[:limit - 3] + '...'
-
-
 def _value(quantity, unit, native=None):
     """A Quantity's value in ``unit``; a plain number is taken in ``native``
     (the field's unit in nova's JSON), by default ``unit``."""
     return u.Quantity(quantity, native or unit).to_value(unit)
-
-
-def _scale_text(arcsec_per_pix):
-    """A pixel scale for reading: two decimals, three figures below 1 arcsec/pix."""
-    return f'{arcsec_per_pix:.3g}' if abs(arcsec_per_pix) < 1 else f'{arcsec_per_pix:.2f}'
 
 
 def _never_raises(text_repr):
@@ -193,16 +195,14 @@ class Submission(_ClientBound):
     def __repr__(self):
         state = self.state
         if state == 'failed':
-            return f'<Submission {self.id}: failed: {_one_line(self.error_message)!r}>'
+            return f'<Submission {self.id}: failed: {one_line(self.error_message)!r}>'
         jobs = self.job_ids
         if not jobs:
             return f'<Submission {self.id}: {state}>'
         listed = ', '.join(str(j) for j in jobs[:10]) + (', ...' if len(jobs) > 10 else '')
         return f'<Submission {self.id}: {state}, job{"s" if len(jobs) > 1 else ""} {listed}>'
 
-    def _repr_html_(self):
-        from .reprs import submission_html
-        return submission_html(self)
+    _repr_html_ = _html_view
 
 
 @dataclass(repr=False)
@@ -249,7 +249,7 @@ class Calibration:
     def _position_text(self):
         """'RA 83.8220 Dec -5.3911, 2.01 arcsec/pix' (degrees)."""
         return (f'RA {_value(self.ra, u.deg):.4f} Dec {_value(self.dec, u.deg):.4f}, '
-                f'{_scale_text(_value(self.pixscale, u.arcsec / u.pix))} arcsec/pix')
+                f'{scale_text(_value(self.pixscale, u.arcsec / u.pix))} arcsec/pix')
 
     @_never_raises
     def __repr__(self):
@@ -261,9 +261,7 @@ class Calibration:
                 f'orientation {_value(self.orientation, u.deg):.2f} deg, '
                 f'parity {parity_text(self.parity)}>')
 
-    def _repr_html_(self):
-        from .reprs import calibration_html
-        return calibration_html(self)
+    _repr_html_ = _html_view
 
 
 @dataclass(repr=False)
@@ -306,16 +304,14 @@ class Job(_ClientBound):
 
     @_never_raises
     def __repr__(self):
-        text = f'<Job {self.id}: {_one_line(self.status, 30)}'
+        text = f'<Job {self.id}: {one_line(self.status, 30)}'
         if self.calibration is not None:
             text += f', {self.calibration._position_text()}'
         if self.original_filename:
-            text += f', file {_one_line(self.original_filename)!r}'
+            text += f', file {one_line(self.original_filename)!r}'
         return text + '>'
 
-    def _repr_html_(self):
-        from .reprs import job_html
-        return job_html(self)
+    _repr_html_ = _html_view
 
 
 def wcs_from_header(header):
@@ -474,6 +470,31 @@ def annotations_table(annotations, wcs_header=None):
         table['dec'] = np.zeros(0) * u.deg
     table.meta['description'] = 'Objects annotated in the solved field (pixels are FITS 1-based)'
     return table
+
+
+def calibration_table(calibration):
+    """A calibration as a Table of quantity, value and unit (strings, for reading).
+
+    Parameters
+    ----------
+    calibration : `~astrometry_query.results.Calibration`
+
+    Returns
+    -------
+    `~astropy.table.Table`
+    """
+    cal = calibration
+    rows = [('RA', f'{cal.ra.to_value(u.deg):.5f}', 'deg'),
+            ('Dec', f'{cal.dec.to_value(u.deg):.5f}', 'deg'),
+            ('centre', cal.center.to_string('hmsdms', sep=':', precision=2), 'h:m:s d:m:s'),
+            ('radius', f'{cal.radius.to_value(u.deg):.4f}', 'deg'),
+            ('pixel scale', f'{cal.pixscale.to_value(u.arcsec / u.pix):.4f}', 'arcsec / pix')]
+    if cal.width is not None and cal.height is not None:
+        rows.append(('field', f'{cal.width.to_value(u.arcmin):.2f} x '
+                              f'{cal.height.to_value(u.arcmin):.2f}', 'arcmin'))
+    rows += [('orientation', f'{cal.orientation.to_value(u.deg):.2f}', 'deg'),
+             ('parity', parity_text(cal.parity), '')]
+    return Table(rows=rows, names=('quantity', 'value', 'unit'), dtype=(str, str, str))
 
 
 def jobs_table(jobs):

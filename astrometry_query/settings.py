@@ -1,6 +1,7 @@
 """Every solve option in one table: validation, normalisation, and its
 mapping to nova arguments (the solver's directives are made from those by
-`astrometry_query.local.axy`).
+``astrometry_query.local.axy``), and what the scale arguments mean in
+arcsec/pixel (`scale_bounds`, for the engine and the index coverage check).
 
 The same table serves the nova-compatible server, which casts incoming
 arguments the way nova does (``nova_cast``) before mapping them to flags.
@@ -18,7 +19,7 @@ from astropy.coordinates import Angle, SkyCoord
 from .exceptions import InvalidSettingError
 
 __all__ = ['SETTINGS', 'validate_settings', 'normalize_settings', 'to_nova_args',
-           'nova_cast', 'allowed_settings_text', 'parse_position', 'MAX_SOURCES']
+           'nova_cast', 'allowed_settings_text', 'parse_position', 'scale_bounds', 'MAX_SOURCES']
 
 #: nova's solver reads at most this many sources (``--objs 1000``).
 MAX_SOURCES = 1000
@@ -416,6 +417,49 @@ def to_nova_args(settings):
     if args.get('center_dec') == 0:
         args['center_dec'] = 1e-9
     return args
+
+
+def scale_bounds(args, width, height):
+    """(low, high) pixel scale in arcsec/pixel of nova arguments, or (None, None).
+
+    What solve-field makes of them: field widths are the image ``width``
+    (``height`` is not used), a focal length (``'focalmm'``) is a 35 mm
+    equivalent, and a missing bound is None.
+
+    Parameters
+    ----------
+    args : dict
+        nova arguments: ``scale_units``, ``scale_type`` and ``scale_lower``,
+        ``scale_upper`` or ``scale_est``, ``scale_err``.
+    width, height : int
+        The image in pixels.
+
+    Returns
+    -------
+    tuple
+        (low, high), each a float or None.
+    """
+    units = args.get('scale_units') or 'degwidth'
+    if args.get('scale_type', 'ul') == 'ev':
+        est, err = args.get('scale_est'), args.get('scale_err')
+        if not (est and err is not None):
+            return None, None
+        low, high = est * (1 - err / 100.0), est * (1 + err / 100.0)
+    else:
+        low, high = args.get('scale_lower'), args.get('scale_upper')
+    if not (low or high):
+        return None, None
+    size = float(width)     # solve-field's field widths are the image width
+    to_app = {'arcsecperpix': lambda v: v,
+              'degwidth': lambda v: v * 3600.0 / size,
+              'arcminwidth': lambda v: v * 60.0 / size,
+              # 35 mm equivalent focal length, as solve-field converts it
+              'focalmm': lambda v: math.degrees(math.atan(36.0 / (2 * v))) * 3600.0 / size}
+    convert = to_app.get(units, to_app['degwidth'])
+    low, high = (convert(v) if v else None for v in (low, high))
+    if units == 'focalmm':          # a longer focal length is a smaller scale
+        low, high = high, low
+    return low, high
 
 
 def nova_cast(raw):

@@ -1,4 +1,4 @@
-"""Submitting, waiting and solving with one backend: `Solver`, which the
+"""Internal: submitting, waiting and solving with one backend: `Solver`, which the
 facade gives the backend in use.
 
 Every input is checked (file, settings, timeouts) before any network call or

@@ -1,4 +1,4 @@
-"""Image URLs: the one check of a URL the package will fetch, and the one fetcher.
+"""Internal: image URLs: the one check of a URL the package will fetch, and the one fetcher.
 
 The client checks a URL before it submits it (`check_url`), the server before
 it accepts an url_upload (`url_problem`), and whoever downloads an image

@@ -16,7 +16,7 @@ from astropy.io import fits
 
 from astrometry_query.hints import header_hints
 from astrometry_query.images import open_image
-from astrometry_query.simulate import render_field, wcs_rms_error
+from astrometry_query.datasets import render_field, wcs_rms_error
 
 #: Fields at several sky positions, both parities, many rotations, SIP
 #: distortion, scales 2-60 arcsec/px, with noise, hot pixels, cosmic rays and

@@ -49,7 +49,7 @@ def source_lists(folder, n=4):
     import astropy.units as u
     from astropy.coordinates import SkyCoord
 
-    from astrometry_query.simulate import render_field
+    from astrometry_query.datasets import render_field
     from astrometry_query.sources import extract_sources
     out = []
     specs = [((150.3, 25.1), 12.0), ((280.5, -40.2), 10.0), ((30.2, 60.3), 14.0),

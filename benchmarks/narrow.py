@@ -22,7 +22,7 @@ from astrometry_query.exceptions import IndexCoverageError, SolveFailedError
 from astrometry_query.hints import header_hints
 from astrometry_query.images import open_image
 from astrometry_query.index import build_index, get_series, planned_files
-from astrometry_query.simulate import render_field, synthetic_catalog
+from astrometry_query.datasets import render_field, synthetic_catalog
 
 from common import bare_solve_field, fmt, ratio, rms, table
 

@@ -246,7 +246,7 @@ def memory(work):
     import psutil
     import astropy.units as u
     from astropy.coordinates import SkyCoord
-    from astrometry_query.simulate import render_field
+    from astrometry_query.datasets import render_field
     path = Path(work) / 'big8k.fits'
     if not path.is_file():
         sf = render_field(SkyCoord(83.3, -1.2, unit='deg'), pixel_scale=1.5 * u.arcsec / u.pix,
@@ -338,7 +338,7 @@ def batches(work, n=32):
     say(f'\n## Batches of {n} distinct images (seconds)\n')
     import astropy.units as u
     from astropy.coordinates import SkyCoord
-    from astrometry_query.simulate import render_field
+    from astrometry_query.datasets import render_field
     folder = Path(work) / 'batch'
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(5)

@@ -14,8 +14,9 @@ from astropy.wcs import WCS
 from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.exceptions import InvalidInputError
 from astrometry_query.local import annotate
-from astrometry_query.plotting._picture import draw_overlay
-from astrometry_query.simulate import render_field
+from astrometry_query.display import display_levels
+from astrometry_query.drawing import draw_overlay
+from astrometry_query.datasets import render_field
 
 from server_fixtures import requires_solver
 
@@ -70,7 +71,7 @@ def test_annotated_png_of_a_solved_fits_image(field, tmp_path):
     # Under the drawing: the data through display_levels, with y = 1 at the bottom as
     # plot_annotations shows a FITS image (the PNG's row 0 is its top row, y = ny); the
     # drawing: coloured (not grey) pixels.
-    levels = annotate.display_levels(field.data).astype(int)
+    levels = display_levels(field.data).astype(int)
     grey = (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])
     assert np.mean(grey & (np.abs(rgb[..., 0] - levels[::-1]) <= 1)) > 0.8
     assert np.mean(grey & (np.abs(rgb[..., 0] - levels) <= 1)) < 0.2      # not upside down
@@ -183,15 +184,15 @@ def test_display_levels():
     data = rng.normal(100.0, 5.0, (200, 300)).astype(np.float32)
     data[50:60, 50:90] = np.linspace(1e3, 3e4, 400).reshape(10, 40)      # stars: 0.7 % of pixels
     data[0, :5] = np.nan
-    levels = annotate.display_levels(data)
+    levels = display_levels(data)
     assert levels.dtype == np.uint8 and levels.shape == data.shape
     assert np.all(levels[0, :5] == 0)
     good = np.isfinite(data)
     order = np.argsort(data[good])
     assert np.all(np.diff(levels[good][order].astype(int)) >= 0)      # monotonic
     assert levels[59, 89] == 255 and np.median(levels) < 60
-    assert not annotate.display_levels(np.full((20, 20), 3.0)).any()
-    assert not annotate.display_levels(np.full((20, 20), np.nan)).any()
+    assert not display_levels(np.full((20, 20), 3.0)).any()
+    assert not display_levels(np.full((20, 20), np.nan)).any()
 
 
 def test_annotated_png_labels_do_not_overlap(tmp_path):

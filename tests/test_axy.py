@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from astrometry_query.local.axy import (OUTPUT_FILES, UNIFORM_BOXES, axy_header, scale_bounds,
-                                        uniformize, write_axy)
+from astrometry_query.local.axy import OUTPUT_FILES, UNIFORM_BOXES, axy_header, uniformize, write_axy
+from astrometry_query.settings import scale_bounds
 
 requires_solve_field = pytest.mark.skipif(shutil.which('solve-field') is None,
                                           reason="needs astrometry.net's solve-field")

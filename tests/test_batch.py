@@ -14,7 +14,7 @@ from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.batch import BATCH_COLUMNS, Journal
 from astrometry_query.jobs import JobRunner
 from astrometry_query.server import ServerThread
-from astrometry_query.simulate import render_field, wcs_rms_error
+from astrometry_query.datasets import render_field, wcs_rms_error
 from astrometry_query.sources import extract_sources
 from server_fixtures import requires_solver
 

@@ -28,7 +28,7 @@ from astrometry_query.exceptions import (AstrometryNetError, ResultNotAvailableE
                                          ServerError, SolveFailedError, SolveTimeoutError,
                                          UploadUnconfirmedError)
 from astrometry_query.server.store import now_string
-from astrometry_query.simulate import render_field
+from astrometry_query.datasets import render_field
 from fault_proxy import FaultProxy
 from server_fixtures import NovaServer, requires_solver
 

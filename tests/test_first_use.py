@@ -16,7 +16,7 @@ from astrometry_query.batch import Journal
 from astrometry_query.exceptions import InvalidInputError, InvalidSettingError
 from astrometry_query.images import expand_images, image_stem
 from astrometry_query.settings import normalize_settings, parse_position
-from astrometry_query.simulate import render_field, wcs_rms_error
+from astrometry_query.datasets import render_field, wcs_rms_error
 from server_fixtures import nova_server, requires_solver  # noqa: F401
 
 pytestmark = requires_solver

@@ -1,5 +1,6 @@
 """Index files: series facts, tiles, listing, the coverage check, downloads
 (against a loopback file server) and builds (with build-astrometry-index)."""
+import json
 import os
 import re
 import shutil
@@ -16,14 +17,16 @@ from astrometry_query import conf
 from astrometry_query.cli import main as cli_main
 from astrometry_query.exceptions import (IndexBuildError, IndexDownloadError, InvalidInputError,
                                          InvalidSettingError)
+from astrometry_query.datasets import synthetic_catalog
 from astrometry_query.hints import SolveHints
 from astrometry_query.index import (QUAD_SCALES, build_index, check_field, choose_scales,
                                     download_indexes, get_series, installed_indexes,
                                     planned_files, quad_range, read_index_header)
+from astrometry_query.index.locations import (DEFAULT_INDEX_DIR, default_destination,
+                                              default_index_dirs, user_index_dir)
 from astrometry_query.index.series import scale_of_quads
 from astrometry_query.index.tiles import nested_to_xy, tile_center, tile_of, tiles_around
-from astrometry_query.local.solver import DEFAULT_INDEX_DIR, find_installation
-from astrometry_query.simulate import synthetic_catalog
+from astrometry_query.local.solver import find_installation
 
 from index_server import IndexFileServer, fake_index
 
@@ -101,7 +104,7 @@ def test_installed_indexes_reads_the_debian_files():
     assert table.meta['index_dirs'] == [str(DEFAULT_INDEX_DIR)]
 
 
-def test_installed_indexes_several_dirs_and_junk(tmp_path):
+def test_installed_indexes_several_dirs_and_junk(tmp_path, capsys):
     a, b = tmp_path / 'a', tmp_path / 'b'
     a.mkdir(), b.mkdir()
     fake_index(a / 'index-5203-17.fits', 5203, healpix=17, nside=2, nbytes=3000)
@@ -115,7 +118,15 @@ def test_installed_indexes_several_dirs_and_junk(tmp_path):
         assert list(table['healpix']) == [17, -1] and list(table['nside']) == [2, 0]
         assert list(table['series']) == [5200, 4100]
     with conf.set_temp('index_dir', f'{b}{os.pathsep}{a}'):
-        assert len(installed_indexes()) == 2
+        # index/ reads no conf: its default is astrometry.net's directories ...
+        default = installed_indexes()
+        assert default.meta['index_dirs'] == [str(d) for d in default_index_dirs()]
+        assert str(a) not in default.meta['index_dirs']
+        # ... and the command line passes conf.index_dir down
+        assert cli_main(['index', 'list', '--json']) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed['index_dirs'] == [str(b), str(a)]
+    assert sorted(f['index_id'] for f in listed['files']) == [4110, 5203]
     info = read_index_header(a / 'index-5203-17.fits')
     assert info.scale == 3 and not info.all_sky
     with pytest.raises(InvalidInputError, match='not an astrometry.net index'):
@@ -362,6 +373,15 @@ def test_cli_index_download_and_list(mirror, tmp_path, capsys):
     assert '96 files' in capsys.readouterr().out
     assert cli_main(['index', 'download', '5200', '--scales', '9', '--dest', str(dest)]) == 2
     assert 'scales 0-6' in capsys.readouterr().err
+    # without --dest: the first directory of conf.index_dir (read by the command line)
+    configured = tmp_path / 'configured'
+    with conf.set_temp('index_dir', f'{configured}{os.pathsep}{dest}'):
+        assert cli_main(['index', 'download', '5200', '--scales', '3', '--around',
+                         '10:00:00,+20:00:00', '--base-url', mirror.url, '-q']) == 0
+        # the library's own default is the user's index directory, whatever conf says
+        assert default_destination() == user_index_dir()
+    assert f'index files in {configured}:' in capsys.readouterr().out
+    assert list(configured.glob('index-5203-*.fits'))
 
 
 # -- building --------------------------------------------------------------------------

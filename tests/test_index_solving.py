@@ -17,7 +17,7 @@ from astropy.io import fits
 from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.exceptions import IndexCoverageError, InvalidInputError
 from astrometry_query.index import build_index, installed_indexes
-from astrometry_query.simulate import render_field, synthetic_catalog, wcs_rms_error
+from astrometry_query.datasets import render_field, synthetic_catalog, wcs_rms_error
 
 from server_fixtures import INDEX_DIR, make_nova_server, requires_solver  # noqa: F401
 
@@ -86,9 +86,10 @@ def test_tycho_only_refuses_it_at_once_with_the_fix(narrow):
     message = str(info.value)
     assert 'No installed index file can solve this field' in message
     assert 'quads of 22-2000 arcmin' in message and '9-11.7 arcmin' in message
-    # the header's pointing makes it the tiles around the field: megabytes, not 18 GB
+    # the header's pointing makes it the tiles around the field: megabytes, not 18 GB; the
+    # directories were chosen (conf.index_dir), so the command names where the files must go
     assert info.value.command == ('astrometry-query index download 5200 --scales 1-5 '
-                                  '--around 210.8600,+54.3000 --radius 2')
+                                  f'--around 210.8600,+54.3000 --radius 2 --dest {INDEX_DIR}')
     assert info.value.needed_scales == [1, 2, 3, 4, 5]
     assert re.search(r'about \d+ MB for the tiles within 2 deg .* GB for the whole sky', message)
 

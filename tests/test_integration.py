@@ -20,7 +20,7 @@ from astrometry_query.cli import example_image_path
 from astrometry_query.exceptions import (InvalidInputError, LoginError, SolveFailedError,
                                          SolveTimeoutError, SubmissionError)
 from astrometry_query.server import ServerThread
-from astrometry_query.simulate import read_truth_wcs, render_field, wcs_rms_error
+from astrometry_query.datasets import read_truth_wcs, render_field, wcs_rms_error
 from astrometry_query.sources import extract_sources
 from server_fixtures import nova_server, requires_solver  # noqa: F401
 

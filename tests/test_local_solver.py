@@ -4,7 +4,7 @@ and their fallback, time limits, process pools), job directories with their
 lazily built files, objects in the field and annotations.
 
 The synthetic fields use stars of the Tycho-2 index itself, drawn through a
-known WCS (astrometry_query.simulate), so each solution is checked against the
+known WCS (astrometry_query.datasets), so each solution is checked against the
 truth; astroquery's recorded thumbnail is checked against nova's own solution.
 """
 import concurrent.futures
@@ -41,7 +41,7 @@ from astrometry_query.local.axy import write_axy
 from astrometry_query.local.solver import (EngineOutcome, find_installation, kill_process_group,
                                            run_engine, solver_available, write_engine_config)
 from astrometry_query.results import calibration_from_wcs
-from astrometry_query.simulate import render_field, wcs_rms_error
+from astrometry_query.datasets import render_field, wcs_rms_error
 
 from server_fixtures import requires_solver
 

@@ -3,7 +3,7 @@ annotation circles and labels, the matches and residuals of the corr file,
 what the saved figure holds, and typed errors for bad arguments.
 
 The field is the Pleiades drawn from the Tycho-2 index itself
-(astrometry_query.simulate), so it has named stars and NGC/IC objects.
+(astrometry_query.datasets), so it has named stars and NGC/IC objects.
 """
 import io
 import re
@@ -23,7 +23,7 @@ import astrometry_query
 from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.exceptions import (AstrometryNetError, InvalidInputError,
                                          JobNotFoundError)
-from astrometry_query.simulate import render_field
+from astrometry_query.datasets import render_field
 
 from server_fixtures import requires_solver
 
@@ -182,10 +182,42 @@ def test_annotations_from_a_job_id_a_record_and_the_default_client(solved, monke
     ax = plot_annotations(path, record, client=client, nbright=2)
     bright = client.get_annotations(header, nbright=2)
     assert len(_by_gid(ax, 'annotations')[0].get_paths()) == len(bright) < n
-    # client=None: the module's AstrometryNet, looked up at call time
-    monkeypatch.setattr(astrometry_query, 'AstrometryNet', client)
+    # client=None: never the package's AstrometryNet (the plots are below it) ...
+    monkeypatch.delattr(astrometry_query, 'AstrometryNet')
+    # ... but the client a record is bound to,
+    ax = plot_annotations(path, record.bind(client), nbright=2)
+    assert len(_by_gid(ax, 'annotations')[0].get_paths()) == len(bright)
+    # and for a header, the objects computed from its WCS, as the local backend does
     ax = plot_annotations(path, header)
-    assert len(_by_gid(ax, 'annotations')[0].get_paths()) == n
+    circles = _by_gid(ax, 'annotations')[0].get_paths()
+    assert len(circles) == n
+    table = client.get_annotations(header)
+    assert np.allclose(sorted(c.get_extents().x0 + c.get_extents().width / 2 for c in circles),
+                       sorted(np.asarray(table['pixelx']) - 1.0), atol=0.01)
+
+
+def test_without_a_client_what_needs_one_says_so(solved, monkeypatch):
+    client, header, path, _ = solved
+    job_id = int(header['AN_JOBID'])
+    with pytest.raises(InvalidInputError, match=r'job_or_header: .*pass client=, the '
+                                                r'AstrometryNetClass'):
+        plot_annotations(path, job_id)
+    unbound = client.get_job_info(header).bind(None)
+    with pytest.raises(InvalidInputError, match=r'job_or_header: .*pass client='):
+        plot_solution(path, unbound)
+    with pytest.raises(InvalidInputError, match=r"corr and sources: the job's files are "
+                                                r'downloaded through a client; pass client='):
+        plot_solution(path, header)
+    corr = _corr(client, header)
+    with pytest.raises(InvalidInputError, match=r'^sources: .*pass client='):
+        plot_solution(path, header, corr=corr)
+    ax = plot_solution(path, header, corr=corr, sources=False)
+    assert len(_by_gid(ax, 'catalog-stars')[0].get_offsets()) == len(corr)
+    # no astrometry.net to compute the objects from the WCS: the error names client=
+    monkeypatch.setenv('PATH', '/nonexistent')
+    with pytest.raises(InvalidInputError, match=r'annotations: without a client .*missing '
+                                                r'here .*pass client=.*or give annotations='):
+        plot_annotations(path, header)
 
 
 @pytest.mark.parametrize('kind', ['array', 'hdulist', 'hdu', 'nddata', 'none'])
@@ -437,7 +469,7 @@ def test_a_sparse_field_keeps_a_dark_sky(solve):
                       if 2 <= x < SHAPE[1] - 2 and 2 <= y < SHAPE[0] - 2])
     assert len(peaks) >= 10 and peaks.min() > 3 * np.median(shown) and peaks.max() > 0.95
     # the same normalization as display_norm's and the annotated PNG's
-    from astrometry_query.local.annotate import display_levels
+    from astrometry_query.display import display_levels
     from astrometry_query.plotting import display_norm
     assert np.allclose(np.ma.filled(display_norm(field.data)(field.data), 0.0), shown)
     assert np.median(display_levels(field.data)) < 0.15 * 255

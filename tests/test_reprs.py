@@ -28,7 +28,7 @@ from astrometry_query.exceptions import SolveFailedError
 from astrometry_query.local import pipeline
 from astrometry_query.results import PARITY_WORDS, Calibration, Job, Submission, parity_text
 from astrometry_query.server import web_html
-from astrometry_query.simulate import render_field
+from astrometry_query.datasets import render_field
 
 from server_fixtures import make_nova_server, requires_solver  # noqa: F401
 

@@ -14,7 +14,7 @@ from astroquery import log as astroquery_log
 from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.exceptions import AstrometryNetError
 from astrometry_query.server import ServerThread
-from astrometry_query.simulate import render_field
+from astrometry_query.datasets import render_field
 from server_fixtures import requires_solver
 
 pytestmark = requires_solver

@@ -143,7 +143,7 @@ def test_kill_9_and_restart_loses_nothing(tmp_path, fields_for_lifecycle):
 def fields_for_lifecycle(tmp_path):
     import astropy.units as u
     from astropy.coordinates import SkyCoord
-    from astrometry_query.simulate import render_field
+    from astrometry_query.datasets import render_field
     paths = []
     for i, (center, rot) in enumerate((((150.3, 25.1), 37.0), ((280.5, -40.2), -65.0))):
         field = render_field(SkyCoord(*center, unit='deg'), pixel_scale=12 * u.arcsec / u.pix,

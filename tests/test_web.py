@@ -24,7 +24,7 @@ from astropy.wcs import FITSFixedWarning
 from astrometry_query.results import calibration_from_wcs
 from astrometry_query.server import ServerThread
 from astrometry_query.local.extraction import CIRCLE_COLOUR, EXTRACTION_FILE
-from astrometry_query.simulate import render_field
+from astrometry_query.datasets import render_field
 from server_fixtures import make_nova_server, nova_server, requires_solver  # noqa: F401
 
 SHAPE = (600, 700)                       # rows, columns

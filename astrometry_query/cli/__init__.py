@@ -42,6 +42,9 @@ Exit codes
     Interrupted (Ctrl-C).  ``serve`` stopped by Ctrl-C exits with 0.
 141
     The output pipe was closed (e.g. piped into ``head``).
+
+Each command has its module here; these modules are internal: the public
+names are this package's.
 """
 import argparse
 import contextlib
@@ -75,8 +78,8 @@ ASTROMETRY_NET_API_KEY environment variable, the keyring (astrometry-query login
 
 def build_parser():
     """The argument parser of ``astrometry-query`` (every subcommand)."""
-    from ..index.command import add_index_parser, run_index_command
     from . import jobs, login, serve, solve
+    from .index import add_index_parser, run_index_command
     parser = Parser(prog=PROG, description=_DESCRIPTION,
                     epilog=_EXAMPLES + EXIT_CODES, formatter_class=HelpFormatter)
     parser.add_argument('--version', action='version', version=f'%(prog)s {__version__}')
@@ -105,7 +108,7 @@ _INDEX_EXAMPLES = {
 
 def _index_epilogs(index):
     """Examples and exit codes in the help of ``index`` and its subcommands
-    (their parsers are built by astrometry_query.index.command)."""
+    (their parsers are built by astrometry_query.cli.index)."""
     index.epilog = f'{index.epilog}\n\n{EXIT_CODES}'
     actions = [a for a in index._actions if isinstance(a, argparse._SubParsersAction)]
     for name, parser in (actions[0].choices.items() if actions else ()):

@@ -3,5 +3,7 @@ import sys
 
 from . import main
 
+__all__ = []
+
 if __name__ == '__main__':
     sys.exit(main())

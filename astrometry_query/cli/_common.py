@@ -17,6 +17,14 @@ from ..exceptions import (AstrometryNetError, IndexBuildError, IndexCoverageErro
                           LoginError, MissingAPIKeyError, ResultNotAvailableError, ServerError,
                           SolveFailedError, SolveTimeoutError, SubmissionError, WorkerLostError)
 
+__all__ = ['PROG', 'EXIT_OK', 'EXIT_UNSOLVED', 'EXIT_USAGE', 'EXIT_SERVER', 'EXIT_TIMEOUT',
+           'EXIT_AUTH', 'EXIT_SETUP', 'EXIT_INTERNAL', 'EXIT_INTERRUPTED', 'EXIT_CODES',
+           'API_KEY_WARNING', 'UsageError', 'SetupError', 'Parser', 'HelpFormatter', 'epilog',
+           'add_command', 'exit_code', 'message', 'report', 'warn', 'positive_float',
+           'positive_int', 'nonnegative_int', 'ra_degrees', 'dec_degrees', 'radius_degrees',
+           'server_url', 'join_signed_values', 'add_client_options', 'make_client', 'job_argument',
+           'echo', 'jsonable', 'print_json', 'fmt', 'format_table', 'short']
+
 PROG = 'astrometry-query'
 
 EXIT_OK = 0

@@ -54,6 +54,7 @@ def add_parsers(sub):
 
 
 def run_serve(args):
+    from .. import conf
     from ..server import serve
     from ._common import UsageError
     if args.workers is not None and args.workers < 0:
@@ -67,7 +68,8 @@ def run_serve(args):
               executor='threads' if args.threads else 'processes',
               dask_scheduler=args.dask_scheduler, log_level=args.log_level,
               max_upload=args.max_upload, rate_limit=args.rate_limit,
-              allow_private_urls=args.allow_private_urls, index_dir=args.index_dir)
+              allow_private_urls=args.allow_private_urls,
+              index_dir=args.index_dir or conf.index_dir or None)
     except KeyboardInterrupt:
         pass        # uvicorn re-raises Ctrl-C after its graceful shutdown: a normal stop
     return EXIT_OK

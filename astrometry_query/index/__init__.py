@@ -9,6 +9,11 @@ the official series, build new ones from a star catalogue.
 - `download_indexes`: fetch series 4100, 4200 or 5200, only the sky tiles
   around a position if asked.
 - `build_index`: build index files from an astropy Table of stars.
+
+Its modules (``installed``, ``coverage``, ``download``, ``build``, ``series``,
+``tiles``, ``locations``: where index files are) are internal: the public
+names are this package's.  They take their directories as arguments:
+``conf.index_dir`` is read by the facade and the command line.
 """
 from .build import STARS_PER_QUAD, build_index, catalog_extent, choose_scales
 from .coverage import Coverage, check_field

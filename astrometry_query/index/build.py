@@ -4,6 +4,7 @@ An observatory that knows where it points can solve narrow fields offline
 from a catalogue of a few thousand stars (a Gaia cone, a local list): the
 official narrow-field series are tens of gigabytes for the whole sky.
 """
+import contextlib
 import math
 import os
 import shutil
@@ -21,8 +22,10 @@ from astropy.table import Table
 from astroquery import log
 
 from ..exceptions import IndexBuildError, InvalidInputError, InvalidSettingError
-from .download import default_destination, parse_scales
+from ..files import atomic_path
+from .download import parse_scales
 from .installed import CONE_CARDS, index_infos
+from .locations import default_destination
 from .series import QUAD_SCALES
 
 __all__ = ['build_index', 'choose_scales', 'catalog_extent', 'MIN_STARS']
@@ -123,8 +126,9 @@ def build_index(catalog, destination_dir=None, *, ra='ra', dec='dec', mag='mag',
         Stars with RA and Dec (degrees, or columns with angle units) and a
         magnitude; any file `~astropy.table.Table.read` reads.
     destination_dir : path, optional
-        Default: the first directory of ``conf.index_dir``, else the user's
-        index directory (which local solves search by default).
+        Default: the user's index directory (which local solves search when
+        ``conf.index_dir`` is empty; ``astrometry-query index build``
+        defaults to the first directory of ``conf.index_dir``).
     ra, dec, mag : str
         Column names.  ``mag=None`` keeps the catalogue's order (brightest
         first).
@@ -220,13 +224,15 @@ def build_index(catalog, destination_dir=None, *, ra='ra', dec='dec', mag='mag',
     if existing and not overwrite:
         raise InvalidInputError(f'{", ".join(existing)} exist; pass overwrite=True or another '
                                 'index_id.')
-    with tempfile.TemporaryDirectory(prefix='.aq-build-', dir=destination) as tmp:
-        tmp = Path(tmp)
-        catalogue = tmp / 'catalog.fits'
+    # Each file is built under a temporary name beside its own (atomic_path) and put in
+    # place only when every scale is built: a failed build leaves the directory as it was.
+    with tempfile.TemporaryDirectory(prefix='.aq-build-', dir=destination) as tmp, \
+            contextlib.ExitStack() as placing:
+        catalogue = Path(tmp) / 'catalog.fits'
         order = np.argsort(mags, kind='stable')
         fits.BinTableHDU(Table([ra_deg[order], dec_deg[order], mags[order]],
                                names=('RA', 'DEC', 'MAG'))).writeto(catalogue)
-        outputs = {s: tmp / targets[s].name for s in chosen}
+        outputs = {s: placing.enter_context(atomic_path(targets[s])) for s in chosen}
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
             seconds = dict(zip(chosen, pool.map(
                 lambda s: _run(exe, catalogue, outputs[s], s, base + s, sweeps, jitter, timeout),
@@ -237,10 +243,10 @@ def build_index(catalog, destination_dir=None, *, ra='ra', dec='dec', mag='mag',
                 for key, value in cards.items():
                     hdul[0].header[key] = (round(float(value), 8), 'astrometry_query: catalogue '
                                            'cone (deg)')
-            os.replace(outputs[scale], targets[scale])
-            if verbose:
-                info = index_infos([targets[scale]])[0]
-                log.info(f'Built {targets[scale].name}: scale {scale} (quads '
-                         f'{info.quad_min:.3g}-{info.quad_max:.3g} arcmin), {info.nstars} stars, '
-                         f'{info.nquads} quads, {seconds[scale]:.2f} s.')
+    if verbose:
+        for scale in chosen:
+            info = index_infos([targets[scale]])[0]
+            log.info(f'Built {targets[scale].name}: scale {scale} (quads '
+                     f'{info.quad_min:.3g}-{info.quad_max:.3g} arcmin), {info.nstars} stars, '
+                     f'{info.nquads} quads, {seconds[scale]:.2f} s.')
     return [targets[s] for s in chosen]

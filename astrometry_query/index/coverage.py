@@ -16,7 +16,9 @@ from pathlib import Path
 import astropy.units as u
 from astropy.coordinates import SkyCoord
 
+from ..settings import scale_bounds
 from .installed import describe_scales, index_infos
+from .locations import default_destination
 from .series import QUAD_SCALES, get_series
 from .tiles import tiles_around
 
@@ -173,18 +175,17 @@ def fix_text(scales, position=None, radius=None, destination=None):
 
 
 def _destination(index_dirs, explicit_dirs):
-    """Where the fix must download to: None when the default destination is
-    searched by this solver anyway, else its first index directory."""
+    """Where the fix must download to: None when the download's default destination
+    (the user index directory) is searched by this solver anyway, else its first
+    index directory."""
     if not explicit_dirs or not index_dirs:
         return None
-    from .download import default_destination
     default = default_destination().resolve()
     return None if default in [Path(d).resolve() for d in index_dirs] else str(index_dirs[0])
 
 
 def _scale_of(settings, hints, width, height):
     """(low, high, where from, from the settings?) of the pixel scale, or None."""
-    from ..local.axy import scale_bounds
     low, high = scale_bounds(settings or {}, width, height)
     if low or high:
         return low, high, 'the scale settings', True

@@ -26,10 +26,11 @@ from astroquery import log
 from tqdm.auto import tqdm
 
 from ..exceptions import IndexDownloadError, InvalidSettingError
+from .locations import default_destination
 from .series import DEFAULT_BASE_URL, SERIES, get_series
 from .tiles import tiles_around
 
-__all__ = ['download_indexes', 'planned_files', 'parse_scales', 'default_destination']
+__all__ = ['download_indexes', 'planned_files', 'parse_scales', 'RETRIES', 'PART_SUFFIX']
 
 _CHUNK = 1 << 20
 #: Tries per file (each resumes where the last stopped).
@@ -66,15 +67,6 @@ def parse_scales(scales, allowed, name='scales'):
                                   f'scales {min(allowed)}-{max(allowed)}.', setting=name,
                                   allowed=f'{min(allowed)}-{max(allowed)}')
     return sorted(set(out))
-
-
-def default_destination():
-    """Where files go by default: the first of ``conf.index_dir``, else the
-    user's index directory (which local solves search by default)."""
-    from .. import conf
-    from ..local.solver import index_dirs, user_index_dir
-    dirs = index_dirs(conf.index_dir)
-    return dirs[0] if dirs else user_index_dir()
 
 
 def _position(around, radius):
@@ -216,6 +208,8 @@ class _Fetcher:
                 part.unlink(missing_ok=True)      # corrupt: never resumed from
                 raise IndexDownloadError(f'{plan["name"]}: {problem}',
                                          failed={plan['name']: problem})
+            # Not files.atomic_path: the partial file must keep one name across calls
+            # (and processes), so that the next call resumes it instead of starting over.
             with open(part, 'rb+') as handle:
                 os.fsync(handle.fileno())
             os.replace(part, final)
@@ -281,8 +275,9 @@ def download_indexes(series, scales=None, destination_dir=None, *, around=None, 
         series.  Scale 0 has quads 2-2.8 arcmin and each next one is sqrt(2)
         larger: a field needs quads of about 10-100 % of its size.
     destination_dir : path, optional
-        Default: the first directory of ``conf.index_dir``, else the user's
-        index directory (which local solves search by default).
+        Default: the user's index directory (which local solves search when
+        ``conf.index_dir`` is empty; ``astrometry-query index download``
+        defaults to the first directory of ``conf.index_dir``).
     around : `~astropy.coordinates.SkyCoord` or (ra, dec), optional
         Fetch only the healpix tiles of the tiled scales that touch the cone
         of ``radius`` around this position (all-sky scales are one file).

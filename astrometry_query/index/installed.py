@@ -10,10 +10,11 @@ from astropy.io import fits
 from astropy.table import MaskedColumn, Table
 
 from ..exceptions import InvalidInputError
+from .locations import index_files, resolve_index_dirs
 from .series import ARCMIN_PER_RADIAN, scale_of_quads
 
 __all__ = ['IndexInfo', 'read_index_header', 'installed_indexes', 'index_infos',
-           'resolve_index_dirs', 'CONE_CARDS']
+           'describe_scales', 'CONE_CARDS']
 
 #: Cards `build_index` adds: the catalogue's cone (deg), for the coverage check.
 CONE_CARDS = ('AQ_RA', 'AQ_DEC', 'AQ_RAD')
@@ -102,18 +103,6 @@ def read_index_header(path):
     return _read(str(path), stat.st_mtime_ns, stat.st_size)
 
 
-def resolve_index_dirs(index_dir=None):
-    """The index directories a local solve uses: ``index_dir`` (one path, a
-    list, or paths joined by ``os.pathsep``), else ``conf.index_dir``, else
-    the astrometry.net configuration's and `~astrometry_query.local.solver.user_index_dir`."""
-    from .. import conf
-    from ..local.solver import find_installation, index_dirs
-    dirs = index_dirs(index_dir) or index_dirs(conf.index_dir)
-    if dirs is not None:
-        return dirs
-    return find_installation().index_dirs
-
-
 def index_infos(files):
     """`IndexInfo` of each readable index file of ``files`` (others are skipped)."""
     out = []
@@ -132,8 +121,10 @@ def installed_indexes(index_dir=None):
     ----------
     index_dir : str, `~pathlib.Path` or list of them, optional
         Directories to look in (a string may join several with
-        ``os.pathsep``).  Default: ``conf.index_dir``, else the ``add_path``
-        entries of ``/etc/astrometry.cfg`` and the user's index directory.
+        ``os.pathsep``, as ``conf.index_dir`` does: pass ``conf.index_dir``
+        to list what the local backend uses when it is set).  Default: the
+        ``add_path`` entries of ``/etc/astrometry.cfg`` and the user's index
+        directory, where a local solve looks when ``conf.index_dir`` is empty.
 
     Returns
     -------
@@ -151,9 +142,8 @@ def installed_indexes(index_dir=None):
     >>> table['index_id', 'quad_min', 'quad_max'][:2]    # doctest: +SKIP
     """
     dirs = resolve_index_dirs(index_dir)
-    files = sorted(f for d in dirs if Path(d).is_dir() for f in Path(d).glob('index-*.fits')
-                   if f.is_file())
-    infos = sorted(index_infos(files), key=lambda i: (i.quad_min, i.index_id, i.healpix))
+    infos = index_infos(index_files(dirs))
+    infos = sorted(infos, key=lambda i: (i.quad_min, i.index_id, i.healpix))
     table = Table()
     table['path'] = [str(i.path) for i in infos] if infos else np.array([], dtype=str)
     table['index_id'] = np.array([i.index_id for i in infos], dtype=int)

@@ -11,6 +11,8 @@
 
 The engine's modules name their files from ``files.py``, so importing this
 package loads the runner (and with it the engine) only when it is asked for.
+
+These modules are internal: the public names are this package's.
 """
 from .files import (DOWNLOAD_KINDS, KIND_OF_ROUTE, RESULT_KINDS, JobStore, ResultKind,
                     read_result)

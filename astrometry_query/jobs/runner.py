@@ -71,7 +71,7 @@ def run_job(job_dir, request, image=None):
         What is also written to ``result.json``: ``status`` ("success" or
         "failure"), ``calibration`` (nova's JSON, or None), ``width``,
         ``height``, ``elapsed``, ``timings``, ``attempts``, ``hints``,
-        ``timed_out``, ``error``, ``error_kind`` (see `failure_kind`),
+        ``timed_out``, ``error``, ``error_kind`` (see ``failure_kind``),
         ``n_sources``, ``source_list``, ``input``, ``original_filename``,
         ``worker``, ``finished`` (naive UTC, as ``str(datetime)``).  An input
         that could not be fetched is no job: its reason goes to ``error.txt``
@@ -216,7 +216,7 @@ def error_for(result, *, submission_id=None, job_id=None):
     ----------
     result : dict
         ``status``, ``error`` (the reason, in words) and ``error_kind`` (see
-        `failure_kind`): a local job's ``result.json``, or what a server says
+        ``failure_kind``): a local job's ``result.json``, or what a server says
         of a failed job.
 
     Returns
@@ -263,7 +263,7 @@ def make_executor(executor='threads', workers=None, *, start_method=None, initia
         it: nothing is imported again) or 'forkserver' (a process full of
         threads, such as a server, must not fork).
     initializer, initargs
-        Run in each worker process as it starts (default `worker_init`).
+        Run in each worker process as it starts (default ``worker_init``).
 
     Returns
     -------

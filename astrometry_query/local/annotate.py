@@ -6,10 +6,9 @@ Pixels are FITS 1-based throughout, as in nova: ``plot-constellations``
 prints them so (θ1 Ori C in a solved Orion field agrees with astropy's
 ``all_world2pix(..., 1)`` to 0.01 px).
 """
-import contextlib
 import gzip
-import os
 import re
+import shutil
 import subprocess
 import warnings
 from pathlib import Path
@@ -18,11 +17,14 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
+from ..display import display_levels
+from ..drawing import write_png
 from ..exceptions import AstrometryNetError, InvalidInputError, LocalSolverNotFoundError
-from .solver import INSTALL_SOLVER, find_installation, xy_columns
+from ..files import atomic_path
+from .solver import INSTALL_SOLVER, xy_columns
 
 __all__ = ['objects_in_field', 'annotations', 'annotated_png', 'new_fits', 'image_rd',
-           'image_format', 'read_image', 'display_levels']
+           'image_format', 'read_image']
 
 _PICTURES = ('png', 'jpeg', 'gif')
 _MAGIC = ((b'\x89PNG', 'png'), (b'\xff\xd8', 'jpeg'), (b'GIF8', 'gif'), (b'SIMPLE  =', 'fits'))
@@ -34,11 +36,13 @@ _WCS_KEY = re.compile(r'^(WCSAXES|CTYPE\d|CUNIT\d|CRVAL\d|CRPIX\d|CDELT\d|CROTA\
 
 
 def _plot_constellations(installation):
-    inst = installation or find_installation()
-    if not inst.plot_constellations:
+    # it needs no index files: without an installation, PATH is enough
+    exe = installation.plot_constellations if installation else shutil.which(
+        'plot-constellations')
+    if not exe:
         raise LocalSolverNotFoundError('plot-constellations (astrometry.net) was not found on '
                                        f'PATH. Install it with: {INSTALL_SOLVER}')
-    return inst.plot_constellations
+    return exe
 
 
 def _run(cmd, timeout=120):
@@ -222,36 +226,6 @@ def read_image(path):
     raise InvalidInputError(f'{path} is not a FITS, PNG, JPEG or GIF image.')
 
 
-def display_levels(data):
-    """8-bit grey levels of an image for display: NaN-safe (NaN is black), the sky dark.
-
-    The normalization is `~astrometry_query.plotting.display_norm`'s, as in
-    the package's plots: from just under the sky to the bright stars' peaks,
-    under an asinh stretch fitted to the sky noise.
-    """
-    from ..plotting import display_norm
-    data = np.asarray(data, dtype=np.float32)
-    good = np.isfinite(data)
-    if not good.any():
-        return np.zeros(data.shape, np.uint8)
-    levels = np.ma.filled(display_norm(data)(data), 0.0)
-    levels[~good] = 0.0
-    return np.round(levels * 255.0).astype(np.uint8)
-
-
-@contextlib.contextmanager
-def _atomic(out_path):
-    """A temporary name that replaces ``out_path`` when the block succeeds,
-    so a reader never sees a half-written file."""
-    out_path = Path(out_path)
-    tmp = out_path.with_name(f'.{out_path.name}.{os.getpid()}.tmp')
-    try:
-        yield tmp
-        os.replace(tmp, out_path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _wcs_header(wcs):
     return wcs if isinstance(wcs, fits.Header) else fits.getheader(wcs)
 
@@ -275,7 +249,8 @@ def annotated_png(wcs_path, out_path, *, image_path=None, width=None, height=Non
         reader never sees half a file).
     image_path : str or `~pathlib.Path`, optional
         The solved image (FITS, PNG, JPEG, GIF), drawn underneath: data
-        (FITS, 16-bit pictures) through `display_levels`, 8-bit pictures as
+        (FITS, 16-bit pictures) through
+        `~astrometry_query.display.display_levels`, 8-bit pictures as
         they are. Without it, or when it cannot be read (e.g. a source
         list), the objects are drawn on a black canvas.
     width, height : int, optional
@@ -286,7 +261,6 @@ def annotated_png(wcs_path, out_path, *, image_path=None, width=None, height=Non
     -------
     `~pathlib.Path`
     """
-    from ..plotting._picture import write_png
     objects = annotations(wcs_path, installation=installation)
     try:
         pixels = read_image(image_path) if image_path is not None else None
@@ -304,7 +278,7 @@ def annotated_png(wcs_path, out_path, *, image_path=None, width=None, height=Non
         height = int(height or header.get('IMAGEH', 0))
         if not (width > 0 and height > 0):
             raise InvalidInputError(f'{wcs_path} has no IMAGEW/IMAGEH; give width and height.')
-    with _atomic(out_path) as tmp:
+    with atomic_path(out_path) as tmp:
         write_png(tmp, objects, (width, height), pixels=pixels, top_down=top_down)
     return Path(out_path)
 
@@ -345,7 +319,7 @@ def new_fits(image_path, wcs_header, out_path):
     `~pathlib.Path`
     """
     wcs_header = _wcs_header(wcs_header)
-    with _atomic(out_path) as tmp:
+    with atomic_path(out_path) as tmp:
         if image_format(image_path) == 'fits':
             with fits.open(image_path, do_not_scale_image_data=True) as hdul:
                 hdus = fits.HDUList()
@@ -402,6 +376,6 @@ def image_rd(axy_path, wcs_header, out_path):
         columns += [fits.Column('RA', 'D', unit='deg', array=np.asarray(ra) % 360.0),
                     fits.Column('DEC', 'D', unit='deg', array=np.asarray(dec))]
         out = fits.BinTableHDU.from_columns(columns)
-    with _atomic(out_path) as tmp:
+    with atomic_path(out_path) as tmp:
         fits.HDUList([fits.PrimaryHDU(), out]).writeto(tmp, overwrite=True)
     return Path(out_path)

@@ -12,15 +12,14 @@ import numpy as np
 from astropy.io import fits
 
 from ..jobs.files import ENGINE_OUTPUTS
-from ..settings import MAX_SOURCES
+from ..settings import MAX_SOURCES, scale_bounds
 
-__all__ = ['uniformize', 'scale_bounds', 'axy_header', 'write_axy', 'OUTPUT_FILES']
+__all__ = ['uniformize', 'axy_header', 'write_axy', 'OUTPUT_FILES', 'UNIFORM_BOXES']
 
 #: The engine's outputs of one solve, as named in the .axy.
 OUTPUT_FILES = ENGINE_OUTPUTS
 #: Boxes used to spread the first sources over the field (solve-field's --uniformize 10).
 UNIFORM_BOXES = 10
-_ARCSEC_PER_DEG = 3600.0
 
 
 def uniformize(x, y, width, height, boxes=UNIFORM_BOXES):
@@ -49,32 +48,6 @@ def uniformize(x, y, width, height, boxes=UNIFORM_BOXES):
         rank[i] = seen.get(b, 0)
         seen[b] = rank[i] + 1
     return np.lexsort((np.arange(n), rank))
-
-
-def scale_bounds(args, width, height):
-    """(low, high) pixel scale in arcsec/pixel of nova arguments, or (None, None)."""
-    units = args.get('scale_units') or 'degwidth'
-    if args.get('scale_type', 'ul') == 'ev':
-        est, err = args.get('scale_est'), args.get('scale_err')
-        if not (est and err is not None):
-            return None, None
-        low, high = est * (1 - err / 100.0), est * (1 + err / 100.0)
-    else:
-        low, high = args.get('scale_lower'), args.get('scale_upper')
-    if not (low or high):
-        return None, None
-    size = float(width)     # solve-field's field widths are the image width
-    to_app = {'arcsecperpix': lambda v: v,
-              'degwidth': lambda v: v * _ARCSEC_PER_DEG / size,
-              'arcminwidth': lambda v: v * 60.0 / size,
-              # 35 mm equivalent focal length, as solve-field converts it
-              'focalmm': lambda v: math.degrees(math.atan(36.0 / (2 * v)))
-              * _ARCSEC_PER_DEG / size}
-    convert = to_app.get(units, to_app['degwidth'])
-    low, high = (convert(v) if v else None for v in (low, high))
-    if units == 'focalmm':          # a longer focal length is a smaller scale
-        low, high = high, low
-    return low, high
 
 
 def axy_header(args, width, height, *, cpulimit=None, outputs=OUTPUT_FILES):

@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from ..display import display_levels
 from ..files import write_atomic
 from ..jobs.files import EXTRACTION_FILE
+from .annotate import image_format, read_image
 
 __all__ = ['extraction_png', 'EXTRACTION_FILE', 'CIRCLE_COLOUR']
 
@@ -25,7 +27,6 @@ def _background(image_path, width, height):
     """8-bit grey levels of the image, or a black canvas, and whether its row 0
     is the top (a picture, as it is seen) or y = 1 (FITS data, and the canvas).
     The annotated image is drawn the same way."""
-    from .annotate import display_levels, image_format, read_image
     try:
         pixels = read_image(image_path) if image_path is not None else None
     except (OSError, ValueError):

@@ -23,13 +23,15 @@ from astropy.io import fits
 
 from ..jobs.files import AXY_FILE, ENGINE_LOG
 from ..exceptions import InvalidInputError
+from ..files import atomic_path
 from ..hints import SolveHints, header_hints
 from ..index.coverage import check_field
 from ..images import open_image
 from ..results import calibration_from_wcs
+from ..settings import scale_bounds
 from ..sources import extract_sources
 from .._text import plural
-from .axy import OUTPUT_FILES, scale_bounds, write_axy
+from .axy import OUTPUT_FILES, write_axy
 from .refine import refine_wcs, reference_stars
 from .solver import find_installation, run_engine
 
@@ -260,9 +262,8 @@ def _refine(header, x, y, width, height, settings, inst, good=None, fwhm=3.0):
 
 
 def _write_header(path, header):
-    tmp = Path(path).with_name(f'.{Path(path).name}.tmp')
-    fits.PrimaryHDU(header=header).writeto(tmp, overwrite=True, output_verify='silentfix')
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        fits.PrimaryHDU(header=header).writeto(tmp, overwrite=True, output_verify='silentfix')
 
 
 def solve(image=None, sources=None, *, width=None, height=None, settings=None, hints=None,

@@ -18,17 +18,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-
-from ..jobs.files import JOB_CONFIG
 from ..exceptions import LocalSolverNotFoundError
+from ..index.locations import (configured_index_dirs, default_index_dirs, find_config, index_dirs,
+                               index_files)
+from ..jobs.files import JOB_CONFIG
 
 __all__ = ['Installation', 'find_installation', 'solver_available', 'EngineOutcome',
            'run_engine', 'engine_logodds', 'write_engine_config', 'kill_process_group', 'stop_all_engines',
-           'xy_columns', 'index_dirs', 'user_index_dir',
-           'DEFAULT_INDEX_DIR', 'INSTALL_SOLVER', 'INSTALL_INDEXES']
-
-DEFAULT_INDEX_DIR = Path('/usr/share/astrometry')
-_SYSTEM_CONFIGS = (Path('/etc/astrometry.cfg'),)
+           'xy_columns', 'INSTALL_SOLVER', 'INSTALL_INDEXES']
 
 INSTALL_SOLVER = 'sudo apt-get install astrometry.net'
 INSTALL_INDEXES = ('sudo apt-get install astrometry-data-tycho2-10-19-littleendian '
@@ -36,7 +33,6 @@ INSTALL_INDEXES = ('sudo apt-get install astrometry-data-tycho2-10-19-littleendi
                    'astrometry-data-tycho2-08-littleendian '
                    'astrometry-data-tycho2-09-littleendian')
 
-#: Name of the engine configuration written into each work directory.
 #: Seconds between SIGTERM and SIGKILL when a solve is stopped.
 _KILL_GRACE = 2.0
 
@@ -69,44 +65,6 @@ class Installation:
     index_files: tuple[Path, ...]
 
 
-def user_index_dir():
-    """Where `~astrometry_query.index.download_indexes` and
-    `~astrometry_query.index.build_index` put index files by default
-    (astropy's cache directory + ``astrometry_query/indexes``); searched by
-    default beside the astrometry.net configuration's directories."""
-    from astropy.config import get_cache_dir
-    return Path(get_cache_dir()) / 'astrometry_query' / 'indexes'
-
-
-def index_dirs(value):
-    """Index directories from a setting: None or '' (the default), a path, a
-    string of several paths joined by ``os.pathsep`` (as ``conf.index_dir``
-    may hold), or a list of paths.  Returns a tuple of resolved Paths, or None."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    items = [value] if isinstance(value, (str, os.PathLike)) else list(value)
-    out = []
-    for item in items:
-        parts = item.split(os.pathsep) if isinstance(item, str) else [item]
-        out += [Path(p).expanduser().resolve() for p in parts if str(p).strip()]
-    return tuple(dict.fromkeys(out)) or None
-
-
-def _config_candidates(engine):
-    # Debian reads /etc/astrometry.cfg; a source install reads <prefix>/etc.
-    prefix_cfg = Path(engine).resolve().parent.parent / 'etc' / 'astrometry.cfg'
-    return _SYSTEM_CONFIGS + (prefix_cfg,)
-
-
-def _config_directives(config, name):
-    """Values of directive ``name`` in an astrometry.net config file."""
-    try:
-        text = Path(config).read_text(errors='replace')
-    except OSError:
-        return []
-    return re.findall(rf'^[ \t]*{name}[ \t]+(\S+)', text, flags=re.M)
-
-
 @functools.lru_cache(maxsize=32)
 def _locate(config, path_env):
     """(engine, config, the config's index directories); path_env is part of the
@@ -122,10 +80,8 @@ def _locate(config, path_env):
             raise LocalSolverNotFoundError(f'The astrometry.net config file {config} '
                                            'does not exist.')
     else:
-        config = next((c for c in _config_candidates(engine) if c.is_file()), None)
-    found = _config_directives(config, 'add_path') if config else []
-    base = config.parent if config else Path.cwd()
-    return engine, config, tuple(dict.fromkeys(base / d for d in found)) or (DEFAULT_INDEX_DIR,)
+        config = find_config(engine)
+    return engine, config, configured_index_dirs(config)
 
 
 def _stamp(directory):
@@ -139,8 +95,7 @@ def _stamp(directory):
 def _installation(engine, config, dirs, stamps, path_env):
     # stamps (the directories' mtimes) are part of the key: a file added to a
     # directory (a download, a build) is seen by the next solve in this process.
-    files = tuple(sorted(f for d in dirs if d.is_dir() for f in d.glob('index-*.fits')
-                         if f.is_file()))
+    files = index_files(dirs)
     if not files:
         searched = ', '.join(str(d) for d in dirs)
         raise LocalSolverNotFoundError(
@@ -162,8 +117,9 @@ def find_installation(index_dir=None, config=None):
     index_dir : str, `~pathlib.Path` or list of them, optional
         Directories holding ``index-*.fits`` files (a string may join several
         with ``os.pathsep``). Default: the ``add_path`` entries of the config
-        file, else ``/usr/share/astrometry``, and `user_index_dir` when it
-        holds index files.
+        file, else ``/usr/share/astrometry``, and the user's index directory
+        (`~astrometry_query.index.locations.user_index_dir`) when it holds
+        index files.
     config : str or `~pathlib.Path`, optional
         astrometry.net config file. Default: ``/etc/astrometry.cfg`` if it
         exists (or the one under the solver's install prefix).
@@ -184,8 +140,7 @@ def find_installation(index_dir=None, config=None):
     path_env = os.environ.get('PATH', os.defpath)
     engine, config, configured = _locate(config, path_env)
     if dirs is None:
-        user = user_index_dir()
-        dirs = configured + ((user,) if user.is_dir() and any(user.glob('index-*.fits')) else ())
+        dirs = default_index_dirs(configured)
     return _installation(engine, config, dirs, tuple(_stamp(d) for d in dirs), path_env)
 
 

@@ -10,23 +10,30 @@ magnified so that sub-pixel errors show.
 >>> ax = plotting.plot_annotations('m42.fits', header)           # doctest: +SKIP
 >>> ax.figure.savefig('m42-annotated.png')                       # doctest: +SKIP
 
+What the header does not hold is asked of ``client=`` (e.g. the module's
+``AstrometryNet``), or of the client a `~astrometry_query.results.Job` record
+is bound to; without one, the objects of a field are computed from its WCS
+by the local astrometry.net.
+
 matplotlib is imported when a plot is made, not when the package is.  The
 solver's tables number pixels from 1 (FITS); matplotlib's pixel coordinates
 start at 0, so every position is shifted by one when drawn.
+
+Its modules are internal: the public names are this package's.
 """
-# The modules, by responsibility: _display (arguments, display range and
-# stretch, the WCSAxes frame, shared by both plots), _guides (compass and
-# scale bar), annotations (plot_annotations and the drawing of the objects),
-# solution (plot_solution), _picture (the annotated PNG of the local backend,
-# drawn as plot_annotations draws).  None imports matplotlib at import time.
-from . import annotations as _annotations
-from ._display import display_interval, display_norm
+# The modules, by responsibility: _display (arguments and the WCSAxes frame, shared by
+# both plots), _guides (compass and scale bar), annotations (plot_annotations),
+# solution (plot_solution).  The display stretch (astrometry_query.display) and the
+# drawing of the objects (astrometry_query.drawing) live below the plots, where the
+# local backend's annotated PNG uses them too.  None imports matplotlib at import time.
+from .. import drawing as _drawing
+from ..display import display_interval, display_norm
 from .annotations import plot_annotations
 from .solution import plot_solution
 
 __all__ = ['plot_annotations', 'plot_solution', 'display_interval', 'display_norm', 'TYPE_COLORS']
 
-# The same dict as annotations.TYPE_COLORS (changing one changes the plots);
-# assigned here, not imported, so that the API docs show the comment below.
+# The same dict as drawing.TYPE_COLORS (changing one changes the plots and the annotated
+# PNG); assigned here, not imported, so that the API docs show the comment below.
 #: Colour of each annotation type; other types are drawn in white.
-TYPE_COLORS = _annotations.TYPE_COLORS
+TYPE_COLORS = _drawing.TYPE_COLORS

@@ -1,13 +1,14 @@
-"""What both plots share: the arguments resolved into a client, a WCS and
+"""Internal: what both plots share: the arguments resolved into a client, a WCS and
 pixels, and the frame they are drawn in (the image under its display
 interval and stretch, the WCSAxes, the RA/Dec grid).
 
-matplotlib and astropy.visualization are imported inside the functions
-that need them: `astrometry_query.local.annotate` uses `display_norm`,
-and importing the package must not import matplotlib.
+matplotlib is imported inside the functions that need it: importing the
+package must not import matplotlib.
 """
 import math
+import tempfile
 import warnings
+from pathlib import Path
 
 import astropy.units as u
 import numpy as np
@@ -15,22 +16,29 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import proj_plane_pixel_scales
 
-from ..exceptions import InvalidInputError
+from ..display import display_norm
+from ..exceptions import InvalidInputError, LocalSolverNotFoundError
 from ..images import open_image
-from ..results import JOB_ID_CARD, SUBMISSION_ID_CARD, job_ref
+from ..results import JOB_ID_CARD, SUBMISSION_ID_CARD, Job, Submission, job_ref
 
-__all__ = ['display_interval', 'display_norm']
+__all__ = []
+
+_NEEDS_CLIENT = ('pass client=, the AstrometryNetClass that solved it (e.g. '
+                 'client=AstrometryNet)')
 
 
 # -- inputs ----------------------------------------------------------------------------------
-def _client(client):
+def _client(client, job_or_header):
+    """Who is asked for what the arguments do not hold: ``client``, else the client a
+    record is bound to (`~astrometry_query.results.Job.bind`), else None."""
     if client is None:
-        from .. import AstrometryNet     # at call time: the instance the user configured
-        return AstrometryNet
+        if isinstance(job_or_header, (Job, Submission)):
+            return job_or_header.client
+        return None
     if not all(callable(getattr(client, m, None))
                for m in ('get_wcs_header', 'get_annotations', 'download')):
-        raise InvalidInputError('client must be an AstrometryNetClass (or None for the module\'s '
-                                f'AstrometryNet), got {type(client).__name__}.')
+        raise InvalidInputError('client must be an AstrometryNetClass (e.g. the module\'s '
+                                f'AstrometryNet) or None, got {type(client).__name__}.')
     return client
 
 
@@ -45,12 +53,42 @@ def _solution(job_or_header, client):
             raise InvalidInputError('job_or_header: this header has no WCS and no '
                                     f'{JOB_ID_CARD} card; pass the header returned by a solve, '
                                     'a job id or a Job.')
-        return client.get_wcs_header(job), job
+        return _asked(client, 'job_or_header', 'a header without WCS').get_wcs_header(job), job
     try:
         job_ref(job_or_header)
     except InvalidInputError as exc:
         raise InvalidInputError(f'job_or_header: {exc.message}') from None
-    return client.get_wcs_header(job_or_header), job_or_header
+    source = _asked(client, 'job_or_header', f'{type(job_or_header).__name__} {job_or_header!r}')
+    return source.get_wcs_header(job_or_header), job_or_header
+
+
+def _asked(client, argument, what):
+    """``client``, or an error saying that ``what`` (given as ``argument``) needs one."""
+    if client is None:
+        raise InvalidInputError(f'{argument}: {what} names a job whose solution only a client '
+                                f'can fetch; {_NEEDS_CLIENT}, or pass the header returned by '
+                                'the solve.')
+    return client
+
+
+def _annotations_of(header, job, client, nbright):
+    """The objects in the field: asked of ``client`` (for the job), else computed from the
+    WCS by the local astrometry.net, as the local backend computes them."""
+    if client is not None:
+        if job is None:
+            raise InvalidInputError('annotations: the header names no job (no AN_JOBID card), '
+                                    'so give the annotations Table.')
+        return client.get_annotations(job, nbright=nbright)
+    from ..local.annotate import annotations
+    with tempfile.TemporaryDirectory(prefix='aq-plot-') as tmp:
+        path = Path(tmp) / 'wcs.fits'
+        fits.PrimaryHDU(header=header).writeto(path)
+        try:
+            return annotations(path, nbright=nbright)
+        except LocalSolverNotFoundError as exc:
+            raise InvalidInputError(f'annotations: without a client they are computed from the '
+                                    f'WCS by the local astrometry.net, which is missing here '
+                                    f'({exc}); {_NEEDS_CLIENT}, or give annotations=.') from None
 
 
 def _wcs_of(header):
@@ -121,119 +159,7 @@ def _nice(value):
     return next(m for m in (5, 2, 1) if m * power <= value * (1 + 1e-9)) * power
 
 
-# -- display ---------------------------------------------------------------------------------
-# The sky is shown from SKY_LOW noise sigmas under its level; the asinh stretch is linear up
-# to SOFTENING sigmas above it (the noise stays dark and even) and logarithmic beyond (faint
-# and bright stars both show).  A range of at least MIN_RANGE sigmas keeps a field with
-# only faint stars from amplifying its noise into grey.
-_SKY_LOW, _SOFTENING, _MIN_RANGE = 2.0, 2.0, 50.0
-# Pixels this many sigmas over the sky are the stars'; the top end of the display is the
-# _STAR_PERCENTILE of their levels: the peaks of the bright stars.
-_STAR_SIGMAS, _STAR_PERCENTILE = 5.0, 99.5
-
-
-def _sky_levels(data):
-    """(sky, noise, star peak level) of an image, or None when it has no finite pixel.
-
-    The sky and its noise are the sigma-clipped median and MAD standard
-    deviation (astropy.stats); computed on at most a million pixels.
-    """
-    from astropy.stats import sigma_clipped_stats
-    flat = np.ravel(data)
-    sample = flat[::max(1, flat.size // 1_000_000)]
-    sample = sample[np.isfinite(sample)].astype(np.float64)
-    if not sample.size:
-        return None
-    _, sky, noise = sigma_clipped_stats(sample, sigma=3.0, maxiters=10, stdfunc='mad_std')
-    sky, noise = float(sky), float(noise)
-    if not (math.isfinite(noise) and noise > 0):
-        # quantised or clipped data (e.g. a black sky at 0): a thousandth of the range
-        noise = float(np.ptp(sample)) / 1000.0
-    stars = sample[sample > sky + _STAR_SIGMAS * noise]
-    peak = float(np.percentile(stars, _STAR_PERCENTILE)) if stars.size else sky
-    return sky, noise, peak
-
-
-def display_interval(data):
-    """The default display range of an image, from its sky and its stars.
-
-    From 2 noise sigmas under the sky level (the sigma-clipped median) to the
-    peak level of the bright stars (the 99.5th percentile of the pixels over
-    5 sigmas), and at least 50 sigmas wide: a nearly empty field keeps a
-    dark sky instead of stretching its noise to grey.  Computed on at most
-    a million pixels.
-
-    Parameters
-    ----------
-    data : `~numpy.ndarray`
-
-    Returns
-    -------
-    `~astropy.visualization.ManualInterval`
-    """
-    return _interval(_sky_levels(data))
-
-
-def _interval(levels):
-    from astropy.visualization import ManualInterval
-    if levels is None:
-        return ManualInterval(0.0, 1.0)
-    sky, noise, peak = levels
-    if noise == 0:              # a flat image: any span will do
-        return ManualInterval(sky, sky + 1.0)
-    return ManualInterval(sky - _SKY_LOW * noise, max(peak, sky + _MIN_RANGE * noise))
-
-
-def display_norm(data, interval=None, stretch=None):
-    """How an image is shown: an `~astropy.visualization.ImageNormalize`.
-
-    The default is the plots' and the annotated PNG's: `display_interval`,
-    under an `~astropy.visualization.AsinhStretch` whose linear part spans
-    the sky noise (2 sigmas): the sky is dark and even, and stars from the
-    faintest to the brightest show, on a logarithmic scale.
-
-    Parameters
-    ----------
-    data : `~numpy.ndarray`
-    interval : `~astropy.visualization.BaseInterval` or (vmin, vmax), optional
-        Default `display_interval`.
-    stretch : `~astropy.visualization.BaseStretch`, optional
-        Default the asinh stretch above (with any ``interval``).
-
-    Returns
-    -------
-    `~astropy.visualization.ImageNormalize`
-        Clipping: values outside the interval are shown as its ends.
-
-    Raises
-    ------
-    InvalidInputError
-        ``interval`` or ``stretch`` of the wrong kind.
-    """
-    from astropy.visualization import (AsinhStretch, BaseInterval, BaseStretch, ImageNormalize,
-                                       ManualInterval)
-    if isinstance(interval, (tuple, list)) and len(interval) == 2:
-        interval = ManualInterval(*(u.Quantity(v).value for v in interval))
-    if interval is not None and not isinstance(interval, BaseInterval):
-        raise InvalidInputError('interval must be an astropy.visualization interval (e.g. '
-                                f'ZScaleInterval()) or (vmin, vmax), got {interval!r}.')
-    if stretch is not None and not isinstance(stretch, BaseStretch):
-        raise InvalidInputError('stretch must be an astropy.visualization stretch (e.g. '
-                                f'AsinhStretch()), got {stretch!r}.')
-    data = np.asarray(data)
-    finite = data[np.isfinite(data)]
-    levels = _sky_levels(finite) if interval is None or stretch is None else None
-    if interval is None:
-        interval = _interval(levels)
-    vmin, vmax = interval.get_limits(finite) if finite.size else (0.0, 1.0)
-    if not vmax > vmin:
-        vmax = vmin + 1.0
-    if stretch is None:
-        noise = levels[1] if levels else 0.0
-        stretch = AsinhStretch(min(1.0, max(_SOFTENING * noise / (vmax - vmin), 1e-6)))
-    return ImageNormalize(vmin=vmin, vmax=vmax, stretch=stretch, clip=True)
-
-
+# -- the frame -------------------------------------------------------------------------------
 def _axes(ax, wcs):
     """A WCSAxes for ``wcs``: ``ax`` when it already shows this solution, else a new figure."""
     from astropy.visualization.wcsaxes import WCSAxes
@@ -283,19 +209,3 @@ def _frame(ax, data, wcs, *, new, top_down, interval, stretch, cmap, grid):
     if grid:
         ax.coords.grid(color='white', alpha=0.4, linestyle='solid', linewidth=0.5)
 
-
-def _display_box(ax, points):
-    """The display-space box around data points (whatever the direction of the axes)."""
-    from matplotlib.transforms import Bbox
-    xy = ax.transData.transform(points)
-    return Bbox.from_extents(*xy.min(axis=0), *xy.max(axis=0))
-
-
-def _area(box):
-    """The area of a Bbox; 0 for None (what an empty Bbox.intersection gives)."""
-    return box.width * box.height if box is not None else 0.0
-
-
-def _halo():
-    import matplotlib.patheffects as pe
-    return [pe.withStroke(linewidth=2.5, foreground='black')]

@@ -8,9 +8,10 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
+from ..drawing import box_area, halo
 from ..exceptions import InvalidInputError
-from ._display import (_area, _axes, _client, _flag, _frame, _halo, _nice, _pixels,
-                       _pixels_of, _pixscale, _solution, _wcs_of)
+from ._display import (_NEEDS_CLIENT, _axes, _client, _flag, _frame, _nice, _pixels, _pixels_of,
+                       _pixscale, _solution, _wcs_of)
 from ._guides import add_guides
 
 __all__ = ['plot_solution']
@@ -101,7 +102,7 @@ def _place_key(ax, arrows, key_px, label, reserved):
     def make(x, y, side):
         key = ax.quiverkey(arrows, x, y, key_px, label, labelpos=side, coordinates='axes',
                            color=_ARROW, labelcolor='white', fontproperties={'size': 8})
-        key.text.set_path_effects(_halo())
+        key.text.set_path_effects(halo())
         key.set_gid('residuals-key')
         for im in images:
             im.set_visible(False)
@@ -137,8 +138,8 @@ def _place_key(ax, arrows, key_px, label, reserved):
     best = None
     for x, y, side in spots:
         key, extent = make(x, y, side)
-        overlap = sum(w * _area(Bbox.intersection(extent, b)) for w, b in zip(weights, boxes)) \
-            + _area(extent) - _area(Bbox.intersection(extent, frame))
+        overlap = sum(w * box_area(Bbox.intersection(extent, b)) for w, b in zip(weights, boxes)) \
+            + box_area(extent) - box_area(Bbox.intersection(extent, frame))
         if best is None or overlap < best[0]:
             if best is not None:
                 best[1].remove()
@@ -170,7 +171,8 @@ def plot_solution(image, job_or_header, ax=None, *, client=None, corr=None, sour
         As for `plot_annotations`.
     corr : `~astropy.table.Table`, `~astropy.io.fits.HDUList` or path, optional
         The job's corr file (``field_x``, ``field_y``, ``index_x``,
-        ``index_y``, FITS pixels); default ``client.download(job, 'corr')``.
+        ``index_y``, FITS pixels); default ``client.download(job, 'corr')``
+        (which needs a client).
     sources : bool, `~astropy.table.Table`, `~astropy.io.fits.HDUList` or path
         Draw every extracted source: True asks ``client`` for the job's axy
         file, a table (``X``, ``Y``, FITS pixels) is drawn as given.
@@ -216,10 +218,10 @@ def plot_solution(image, job_or_header, ax=None, *, client=None, corr=None, sour
     Raises
     ------
     InvalidInputError
-        A bad argument (named in the message), or a corr table without the
-        solver's columns.
+        A bad argument (named in the message), a corr table without the
+        solver's columns, or a job's files needed without a client.
     """
-    client = _client(client)
+    client = _client(client, job_or_header)
     compass, scalebar = _flag(compass, 'compass'), _flag(scalebar, 'scalebar')
     if residuals not in ('corr', 'wcs'):
         raise InvalidInputError(f"residuals must be 'corr' or 'wcs', got {residuals!r}.")
@@ -240,6 +242,12 @@ def plot_solution(image, job_or_header, ax=None, *, client=None, corr=None, sour
     if (corr is None or sources is True) and job is None:
         raise InvalidInputError('job_or_header: the header names no job (no AN_JOBID card); '
                                 'give corr and sources (or sources=False).')
+    if (corr is None or sources is True) and client is None:
+        wanted = ' and '.join(n for n, v in (('corr', corr is None), ('sources', sources is True))
+                              if v)
+        raise InvalidInputError(f"{wanted}: the job's files are downloaded through a client; "
+                                f'{_NEEDS_CLIENT}, or give corr= and sources= (or '
+                                'sources=False).')
     corr = _table(client.download(job, 'corr') if corr is None else corr, 'corr')
     fx, fy, ix, iy = _residuals(corr, wcs, residuals)
     if sources is True:

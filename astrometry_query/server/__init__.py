@@ -12,6 +12,7 @@ Its modules: `create_app` composes the nova API (``app.py``) and the web
 pages (``web.py`` and its ``web_*.py`` helpers), which share the HTTP
 plumbing of ``http.py``; submissions become images in ``ingest.py`` and are
 solved by the pool of ``worker.py``; ``store.py`` keeps everything in SQLite.
+These modules are internal: the public names are this package's.
 """
 import asyncio
 import functools
@@ -64,9 +65,8 @@ class AccessLog:
 
 def _index_dirs(index_dir):
     """The index directories as a list of str (None: the default), logged."""
-    from .. import conf
-    from ..local.solver import index_dirs
-    dirs = index_dirs(index_dir) or index_dirs(conf.index_dir)
+    from ..index.locations import index_dirs
+    dirs = index_dirs(index_dir)
     try:
         from ..index import installed_indexes
         table = installed_indexes(dirs)
@@ -101,7 +101,8 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
         Inactivity timeout of url_upload downloads, seconds.
     index_dir : path or list of paths, optional
         Directories of index files to solve with (a string may join several
-        with ``os.pathsep``); default ``conf.index_dir``, else astrometry.net's
+        with ``os.pathsep``, as ``conf.index_dir``, which
+        ``astrometry-query serve`` passes); default astrometry.net's
         configuration and the user's index directory.
     shutdown_timeout : float, optional
         How long shutdown waits for running solves (default: until they end).

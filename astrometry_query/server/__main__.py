@@ -4,6 +4,8 @@ import sys
 
 from . import default_server_dir, serve
 
+__all__ = ['main']
+
 
 def main(argv=None):
     """Parse the command line and serve until interrupted."""

@@ -1,10 +1,15 @@
-"""``astrometry-query index list | download | build``."""
+"""``astrometry-query index list | download | build``.
+
+``conf.index_dir`` is read here and passed down: `astrometry_query.index`
+takes its directories as arguments.
+"""
 import json
 import sys
 
 import astropy.units as u
 from astropy.coordinates import SkyCoord
 
+from .. import conf
 from .._text import plural
 
 __all__ = ['add_index_parser', 'run_index_command']
@@ -14,6 +19,10 @@ _EXAMPLES = """examples:
   astrometry-query index download 5200 --scales 1-4 --around 150.1,+2.2 --radius 2
   astrometry-query index download 4100 --scales 7-9 --dest /data/indexes
   astrometry-query index build stars.ecsv --mag phot_g_mean_mag --dest /data/indexes"""
+
+
+_DEST_HELP = ('destination directory (default: the first directory of conf.index_dir, else the '
+              'user index directory)')
 
 
 def _position(text):
@@ -52,7 +61,7 @@ def add_index_parser(sub):
                           help='only the sky tiles near this position (degrees or HH:MM:SS,DD:MM:SS)')
     download.add_argument('--radius', type=float, metavar='DEG',
                           help='with --around: radius in degrees (default 0: the tile holding it)')
-    download.add_argument('--dest', metavar='DIR', help='destination directory')
+    download.add_argument('--dest', metavar='DIR', help=_DEST_HELP)
     download.add_argument('--base-url', help='mirror URL (default http://data.astrometry.net)')
     download.add_argument('--overwrite', action='store_true', help='fetch files already there')
     download.add_argument('--workers', type=int, default=4, help='files at once (default 4)')
@@ -61,7 +70,7 @@ def add_index_parser(sub):
 
     build = actions.add_parser('build', help='build index files from a star catalogue')
     build.add_argument('catalog', help='a table file astropy reads (FITS, ECSV, CSV, VOTable...)')
-    build.add_argument('--dest', metavar='DIR', help='destination directory')
+    build.add_argument('--dest', metavar='DIR', help=_DEST_HELP)
     build.add_argument('--ra', default='ra', help='RA column (default ra)')
     build.add_argument('--dec', default='dec', help='Dec column (default dec)')
     build.add_argument('--mag', default='mag', help='magnitude column (default mag)')
@@ -80,9 +89,15 @@ def _human(nbytes):
     return f'{int(nbytes)} B'
 
 
+def _destination(args):
+    """--dest, else the first directory of conf.index_dir, else the user's index directory."""
+    from ..index.locations import default_destination
+    return args.dest or default_destination(conf.index_dir)
+
+
 def _list(args):
-    from .installed import installed_indexes
-    table = installed_indexes(args.index_dir)
+    from ..index import installed_indexes
+    table = installed_indexes(args.index_dir or conf.index_dir or None)
     if args.json:
         rows = [{name: (row[name].item() if hasattr(row[name], 'item') else row[name])
                  for name in table.colnames} for row in table.filled(-1)]
@@ -108,7 +123,7 @@ def _list(args):
 
 
 def _download(args):
-    from .download import download_indexes, planned_files
+    from ..index import download_indexes, planned_files
     radius = None if args.radius is None else args.radius * u.deg
     if args.dry_run:
         plans = planned_files(args.series, args.scales, around=args.around, radius=radius,
@@ -119,7 +134,7 @@ def _download(args):
             print(f'{p["name"]:<24} {size:>9}  {p["url"]}')
         print(f'{plural(len(plans), "file")}, about {_human(total)}')
         return 0
-    table = download_indexes(args.series, args.scales, args.dest, around=args.around,
+    table = download_indexes(args.series, args.scales, _destination(args), around=args.around,
                              radius=radius, base_url=args.base_url, overwrite=args.overwrite,
                              max_workers=args.workers, verbose=not args.quiet)
     counts = {s: int((table['status'] == s).sum()) for s in ('downloaded', 'resumed', 'present')}
@@ -130,10 +145,10 @@ def _download(args):
 
 def _build(args):
     from astropy import log
-    from .build import build_index
+    from ..index import build_index
     if not args.quiet:
         log.setLevel('INFO')
-    paths = build_index(args.catalog, args.dest, ra=args.ra, dec=args.dec, mag=args.mag,
+    paths = build_index(args.catalog, _destination(args), ra=args.ra, dec=args.dec, mag=args.mag,
                         scales=args.scales, index_id=args.index_id, overwrite=args.overwrite,
                         verbose=not args.quiet)
     for path in paths:

@@ -1,4 +1,4 @@
-"""Tests of astrometry_query.simulate: synthetic fields with a known WCS.
+"""Tests of astrometry_query.datasets: synthetic fields with a known WCS.
 
 Most tests need ``query-starkd`` and the Tycho-2 index files; the solver tests
 also need ``solve-field``. They are skipped when those are missing.
@@ -15,8 +15,8 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.wcs.utils import proj_plane_pixel_scales
 
-from astrometry_query import simulate
-from astrometry_query.simulate import (EXAMPLE_IMAGE, index_stars, make_example_image, make_wcs,
+from astrometry_query import datasets
+from astrometry_query.datasets import (EXAMPLE_IMAGE, index_stars, make_example_image, make_wcs,
                                        read_truth_wcs, render_field, wcs_rms_error)
 
 M42 = SkyCoord(83.82, -5.39, unit='deg')
@@ -25,7 +25,7 @@ INDEX_DIR = Path('/usr/share/astrometry')
 INDEX_07 = 'index-tycho2-07.littleendian.fits'
 
 try:
-    simulate._index_files(None, None)
+    datasets._index_files(None, None)
     HAVE_INDEX = shutil.which('query-starkd') is not None
 except FileNotFoundError:
     HAVE_INDEX = False
@@ -43,20 +43,20 @@ def _min_separation_arcsec(table):
 def test_parse_starkd_ascii():
     text = ('Searching kdtree /x.fits at RA,Dec = (83.82,-5.39), radius 1 deg.\n'
             'Got 2 results.\n# RA, Dec, MAG_VT\n84.2897, -6.10457, 10.562\n84.4031, -4.93412, 7.123\n')
-    ra, dec, mag = simulate._parse_starkd_ascii(text)
+    ra, dec, mag = datasets._parse_starkd_ascii(text)
     np.testing.assert_allclose(ra, [84.2897, 84.4031])
     np.testing.assert_allclose(dec, [-6.10457, -4.93412])
     np.testing.assert_allclose(mag, [10.562, 7.123])
-    ra, dec, mag = simulate._parse_starkd_ascii('# RA, Dec\n1.5, -2.5\n')
+    ra, dec, mag = datasets._parse_starkd_ascii('# RA, Dec\n1.5, -2.5\n')
     assert ra.tolist() == [1.5] and dec.tolist() == [-2.5] and np.isnan(mag).all()
-    assert len(simulate._parse_starkd_ascii('Got 0 results.\n')[0]) == 0
+    assert len(datasets._parse_starkd_ascii('Got 0 results.\n')[0]) == 0
 
 
 def test_unique_mask_keeps_first_of_each_group():
     # the same star three times (one 0.3" away), a distinct star 5" away, and a pair across RA = 0
     ra = np.array([10.0, 10.0, 10.0 + 0.3 / 3600, 10.0 + 5 / 3600, 359.99999, 0.00001, 10.0])
     dec = np.array([20.0, 20.0, 20.0, 20.0, 0.0, 0.0, 20.0])
-    keep = simulate._unique_mask(ra, dec, 1.0)
+    keep = datasets._unique_mask(ra, dec, 1.0)
     assert keep.tolist() == [True, False, False, True, True, False, False]
 
 
@@ -78,14 +78,14 @@ def test_index_stars_removes_duplicates():
     twice = index_stars(M42, 1 * u.deg, index_names=[INDEX_07, str(INDEX_DIR / INDEX_07)])
     assert len(twice) == len(one) > 50
     merged = index_stars(M42, 1 * u.deg)                   # all 13 files overlap heavily
-    raw = sum(len(simulate._query_one(shutil.which('query-starkd'), f, 83.82, -5.39, 1.0)[0])
-              for f in simulate._index_files(None, None))
+    raw = sum(len(datasets._query_one(shutil.which('query-starkd'), f, 83.82, -5.39, 1.0)[0])
+              for f in datasets._index_files(None, None))
     assert len(one) <= len(merged) < raw
     assert _min_separation_arcsec(merged) > 1.0
 
 
 def test_index_stars_without_query_starkd(monkeypatch):
-    monkeypatch.setattr(simulate.shutil, 'which', lambda name: None)
+    monkeypatch.setattr(datasets.shutil, 'which', lambda name: None)
     with pytest.raises(RuntimeError, match='query-starkd'):
         index_stars(M42, 1 * u.deg)
 
@@ -155,6 +155,18 @@ def test_render_is_deterministic():
     assert not np.array_equal(a.data, c.data)
     assert len(a.stars) == len(c.stars) > 5
     assert a.meta['SEED'] == 7
+
+
+@needs_index
+def test_field_repr_says_what_it_is_not_its_pixels():
+    field = render_field(M42, pixel_scale=12 * u.arcsec / u.pix, shape=(450, 600), seed=7)
+    text = repr(field)
+    assert text == (f'<SyntheticField 600x450 px, 12"/px at RA 83.8200 Dec -5.3900, '
+                    f'{len(field.stars)} stars, seed 7>')
+    assert len(field.stars) > 5 and str(field) == text
+    unseeded = render_field(M42, pixel_scale=0.5 * u.arcsec / u.pix, shape=(40, 50))
+    assert repr(unseeded).startswith('<SyntheticField 50x40 px, 0.5"/px at RA 83.8200 ')
+    assert repr(unseeded).endswith(' stars>')
 
 
 @needs_index
@@ -322,7 +334,7 @@ def _render_and_solve(tmp_path, center, *args, **kwargs):
 def test_solve_normal_field(tmp_path):
     f, solved = _render_and_solve(tmp_path, M42, rotation=30 * u.deg, hot_pixels=10, seed=1)
     assert wcs_rms_error(f.wcs, solved) < 0.15
-    assert np.linalg.det(simulate._as_wcs(solved).wcs.cd) < 0
+    assert np.linalg.det(datasets._as_wcs(solved).wcs.cd) < 0
 
 
 @needs_solver
@@ -330,7 +342,7 @@ def test_solve_flipped_field(tmp_path):
     f, solved = _render_and_solve(tmp_path, PLEIADES, rotation=-120 * u.deg, flip=True, hot_pixels=10,
                                   seed=1)
     assert wcs_rms_error(f.wcs, solved) < 0.15
-    assert np.linalg.det(simulate._as_wcs(solved).wcs.cd) > 0
+    assert np.linalg.det(datasets._as_wcs(solved).wcs.cd) > 0
 
 
 @needs_solver

@@ -1,0 +1,460 @@
+"""Synthetic star fields with a known true WCS, for testing plate solutions (like
+``photutils.datasets``; formerly ``astrometry_query.simulate``).
+
+The stars come from the astrometry.net index files (via ``query-starkd``), so
+``solve-field`` can solve the images, and `wcs_rms_error` checks its answer.
+Pixels: numpy and all astropy WCS calls here are **0-based** (``origin=0``), as are
+``SyntheticField.stars['x', 'y']``; FITS (``CRPIX``) and astrometry.net source lists
+are **1-based** (first pixel centre (1, 1)), as is `SyntheticField.source_list`.
+"""
+import math
+import re
+import shutil
+import subprocess
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy import units as u
+from astropy.coordinates import Angle, SkyCoord
+from astropy.io import fits
+from astropy.table import Table
+from astropy.wcs import WCS, FITSFixedWarning, Sip
+from astropy.wcs.utils import proj_plane_pixel_scales
+
+__all__ = ['index_stars', 'make_wcs', 'SyntheticField', 'render_field', 'wcs_rms_error',
+           'read_truth_wcs', 'make_example_image', 'EXAMPLE_IMAGE', 'synthetic_catalog']
+
+EXAMPLE_IMAGE = Path(__file__).resolve().parent / 'data' / 'example.fits'
+_CONFIG_FILES = ('/etc/astrometry.cfg', '/usr/local/astrometry/etc/astrometry.cfg')
+_erf = np.vectorize(math.erf, otypes=[float])
+
+
+def _index_files(index_dir, index_names):
+    text = ''.join(Path(c).read_text() for c in _CONFIG_FILES if Path(c).is_file())
+    found = re.findall(r'^\s*add_path\s+(\S+)', text, re.M) + ['/usr/share/astrometry']
+    dirs = [Path(index_dir)] if index_dir is not None else [Path(d) for d in dict.fromkeys(found)]
+    files = (sorted(f for d in dirs for f in d.glob('index-tycho2-*.fits')) if index_names is None else
+             [next((c for c in [Path(n)] + [d / n for d in dirs] if c.is_file()), None) for n in index_names])
+    if not files or None in files:
+        raise FileNotFoundError(f'no index files {index_names or "index-tycho2-*.fits"} in {dirs}')
+    return files
+
+
+def _parse_starkd_ascii(text):
+    """(ra, dec, mag) from ``query-starkd`` ASCII: ``# RA, Dec, MAG_VT``, then ``ra, dec, mag`` lines."""
+    num = r'\s*(?:[-+]?[\d.]+(?:[eE][-+]?\d+)?|nan)\s*'
+    rows = [[float(v) for v in line.split(',')] + [np.nan] * (2 - line.count(','))
+            for line in text.splitlines() if re.fullmatch(rf'{num}(?:,{num}){{1,2}}', line)]
+    arr = np.array(rows, dtype=float).reshape(-1, 3)
+    return arr[:, 0], arr[:, 1], arr[:, 2]
+
+
+def _query_one(exe, path, ra, dec, radius):
+    # FITS output keeps full precision (ASCII has 6 digits); there is none when no star is found
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / 'stars.fits'
+        cmd = [exe, '-r', f'{ra:.10f}', '-d', f'{dec:.10f}', '-R', f'{radius:.10f}', '-T', '-o', out, path]
+        proc = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise RuntimeError(f'query-starkd failed on {path}: {proc.stderr.strip()[-500:]}')
+        if not out.exists():
+            return _parse_starkd_ascii(proc.stdout)
+        tab = Table.read(out, hdu=1)
+        mags = [n for n in tab.colnames if n.upper().startswith('MAG')]
+        return (np.array(tab['RA'], dtype=float), np.array(tab['DEC'], dtype=float),
+                np.array(tab[mags[0]], dtype=float) if mags else np.full(len(tab), np.nan))
+
+
+def _unique_mask(ra, dec, tol_arcsec):
+    """True for the first of each group of positions closer than ``tol_arcsec``."""
+    order = np.argsort(dec, kind='stable')
+    r, d = np.radians(ra[order]), np.radians(dec[order])
+    xyz = np.stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)], axis=1)
+    keep, tol = np.ones(len(ra), bool), np.radians(tol_arcsec / 3600.0)
+    for k in range(1, len(ra)):     # compare each star with the k-th next in Dec
+        i = np.nonzero(d[k:] - d[:-k] <= tol)[0]
+        if not len(i):
+            break
+        same = np.linalg.norm(xyz[i] - xyz[i + k], axis=1) <= tol
+        keep[np.maximum(order[i[same]], order[i[same] + k])] = False    # drop the later
+    return keep
+
+
+def index_stars(center, radius, *, index_dir=None, index_names=None, tolerance=1.0):
+    """Stars of the astrometry.net index files within ``radius`` of ``center``.
+
+    Runs ``query-starkd -r RA -d DEC -R RADIUS -T -o OUT FILE`` on each index file and
+    merges the results, keeping one copy of stars found in several files.
+
+    Parameters
+    ----------
+    center : `~astropy.coordinates.SkyCoord`
+    radius : `~astropy.units.Quantity`
+    index_dir : str or Path, optional
+        Default: the ``add_path`` folders of ``/etc/astrometry.cfg``, and ``/usr/share/astrometry``.
+    index_names : list of str, optional
+        Index files (names in ``index_dir``, or paths). Default: all ``index-tycho2-*.fits``.
+    tolerance : float, optional
+        Stars closer than this (arcsec) are the same star.
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        ``ra``, ``dec`` (deg) and ``mag`` (Tycho VT), brightest first.
+
+    Raises
+    ------
+    RuntimeError
+        If ``query-starkd`` is missing or fails (FileNotFoundError if there are no index files).
+    """
+    if (exe := shutil.which('query-starkd')) is None:
+        raise RuntimeError('query-starkd not found on PATH: install astrometry.net '
+                           '(apt-get install astrometry.net)')
+    c, rad = center.icrs, u.Quantity(radius, u.deg).to_value(u.deg)
+    parts = [_query_one(exe, f, c.ra.deg, c.dec.deg, rad) for f in _index_files(index_dir, index_names)]
+    ra, dec, mag = (np.concatenate([p[i] for p in parts]) for i in range(3))
+    keep = _unique_mask(ra, dec, tolerance).nonzero()[0]
+    keep = keep[np.argsort(np.nan_to_num(mag[keep], nan=np.inf), kind='stable')]   # brightest first
+    return Table([ra[keep] * u.deg, dec[keep] * u.deg, mag[keep]], names=('ra', 'dec', 'mag'))
+
+
+def _scale_deg(pixel_scale):
+    q = u.Quantity(pixel_scale)
+    return q.to_value(u.deg / u.pix) if q.unit.is_equivalent(u.deg / u.pix) else q.to_value(u.deg)
+
+
+def _sip_matrices(sip):
+    terms = {k: float(v) for k, v in sip.items() if re.fullmatch(r'[AB]_\d+_\d+', k)}
+    for key in ('A_3_0', 'A_1_2', 'B_2_1', 'B_0_3') if 'k1' in sip else ():   # k1 * (u, v) * r**2
+        terms[key] = terms.get(key, 0.0) + float(sip['k1'])
+    order = int(sip.get('order', max((sum(map(int, k.split('_')[1:])) for k in terms), default=2)))
+    a, b = np.zeros((order + 1, order + 1)), np.zeros((order + 1, order + 1))
+    for key, val in terms.items():
+        name, p, q = key.split('_')
+        (a if name == 'A' else b)[int(p), int(q)] = val
+    return a, b
+
+
+def make_wcs(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg, flip=False, sip=None):
+    """A TAN (or TAN-SIP) WCS with CRVAL ``center`` at CRPIX = the image centre.
+
+    Parameters
+    ----------
+    center : `~astropy.coordinates.SkyCoord`
+    pixel_scale : `~astropy.units.Quantity`
+        Angle per pixel (``u.arcsec / u.pix``) or angle (``u.arcsec``).
+    shape : tuple of int
+        ``(ny, nx)``; CRPIX is ``((nx + 1) / 2, (ny + 1) / 2)`` (FITS, 1-based).
+    rotation : `~astropy.units.Quantity`
+        Angle of the image +y axis East of North: astrometry.net's "up is ... E of N".
+    flip : bool
+        False: normal parity (East left when North is up; det(CD) < 0; astrometry.net's
+        "parity: pos"). True: mirrored, det(CD) > 0.
+    sip : dict, optional
+        SIP terms ``'A_p_q'``, ``'B_p_q'`` (pixel units, e.g. ``{'A_2_0': 1e-6}``), ``'order'``,
+        and/or ``'k1'``: radial distortion moving each pixel by ``k1 * r**2`` (pix**-2) times
+        its offset from CRPIX (k1 > 0: pincushion). No AP/BP (``all_world2pix`` iterates).
+
+    Returns
+    -------
+    `~astropy.wcs.WCS`
+        With ``pixel_shape = (nx, ny)``.
+    """
+    (ny, nx), w, xs = shape, WCS(naxis=2), 1.0 if flip else -1.0
+    s, t = _scale_deg(pixel_scale), u.Quantity(rotation, u.deg).to_value(u.rad)
+    w.wcs.crpix = [(nx + 1) / 2.0, (ny + 1) / 2.0]
+    w.wcs.crval = [center.icrs.ra.deg, center.icrs.dec.deg]
+    # columns: sky direction of +x and of +y ("up", at `rotation` E of N)
+    w.wcs.cd = s * np.array([[xs * math.cos(t), math.sin(t)], [-xs * math.sin(t), math.cos(t)]])
+    suffix = '-SIP' if sip else ''
+    w.wcs.ctype, w.wcs.radesys = ['RA---TAN' + suffix, 'DEC--TAN' + suffix], 'ICRS'
+    if sip:
+        w.sip = Sip(*_sip_matrices(sip), None, None, w.wcs.crpix)
+    w.pixel_shape = (nx, ny)
+    return w
+
+
+@dataclass(repr=False)
+class SyntheticField:
+    """A rendered image and the truth it was rendered from.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        float32 image ``(ny, nx)``, in electrons (gain 1).
+    wcs : `~astropy.wcs.WCS`
+        The true WCS.
+    stars : `~astropy.table.Table`
+        In-frame stars, brightest first: ``ra``, ``dec``, ``mag``, ``x``, ``y`` (0-based), ``flux``.
+    meta : dict
+        Header cards (rendering parameters).
+    """
+    data: np.ndarray
+    wcs: WCS
+    stars: Table
+    meta: dict = field(default_factory=dict)
+
+    def __repr__(self):
+        """What the field is, not its pixels: ``<SyntheticField 500x400 px, 12.0"/px at
+        RA 56.7500 Dec +24.1200, 412 stars, seed 5>``."""
+        try:
+            ny, nx = self.data.shape
+            ra, dec = self.wcs.all_pix2world((nx - 1) / 2, (ny - 1) / 2, 0)
+            scale = float(np.mean(proj_plane_pixel_scales(self.wcs.celestial))) * 3600.0
+            seed = self.meta.get('SEED')
+            return (f'<SyntheticField {nx}x{ny} px, {scale:.3g}"/px at RA {float(ra) % 360:.4f} '
+                    f'Dec {float(dec):+.4f}, {len(self.stars)} stars'
+                    + (f', seed {seed}>' if seed is not None else '>'))
+        except Exception:       # a repr must help debugging, never fail it
+            return f'<SyntheticField {type(self.data).__name__} {getattr(self.data, "shape", "")}>'
+
+    def _hints(self):       # IMAGEW/IMAGEH, field centre ('RA' = '05:35:16.8', ...), meta
+        ny, nx = self.data.shape
+        ra, dec = (Angle(v, u.deg) for v in self.wcs.all_pix2world((nx - 1) / 2, (ny - 1) / 2, 0))
+        h = fits.Header()
+        h['IMAGEW'], h['IMAGEH'] = nx, ny
+        h['RA'], h['OBJCTRA'] = (ra.to_string(u.hour, sep=c, precision=1, pad=True) for c in ': ')
+        h['DEC'], h['OBJCTDEC'] = (dec.to_string(sep=c, precision=0, pad=True, alwayssign=True) for c in ': ')
+        h.update(self.meta)
+        return h
+
+    def header(self):
+        """`~astropy.io.fits.Header`: true WCS, IMAGEW/IMAGEH, RA/DEC hints, EXPTIME etc."""
+        h = self._hints()
+        h.extend(self.wcs.to_header(relax=True), update=True)
+        return h
+
+    def writeto(self, path, overwrite=False, dtype=np.float32, *, truth='primary'):
+        """Write the image (primary HDU) to a FITS file; returns its `~pathlib.Path`.
+
+        Parameters
+        ----------
+        path : str or Path
+        overwrite : bool
+        dtype : {numpy.float32, numpy.int16, numpy.uint16}
+            Integer types are rounded and clipped to their range.
+        truth : {'primary', 'extension', 'none'}
+            Where the true WCS goes: the primary header (then ``solve-field`` only verifies
+            it, unless given ``--no-verify``), a data-less ``TRUEWCS`` extension (the primary
+            header keeps only RA/DEC hints, like a camera's), or nowhere.
+        """
+        if truth not in ('primary', 'extension', 'none'):
+            raise ValueError(f"truth must be 'primary', 'extension' or 'none', not {truth!r}")
+        dtype, data = np.dtype(dtype), self.data
+        if dtype.kind in 'iu':
+            data = np.clip(np.round(data), np.iinfo(dtype).min, np.iinfo(dtype).max)
+        hdr = self.header() if truth == 'primary' else self._hints()
+        hdul = fits.HDUList([fits.PrimaryHDU(data.astype(dtype), header=hdr)])
+        if truth == 'extension':
+            hdul.append(fits.ImageHDU(header=self.header(), name='TRUEWCS'))
+        hdul.writeto(path, overwrite=overwrite)
+        return Path(path)
+
+    def source_list(self, n=None):
+        """True positions of the ``n`` (default: all) brightest stars, as an xylist:
+        `~astropy.table.Table` of ``x``, ``y`` (**1-based**) and ``flux``, brightest first."""
+        s = self.stars[np.argsort(-np.asarray(self.stars['flux']), kind='stable')][:n]
+        return Table([np.asarray(s['x']) + 1.0, np.asarray(s['y']) + 1.0,
+                      np.asarray(s['flux'])], names=('x', 'y', 'flux'))
+
+
+def _stamps(shape, x, y, flux, sigma):
+    """Sum of pixel-integrated Gaussians, each evaluated on a small stamp."""
+    ny, nx = shape
+    peak = float(np.max(flux, initial=1.0)) / (2 * math.pi * sigma**2)
+    h = math.ceil(sigma * min(max(math.sqrt(2 * math.log(max(peak, 1.0) / 0.05)), 4.0), 12.0))
+    off = np.arange(-h, h + 1)
+    ix, iy = np.round(x).astype(int), np.round(y).astype(int)
+
+    def profile(c, ic):     # fraction of the flux in each pixel of the stamp, per axis
+        edges = ic[:, None] - h - 0.5 + np.arange(2 * h + 2) - c[:, None]
+        return np.diff(0.5 * _erf(edges / (math.sqrt(2) * sigma)), axis=1)
+
+    vals = flux[:, None, None] * profile(y, iy)[:, :, None] * profile(x, ix)[:, None, :]
+    yy = np.broadcast_to((iy[:, None] + off)[:, :, None], vals.shape)
+    xx = np.broadcast_to((ix[:, None] + off)[:, None, :], vals.shape)
+    ok = (xx >= 0) & (xx < nx) & (yy >= 0) & (yy < ny)
+    return np.bincount(yy[ok] * nx + xx[ok], weights=vals[ok], minlength=ny * nx).reshape(ny, nx)
+
+
+def render_field(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg, flip=False, sip=None,
+                 fwhm=3.0, mag_limit=None, max_stars=None, zeropoint=20.0, background=100.0, noise=True,
+                 read_noise=5.0, hot_pixels=0, cosmic_rays=0, hot_level=None, saturation=None, seed=None,
+                 index_dir=None, index_names=None, catalog=None):
+    """Render the index stars around ``center`` through a known WCS.
+
+    Stars are projected with the true WCS (with SIP) and drawn as pixel-integrated Gaussians.
+
+    Parameters
+    ----------
+    center, pixel_scale, shape, rotation, flip, sip
+        The true WCS; see `make_wcs`.
+    fwhm : float
+        Gaussian PSF FWHM in pixels.
+    mag_limit, max_stars : float, int, optional
+        Leave out stars fainter than ``mag_limit``; keep the ``max_stars`` brightest in frame.
+    zeropoint : float
+        ``flux = 10**(-0.4 * (mag - zeropoint))`` electrons.
+    background, noise, read_noise : float, bool, float
+        Sky (electrons per pixel); add Poisson and Gaussian read noise (electrons RMS).
+    hot_pixels, cosmic_rays, hot_level : int, int, float
+        Numbers of single bright pixels and of short (1-8 px) streaks, which add 0.1-1
+        and 0.1-0.5 times ``hot_level`` (default: ``saturation``, else 30000).
+    saturation, seed, index_dir, index_names : optional
+        Clip level; seed of `numpy.random.default_rng` (same seed, same image); for `index_stars`.
+    catalog : `~astropy.table.Table`, optional
+        Stars to draw (``ra``, ``dec`` in deg, ``mag``) instead of the index files'
+        (e.g. `synthetic_catalog`, or the catalogue an index was built from).
+
+    Returns
+    -------
+    SyntheticField
+    """
+    (ny, nx), sigma = shape, fwhm / (2 * math.sqrt(2 * math.log(2)))
+    wcs = make_wcs(center, pixel_scale=pixel_scale, shape=shape, rotation=rotation, flip=flip, sip=sip)
+    margin = 6 * sigma + 2
+    corners = wcs.all_pix2world([-margin, nx - 1 + margin] * 2, [-margin] * 2 + [ny - 1 + margin] * 2, 0)
+    radius = SkyCoord(*corners, unit='deg').separation(center).max() * 1.02 + 1 * u.arcmin
+    if catalog is None:
+        cat = index_stars(center, radius, index_dir=index_dir, index_names=index_names)
+    else:
+        ra, dec = (u.Quantity(catalog[c], u.deg).to_value(u.deg) for c in ('ra', 'dec'))
+        near = SkyCoord(ra, dec, unit='deg').separation(center) <= radius
+        mag = np.asarray(catalog['mag'], dtype=float)[near]
+        order = np.argsort(np.nan_to_num(mag, nan=np.inf), kind='stable')
+        cat = Table([ra[near][order] * u.deg, dec[near][order] * u.deg, mag[order]],
+                    names=('ra', 'dec', 'mag'))
+    if mag_limit is not None:
+        cat = cat[~(np.asarray(cat['mag']) > mag_limit)]
+    x, y = wcs.all_world2pix(np.asarray(cat['ra']), np.asarray(cat['dec']), 0)
+    near = (x > -margin) & (x < nx - 1 + margin) & (y > -margin) & (y < ny - 1 + margin)
+    cat, x, y = cat[near], x[near], y[near]
+    inside = (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
+    if max_stars is not None:       # the catalogue is sorted brightest first
+        rank = np.cumsum(inside)    # in-frame stars so far, this one included
+        keep = np.where(inside, rank <= max_stars, rank < max_stars)
+        cat, x, y, inside = cat[keep], x[keep], y[keep], inside[keep]
+    mag = np.asarray(cat['mag'], dtype=float)
+    flux = 10 ** (-0.4 * (np.nan_to_num(mag, nan=np.nanmax(mag, initial=15.0)) - zeropoint))
+    image = background + _stamps(shape, x, y, flux, sigma)
+    rng = np.random.default_rng(seed)
+    if noise:
+        image = rng.poisson(image).astype(float) + rng.normal(0.0, read_noise, image.shape)
+    level = hot_level or (saturation if saturation is not None else 30000.0)
+    if hot_pixels:
+        hy, hx = rng.integers(0, ny, hot_pixels), rng.integers(0, nx, hot_pixels)
+        image[hy, hx] += rng.uniform(0.1, 1.0, hot_pixels) * level
+    for _ in range(int(cosmic_rays)):      # short straight streaks
+        length, angle = rng.uniform(1, 8), rng.uniform(0, 2 * math.pi)
+        t = np.linspace(0.0, length, int(2 * length) + 2)
+        cx, cy = (np.clip(np.round(rng.uniform(0, m - 1) + t * f(angle)), 0, m - 1).astype(int)
+                  for m, f in ((nx, math.cos), (ny, math.sin)))
+        image.flat[np.unique(cy * nx + cx)] += rng.uniform(0.1, 0.5) * level
+    if saturation is not None:
+        image = np.minimum(image, saturation)
+    stars = cat[inside]
+    stars['x'], stars['y'], stars['flux'] = x[inside], y[inside], flux[inside]
+    meta = {'EXPTIME': 1.0, 'GAIN': 1.0, 'RDNOISE': float(read_noise) if noise else 0.0,
+            'SKYLEVEL': float(background), 'FWHM': float(fwhm), 'ZEROPT': float(zeropoint),
+            'PIXSCALE': (_scale_deg(pixel_scale) * 3600, '[arcsec/pixel]'), 'NSTARS': len(stars),
+            'SIMULATD': True, 'CREATOR': 'astrometry_query.datasets', 'SEED': seed}
+    meta = {k: v for k, v in meta.items() if v is not None}
+    return SyntheticField(image.astype(np.float32), wcs, stars, meta)
+
+
+def _as_wcs(obj):
+    if isinstance(obj, WCS):
+        return obj
+    obj = fits.getheader(obj) if isinstance(obj, (str, Path)) else obj
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FITSFixedWarning)
+        w = WCS(obj, relax=True)
+    nx, ny = obj.get('IMAGEW', obj.get('NAXIS1')), obj.get('IMAGEH', obj.get('NAXIS2'))
+    if w.pixel_shape is None and nx and ny:
+        w.pixel_shape = (int(nx), int(ny))
+    return w
+
+
+def read_truth_wcs(path):
+    """The true WCS of a `SyntheticField.writeto` file (``TRUEWCS`` extension, else primary)."""
+    with fits.open(path) as hdul:
+        return _as_wcs(hdul['TRUEWCS' if 'TRUEWCS' in hdul else 0].header.copy())
+
+
+def wcs_rms_error(true_wcs, solved_wcs, shape=None, *, n=20):
+    """RMS position error (pixels) of ``solved_wcs`` over the whole image.
+
+    An ``n`` x ``n`` grid of 0-based pixels from ``(0, 0)`` to ``(nx - 1, ny - 1)`` goes to
+    the sky with ``solved_wcs`` and back with ``true_wcs``, both with full SIP.
+
+    Parameters
+    ----------
+    true_wcs, solved_wcs : `~astropy.wcs.WCS`, `~astropy.io.fits.Header`, str or Path
+        WCS, header (e.g. of ``solve-field``'s header-only ``wcs.fits``) or FITS file.
+    shape : tuple of int, optional
+        ``(ny, nx)``; default from either WCS (``pixel_shape``, NAXISn or IMAGEW/IMAGEH).
+    n : int
+        Grid points per axis.
+
+    Returns
+    -------
+    float
+    """
+    tw, sw = _as_wcs(true_wcs), _as_wcs(solved_wcs)
+    if (shape or tw.pixel_shape or sw.pixel_shape) is None:
+        raise ValueError('shape not given and not found in either WCS')
+    ny, nx = shape or (tw.pixel_shape or sw.pixel_shape)[::-1]
+    gx, gy = (g.ravel() for g in np.meshgrid(np.linspace(0, nx - 1, n), np.linspace(0, ny - 1, n)))
+    tx, ty = tw.all_world2pix(*sw.all_pix2world(gx, gy, 0), 0)
+    return float(np.sqrt(np.mean((tx - gx)**2 + (ty - gy)**2)))
+
+
+def synthetic_catalog(center, radius, n_stars, *, mag_range=(10.0, 17.0), slope=0.3, seed=None):
+    """A random star catalogue: uniform over a cone, magnitudes counted as the sky's.
+
+    Parameters
+    ----------
+    center : `~astropy.coordinates.SkyCoord`
+    radius : `~astropy.units.Quantity`
+        Cone radius.
+    n_stars : int
+    mag_range : (float, float)
+        Brightest and faintest magnitudes.
+    slope : float
+        Star counts grow as ``10**(slope * mag)`` (about 0.3 at these magnitudes).
+    seed : int, optional
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        ``ra``, ``dec`` (deg) and ``mag``, brightest first.
+    """
+    rng = np.random.default_rng(seed)
+    c, rad = center.icrs, u.Quantity(radius, u.deg).to_value(u.rad)
+    # uniform on the sphere's cap: cos(separation) uniform in [cos(rad), 1]
+    sep = np.arccos(rng.uniform(math.cos(rad), 1.0, n_stars)) * u.rad
+    pos = c.directional_offset_by(rng.uniform(0, 360, n_stars) * u.deg, sep)
+    a = slope * math.log(10)
+    lo, hi = np.exp(a * np.asarray(mag_range, float))
+    mag = np.log(lo + rng.uniform(0, 1, n_stars) * (hi - lo)) / a
+    order = np.argsort(mag)
+    return Table([pos.ra.deg[order] * u.deg, pos.dec.deg[order] * u.deg, mag[order]],
+                 names=('ra', 'dec', 'mag'))
+
+
+def make_example_image(path=None, *, overwrite=True, index_dir=None):
+    """Write the bundled example image; returns its path (default `EXAMPLE_IMAGE`).
+
+    600 x 450 uint16 pixels of 9"/pix centred on M42 (RA 83.82, Dec -5.39), up 20 deg
+    E of N, normal parity, FWHM 2.6 px, sky 300 e-, 5 hot pixels and a cosmic ray; the
+    true WCS is in a ``TRUEWCS`` extension (see `read_truth_wcs`).
+    """
+    sf = render_field(SkyCoord(83.82, -5.39, unit='deg'), pixel_scale=9.0 * u.arcsec / u.pix,
+                      shape=(450, 600), rotation=20 * u.deg, fwhm=2.6, zeropoint=19.5,
+                      background=300.0, read_noise=8.0, hot_pixels=5, cosmic_rays=1, hot_level=5000.0,
+                      saturation=60000.0, seed=20240942, index_dir=index_dir)
+    sf.meta['OBJECT'] = 'M42 (simulated)'
+    return sf.writeto(path or EXAMPLE_IMAGE, overwrite=overwrite, dtype=np.uint16, truth='extension')
