@@ -22,13 +22,12 @@ RAW...) cannot without rewriting its data: its solution goes to a sidecar
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 from astropy.io import fits
 
 from .exceptions import InvalidInputError
-from .files import write_atomic
+from .files import atomic_path, write_atomic
 from .images import file_kind, image_stem
 
 __all__ = ['write_wcs', 'write_sidecar', 'store_solution', 'merge_wcs', 'sidecar_path',
@@ -146,9 +145,8 @@ def write_wcs(path, solution, *, hdu=None, note=None):
         f.seek(start)
         header = fits.Header.fromstring(f.read(data - start))
     new = merge_wcs(header, solution, note=note).tostring(padding=True).encode('ascii')
-    handle, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    try:
-        with os.fdopen(handle, 'wb') as out, open(path, 'rb') as src:
+    with atomic_path(path) as tmp:
+        with open(tmp, 'wb') as out, open(path, 'rb') as src:
             shutil.copyfileobj(_limited(src, start), out)       # the HDUs before
             out.write(new)
             src.seek(data)
@@ -156,10 +154,6 @@ def write_wcs(path, solution, *, hdu=None, note=None):
             out.flush()
             os.fsync(out.fileno())
         shutil.copymode(path, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -17,7 +17,7 @@ from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.cli import main
 from astrometry_query.exceptions import InvalidInputError
 from astrometry_query.frames import ORIGINAL_KEY, sidecar_path, write_wcs
-from astrometry_query.simulate import render_field, wcs_rms_error
+from astrometry_query.datasets import render_field, wcs_rms_error
 from server_fixtures import nova_server, requires_solver  # noqa: F401
 
 pytestmark = requires_solver

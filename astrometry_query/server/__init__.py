@@ -10,8 +10,10 @@ From a shell: ``python -m astrometry_query.server --port 8080 --api-key KEY``.
 
 Its modules: `create_app` composes the nova API (``app.py``) and the web
 pages (``web.py`` and its ``web_*.py`` helpers), which share the HTTP
-plumbing of ``http.py``; submissions become images in ``ingest.py`` and are
-solved by the pool of ``worker.py``; ``store.py`` keeps everything in SQLite.
+plumbing of ``http.py``; submissions become images in ``ingest.py`` and their
+jobs are claimed by ``queue.py``, which runs them on the package's one job
+runner (`~astrometry_query.jobs.JobRunner`); ``store.py`` keeps everything in
+SQLite.
 These modules are internal: the public names are this package's.
 """
 import asyncio
