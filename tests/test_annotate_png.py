@@ -15,7 +15,7 @@ from astrometry_query.exceptions import InvalidInputError
 from astrometry_query.local import annotate
 from astrometry_query.simulate import render_field
 
-from server_fixtures import requires_solver
+from real_server import requires_solver
 
 Image = pytest.importorskip('PIL.Image')
 pytest.importorskip('matplotlib')       # astropy.visualization needs it

@@ -15,7 +15,7 @@ from astrometry_query.batch import BATCH_COLUMNS, Journal
 from astrometry_query.server import ServerThread
 from astrometry_query.simulate import render_field, wcs_rms_error
 from astrometry_query.sources import extract_sources
-from server_fixtures import requires_solver
+from real_server import requires_solver
 
 pytestmark = [requires_solver, pytest.mark.filterwarnings('ignore::DeprecationWarning')]
 
@@ -44,12 +44,6 @@ def cluster():
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
         yield cluster, client
-
-
-@pytest.fixture
-def local():
-    with AstrometryNetClass(backend='local') as client:
-        yield client
 
 
 def _check_solved(table, fields):

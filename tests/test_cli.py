@@ -40,7 +40,7 @@ from astrometry_query.cli import build_parser
 from astrometry_query.cli.solve import _settings
 from astrometry_query.results import calibration_from_wcs, parity_text
 from astrometry_query.simulate import read_truth_wcs, render_field, wcs_rms_error
-from server_fixtures import make_nova_server, requires_solver  # noqa: F401
+from real_server import requires_solver
 
 pytestmark = [pytest.mark.filterwarnings('ignore::astropy.wcs.FITSFixedWarning')]
 

@@ -27,10 +27,11 @@ from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.exceptions import (AstrometryNetError, ResultNotAvailableError,
                                          ServerError, SolveFailedError, SolveTimeoutError,
                                          UploadUnconfirmedError)
+from astrometry_query.nova.client import DOWNLOAD_RETRIES
 from astrometry_query.server.store import now_string
 from astrometry_query.simulate import render_field
 from fault_proxy import FaultProxy
-from server_fixtures import NovaServer, requires_solver
+from real_server import NovaServer, requires_solver
 
 pytestmark = requires_solver
 
@@ -119,11 +120,9 @@ def watch(caplog):
 
 
 @pytest.fixture(scope='module')
-def server(tmp_path_factory):
+def server(nova_server):
     """The real server, shared by the module (two solver threads)."""
-    s = NovaServer(tmp_path_factory.mktemp('fault-server'), workers=2).start()
-    yield s
-    s.stop()
+    return nova_server
 
 
 @pytest.fixture(scope='module')
@@ -278,7 +277,10 @@ def test_wcs_download_500_twice_is_retried(client, proxy, server, field_path):
     check_solved(header, sub_id, proxy, server, before)
 
 
-def test_wcs_download_500_three_times_is_retried(client, proxy, server, field_path, watch):
+def test_wcs_download_500_three_times_is_retried(fake_clock, client, proxy, server, field_path,
+                                                 watch):
+    """Three failures are tolerated (the pauses, on a fake clock here, are
+    timed in the tests above)."""
     before = submissions_on_server(server)
     proxy.fail('GET', WCS_PATH, 'status', 500, times=3)
     try:
@@ -287,6 +289,7 @@ def test_wcs_download_500_three_times_is_retried(client, proxy, server, field_pa
         watch.errors.append(exc)
         raise
     faulted_then_ok(proxy, 'GET', WCS_PATH, 3)
+    assert fake_clock.sleeps == list(DOWNLOAD_RETRIES[:3])
     check_solved(header, sub_id, proxy, server, before)
 
 
@@ -307,12 +310,14 @@ def test_wcs_download_failing_for_good_gives_a_typed_error_with_the_job_id(
     assert len(proxy.uploads(forwarded=True)) == 1
 
 
-def test_wcs_download_failing_for_good_names_the_submission_too(client, proxy, server,
+def test_wcs_download_failing_for_good_names_the_submission_too(fake_clock, client, proxy, server,
                                                                  field_path, watch):
+    """(On a fake clock: the pauses are timed in the test above.)"""
     proxy.fail('GET', WCS_PATH, 'status', 500, times=None)
     with pytest.raises(ResultNotAvailableError) as info:
         solve(client, field_path)
     exc = watch.caught(info)
+    assert fake_clock.sleeps == list(DOWNLOAD_RETRIES)
     sub_id = int(proxy.requests('GET', SUB_PATH)[0].path.rstrip('/').rsplit('/', 1)[1])
     assert exc.submission_id == sub_id
 

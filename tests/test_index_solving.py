@@ -19,7 +19,7 @@ from astrometry_query.exceptions import IndexCoverageError, InvalidInputError
 from astrometry_query.index import build_index, installed_indexes
 from astrometry_query.simulate import render_field, synthetic_catalog, wcs_rms_error
 
-from server_fixtures import INDEX_DIR, make_nova_server, requires_solver  # noqa: F401
+from real_server import INDEX_DIR, requires_solver
 
 pytestmark = requires_solver
 
@@ -65,7 +65,7 @@ def test_local_backend_solves_it_from_the_built_index(narrow):
         assert wcs_rms_error(field.wcs, listed, field.data.shape) < WCS_LIMIT
 
 
-def test_server_solves_it_from_the_built_index(narrow, make_nova_server):  # noqa: F811
+def test_server_solves_it_from_the_built_index(narrow, make_nova_server):
     path, field, index_dir = narrow
     server = make_nova_server(index_dir=str(index_dir))
     with AstrometryNetClass(api_key=server.api_key, server=server.url, backend='nova') as client:
@@ -151,7 +151,7 @@ def test_header_hints_takes_true_verify_or_false(hinted):
             client.solve_many([hinted], verbose=False, header_hints='check')
 
 
-def test_server_refuses_a_trusted_header_scale_at_once(hinted, make_nova_server):  # noqa: F811
+def test_server_refuses_a_trusted_header_scale_at_once(hinted, make_nova_server):
     """Through the real server: the upload's header scale cannot be served, and
     the client does not go on to a wider search."""
     server = make_nova_server(index_dir=str(INDEX_DIR))
@@ -162,7 +162,7 @@ def test_server_refuses_a_trusted_header_scale_at_once(hinted, make_nova_server)
     assert 'index download 5200' in str(info.value)
 
 
-def test_server_with_tycho_only_says_why(narrow, make_nova_server):  # noqa: F811
+def test_server_with_tycho_only_says_why(narrow, make_nova_server):
     path, _, _ = narrow
     server = make_nova_server(index_dir=str(INDEX_DIR))
     with AstrometryNetClass(api_key=server.api_key, server=server.url, backend='nova') as client:

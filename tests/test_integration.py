@@ -22,7 +22,7 @@ from astrometry_query.exceptions import (InvalidInputError, LoginError, SolveFai
 from astrometry_query.server import ServerThread
 from astrometry_query.simulate import read_truth_wcs, render_field, wcs_rms_error
 from astrometry_query.sources import extract_sources
-from server_fixtures import nova_server, requires_solver  # noqa: F401
+from real_server import requires_solver
 
 pytestmark = requires_solver
 
@@ -65,13 +65,7 @@ def _scale_hint(scale):
 
 
 @pytest.fixture
-def local(tmp_path):
-    with AstrometryNetClass(backend='local') as client:
-        yield client
-
-
-@pytest.fixture
-def nova(nova_server):  # noqa: F811
+def nova(nova_server):
     with AstrometryNetClass(api_key=nova_server.api_key, server=nova_server.url,
                             backend='nova') as client:
         yield client
@@ -260,7 +254,7 @@ def test_everything_about_one_job(nova, fields, tmp_path):
     assert job.id in list(jobs['job_id'])
 
 
-def test_resume_by_id_from_a_new_client(nova_server, fields):  # noqa: F811
+def test_resume_by_id_from_a_new_client(nova_server, fields):
     path, field, scale = fields['flipped']
     with AstrometryNetClass(api_key=nova_server.api_key, server=nova_server.url) as first:
         sub = first.submit_image(path, **_scale_hint(scale))
@@ -275,8 +269,9 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
+@pytest.fixture(scope='module')
 def file_server(fields):
+    """The fields' folder served on 127.0.0.1 (read only: one server for the module)."""
     folder = Path(fields['plain'][0]).parent
     httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
                                             functools.partial(_Quiet, directory=str(folder)))
@@ -288,7 +283,7 @@ def file_server(fields):
 
 
 @pytest.mark.parametrize('backend', ['nova', 'local'])
-def test_solve_from_url(nova_server, file_server, fields, backend):  # noqa: F811
+def test_solve_from_url(nova_server, file_server, fields, backend):
     _, field, scale = fields['plain']
     kwargs = ({'api_key': nova_server.api_key, 'server': nova_server.url}
               if backend == 'nova' else {})
@@ -356,7 +351,7 @@ def test_local_results_survive_a_new_instance(fields):
         assert header['AN_JOBID'] in list(second.list_jobs()['job_id'])
 
 
-def test_rejected_key_and_bad_input(nova_server, fields):  # noqa: F811
+def test_rejected_key_and_bad_input(nova_server, fields):
     with AstrometryNetClass(api_key='notavalidkey1234', server=nova_server.url) as client:
         with pytest.raises(LoginError) as info:
             client.login()

@@ -24,7 +24,7 @@ from astrometry_query.exceptions import MissingAPIKeyError
 from astrometry_query.results import calibration_from_wcs
 from astrometry_query.simulate import render_field
 from astrometry_query.sources import extract_sources
-from server_fixtures import nova_server, open_nova_server, requires_solver  # noqa: F401
+from real_server import requires_solver
 
 pytestmark = [requires_solver, pytest.mark.filterwarnings('ignore::astropy.wcs.FITSFixedWarning')]
 

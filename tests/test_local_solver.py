@@ -42,7 +42,7 @@ from astrometry_query.local.solver import (EngineOutcome, find_installation, kil
 from astrometry_query.results import calibration_from_wcs
 from astrometry_query.simulate import render_field, wcs_rms_error
 
-from server_fixtures import requires_solver
+from real_server import requires_solver
 
 pytestmark = [pytest.mark.filterwarnings('ignore::astropy.wcs.FITSFixedWarning'), requires_solver]
 

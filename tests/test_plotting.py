@@ -25,7 +25,7 @@ from astrometry_query.exceptions import (AstrometryNetError, InvalidInputError,
                                          JobNotFoundError)
 from astrometry_query.simulate import render_field
 
-from server_fixtures import requires_solver
+from real_server import requires_solver
 
 matplotlib = pytest.importorskip('matplotlib')
 matplotlib.use('Agg')

@@ -30,7 +30,7 @@ from astrometry_query.results import PARITY_WORDS, Calibration, Job, Submission,
 from astrometry_query.server import web_html
 from astrometry_query.simulate import render_field
 
-from server_fixtures import make_nova_server, requires_solver  # noqa: F401
+from real_server import requires_solver
 
 pytestmark = [requires_solver, pytest.mark.filterwarnings('ignore::astropy.wcs.FITSFixedWarning')]
 
@@ -153,8 +153,9 @@ def test_parity_words_are_one_mapping(solved):
     # the server's solution page says it with the same words, and keeps the number
     cal = solved.job.calibration.to_api()
     for parity in (-1.0, 1.0):
-        page = web_html.solution_html(solved.job.id, {'calibration': dict(cal, parity=parity),
-                                                      'objects': []}, {})
+        job = {'calibration': dict(cal, parity=parity), 'objects': [],
+               'original_filename': 'field.fits'}      # as the server's job record has it
+        page = web_html.solution_html(solved.job.id, job, {})
         assert (f'<dd id="cal-parity" data-value="{parity:g}">{PARITY_WORDS[parity]}</dd>'
                 in page)
 
@@ -347,7 +348,7 @@ def test_view_of_a_closed_client(solved, tmp_path):
         client.close()
 
 
-def test_nova_job_is_bound_to_its_client(make_nova_server, solved):  # noqa: F811
+def test_nova_job_is_bound_to_its_client(make_nova_server, solved):
     server = make_nova_server(workers=1)
     with AstrometryNetClass(api_key=server.api_key, server=server.url) as nova, \
             conf.set_temp('poll_interval', 0.05):

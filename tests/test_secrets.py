@@ -15,7 +15,7 @@ from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.exceptions import AstrometryNetError
 from astrometry_query.server import ServerThread
 from astrometry_query.simulate import render_field
-from server_fixtures import requires_solver
+from real_server import requires_solver
 
 pytestmark = requires_solver
 API_KEY = 'secretkeyqwertyu'

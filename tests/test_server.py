@@ -35,7 +35,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from astrometry_query.nova.protocol import ERRORS
 from astrometry_query.server import ServerThread, check_bind
 from astrometry_query.server.worker import source_list_bytes
-from server_fixtures import make_nova_server, nova_server, requires_solver  # noqa: F401
+from real_server import requires_solver
 
 pytestmark = requires_solver
 
@@ -643,7 +643,7 @@ def test_command_line(tmp_path):
 
 
 # -- limits --------------------------------------------------------------------------------
-def test_upload_and_request_json_size_limits(make_nova_server):  # noqa: F811
+def test_upload_and_request_json_size_limits(make_nova_server):
     server = make_nova_server(workers=0, max_upload=100_000, max_json=20_000)
     session = server.login()
     too_big = {'request-json': (None, json.dumps({'session': session})),
@@ -658,7 +658,7 @@ def test_upload_and_request_json_size_limits(make_nova_server):  # noqa: F811
     assert 'larger than 20000 bytes' in api_error(server.call('upload', xy))
 
 
-def test_rate_limit_answers_429_with_retry_after(make_nova_server):  # noqa: F811
+def test_rate_limit_answers_429_with_retry_after(make_nova_server):
     server = make_nova_server(workers=0, rate_limit=2.0)
     session = server.login()
     answers = [server.call('myjobs', {'session': session}) for _ in range(8)]

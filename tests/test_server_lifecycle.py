@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from astrometry_query import AstrometryNetClass
-from server_fixtures import requires_solver
+from real_server import requires_solver
 
 pytestmark = requires_solver
 KEY = 'lifecyclekeyabcd'
@@ -139,8 +139,10 @@ def test_kill_9_and_restart_loses_nothing(tmp_path, fields_for_lifecycle):
         server.wait(15)
 
 
-@pytest.fixture
-def fields_for_lifecycle(tmp_path):
+@pytest.fixture(scope='module')
+def fields_for_lifecycle(tmp_path_factory):
+    """Two fields, rendered once (the tests only submit them)."""
+    tmp_path = tmp_path_factory.mktemp('lifecycle')
     import astropy.units as u
     from astropy.coordinates import SkyCoord
     from astrometry_query.simulate import render_field

@@ -25,7 +25,7 @@ from astrometry_query.results import calibration_from_wcs
 from astrometry_query.server import ServerThread
 from astrometry_query.server.extraction import CIRCLE_COLOUR, EXTRACTION_FILE
 from astrometry_query.simulate import render_field
-from server_fixtures import make_nova_server, nova_server, requires_solver  # noqa: F401
+from real_server import requires_solver
 
 SHAPE = (600, 700)                       # rows, columns
 CENTER = (56.75, 24.12)                  # the Pleiades
@@ -160,7 +160,7 @@ def test_sign_in_logs_no_key_and_the_script_sets_no_markup(nova_server, caplog):
     assert 'textContent' in script and 'innerHTML' not in script and 'insertAdjacentHTML' not in script
 
 
-def test_too_large_an_upload_is_said_on_the_page(make_nova_server):  # noqa: F811
+def test_too_large_an_upload_is_said_on_the_page(make_nova_server):
     server = make_nova_server(workers=0, max_upload=20_000)
     browser = Browser(server)
     browser.signin(server.api_key)
@@ -456,7 +456,7 @@ def _png(data, size=None):
 
 
 @requires_solver
-def test_browser_end_to_end(make_nova_server, field, tmp_path):  # noqa: F811
+def test_browser_end_to_end(make_nova_server, field, tmp_path):
     sync_playwright, chromium = _chromium()
     server = make_nova_server(workers=0)        # queue only: the status is seen to change live
     with sync_playwright() as p:
