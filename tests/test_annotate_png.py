@@ -50,6 +50,7 @@ def _open_png(data):
     return im
 
 
+@pytest.mark.slow
 def test_annotated_png_of_a_solved_fits_image(field, tmp_path):
     path = field.writeto(tmp_path / 'pleiades.fits', truth='none')
     with conf.set_temp('local_data_dir', str(tmp_path / 'local')), \

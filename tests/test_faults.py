@@ -189,6 +189,7 @@ def faulted_then_ok(proxy, method, path, n_faults):
 
 
 # -- transient trouble on status polls: retried, then solved --------------------
+@pytest.mark.slow
 @pytest.mark.parametrize('path', [SUB_PATH, JOB_PATH], ids=['submission', 'job'])
 @pytest.mark.parametrize('status', [500, 502, 503])
 def test_5xx_on_status_polls_is_retried_with_backoff(client, proxy, server, field_path, status,
@@ -207,6 +208,7 @@ def test_5xx_on_status_polls_is_retried_with_backoff(client, proxy, server, fiel
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.slow
 def test_429_with_retry_after_is_honoured(client, proxy, server, field_path):
     before = submissions_on_server(server)
     proxy.fail('GET', JOB_PATH, 'status', 429, retry_after=1, times=1,
@@ -219,6 +221,7 @@ def test_429_with_retry_after_is_honoured(client, proxy, server, field_path):
     check_solved(header, sub_id, proxy, server, before)
 
 
+@pytest.mark.slow
 def test_connection_reset_on_a_status_poll_is_retried(client, proxy, server, field_path):
     before = submissions_on_server(server)
     proxy.fail('GET', JOB_PATH, 'reset', times=1)
@@ -229,6 +232,7 @@ def test_connection_reset_on_a_status_poll_is_retried(client, proxy, server, fie
     check_solved(header, sub_id, proxy, server, before)
 
 
+@pytest.mark.slow
 def test_status_answer_slower_than_the_http_timeout_is_retried(make_client, proxy, server,
                                                                field_path):
     timeout = 1.5        # below 2 s: no long polls, so a held answer is a slow one
@@ -244,6 +248,7 @@ def test_status_answer_slower_than_the_http_timeout_is_retried(make_client, prox
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['html', 'garbled', 'truncated'])
 def test_html_garbled_or_cut_status_answer_is_retried(client, proxy, server, field_path, kind):
     before = submissions_on_server(server)
@@ -254,6 +259,7 @@ def test_html_garbled_or_cut_status_answer_is_retried(client, proxy, server, fie
     check_solved(header, sub_id, proxy, server, before)
 
 
+@pytest.mark.slow
 def test_one_500_on_job_info_is_retried(client, proxy, server, field_path):
     before = submissions_on_server(server)
     proxy.fail('GET', r'^/api/jobs/\d+/info/?$', 'status', 500, times=1)
@@ -267,6 +273,7 @@ def test_one_500_on_job_info_is_retried(client, proxy, server, field_path):
 WCS_PATH = r'^/wcs_file/\d+/?$'
 
 
+@pytest.mark.slow
 def test_wcs_download_500_twice_is_retried(client, proxy, server, field_path):
     before = submissions_on_server(server)
     proxy.fail('GET', WCS_PATH, 'status', 500, times=2)
@@ -293,6 +300,7 @@ def test_wcs_download_500_three_times_is_retried(fake_clock, client, proxy, serv
     check_solved(header, sub_id, proxy, server, before)
 
 
+@pytest.mark.slow
 def test_wcs_download_failing_for_good_gives_a_typed_error_with_the_job_id(
         client, proxy, server, field_path, watch):
     proxy.fail('GET', WCS_PATH, 'status', 500, times=None)
@@ -324,7 +332,7 @@ def test_wcs_download_failing_for_good_names_the_submission_too(fake_clock, clie
 
 # -- uploads: never sent twice -------------------------------------------------
 @pytest.mark.parametrize('upload', [False, True], ids=['source-list', 'image'])
-@pytest.mark.parametrize('kind', ['reset', 'slow'])
+@pytest.mark.parametrize('kind', ['reset', pytest.param('slow', marks=pytest.mark.slow)])
 def test_lost_upload_answer_is_unconfirmed_and_not_resent(make_client, proxy, server, field_path,
                                                           watch, kind, upload):
     client = make_client(proxy.url, timeout=1.5)
@@ -355,6 +363,7 @@ def test_upload_reset_before_reaching_the_server_is_a_typed_error_and_not_resent
     assert submissions_on_server(server) == before
 
 
+@pytest.mark.slow
 def test_upload_connection_refused_is_a_server_error_and_not_resent(
         client, proxy, server, field_path, watch):
     """Nothing listens when the upload is made: a ServerError ('cannot reach'),
@@ -379,6 +388,7 @@ def test_upload_connection_refused_is_a_server_error_and_not_resent(
 
 
 # -- sessions -------------------------------------------------------------------
+@pytest.mark.slow
 def test_session_expired_at_upload_logs_in_again(client, proxy, server, field_path):
     before = submissions_on_server(server)
     with bounded(10):
@@ -394,6 +404,7 @@ def test_session_expired_at_upload_logs_in_again(client, proxy, server, field_pa
     assert len(proxy.secrets) >= 3         # the API key and two session keys
 
 
+@pytest.mark.slow
 def test_session_expired_at_myjobs_logs_in_again(client, proxy, server, field_path):
     with bounded(10):
         client.login()
@@ -406,6 +417,7 @@ def test_session_expired_at_myjobs_logs_in_again(client, proxy, server, field_pa
     assert len(jobs) == db(server, 'SELECT count(*) FROM jobs')[0][0]
 
 
+@pytest.mark.slow
 def test_session_deleted_on_the_server_logs_in_again(client, proxy, server, field_path):
     """The real thing: the server forgets every session between two solves."""
     before = submissions_on_server(server)
@@ -419,6 +431,7 @@ def test_session_deleted_on_the_server_logs_in_again(client, proxy, server, fiel
 
 
 # -- jobs that fail, vanish or wait out a restart --------------------------------
+@pytest.mark.slow
 def test_failed_job_raises_solve_failed_with_both_ids(client, proxy, server, watch):
     rng = np.random.default_rng(3)
     x, y = rng.uniform(1, 500, 60), rng.uniform(1, 400, 60)
@@ -461,6 +474,7 @@ def test_vanished_job_replaced_by_a_new_one(client, proxy, server, field_path):
     check_solved(header, sub_id, proxy, server, before)
 
 
+@pytest.mark.slow
 def test_vanished_job_never_replaced_gives_a_typed_error(client, proxy, server, field_path,
                                                           watch):
     """The job is gone and the submission still names it: no hang, a typed
@@ -477,6 +491,7 @@ def test_vanished_job_never_replaced_gives_a_typed_error(client, proxy, server, 
     assert len(proxy.uploads(forwarded=True)) == 1
 
 
+@pytest.mark.slow
 def test_server_restart_mid_job_requeues_and_solves(make_client, tmp_path, field_path, watch,
                                                     caplog):
     """The client waits through a restart: the job, interrupted while running,
@@ -522,6 +537,7 @@ def test_server_restart_mid_job_requeues_and_solves(make_client, tmp_path, field
 
 
 # -- a fault that never ends -----------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize('path', [SUB_PATH, JOB_PATH], ids=['submission', 'job'])
 def test_endless_503_ends_in_a_typed_error_with_the_submission_id(client, proxy, server,
                                                                    field_path, watch, path):
@@ -544,6 +560,7 @@ def test_endless_503_ends_in_a_typed_error_with_the_submission_id(client, proxy,
     assert elapsed <= solve_timeout + 4, f'{elapsed:.1f} s for solve_timeout={solve_timeout}'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind,status,timeout', [('status', 503, HTTP_TIMEOUT),
                                                  ('slow', None, 1.5)], ids=['503', 'slow'])
 def test_endless_fault_ends_within_solve_timeout(make_client, proxy, server, field_path, watch,

@@ -64,6 +64,7 @@ def test_unreadable_centre_strings_say_what_is_accepted(text):
     assert info.value.setting == 'center'
 
 
+@pytest.mark.slow
 def test_centre_string_solves_locally_and_through_the_server(night, local, nova_server):
     (path, field) = night[1][0]
     hints = dict(center='05h35m17s -05d23m28s', radius=1 * u.deg,
@@ -155,6 +156,7 @@ def test_get_wcs_warns_in_no_thread(night, local):
 WRONG_SCALE = {'scale': (3, 4) * u.arcsec / u.pix}     # the fields are 11"/px: no solution
 
 
+@pytest.mark.slow
 def test_a_journal_does_not_search_again_for_what_failed(night, local, tmp_path):
     folder, fields = night
     journal = tmp_path / 'night.jsonl'
@@ -196,6 +198,7 @@ def test_a_journal_retries_a_timeout_given_more_time(night, local, tmp_path):
     assert longer['status'][0] == 'success' and longer['origin'][0] == 'new'
 
 
+@pytest.mark.slow
 def test_a_journal_remembers_failures_through_the_server(night, nova_server, tmp_path):
     journal = tmp_path / 'server.jsonl'
     path = night[1][0][0]
@@ -244,6 +247,7 @@ def test_a_field_width_in_arcmin_is_still_a_width():
     assert args['scale_units'] == 'degwidth' and args['scale_upper'] == pytest.approx(1.0)
 
 
+@pytest.mark.slow
 def test_a_failed_search_names_what_it_searched(night, local, nova_server):
     from astrometry_query.exceptions import SolveFailedError
     path = night[1][0][0]
@@ -284,6 +288,7 @@ def test_plurals(tmp_path):
     assert result.error.startswith('only 1 source was found')
 
 
+@pytest.mark.slow
 def test_log_lines_carry_the_package_name(tmp_path):
     """With no logging configured by the application, a warning of a module
     that logs through the standard library says where it comes from (Python's

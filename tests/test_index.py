@@ -386,6 +386,7 @@ def test_choose_scales():
     assert choose_scales(100000, 0.05) == [0, 1]        # small: no large quads
 
 
+@pytest.mark.slow
 def test_build_index(catalog, tmp_path):
     paths = build_index(catalog, tmp_path, scales='0-2', verbose=False)
     assert [p.name for p in paths] == ['index-9000.fits', 'index-9001.fits', 'index-9002.fits']
@@ -404,6 +405,7 @@ def test_build_index(catalog, tmp_path):
     assert not list(tmp_path.glob('.aq-build-*'))            # nothing left behind
 
 
+@pytest.mark.slow
 def test_build_index_columns_units_and_files(catalog, tmp_path):
     gaia = Table({'RA_ICRS': catalog['ra'].to(u.rad), 'DE_ICRS': catalog['dec'],
                   'Gmag': MaskedColumn(catalog['mag'], mask=np.arange(len(catalog)) % 50 == 0)})
@@ -450,6 +452,7 @@ def test_build_index_reports_a_failing_builder(catalog, tmp_path, monkeypatch):
     assert not list((tmp_path / 'x').glob('index-*'))
 
 
+@pytest.mark.slow
 def test_cli_index_build(catalog, tmp_path, capsys):
     catalog.write(tmp_path / 'stars.fits')
     assert cli_main(['index', 'build', str(tmp_path / 'stars.fits'), '--dest', str(tmp_path / 'd'),

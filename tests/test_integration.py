@@ -83,7 +83,10 @@ def _solve(path_name, client, image, field):
     return client.solve_from_image(image, force_image_upload=path_name == 'upload', **kw)
 
 
-PATHS = [('local', 'image'), ('local', 'source list'), ('nova', 'image'), ('nova', 'upload')]
+# Slow: a source list searched over any scale, and the uploads (the fast loop
+# keeps ten cases, and test_everything_about_one_job solves an upload).
+PATHS = [('local', 'image'), pytest.param('local', 'source list', marks=pytest.mark.slow),
+         ('nova', 'image'), pytest.param('nova', 'upload', marks=pytest.mark.slow)]
 _ERRORS = {}
 
 
@@ -109,6 +112,7 @@ def test_median_accuracy_over_every_path_and_field():
     assert np.median(list(_ERRORS.values())) <= 0.05, _ERRORS
 
 
+@pytest.mark.slow
 def test_at_least_as_accurate_as_bare_solve_field(local, fields, tmp_path):
     """The same field through solve-field with the same hints: ours is never
     worse by more than 10 % (here: SIP distortion, where ours refits)."""
@@ -125,6 +129,7 @@ def test_at_least_as_accurate_as_bare_solve_field(local, fields, tmp_path):
     assert ours <= 1.1 * bare, (ours, bare)
 
 
+@pytest.mark.slow
 def test_wrong_header_hint_still_solves(local, fields, tmp_path):
     """A pointing 40 degrees off must not prevent the solve."""
     image, field, scale = fields['plain']
@@ -140,6 +145,7 @@ def test_wrong_header_hint_still_solves(local, fields, tmp_path):
     assert len(result['attempts']) >= 2 and not result['attempts'][0]['solved']
 
 
+@pytest.mark.slow
 def test_in_memory_inputs_solve(local, fields):
     """An HDUList, an array (with a scale hint) and CCDData (its meta as header)."""
     from astropy.nddata import CCDData
@@ -185,6 +191,7 @@ def test_concurrent_requests_leave_caching_on(nova, fields):
     assert cache_conf.cache_active is True
 
 
+@pytest.mark.slow
 def test_bundled_example_solves_blind(local):
     header = local.solve_from_image(example_image_path(), verbose=False, header_hints=False)
     truth = read_truth_wcs(example_image_path())
@@ -293,6 +300,7 @@ def test_solve_from_url(nova_server, file_server, fields, backend):
     assert wcs_rms_error(field.wcs, header, field.data.shape) < WCS_LIMIT
 
 
+@pytest.mark.slow
 def test_private_urls_are_refused_by_default(file_server, fields, tmp_path):
     """url_upload never reaches the server's own network unless allowed."""
     with ServerThread(workers=1) as srv, \
@@ -310,6 +318,7 @@ def test_bad_url_fails_with_submission_id(nova):
     assert getattr(info.value, 'submission_id', None) is not None
 
 
+@pytest.mark.slow
 def test_unsolvable_field_raises_solve_failed(nova, local):
     rng = np.random.default_rng(1)
     x, y = rng.uniform(1, 1000, 60), rng.uniform(1, 1000, 60)
@@ -360,6 +369,7 @@ def test_rejected_key_and_bad_input(nova_server, fields):
             client.solve_from_image(fields['plain'][0].parent / 'missing.fits')
 
 
+@pytest.mark.slow
 def test_a_failed_download_leaves_no_partial_file(local, fields, tmp_path, monkeypatch):
     image, field, scale = fields['plain']
     header = local.solve_from_image(image, verbose=False, **_scale_hint(scale))

@@ -262,6 +262,7 @@ def test_run_engine_without_a_solution_leaves_no_wcs(tmp_path):
     assert not (tmp_path / 'wcs.fits').exists()
 
 
+@pytest.mark.slow
 def test_run_engine_time_limit_kills_the_engine(tmp_path):
     pytest.importorskip('psutil')
     work = tmp_path.resolve()
@@ -566,6 +567,7 @@ def _tree_bytes(folder):
     return sum(f.stat().st_size for f in Path(folder).rglob('*') if f.is_file())
 
 
+@pytest.mark.slow
 def test_prune_jobs_deletes_jobs_that_ended_long_ago(tmp_path, pleiades):
     an = AstrometryNetClass(backend='local')
     store = an.backend.jobs_dir
@@ -741,6 +743,7 @@ def test_hot_pixels_and_cosmic_rays_are_not_used(pleiades):
     assert np.percentile(dist, 95) < 0.3
 
 
+@pytest.mark.slow
 def test_radial_distortion_needs_a_third_order_tweak():
     field = render_field(SkyCoord(56.75, 24.12, unit='deg'), pixel_scale=10 * u.arcsec / u.pix,
                          shape=SHAPE, rotation=120 * u.deg, flip=True, sip={'k1': 5e-8},
@@ -753,6 +756,7 @@ def test_radial_distortion_needs_a_third_order_tweak():
     assert wcs_rms_error(field.wcs, sip3.header(), SHAPE) < 0.05
 
 
+@pytest.mark.slow
 def test_solve_a_png_row_0_is_the_top(tmp_path):
     pil = pytest.importorskip('PIL.Image')
     field = render_field(SkyCoord(150.1, 2.2, unit='deg'), pixel_scale=12 * u.arcsec / u.pix,
@@ -884,6 +888,7 @@ def test_solve_too_few_sources():
     assert not result.solved and result.n_sources < 5 and 'detect_threshold' in result.error
 
 
+@pytest.mark.slow
 def test_solve_time_limit_stops_the_engine(tmp_path):
     pytest.importorskip('psutil')
     work = tmp_path.resolve()
@@ -911,6 +916,7 @@ def test_solve_refuses_bad_input(tmp_path):
         pipeline.solve(sources=_random_sources(10, 1), width=W, height=H, index_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_solve_in_a_process_pool(pleiades, orion, tmp_path):
     """`solve`, its arguments (an Image travels as its path) and its result pickle."""
     path = pleiades.writeto(tmp_path / 'p.fits', truth='none')

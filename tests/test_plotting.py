@@ -106,6 +106,7 @@ def _same_wcs(ax, header):
 
 
 # -- plot_annotations ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_annotations_on_wcsaxes(solved):
     client, header, path, _ = solved
     table = client.get_annotations(header)
@@ -345,6 +346,7 @@ def test_unknown_job_is_a_typed_error(solved):
         plot_solution(path, 987654, client=client)
 
 
+@pytest.mark.slow
 def test_importing_the_package_does_not_import_matplotlib():
     code = ('import sys, astrometry_query, astrometry_query.plotting, '
             'astrometry_query.local.annotate; '

@@ -331,6 +331,7 @@ def test_view_without_a_thumbnail_never_raises(solved, tmp_path):
             assert not root.findall('.//img') and not root.findall('.//table')
 
 
+@pytest.mark.slow
 def test_view_of_a_closed_client(solved, tmp_path):
     with conf.set_temp('local_data_dir', str(tmp_path / 'local')):
         client = AstrometryNetClass(backend='local')
@@ -348,6 +349,7 @@ def test_view_of_a_closed_client(solved, tmp_path):
         client.close()
 
 
+@pytest.mark.slow
 def test_nova_job_is_bound_to_its_client(make_nova_server, solved):
     server = make_nova_server(workers=1)
     with AstrometryNetClass(api_key=server.api_key, server=server.url) as nova, \
@@ -487,6 +489,7 @@ def _stderr(outputs):
                    if o['output_type'] == 'stream' and o['name'] == 'stderr')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('front', ['widgets', 'text'])
 def test_notebook_shows_progress_and_the_job_view(front, tmp_path, monkeypatch):
     nbformat = pytest.importorskip('nbformat')

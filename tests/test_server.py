@@ -367,6 +367,7 @@ def test_official_client_multipart_layout(nova_server, session, field):
     assert [cal['ra'], cal['dec']] == pytest.approx([83.8, -5.4], abs=1 / 3600)
 
 
+@pytest.mark.slow
 def test_tar_gz_of_source_lists(nova_server, session, field):
     table = fits.BinTableHDU.from_columns([fits.Column('x', 'D', array=np.array(field.x)),
                                            fits.Column('y', 'D', array=np.array(field.y))])
@@ -536,6 +537,7 @@ def test_no_keys_in_logs(nova_server, caplog):
 
 
 # -- restart, astroquery, open mode -----------------------------------------------------
+@pytest.mark.slow
 def test_restart_finishes_queued_and_interrupted_work(make_nova_server, field):
     server = make_nova_server(workers=0)         # accepts and queues, solves nothing
     session = server.login()
@@ -561,6 +563,7 @@ def test_restart_finishes_queued_and_interrupted_work(make_nova_server, field):
     assert again['job_calibrations'] and again['processing_started'] != 'None'
 
 
+@pytest.mark.slow
 def test_astroquery_client(nova_server, field, tmp_path):
     from astroquery.astrometry_net import AstrometryNet as AQ
     from astroquery.astrometry_net import conf
@@ -583,6 +586,7 @@ def test_astroquery_client(nova_server, field, tmp_path):
     assert centre == pytest.approx([83.8, -5.4], abs=2e-3)
 
 
+@pytest.mark.slow
 def test_open_mode_is_loopback_only(tmp_path):
     check_bind('127.0.0.5', [])
     check_bind('::1', [])
@@ -603,6 +607,7 @@ def test_open_mode_is_loopback_only(tmp_path):
     assert cli.returncode == 2 and 'loopback' in cli.stderr
 
 
+@pytest.mark.slow
 def test_queue_is_fair_between_users(make_nova_server):
     server = make_nova_server(workers=0)
     rng = np.random.default_rng(2)
@@ -619,6 +624,7 @@ def test_queue_is_fair_between_users(make_nova_server):
     assert order == [jobs[0], jobs[3], jobs[1], jobs[2]]    # the other user's job goes second
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path):
     with socket.socket() as probe:
         probe.bind(('127.0.0.1', 0))
@@ -643,6 +649,7 @@ def test_command_line(tmp_path):
 
 
 # -- limits --------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_upload_and_request_json_size_limits(make_nova_server):
     server = make_nova_server(workers=0, max_upload=100_000, max_json=20_000)
     session = server.login()
@@ -658,6 +665,7 @@ def test_upload_and_request_json_size_limits(make_nova_server):
     assert 'larger than 20000 bytes' in api_error(server.call('upload', xy))
 
 
+@pytest.mark.slow
 def test_rate_limit_answers_429_with_retry_after(make_nova_server):
     server = make_nova_server(workers=0, rate_limit=2.0)
     session = server.login()
@@ -673,6 +681,7 @@ def test_rate_limit_answers_429_with_retry_after(make_nova_server):
                for _ in range(10))
 
 
+@pytest.mark.slow
 def test_objects_listed_while_the_tagger_is_between_file_and_store(nova_server, solved):
     """The idle tagger writes the job's extras file, then stores the list: a
     request in between must not answer 'no objects'."""

@@ -85,6 +85,7 @@ def _wait_for(predicate, timeout):
     return predicate()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_solves_and_requeues_them(tmp_path):
     port = _free_port()
     server = _serve(tmp_path, port)
@@ -113,6 +114,7 @@ def test_sigterm_stops_solves_and_requeues_them(tmp_path):
             server.kill()
 
 
+@pytest.mark.slow
 def test_kill_9_and_restart_loses_nothing(tmp_path, fields_for_lifecycle):
     port = _free_port()
     server = _serve(tmp_path, port)
@@ -154,6 +156,7 @@ def fields_for_lifecycle(tmp_path_factory):
     return paths
 
 
+@pytest.mark.slow
 def test_small_load_with_a_kill_9_loses_nothing():
     """CI's version of benchmarks/load.py: 40 submissions from 8 clients, the
     server killed -9 half way and restarted; every submission the server

@@ -318,6 +318,7 @@ def _render_and_solve(tmp_path, center, *args, **kwargs):
     return f, _solve(tmp_path, image, *_scale_hint(10), *args)
 
 
+@pytest.mark.slow
 @needs_solver
 def test_solve_normal_field(tmp_path):
     f, solved = _render_and_solve(tmp_path, M42, rotation=30 * u.deg, hot_pixels=10, seed=1)
@@ -325,6 +326,7 @@ def test_solve_normal_field(tmp_path):
     assert np.linalg.det(simulate._as_wcs(solved).wcs.cd) < 0
 
 
+@pytest.mark.slow
 @needs_solver
 def test_solve_flipped_field(tmp_path):
     f, solved = _render_and_solve(tmp_path, PLEIADES, rotation=-120 * u.deg, flip=True, hot_pixels=10,
@@ -333,6 +335,7 @@ def test_solve_flipped_field(tmp_path):
     assert np.linalg.det(simulate._as_wcs(solved).wcs.cd) > 0
 
 
+@pytest.mark.slow
 @needs_solver
 def test_solve_sip_field(tmp_path):
     f, solved = _render_and_solve(tmp_path, M42, '--tweak-order', '3', '--quad-size-max', '0.4',
@@ -342,6 +345,7 @@ def test_solve_sip_field(tmp_path):
     assert wcs_rms_error(f.wcs, solved) < 0.15       # ...and the SIP solution recovers it
 
 
+@pytest.mark.slow
 @needs_solver
 def test_solve_bundled_example(tmp_path):
     solved = _solve(tmp_path, EXAMPLE_IMAGE, *_scale_hint(9))

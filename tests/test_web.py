@@ -234,6 +234,7 @@ def test_typed_values_come_back_escaped(signed_in):
 
 
 # -- a solve through the form ------------------------------------------------------------------
+@pytest.mark.slow
 @requires_solver
 def test_solve_through_the_form(nova_server, signed_in, field):
     reply = signed_in.upload(field.path, name=NASTY, **SCALE_HINT)
@@ -455,6 +456,7 @@ def _png(data, size=None):
     return np.asarray(image.convert('L'), dtype=float)
 
 
+@pytest.mark.slow
 @requires_solver
 def test_browser_end_to_end(make_nova_server, field, tmp_path):
     sync_playwright, chromium = _chromium()
