@@ -13,7 +13,7 @@ __all__ = ['AstrometryNetError', 'InvalidSettingError', 'InvalidInputError',
            'MissingAPIKeyError', 'LoginError', 'ServerError', 'SubmissionError',
            'SolveFailedError', 'SolveTimeoutError', 'JobNotFoundError',
            'ResultNotAvailableError', 'LocalSolverNotFoundError', 'UploadUnconfirmedError',
-           'IndexCoverageError', 'IndexDownloadError', 'IndexBuildError']
+           'IndexCoverageError', 'IndexDownloadError', 'IndexBuildError', 'WorkerLostError']
 
 
 class AstrometryNetError(Exception):
@@ -188,3 +188,8 @@ class IndexDownloadError(AstrometryNetError, OSError):
 
 class IndexBuildError(AstrometryNetError, RuntimeError):
     """``build-astrometry-index`` failed on a catalogue."""
+
+
+class WorkerLostError(AstrometryNetError, RuntimeError):
+    """A solve was lost with the worker that ran it (a worker process killed,
+    a Dask worker gone): nothing is wrong with the job, which may run again."""

@@ -19,12 +19,11 @@ from astropy.table import Table
 
 from .exceptions import InvalidInputError
 from .images import Image, open_image
+from .settings import MAX_SOURCES
 
 __all__ = ['extract_sources', 'check_source_list', 'write_xylist', 'source_list_from',
-           'MAX_SOURCES', 'FLAG_SATURATED', 'FLAG_BLENDED', 'FLAG_CENTROID']
+           'check_params', 'MAX_SOURCES', 'FLAG_SATURATED', 'FLAG_BLENDED', 'FLAG_CENTROID']
 
-#: nova's solver reads at most this many sources.
-MAX_SOURCES = 1000
 #: Bit of the ``flag`` column set for a star that reaches the saturation level.
 FLAG_SATURATED = 1
 #: Bit set for a source split from a blend (its centroid may be pulled).
@@ -52,7 +51,8 @@ def _bin2(data):
     return d[0::2, 0::2] + d[1::2, 0::2] + d[0::2, 1::2] + d[1::2, 1::2]
 
 
-def _check_params(fwhm, detect_threshold, max_sources, downsample):
+def check_params(fwhm, detect_threshold, max_sources, downsample):
+    """Check the extraction parameters (before any work), naming the one that is wrong."""
     for name, value, low, high in (('fwhm', fwhm, 0.5, 100.0),
                                    ('detect_threshold', detect_threshold, 0.5, 1e4)):
         if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
@@ -233,7 +233,7 @@ def extract_sources(image, *, fwhm=3.0, detect_threshold=5.0, max_sources=MAX_SO
         (``width``, ``height``), ``background``, ``rms``, ``rejected`` (hot
         pixels and cosmic rays dropped) and ``elapsed`` (s).
     """
-    _check_params(fwhm, detect_threshold, max_sources, downsample)
+    check_params(fwhm, detect_threshold, max_sources, downsample)
     started = time.perf_counter()
     img = open_image(image, hdu=hdu) if not isinstance(image, Image) else image
     ny, nx = img.shape

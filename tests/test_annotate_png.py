@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
+from astropy.wcs import WCS
 
 from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.exceptions import InvalidInputError
 from astrometry_query.local import annotate
+from astrometry_query.plotting._picture import draw_overlay
 from astrometry_query.simulate import render_field
 
 from real_server import requires_solver
@@ -23,6 +25,7 @@ pytest.importorskip('matplotlib')       # astropy.visualization needs it
 pytestmark = [pytest.mark.filterwarnings('ignore::astropy.wcs.FITSFixedWarning'), requires_solver]
 
 SHAPE = (400, 500)       # ny, nx
+GOLD = (0xff, 0xd4, 0x3b)     # named stars (plotting.TYPE_COLORS['bright'])
 
 
 @pytest.fixture(scope='module')
@@ -59,19 +62,42 @@ def test_annotated_png_of_a_solved_fits_image(field, tmp_path):
                                          cache=False, solve_timeout=60)
         png = client.download(header, 'annotated')
         saved = client.download(header, 'annotated', destination_dir=tmp_path)
+        wcs_path = client.download(header, 'wcs', destination_dir=tmp_path)
     assert saved.read_bytes() == png
     im = _open_png(png)
     assert im.size == (SHAPE[1], SHAPE[0])
     rgb = np.asarray(im.convert('RGB')).astype(int)
     assert rgb.std() > 20
-    # Under the drawing: the data through display_levels, row 0 (y = 1) on top as
-    # solve-field numbers pixels; the drawing: coloured (not grey) pixels.
+    # Under the drawing: the data through display_levels, with y = 1 at the bottom as
+    # plot_annotations shows a FITS image (the PNG's row 0 is its top row, y = ny); the
+    # drawing: coloured (not grey) pixels.
     levels = annotate.display_levels(field.data).astype(int)
     grey = (rgb[..., 0] == rgb[..., 1]) & (rgb[..., 1] == rgb[..., 2])
-    assert np.mean(grey & (np.abs(rgb[..., 0] - levels) <= 1)) > 0.8
+    assert np.mean(grey & (np.abs(rgb[..., 0] - levels[::-1]) <= 1)) > 0.8
+    assert np.mean(grey & (np.abs(rgb[..., 0] - levels) <= 1)) < 0.2      # not upside down
     assert np.sum(~grey) > 200
     # the sky is dark (its noise still shows), the brightest stars white
     assert 0 < np.median(levels) < 60 and levels.max() == 255
+    # The brightest star (Atlas, 27 Tau) where the solution puts it: at FITS (x, y), it is
+    # at column x - 1, row ny - y of the PNG (whose row 0 is the top one).
+    star = field.stars[0]
+    x, y = WCS(header).all_world2pix(star['ra'], star['dec'], 1)
+    column, row = x - 1, SHAPE[0] - y
+    near = np.hypot(*(np.indices(SHAPE) - np.array([row, column])[:, None, None])) < 2
+    assert rgb[near].min(axis=1).max() == 255                            # white: the star
+    mirrored = np.hypot(*(np.indices(SHAPE) - np.array([y - 1, column])[:, None, None])) < 2
+    assert rgb[mirrored].max() < 200
+    # ...and circled in gold there: 1.5 % of 500 px = 7.5 px in radius (its label is
+    # beyond 9 px)
+    gold = np.argwhere(np.all(np.abs(rgb - GOLD) <= 40, axis=2))          # (row, column)
+    ring = gold[np.hypot(gold[:, 0] - row, gold[:, 1] - column) < 9]
+    assert len(ring) > 20
+    assert ring.mean(axis=0) == pytest.approx([row, column], abs=1.0)
+    assert np.ptp(np.hypot(ring[:, 0] - row, ring[:, 1] - column)) < 4
+    # ...and labelled, by its side (the drawing annotated_png lays over the image)
+    fig = draw_overlay(annotate.annotations(wcs_path), (SHAPE[1], SHAPE[0]))
+    labels = {t.get_text(): t for t in fig.axes[0].texts if t.get_gid() == 'annotation-label'}
+    assert labels['Atlas'].xy == pytest.approx((x - 1, y - 1), abs=0.05)
 
 
 @pytest.mark.parametrize('mode', ['RGB', 'L'])
@@ -167,3 +193,42 @@ def test_display_levels():
     assert levels[59, 89] == 255 and np.median(levels) < 60
     assert not annotate.display_levels(np.full((20, 20), 3.0)).any()
     assert not annotate.display_levels(np.full((20, 20), np.nan)).any()
+
+
+def test_annotated_png_labels_do_not_overlap(tmp_path):
+    """The bundled example (near M42): the Trapezium's stars crowd M 42's centre."""
+    from astrometry_query.cli import example_image_path
+    image = example_image_path()
+    with conf.set_temp('local_data_dir', str(tmp_path / 'local')), \
+            AstrometryNetClass(backend='local') as client:
+        header = client.solve_from_image(image, verbose=False, cache=False, solve_timeout=60)
+        wcs_path = client.download(header, 'wcs', destination_dir=tmp_path)
+        objects = client.get_annotations(header)
+        png = _open_png(client.download(header, 'annotated'))
+    # the drawing annotated_png lays over the image
+    fig = draw_overlay(annotate.annotations(wcs_path), png.size)
+    ax = fig.axes[0]
+    assert tuple(png.size) == tuple(fig.canvas.get_width_height()) == (header['IMAGEW'],
+                                                                       header['IMAGEH'])
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in ax.texts if t.get_gid() == 'annotation-label']
+    boxes = [t.get_window_extent(renderer) for t in labels]
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            assert not a.overlaps(b), 'labels overlap'
+    # every label on the picture, every object circled, a label left out where crowded
+    frame = fig.bbox
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1
+               for b in boxes)
+    (circles,) = [c for c in ax.collections if c.get_gid() == 'annotations']
+    assert len(circles.get_paths()) == len(objects)
+    named = [n for n in objects['name'] if n]
+    assert 5 <= len(labels) < len(named)
+    # the most important are kept: the Messier objects and the brightest named star
+    texts = [t.get_text() for t in labels]
+    assert {'M 42 (NGC 1976)', 'M 43 (NGC 1982)'} <= set(texts)
+    brightest = next(r['name'] for r in objects if r['type'] == 'bright')
+    assert brightest in texts
+    # readable: at least 11 px high (2 % of the larger side here)
+    assert min(b.height for b in boxes) >= 11

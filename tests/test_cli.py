@@ -529,8 +529,8 @@ def test_solver_settings_reach_the_solver(images, tmp_path, capsys):
     assert header['A_ORDER'] == 3                                     # --tweak-order
     assert (header['CRPIX1'], header['CRPIX2']) == pytest.approx(     # crpix_center
         ((SHAPE[1] + 1) / 2, (SHAPE[0] + 1) / 2), abs=0.5)
-    request = AstrometryNetClass(backend='local').backend._request(record['job_id'])
-    assert {k: request['args'][k] for k in ('parity', 'tweak_order', 'downsample_factor',
+    request = AstrometryNetClass(backend='local').backend.request(record['job_id'])
+    assert {k: request.settings[k] for k in ('parity', 'tweak_order', 'downsample_factor',
                                             'crpix_center', 'positional_error')} == {
         'parity': 0, 'tweak_order': 3, 'downsample_factor': 2, 'crpix_center': True,
         'positional_error': 1.5}

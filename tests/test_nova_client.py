@@ -15,8 +15,8 @@ from astropy.wcs import WCS
 from astroquery import log
 from astroquery.exceptions import TimeoutError as AstroqueryTimeoutError
 
-import astrometry_query.solving as core_module
-from astrometry_query import AstrometryNetClass, conf, polling
+from astrometry_query import AstrometryNetClass, conf
+from astrometry_query.nova import client as client_module, polling
 from astrometry_query.exceptions import (InvalidInputError, InvalidSettingError, JobNotFoundError,
                                          LoginError, MissingAPIKeyError, ResultNotAvailableError,
                                          ServerError, SolveFailedError, SolveTimeoutError,
@@ -36,7 +36,7 @@ Y = [20.0, 150.5, 400.0, 33.25, 250.0, 88.0]
 def clock(fake_clock, monkeypatch):
     """Polling and the client's retry pauses without real sleeping: a sleep
     advances the clock."""
-    monkeypatch.setattr(core_module, 'wait_for_job', functools.partial(
+    monkeypatch.setattr(client_module, 'wait_for_job', functools.partial(
         polling.wait_for_job, sleep=fake_clock.sleep, clock=fake_clock.clock))
     return fake_clock
 

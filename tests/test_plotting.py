@@ -70,6 +70,25 @@ def solved(store):
     plt.close('all')
 
 
+@pytest.fixture(scope='module')
+def solve(solved, store):
+    """solve(name, **render_field arguments) -> (header, path, field): more Pleiades fields
+    (another shape, a flip...), solved once each by the same client."""
+    client, done = solved[0], {}
+
+    def solve(name, **kwargs):
+        if name not in done:
+            kwargs.setdefault('rotation', 20 * u.deg)
+            field = render_field(SkyCoord(56.75, 24.12, unit='deg'), fwhm=2.5, background=50.0,
+                                 pixel_scale=SCALE * u.arcsec / u.pix, seed=5, **kwargs)
+            path = field.writeto(store / f'{name}.fits', truth='none')
+            header = client.solve_from_image(path, scale=(11, 13) * u.arcsec / u.pix,
+                                             verbose=False, cache=False, solve_timeout=60)
+            done[name] = header, path, field
+        return done[name]
+    return solve
+
+
 @pytest.fixture(autouse=True)
 def _close_figures():
     yield
@@ -89,6 +108,15 @@ def _png(ax):
     with Image.open(buf) as im:
         assert im.format == 'PNG'
         return np.asarray(im.convert('RGB')).astype(int)
+
+
+def _arrows(ax):
+    """x, y, U, V of every residual arrow drawn (cut or not), and which were cut."""
+    quivers = _by_gid(ax, 'residuals') + _by_gid(ax, 'residuals-cut')
+    cut = np.concatenate([np.full(q.N, q.get_gid() == 'residuals-cut') for q in quivers])
+    x, y, u_, v_ = (np.concatenate([np.asarray(getattr(q, k), float) for q in quivers])
+                    for k in ('X', 'Y', 'U', 'V'))
+    return x, y, u_, v_, cut
 
 
 def _near(pixels, rgb, tol=30):
@@ -248,8 +276,17 @@ def test_solution_residuals_through_the_returned_wcs(solved):
     ix, iy = WCS(header).all_world2pix(corr['index_ra'], corr['index_dec'], 1)
     ax = plot_solution(path, header, client=client, sources=False)     # 'wcs': the default
     assert _by_gid(ax, 'sources') == []
-    (arrows,) = _by_gid(ax, 'residuals')
-    np.testing.assert_allclose(arrows.U, corr['field_x'] - ix)
+    x, y, u_, v_, cut = _arrows(ax)
+    # matched to the corr rows by where they start (the catalogue stars)
+    order = [int(np.argmin(np.hypot(ix - 1 - a, iy - 1 - b))) for a, b in zip(x, y)]
+    assert sorted(order) == list(range(len(corr)))
+    dx, dy = (corr['field_x'] - ix)[order], (corr['field_y'] - iy)[order]
+    np.testing.assert_allclose(u_[~cut], dx[~cut])
+    np.testing.assert_allclose(v_[~cut], dy[~cut])
+    # an arrow cut at the frame keeps its direction
+    np.testing.assert_allclose(np.arctan2(v_[cut], u_[cut]), np.arctan2(dy[cut], dx[cut]),
+                               atol=1e-6)
+    assert np.all(np.hypot(u_[cut], v_[cut]) < np.hypot(dx[cut], dy[cut]))
     rms = np.sqrt(np.mean((corr['field_x'] - ix) ** 2 + (corr['field_y'] - iy) ** 2))
     text = _by_gid(ax, 'solution-summary')[0].get_text()
     assert float(re.search(r'RMS residual ([\d.]+) px', text).group(1)) == pytest.approx(rms, rel=5e-3)
@@ -261,7 +298,8 @@ def test_solution_scale_and_key(solved):
                        legend=False)
     (arrows,) = _by_gid(ax, 'residuals')
     assert arrows.scale == pytest.approx(1 / 250)
-    key = next(c for c in ax.artists + ax.get_children() if type(c).__name__ == 'QuiverKey')
+    key = _key(ax)
+    assert key.get_gid() == 'residuals-key'
     assert key.U == pytest.approx(1 / SCALE, rel=1e-3)
     assert '\u00d7250' in key.text.get_text()
     assert ax.get_legend() is None
@@ -294,11 +332,216 @@ def test_a_false_match_is_drawn_but_kept_out_of_the_rms(solved):
     good = np.hypot(corr['field_x'] - corr['index_x'], corr['field_y'] - corr['index_y'])
     corr['field_x'][0] += 14.0                    # a corner star paired with a neighbour
     ax = plot_solution(None, header, client=client, corr=corr, sources=False, residuals='corr')
-    assert _by_gid(ax, 'residuals')[0].N == len(corr)
+    x, y, u_, v_, cut = _arrows(ax)
+    assert len(x) == len(corr)
     text = _by_gid(ax, 'solution-summary')[0].get_text()
     rms = float(re.search(r'RMS residual ([\d.]+) px', text).group(1))
     assert rms == pytest.approx(np.sqrt(np.mean(good[1:] ** 2)), rel=5e-3)
     assert '1 over ' in text and 'not in the RMS' in text
+
+
+def test_arrows_leaving_the_frame_are_cut_at_its_edge_and_counted(solved):
+    client, header, _, _ = solved
+    corr = _corr(client, header)
+    corr['field_x'][0] += 14.0                    # magnified, 14 px go far out of the image
+    ax = plot_solution(None, header, client=client, corr=corr, sources=False, residuals='corr')
+    (arrows,) = _by_gid(ax, 'residuals')
+    x, y, u_, v_, cut = _arrows(ax)
+    # every arrow drawn ends in the frame (scale_units='xy': U / scale data units long)
+    ends = np.c_[x + u_ / arrows.scale, y + v_ / arrows.scale]
+    assert np.all((ends >= -0.5) & (ends <= [SHAPE[1] - 0.5, SHAPE[0] - 0.5]))
+    # the false match's arrow is one of those cut: orange, its end marked with a square
+    start = np.array([corr['index_x'][0] - 1, corr['index_y'][0] - 1])
+    false = int(np.argmin(np.hypot(x - start[0], y - start[1])))
+    assert cut[false] and cut.sum() >= 1
+    (cut_arrows,) = _by_gid(ax, 'residuals-cut')
+    assert matplotlib.colors.to_hex(cut_arrows.get_facecolor()[0]) == '#ff922b'
+    (marks,) = _by_gid(ax, 'residuals-cut-ends')
+    np.testing.assert_allclose(marks.get_offsets(), ends[cut])
+    edge = np.min(np.abs(np.r_[ends[false] + 0.5, [SHAPE[1] - 0.5, SHAPE[0] - 0.5] - ends[false]]))
+    assert edge < 0.02 * min(SHAPE)               # at the edge, not short of it
+    # counted in the summary and the legend
+    text = _by_gid(ax, 'solution-summary')[0].get_text()
+    n = int(cut.sum())
+    assert f'{n} arrow{"s" if n > 1 else ""} cut at the frame' in text
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert f'arrows cut at the frame ({n})' in legend
+    # the figure shows them: orange pixels at the frame's edge
+    assert _near(_png(ax), (0xff, 0x92, 0x2b), tol=25) > 10
+
+
+def _key(ax):
+    (key,) = [a for a in ax.get_children() if type(a).__name__ == 'QuiverKey']
+    return key
+
+
+def _extents(ax):
+    """Display boxes, after a draw, of the key (arrow and label), the summary (with its
+    box), the legend and the guides, for the figure as saved."""
+    from matplotlib.transforms import Bbox
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    key = _key(ax)
+    offset = key.get_transform().transform((key.X, key.Y))
+    arrow = Bbox.union([p.get_extents(key.vector.get_transform())
+                        for p in key.vector.get_paths()]).translated(*offset)
+    (summary,) = _by_gid(ax, 'solution-summary')
+    boxes = {'key': Bbox.union([arrow, key.text.get_window_extent(renderer)]),
+             'summary': Bbox.union([summary.get_window_extent(renderer),
+                                    summary.get_bbox_patch().get_window_extent(renderer)])}
+    if ax.get_legend() is not None:
+        boxes['legend'] = ax.get_legend().get_window_extent(renderer)
+    guides = _by_gid(ax, 'guides')
+    if guides:
+        boxes['guides'] = guides[0].get_window_extent(renderer)
+    return boxes
+
+
+@pytest.mark.parametrize('shape', [SHAPE, (900, 240), (220, 900)],
+                         ids=['landscape', 'tall', 'wide'])
+@pytest.mark.parametrize('guides', [False, True], ids=['plain', 'guides'])
+def test_the_key_never_overlaps_the_summary(solved, solve, shape, guides):
+    client = solved[0]
+    header, path, _ = solved[1:] if shape == SHAPE else solve(f'{shape[0]}x{shape[1]}',
+                                                               shape=shape)
+    extra = {'compass': True, 'scalebar': True} if guides else {}
+    ax = plot_solution(path, header, client=client, **extra)
+    boxes = _extents(ax)
+    key = boxes.pop('key')
+    frame = ax.get_window_extent()
+    assert frame.x0 - 1 <= key.x0 and key.x1 <= frame.x1 + 1
+    assert frame.y0 - 1 <= key.y0 and key.y1 <= frame.y1 + 1
+    for name, box in boxes.items():
+        assert not key.overlaps(box), f'the key overlaps the {name}'
+    # the same in axes that the user made, here a panel of a figure: the key keeps clear of
+    # the summary even where the panel is too small for everything to fit
+    fig = plt.figure(figsize=(10, 4))
+    panel = fig.add_subplot(1, 2, 1, projection=WCS(header))
+    plot_solution(path, header, ax=panel, client=client, **extra)
+    boxes = _extents(panel)
+    assert not boxes['key'].overlaps(boxes['summary'])
+
+
+def test_a_sparse_field_keeps_a_dark_sky(solve):
+    """Twelve stars on a noisy sky: a percentile range would be all noise (grey)."""
+    header, path, field = solve('sparse', shape=SHAPE, max_stars=12, zeropoint=17)
+    ax = plot_annotations(path, header, annotations=[], grid=False)
+    norm = ax.get_images()[0].norm
+    shown = np.ma.filled(norm(field.data), 0.0)
+    assert np.median(shown) < 0.15                 # the sky: dark
+    sky = np.median(field.data)
+    noise = 1.4826 * np.median(np.abs(field.data - sky))
+    assert norm.vmin < sky < norm.vmin + 3 * noise   # ...with its noise still showing
+    assert np.mean(shown > 0.02) > 0.5
+    # every star shows, the brightest white
+    peaks = np.array([shown[int(round(y)), int(round(x))] for x, y in field.stars['x', 'y']
+                      if 2 <= x < SHAPE[1] - 2 and 2 <= y < SHAPE[0] - 2])
+    assert len(peaks) >= 10 and peaks.min() > 3 * np.median(shown) and peaks.max() > 0.95
+    # the same normalization as display_norm's and the annotated PNG's
+    from astrometry_query.local.annotate import display_levels
+    from astrometry_query.plotting import display_norm
+    assert np.allclose(np.ma.filled(display_norm(field.data)(field.data), 0.0), shown)
+    assert np.median(display_levels(field.data)) < 0.15 * 255
+
+
+def test_axis_labels_on_the_users_axes(solved):
+    client, header, path, _ = solved
+    ax = plt.figure().add_subplot(projection=WCS(header))
+    assert ax.coords[0].get_axislabel() == 'pos.eq.ra'        # astropy's default
+    plot_annotations(path, header, ax=ax, client=client)
+    assert ax.coords[0].get_axislabel() == 'Right ascension (ICRS)'
+    assert ax.coords[1].get_axislabel() == 'Declination (ICRS)'
+    # labels of the user's own are kept
+    ax = plt.figure().add_subplot(projection=WCS(header))
+    ax.coords[0].set_axislabel('RA')
+    plot_solution(path, header, ax=ax, client=client)
+    assert ax.coords[0].get_axislabel() == 'RA'
+    assert ax.coords[1].get_axislabel() == 'Declination (ICRS)'
+
+
+def _compass(ax):
+    """The north and east arrows' directions on the screen (unit vectors, y up)."""
+    (guides,) = _by_gid(ax, 'guides')
+    out = {}
+    for name in ('north', 'east'):
+        (arrow,) = [a for a in _descendants(guides) if a.get_gid() == f'compass-{name}']
+        path = arrow.get_path()
+        # the shaft: from the tail to the first MOVETO after it (the head)
+        moves = np.flatnonzero(path.codes == path.MOVETO)
+        tail, tip = path.vertices[0], path.vertices[moves[1] - 1]
+        out[name] = (tip - tail) / np.hypot(*(tip - tail))
+    return out
+
+
+def _descendants(artist):
+    for child in artist.get_children():
+        yield child
+        yield from _descendants(child)
+
+
+def _sky_direction(wcs, angle):
+    """Unit vector in pixels from the image centre towards position angle ``angle``."""
+    ny, nx = SHAPE
+    centre = wcs.pixel_to_world((nx - 1) / 2, (ny - 1) / 2)
+    x, y = wcs.world_to_pixel(centre.directional_offset_by(angle, 1 * u.arcmin))
+    vector = np.array([x - (nx - 1) / 2, y - (ny - 1) / 2])
+    return vector / np.hypot(*vector)
+
+
+@pytest.mark.parametrize('flip', [False, True], ids=['rotated', 'flipped'])
+def test_the_compass_points_where_the_wcs_says(solved, solve, flip):
+    client = solved[0]
+    header, path, field = solve('flipped', shape=SHAPE, flip=True, rotation=-35 * u.deg) \
+        if flip else solved[1:]
+    ax = plot_annotations(path, header, client=client, compass=True, labels=False)
+    arrows = _compass(ax)
+    for name, angle in (('north', 0 * u.deg), ('east', 90 * u.deg)):
+        for wcs in (WCS(header), field.wcs):         # the solution, and the truth
+            assert np.degrees(np.arccos(np.dot(arrows[name], _sky_direction(wcs, angle)))) < 1
+    # north is 20 (35) degrees from the image's y axis; east is 90 degrees
+    # counterclockwise from north on the sky as seen from inside (not flipped),
+    # clockwise when the image is flipped
+    north, east = arrows['north'], arrows['east']
+    assert np.dot(north, east) == pytest.approx(0, abs=0.02)
+    assert np.sign(north[0] * east[1] - north[1] * east[0]) == (-1 if flip else 1)
+    tilt = np.degrees(np.arccos(north[1]))
+    assert tilt == pytest.approx(35 if flip else 20, abs=1)
+    (label,) = [a for a in _descendants(_by_gid(ax, 'guides')[0])
+                if a.get_gid() == 'compass-north-label']
+    assert label.get_text() == 'N'
+
+
+def test_the_scale_bar_has_a_round_length_in_arcmin(solved):
+    client, header, path, _ = solved
+    ax = plot_solution(path, header, client=client, scalebar=True)
+    (guides,) = _by_gid(ax, 'guides')
+    parts = list(_descendants(guides))
+    (bar,) = [a for a in parts if a.get_gid() == 'scale-bar']
+    (label,) = [a for a in parts if a.get_gid() == 'scale-bar-label']
+    assert not [a for a in parts if a.get_gid() == 'compass-north']      # compass=False
+    pixels = np.ptp(bar.get_xdata())
+    assert np.ptp(bar.get_ydata()) == 0                                   # horizontal
+    value, unit = re.fullmatch(r'([\d.]+)(\u2032|\u2033|\u00b0)', label.get_text()).groups()
+    arcsec = float(value) * {'\u2032': 60, '\u2033': 1, '\u00b0': 3600}[unit]
+    # the image is 500 px at 12"/px = 100': a quarter of it, rounded down, is 20'
+    assert label.get_text() == '20\u2032'
+    scale = np.sqrt(abs(np.linalg.det(WCS(header).pixel_scale_matrix))) * 3600
+    assert pixels * scale == pytest.approx(arcsec, rel=1e-6)
+    assert pixels * scale == pytest.approx(1200, rel=1e-6)
+
+
+def test_a_picture_file_is_shown_as_it_is_seen(solved, tmp_path):
+    """PNG, JPEG and GIF rows go top down (y = 1 is the top row): new axes keep that."""
+    from PIL import Image
+    client, header, _, field = solved
+    grey = np.clip(field.data / 20, 0, 255).astype(np.uint8)
+    Image.fromarray(grey).save(tmp_path / 'field.png')
+    ax = plot_annotations(tmp_path / 'field.png', header, client=client, labels=False)
+    assert ax.get_ylim() == (SHAPE[0] - 0.5, -0.5)
+    np.testing.assert_array_equal(ax.get_images()[0].get_array(), grey)
+    # a FITS image is shown with y = 1 at the bottom
+    ax = plot_annotations(field.data, header, client=client, labels=False)
+    assert ax.get_ylim() == (-0.5, SHAPE[0] - 0.5)
 
 
 # -- bad input --------------------------------------------------------------------------------
@@ -332,6 +575,8 @@ def test_bad_arguments_are_named(solved):
         (plot_solution, (path, header), {'sources': Table({'a': [1.0]})},
          r'sources must be a source list'),
         (plot_solution, (path, header), {'corr': 42}, r'corr must be a FITS table'),
+        (plot_solution, (path, header), {'compass': 'yes'}, r'compass must be True or False'),
+        (plot_annotations, (path, header), {'scalebar': 1}, r'scalebar must be True or False'),
     ]
     for function, args, kwargs, message in cases:
         kwargs.setdefault('client', client)

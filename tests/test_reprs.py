@@ -23,7 +23,7 @@ from astropy.coordinates import SkyCoord
 from PIL import Image
 
 from astroquery import log as astroquery_log
-from astrometry_query import AstrometryNetClass, conf, polling, reprs
+from astrometry_query import AstrometryNetClass, conf, progress, reprs
 from astrometry_query.exceptions import SolveFailedError
 from astrometry_query.local import pipeline
 from astrometry_query.results import PARITY_WORDS, Calibration, Job, Submission, parity_text
@@ -153,9 +153,8 @@ def test_parity_words_are_one_mapping(solved):
     # the server's solution page says it with the same words, and keeps the number
     cal = solved.job.calibration.to_api()
     for parity in (-1.0, 1.0):
-        job = {'calibration': dict(cal, parity=parity), 'objects': [],
-               'original_filename': 'field.fits'}      # as the server's job record has it
-        page = web_html.solution_html(solved.job.id, job, {})
+        page = web_html.solution_html(solved.job.id, {'calibration': dict(cal, parity=parity),
+                                                      'objects': []}, {})
         assert (f'<dd id="cal-parity" data-value="{parity:g}">{PARITY_WORDS[parity]}</dd>'
                 in page)
 
@@ -422,12 +421,12 @@ def log_lines():
 
 
 def test_status_line_outside_a_notebook(capsys, log_lines):
-    assert not polling.in_notebook()        # pytest is no Jupyter kernel
-    with polling.StatusLine(verbose=False) as line:
+    assert not progress.in_notebook()        # pytest is no Jupyter kernel
+    with progress.StatusLine(verbose=False) as line:
         line.update('job 1: solving')
     assert line._bar is None and log_lines == []
     # not a TTY: one log line per change
-    with polling.StatusLine(verbose=True) as line:
+    with progress.StatusLine(verbose=True) as line:
         for text in ('job 1: solving', 'job 1: solving', 'job 1: success'):
             line.update(text)
     assert line._bar is None and log_lines == ['job 1: solving', 'job 1: success']
@@ -435,12 +434,12 @@ def test_status_line_outside_a_notebook(capsys, log_lines):
 
 
 def test_status_line_in_a_kernel_is_a_live_line(monkeypatch, capsys, log_lines):
-    monkeypatch.setattr(polling, 'in_notebook', lambda: True)
-    with polling.StatusLine(verbose=True) as line:
+    monkeypatch.setattr(progress, 'in_notebook', lambda: True)
+    with progress.StatusLine(verbose=True) as line:
         line.update('job 2: solving')
         assert line._bar is not None
     assert 'job 2: solving' in capsys.readouterr().err and log_lines == []
-    with polling.StatusLine(verbose=False) as line:
+    with progress.StatusLine(verbose=False) as line:
         line.update('job 3: solving')
     assert line._bar is None and 'job 3' not in capsys.readouterr().err
 

@@ -32,9 +32,10 @@ import requests
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
-from astrometry_query.nova.protocol import ERRORS
+from astrometry_query.nova.protocol import ERRORS, LONG_POLL_HEADER
 from astrometry_query.server import ServerThread, check_bind
-from astrometry_query.server.worker import source_list_bytes
+from astrometry_query.server.ingest import source_list_bytes
+from astrometry_query.urls import url_problem
 from real_server import requires_solver
 
 pytestmark = requires_solver
@@ -256,6 +257,24 @@ def test_upload_argument_errors(nova_server, session):
     for url in ('ftp://a/b.fits', 'http://', None, 'http://exa mple.com/a.fits'):
         assert api_error(nova_server.call('url_upload', {'session': session, 'url': url}))
     assert exact_json(call({'session': session, 'x': [1, 2], 'y': [1, 2]}))['subid'] == first + 1
+
+
+def test_url_upload_refuses_what_the_client_refuses(nova_server, session):
+    """One URL check: the server's url_upload error is the client's message, for every rule."""
+    for url in ('ftp://a/b.fits', 'http://', None, '', 'http://exa mple.com/a.fits',
+                'http://example.com:abc/a.fits', 'http://example.com/a\x7f', 'http://a/' + 'b' * 200):
+        assert api_error(nova_server.call('url_upload', {'session': session, 'url': url})) == \
+            url_problem(url), url
+
+
+def test_answers_offer_long_polls(nova_server, session):
+    """Every JSON answer carries the long-poll offer the client reads (one header name)."""
+    info = exact_json(requests.get(nova_server.api_url + 'server_info', timeout=10))
+    sub = exact_json(nova_server.call('upload', {'session': session, 'x': [1, 2], 'y': [1, 2]}))
+    reply = requests.get(f"{nova_server.api_url}submissions/{sub['subid']}?wait=0.1", timeout=10)
+    assert float(reply.headers[LONG_POLL_HEADER]) == info['long_poll'] == 30
+    error = nova_server.call('login', {})
+    assert api_error(error) and error.headers[LONG_POLL_HEADER] == '30'
 
 
 # -- solving ----------------------------------------------------------------------------

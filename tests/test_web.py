@@ -23,7 +23,7 @@ from astropy.wcs import FITSFixedWarning
 
 from astrometry_query.results import calibration_from_wcs
 from astrometry_query.server import ServerThread
-from astrometry_query.server.extraction import CIRCLE_COLOUR, EXTRACTION_FILE
+from astrometry_query.local.extraction import CIRCLE_COLOUR, EXTRACTION_FILE
 from astrometry_query.simulate import render_field
 from real_server import requires_solver
 
@@ -213,7 +213,7 @@ def test_cross_site_posts_are_refused(nova_server, signed_in, field):
     ({'center_ra': 'abc', 'center_dec': '24', 'radius': '2'}, True, "Centre RA: 'abc' is neither"),
     ({'center_ra': '400', 'center_dec': '24', 'radius': '2'}, True, 'Centre RA: 400.0 is out of range'),
     ({'tweak_order': '12'}, True, 'SIP tweak order: 12 is out of range'),
-    ({'url': 'ftp://example.org/x.fits'}, False, 'URL: only http and https URLs'),
+    ({'url': 'ftp://example.org/x.fits'}, False, 'URL must be an http or https URL'),
 ])
 def test_bad_input_shows_the_error(nova_server, signed_in, field, fields, files, message):
     before = signed_in.get('/web/submissions').json()['submissions']
@@ -323,7 +323,8 @@ def test_job_page_size_sources_viewers_and_log_odds(nova_server, signed_in, fiel
     drawn = np.asarray(Image.open(io.BytesIO(reply.content)).convert('RGB'))
     assert drawn.shape == (600, 700, 3)
     with fits.open(io.BytesIO(signed_in.get(f'/axy_file/{job_id}').content)) as hdul:
-        x, y = hdul[1].data['X'] - 1, hdul[1].data['Y'] - 1
+        # a FITS image is drawn as everywhere else: y = 1 at the bottom (the PNG's last row)
+        x, y = hdul[1].data['X'] - 1, drawn.shape[0] - hdul[1].data['Y']
     ring = np.all(drawn == CIRCLE_COLOUR, axis=2)
     assert ring.any() and np.all(drawn[~ring][:, 0] == drawn[~ring][:, 1])   # the rest is grey
     radius = 10                                     # the rings' radius on a 700x600 image
@@ -409,6 +410,27 @@ def test_open_server_takes_anonymous_submissions(tmp_path, field):
             page = browser.get(path).text
             assert '<noscript><meta http-equiv="refresh" content="5"></noscript>' in page
         assert 'data-status="processing">queued</span>' in page and 'Downloads' not in page
+
+
+def test_form_secret_is_owner_only_and_kept_across_restarts(tmp_path):
+    """The HMAC secret of the forms: owner-only from its creation, the same after a
+    restart (an open form stays valid), made anew when cut short."""
+    secret = tmp_path / 'web-secret'
+    with ServerThread(data_dir=tmp_path, workers=0) as server:
+        browser = Browser(server)
+        token = browser.token()
+    assert secret.stat().st_mode & 0o777 == 0o600 and len(secret.read_bytes()) == 32
+    kept = secret.read_bytes()
+    with ServerThread(data_dir=tmp_path, workers=0) as server:
+        browser.url = server.url            # the same browser: its CSRF cookie, an open form's token
+        assert browser.post('/signout', {'csrf_token': token}, token=False).status_code == 303
+    assert secret.read_bytes() == kept
+    secret.write_bytes(kept[:5])
+    with ServerThread(data_dir=tmp_path, workers=0) as server:
+        Browser(server).get('/')
+    assert len(secret.read_bytes()) == 32 and secret.read_bytes() != kept
+    assert secret.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir() if 'secret' in p.name) == ['web-secret']
 
 
 @requires_solver

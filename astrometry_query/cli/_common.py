@@ -14,8 +14,8 @@ from astropy.coordinates import Angle
 
 from ..exceptions import (AstrometryNetError, IndexBuildError, IndexCoverageError,
                           IndexDownloadError, JobNotFoundError, LocalSolverNotFoundError,
-                          LoginError, MissingAPIKeyError, ResultNotAvailableError,
-                          ServerError, SolveFailedError, SolveTimeoutError, SubmissionError)
+                          LoginError, MissingAPIKeyError, ResultNotAvailableError, ServerError,
+                          SolveFailedError, SolveTimeoutError, SubmissionError, WorkerLostError)
 
 PROG = 'astrometry-query'
 
@@ -35,7 +35,8 @@ EXIT_CODES = """exit codes:
        job has no solution (SolveFailedError, ResultNotAvailableError)
   2    bad usage or input: options, files, ids, settings (UsageError,
        InvalidInputError, InvalidSettingError, JobNotFoundError, FileExistsError)
-  3    network or server error (ServerError, SubmissionError)
+  3    network or server error, or a solve lost with its worker (ServerError,
+       SubmissionError, WorkerLostError)
   4    timeout: the solve did not finish in time (SolveTimeoutError; with
        several images, an image that timed out is a failed row: 1)
   5    no API key, or the server refused it (MissingAPIKeyError, LoginError)
@@ -108,8 +109,8 @@ def exit_code(exc):
     if isinstance(exc, (UsageError, JobNotFoundError, ValueError, FileExistsError,
                         FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
         return EXIT_USAGE      # InvalidInputError and InvalidSettingError are ValueErrors
-    if isinstance(exc, (ServerError, SubmissionError, IndexDownloadError, requests.RequestException,
-                        ConnectionError)):
+    if isinstance(exc, (ServerError, SubmissionError, IndexDownloadError, WorkerLostError,
+                        requests.RequestException, ConnectionError)):
         return EXIT_SERVER
     if isinstance(exc, (LocalSolverNotFoundError, IndexCoverageError, IndexBuildError, SetupError)):
         return EXIT_SETUP

@@ -10,7 +10,7 @@ import astropy.units as u
 
 from ..exceptions import AstrometryNetError, InvalidInputError, ResultNotAvailableError, ServerError
 from ..files import write_atomic
-from ..job_results import DOWNLOAD_NAMES
+from ..jobs.files import DOWNLOAD_KINDS, RESULT_KINDS
 from ..results import parity_text
 from ._common import (EXIT_OK, EXIT_UNSOLVED, PROG, UsageError, add_client_options, add_command,
                       echo, fmt, format_table, job_argument, make_client, message, positive_int,
@@ -46,7 +46,7 @@ _PRUNE_EXAMPLES = [
 DEFAULT_LIMIT = 20
 #: --older-than units.
 _AGE_UNITS = {'s': 'seconds', 'm': 'minutes', 'h': 'hours', 'd': 'days', 'w': 'weeks'}
-_KINDS = tuple(DOWNLOAD_NAMES)
+_KINDS = DOWNLOAD_KINDS
 
 
 def add_parsers(sub):
@@ -77,7 +77,7 @@ def add_parsers(sub):
     download = add_command(
         sub, 'download', help='download result files of a solved job',
         description='Save result files of a solved job as DIR/job<ID>-<name>: '
-                    + ', '.join(f'{k} ({v})' for k, v in DOWNLOAD_NAMES.items()) + '.',
+                    + ', '.join(f'{k} ({RESULT_KINDS[k].download_name})' for k in _KINDS) + '.',
         examples=_DOWNLOAD_EXAMPLES)
     download.add_argument('job', type=job_argument, metavar='JOB',
                           help='a job id, or a WCS file written by a solve')
@@ -205,7 +205,7 @@ def run_download(args):
     if dest.exists() and not dest.is_dir():
         raise UsageError(f'argument -d/--dest: {str(dest)!r} is not a directory')
     if not args.overwrite:      # refuse before anything is fetched
-        there = [dest / f'job{job_id}-{DOWNLOAD_NAMES[k]}' for k in kinds]
+        there = [dest / f'job{job_id}-{RESULT_KINDS[k].download_name}' for k in kinds]
         there = [str(p) for p in there if p.exists()]
         if there:
             raise FileExistsError(f'{", ".join(there)} already exist(s); add --overwrite to '

@@ -225,28 +225,18 @@ def read_image(path):
 def display_levels(data):
     """8-bit grey levels of an image for display: NaN-safe (NaN is black), the sky dark.
 
-    The range is `~astrometry_query.plotting.display_interval` (ZScale's
-    lower limit to the 99.8th percentile) under an asinh stretch, both from
-    `astropy.visualization`, as in the package's plots.
+    The normalization is `~astrometry_query.plotting.display_norm`'s, as in
+    the package's plots: from just under the sky to the bright stars' peaks,
+    under an asinh stretch fitted to the sky noise.
     """
-    from astropy.visualization import AsinhStretch
-
-    from ..plotting import display_interval
+    from ..plotting import display_norm
     data = np.asarray(data, dtype=np.float32)
     good = np.isfinite(data)
     if not good.any():
         return np.zeros(data.shape, np.uint8)
-    levels = display_interval(data)(data, clip=True)
-    AsinhStretch(0.1)(levels, clip=True, out=levels)
+    levels = np.ma.filled(display_norm(data)(data), 0.0)
     levels[~good] = 0.0
     return np.round(levels * 255.0).astype(np.uint8)
-
-
-def _write_ppm(path, pixels):
-    """plot-constellations reads its background as a binary PPM (P6)."""
-    from PIL import Image
-    Image.fromarray(np.ascontiguousarray(pixels, dtype=np.uint8)).convert('RGB').save(
-        path, format='PPM')
 
 
 @contextlib.contextmanager
@@ -268,50 +258,55 @@ def _wcs_header(wcs):
 
 def annotated_png(wcs_path, out_path, *, image_path=None, width=None, height=None,
                   installation=None):
-    """Draw the field's named stars, NGC/IC objects and constellations.
+    """Draw the field's named stars and NGC/IC objects on the image, as a PNG of its size.
+
+    The objects are `annotations` (``plot-constellations``); they are
+    circled and labelled as `~astrometry_query.plotting.plot_annotations`
+    does it, in the same orientation: pixel y = 1 at the bottom, as FITS
+    images are shown (north where the WCS puts it), but a PNG, JPEG or GIF
+    image as it is seen (its top row is y = 1).  A label that would overlap
+    another is left out: Messier objects are labelled first, then the named
+    stars, brightest first, then the other NGC/IC objects, largest first.
 
     Parameters
     ----------
     wcs_path, out_path : str or `~pathlib.Path`
-        The solver's ``wcs.fits``, and the PNG to write.
+        The solver's ``wcs.fits``, and the PNG to write (replaced whole: a
+        reader never sees half a file).
     image_path : str or `~pathlib.Path`, optional
         The solved image (FITS, PNG, JPEG, GIF), drawn underneath: data
         (FITS, 16-bit pictures) through `display_levels`, 8-bit pictures as
         they are. Without it, or when it cannot be read (e.g. a source
-        list), the overlay is drawn on a black canvas.
+        list), the objects are drawn on a black canvas.
     width, height : int, optional
-        Canvas size; default IMAGEW/IMAGEH of the WCS.
+        Canvas size without an image; default IMAGEW/IMAGEH of the WCS.
+    installation : `~astrometry_query.local.solver.Installation`, optional
 
     Returns
     -------
     `~pathlib.Path`
     """
-    exe = _plot_constellations(installation)
-    out_path = Path(out_path)
-    ppm = out_path.with_name(f'.{out_path.name}.{os.getpid()}.ppm')
-    cmd = [exe, '-w', str(wcs_path), '-N', '-C', '-B']
+    from ..plotting._picture import write_png
+    objects = annotations(wcs_path, installation=installation)
     try:
         pixels = read_image(image_path) if image_path is not None else None
     except (OSError, ValueError, AstrometryNetError):
         pixels = None   # not an image (e.g. a FITS table): a black canvas
+    top_down = False
     if pixels is not None:
-        if pixels.dtype != np.uint8 or image_format(image_path) == 'fits':
+        top_down = image_format(image_path) in _PICTURES
+        if pixels.dtype != np.uint8 or not top_down:
             pixels = display_levels(pixels if pixels.ndim == 2 else pixels.mean(axis=2))
-        _write_ppm(ppm, pixels)
-        cmd += ['-i', str(ppm)]
+        height, width = pixels.shape[:2]
     else:
         header = _wcs_header(wcs_path)
         width = int(width or header.get('IMAGEW', 0))
         height = int(height or header.get('IMAGEH', 0))
         if not (width > 0 and height > 0):
             raise InvalidInputError(f'{wcs_path} has no IMAGEW/IMAGEH; give width and height.')
-        cmd += ['-W', str(width), '-H', str(height)]
-    try:
-        with _atomic(out_path) as tmp:
-            _run(cmd + ['-o', str(tmp)])
-    finally:
-        ppm.unlink(missing_ok=True)
-    return out_path
+    with _atomic(out_path) as tmp:
+        write_png(tmp, objects, (width, height), pixels=pixels, top_down=top_down)
+    return Path(out_path)
 
 
 def _merge_wcs(header, wcs_header):

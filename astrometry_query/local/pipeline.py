@@ -79,7 +79,9 @@ class SolveResult:
         Why it did not solve.
     error_kind : str or None
         ``'index_coverage'`` when the installed index files cannot solve the
-        field (the error then says what to fetch), else None.
+        field (the error then says what to fetch), ``'too_few_sources'``,
+        ``'engine'`` (the engine failed to run), else None (a search that
+        found nothing, or ran out of time: see ``timed_out``).
     work_dir : str or None
         Where the .axy, WCS, corr and rdls files are (None if temporary).
     files : dict
@@ -355,6 +357,7 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         result.error = (f'only {plural(len(x), "source was", "sources were")} found: at least '
                         f'{MIN_SOURCES} are needed '
                         '(check the image, or lower detect_threshold)')
+        result.error_kind = 'too_few_sources'
         result.elapsed = time.perf_counter() - started
         return result
     temporary = work_dir is None
@@ -370,7 +373,7 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         # Only the widest search reached decides: an earlier hinted one is cut short on purpose.
         result.timed_out = not solved and bool(result.attempts) and result.attempts[-1]['timed_out']
         if outcome is not None and not solved and outcome.returncode and not outcome.timed_out:
-            result.error = _engine_error(outcome)
+            result.error, result.error_kind = _engine_error(outcome), 'engine'
         elif not solved and not coverage.ok:
             result.error = (f'{coverage.reason} A search without those header hints found '
                             f'nothing either. {coverage.fix}')

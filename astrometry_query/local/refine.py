@@ -23,7 +23,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from scipy.spatial import cKDTree
 
-__all__ = ['refine_wcs', 'reference_stars', 'RefineResult']
+__all__ = ['refine_wcs', 'reference_stars', 'RefineResult', 'warm_up']
 
 #: Index files queried for reference stars (the densest first).
 MAX_INDEX_FILES = 4
@@ -50,6 +50,12 @@ def _index_info(path, mtime):
 def _densest(index_files):
     info = [(f, _index_info(str(f), os.path.getmtime(f))) for f in index_files]
     return [f for f, (density, _) in sorted(info, key=lambda t: -t[1][0]) if density > 0]
+
+
+def warm_up(index_files):
+    """Read the index files' headers now (they are kept), so that a worker
+    process's first refit is as fast as its next ones."""
+    _densest(index_files)
 
 
 def reference_stars(index_files, ra, dec, radius, *, query_starkd='query-starkd',

@@ -1,5 +1,7 @@
 """The nova backend: HTTP to nova.astrometry.net or any server that speaks
-its API.  Login and session renewal, uploads, status, results and files.
+its API.  Login and session renewal, uploads, status, results and files;
+a `~astrometry_query.backends.Backend` (waiting is ``polling.py``'s, what an
+image is sent as ``uploads.py``'s, batches ``batches.py``'s).
 
 All HTTP goes through a ``request`` callable with the signature of
 astroquery's ``BaseQuery._request``, so the facade's cache, session and
@@ -14,12 +16,15 @@ from pathlib import Path
 
 import requests
 
-from ..exceptions import (InvalidInputError, LoginError, MissingAPIKeyError, ResultNotAvailableError,
-                          ServerError, UploadUnconfirmedError)
+from ..exceptions import (InvalidInputError, InvalidSettingError, LoginError, MissingAPIKeyError,
+                          ResultNotAvailableError, ServerError, UploadUnconfirmedError)
 from ..results import Job, Submission
-from .protocol import (FILE_ROUTES, GATED_FILES, OPEN_SERVER_KEY, SERVER_INFO, api_url,
-                       decode_response, encode_request, file_url, is_public_nova, is_session_error,
-                       site_url)
+from .batches import NovaBatch
+from .polling import wait_for_job
+from .protocol import (FILE_ROUTES, GATED_FILES, LONG_POLL_HEADER, OPEN_SERVER_KEY, SERVER_INFO,
+                       api_url, decode_response, encode_request, file_url, is_public_nova,
+                       is_session_error, site_url)
+from .uploads import send_image
 
 __all__ = ['NovaClient']
 
@@ -53,9 +58,6 @@ DOWNLOAD_RETRIES = (0.25, 0.5, 1.0, 2.0)
 #: Pauses (s) before each new try of an API GET that met 502/503/504/429 or no answer.
 GET_RETRIES = (0.25, 1.0)
 
-#: Our server's offer of long polls (see astrometry_query.server.app).
-LONG_POLL_HEADER = 'X-Long-Poll'
-
 
 def _seconds(value):
     """A header's number of seconds (Retry-After, X-Long-Poll), or None."""
@@ -84,17 +86,22 @@ class NovaClient:
         Returns the API key when a login is needed (looked up lazily).
     timeout : float
         Timeout of each HTTP request, in seconds.
+    poll_interval : float
+        First interval between status polls of a job, in seconds.
     sleep : callable, optional
         Pauses between retries (``time.sleep``; tests give a fake clock's).
     """
     name = 'nova'
+    #: Header hints are read here: nova cannot fall back from them by itself.
+    reads_header_hints = False
 
-    def __init__(self, request, *, server, api_key, timeout, sleep=time.sleep):
+    def __init__(self, request, *, server, api_key, timeout, poll_interval=0.5, sleep=time.sleep):
         self._request = request
         self._sleep = sleep
         self.server = server
         self._api_key = api_key
         self.timeout = timeout
+        self.poll_interval = poll_interval
         self._session_key = None
         self._server_info = None
         self._lock = threading.Lock()
@@ -276,8 +283,51 @@ class NovaClient:
                 key = self._session_key
         return key
 
+    # -- what the facade asks of a backend ---------------------------------------------------
+    def cache_scope(self):
+        # A cached header names a job of this server.
+        return {'backend': 'nova', 'server': self.server}
+
+    def hint_attempts(self, settings, hints):
+        # nova cannot fall back by itself: a failed hinted solve is submitted again, wider.
+        return [(attempt, None) for attempt in hints.attempts(settings)] if hints \
+            else [(settings, None)]
+
+    def submission_id_of(self, job_id):
+        return None             # only the server knows
+
+    def wait(self, submission_id=None, *, job_id=None, solve_timeout, verbose=True,
+             progress=None):
+        """Poll until the job of a submission (or a job) ends; its `Job`."""
+        return wait_for_job(self, submission_id=submission_id, job_id=job_id,
+                            solve_timeout=solve_timeout, poll_interval=self.poll_interval,
+                            verbose=verbose, progress=progress)
+
+    def batch(self, *, executor=None, max_concurrency=None, timeout, fwhm=3.0,
+              detect_threshold=5.0, force_image_upload=None, submitted=None):
+        """A `~astrometry_query.nova.batches.NovaBatch` (``executor`` plays no part:
+        the server solves)."""
+        return NovaBatch(self, max_concurrency=max_concurrency, timeout=timeout, fwhm=fwhm,
+                         detect_threshold=detect_threshold,
+                         force_image_upload=force_image_upload, submitted=submitted)
+
+    def prune(self, older_than, *, dry_run=False):
+        raise InvalidSettingError(
+            'prune_jobs deletes jobs of the local job store, and this client uses the nova '
+            'backend (a nova server keeps its own jobs): use a client with backend=\'local\'.',
+            setting='backend', allowed=['local'])
+
     # -- submitting ---------------------------------------------------------
-    def submit_image(self, image, args, *, filename=None, timeout=None):
+    def submit_image(self, image, settings, *, hints=None, fwhm=3.0, detect_threshold=5.0,
+                     timeout=None, force_image_upload=False, verbose=True, cpu_slot=None):
+        """Submit an `~astrometry_query.images.Image`: a source list extracted
+        here, or the image itself (see `~astrometry_query.nova.uploads.send_image`).
+        ``hints`` are already in ``settings`` (see `hint_attempts`)."""
+        return send_image(self, image, settings, force_image_upload=force_image_upload,
+                          fwhm=fwhm, detect_threshold=detect_threshold, verbose=verbose,
+                          cpu_slot=cpu_slot)
+
+    def upload(self, image, args, *, filename=None):
         """Upload an image file (path, bytes or binary file object)."""
         if isinstance(image, (str, os.PathLike)):
             path = Path(image)
@@ -325,25 +375,25 @@ class NovaClient:
         payload = self._api('GET', ['jobs', int(job_id), 'info'], cache=cache, ids=ids)
         return Job.from_api(job_id, payload, submission_id)
 
-    def _failure(self, job_id):
-        """(message, kind) a server gave for a failed job (ours does; nova does not)."""
+    def failure(self, job_id):
+        """A failed job's outcome as `~astrometry_query.jobs.error_for` reads it:
+        ``error`` (why, in words) and ``error_kind`` (see
+        `~astrometry_query.jobs.runner.failure_kind`), as our server says them
+        in the job's info; nova says neither, and a generic reason stands in."""
         try:
             payload = self._api('GET', ['jobs', int(job_id), 'info'], ids={'job_id': int(job_id)})
         except Exception:       # the generic reason will do
-            return None, None
+            payload = {}
         message = payload.get('error_message')
-        return (message if isinstance(message, str) and message else None,
-                payload.get('error_kind'))
+        # A job nova failed was searched: with no kind said, it found nothing.
+        return {'status': 'failure', 'error_kind': payload.get('error_kind') or 'no_solution',
+                'error': message if isinstance(message, str) and message else
+                ('the solver found no solution: give scale and position hints '
+                 '(scale=(low, high) Quantities, center=SkyCoord, radius=...)')}
 
     def failure_reason(self, job_id):
-        message, _ = self._failure(job_id)
-        return message or ('the solver found no solution: give scale and position hints '
-                           '(scale=(low, high) Quantities, center=SkyCoord, radius=...)')
-
-    def failure_kind(self, job_id):
-        """``'index_coverage'`` when the server says its index files cannot
-        solve the field."""
-        return self._failure(job_id)[1]
+        """Why a job failed, in words."""
+        return self.failure(job_id)['error']
 
     # -- results ------------------------------------------------------------
     def _result(self, job_id, what, key, *, cache=False, params=None):

@@ -9,7 +9,7 @@ from ..exceptions import JobNotFoundError, ServerError
 
 __all__ = ['api_url', 'file_url', 'encode_request', 'decode_response', 'is_session_error',
            'redact', 'is_public_nova', 'FILE_ROUTES', 'GATED_FILES', 'JOB_STATUSES', 'ERRORS',
-           'SERVER_INFO', 'OPEN_SERVER_KEY', 'NOVA_HOST']
+           'SERVER_INFO', 'OPEN_SERVER_KEY', 'NOVA_HOST', 'LONG_POLL_HEADER']
 
 #: Download kind -> nova route that serves it.
 FILE_ROUTES = {
@@ -20,6 +20,11 @@ FILE_ROUTES = {
 GATED_FILES = frozenset({'new_fits', 'corr', 'annotated'})
 #: Job status strings, exactly as nova sends them.
 JOB_STATUSES = ('processing', 'solving', 'success', 'failure', '?')
+
+#: Our server's offer of long polls, on every JSON answer: status requests may add
+#: ?wait=SECONDS (at most the header's value) to be answered when the state changes.
+#: Other clients ignore the header; nova sends none and ignores the parameter.
+LONG_POLL_HEADER = 'X-Long-Poll'
 
 #: nova's error messages (HTTP 200, {"status": "error", "errormessage": ...}).
 ERRORS = {

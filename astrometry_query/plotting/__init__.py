@@ -14,15 +14,17 @@ matplotlib is imported when a plot is made, not when the package is.  The
 solver's tables number pixels from 1 (FITS); matplotlib's pixel coordinates
 start at 0, so every position is shifted by one when drawn.
 """
-# The modules, by responsibility: _display (arguments, display range, the
-# WCSAxes frame, shared by both plots), annotations (plot_annotations),
-# solution (plot_solution).  None imports matplotlib at import time.
+# The modules, by responsibility: _display (arguments, display range and
+# stretch, the WCSAxes frame, shared by both plots), _guides (compass and
+# scale bar), annotations (plot_annotations and the drawing of the objects),
+# solution (plot_solution), _picture (the annotated PNG of the local backend,
+# drawn as plot_annotations draws).  None imports matplotlib at import time.
 from . import annotations as _annotations
-from ._display import display_interval
+from ._display import display_interval, display_norm
 from .annotations import plot_annotations
 from .solution import plot_solution
 
-__all__ = ['plot_annotations', 'plot_solution', 'display_interval', 'TYPE_COLORS']
+__all__ = ['plot_annotations', 'plot_solution', 'display_interval', 'display_norm', 'TYPE_COLORS']
 
 # The same dict as annotations.TYPE_COLORS (changing one changes the plots);
 # assigned here, not imported, so that the API docs show the comment below.

@@ -3,7 +3,7 @@ pixels, and the frame they are drawn in (the image under its display
 interval and stretch, the WCSAxes, the RA/Dec grid).
 
 matplotlib and astropy.visualization are imported inside the functions
-that need them: `astrometry_query.local.annotate` uses `display_interval`,
+that need them: `astrometry_query.local.annotate` uses `display_norm`,
 and importing the package must not import matplotlib.
 """
 import math
@@ -19,7 +19,7 @@ from ..exceptions import InvalidInputError
 from ..images import open_image
 from ..results import JOB_ID_CARD, SUBMISSION_ID_CARD, job_ref
 
-__all__ = ['display_interval']
+__all__ = ['display_interval', 'display_norm']
 
 
 # -- inputs ----------------------------------------------------------------------------------
@@ -70,12 +70,13 @@ def _wcs_of(header):
 
 
 def _pixels(image, hdu, wcs):
-    """The image as float32 pixels, checked against the size the solution is for."""
+    """The image as float32 pixels, checked against the size the solution is for, and
+    whether it is a picture (PNG, JPEG, GIF: its row 0, y = 1, is its top row)."""
     if image is None:
         if wcs.pixel_shape is None:
             raise InvalidInputError('image: None needs a solution with IMAGEW/IMAGEH cards to '
                                     'know the field size; pass the image.')
-        return None
+        return None, False
     img = open_image(image, hdu=hdu)
     ny, nx = img.shape
     if wcs.pixel_shape is not None and tuple(wcs.pixel_shape) != (nx, ny):
@@ -84,7 +85,14 @@ def _pixels(image, hdu, wcs):
                                 f'{sx}x{sy}; pass the image that was solved.')
     if wcs.pixel_shape is None:
         wcs.pixel_shape = (nx, ny)
-    return img.pixels()
+    return img.pixels(), img.flips_y
+
+
+def _flag(value, name):
+    """A bool argument, checked (a string such as 'no' would count as true)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidInputError(f'{name} must be True or False, got {value!r}.')
+    return bool(value)
 
 
 def _pixels_of(value, name, pixscale):
@@ -107,14 +115,53 @@ def _pixscale(wcs):
     return float(np.mean(proj_plane_pixel_scales(wcs.celestial)) * 3600.0)
 
 
-# -- display ---------------------------------------------------------------------------------
-def display_interval(data):
-    """The default display range of an image, as an astropy interval.
+def _nice(value):
+    """The largest of 1, 2, 5 x 10**k that is <= value (value > 0)."""
+    power = 10.0 ** math.floor(math.log10(value))
+    return next(m for m in (5, 2, 1) if m * power <= value * (1 + 1e-9)) * power
 
-    From ZScale's lower limit (just under the sky) to the 99.8th percentile,
-    so that under an asinh stretch the sky is dark with its noise still
-    visible, faint stars show and bright ones are not flattened.  Computed on
-    at most a million pixels.
+
+# -- display ---------------------------------------------------------------------------------
+# The sky is shown from SKY_LOW noise sigmas under its level; the asinh stretch is linear up
+# to SOFTENING sigmas above it (the noise stays dark and even) and logarithmic beyond (faint
+# and bright stars both show).  A range of at least MIN_RANGE sigmas keeps a field with
+# only faint stars from amplifying its noise into grey.
+_SKY_LOW, _SOFTENING, _MIN_RANGE = 2.0, 2.0, 50.0
+# Pixels this many sigmas over the sky are the stars'; the top end of the display is the
+# _STAR_PERCENTILE of their levels: the peaks of the bright stars.
+_STAR_SIGMAS, _STAR_PERCENTILE = 5.0, 99.5
+
+
+def _sky_levels(data):
+    """(sky, noise, star peak level) of an image, or None when it has no finite pixel.
+
+    The sky and its noise are the sigma-clipped median and MAD standard
+    deviation (astropy.stats); computed on at most a million pixels.
+    """
+    from astropy.stats import sigma_clipped_stats
+    flat = np.ravel(data)
+    sample = flat[::max(1, flat.size // 1_000_000)]
+    sample = sample[np.isfinite(sample)].astype(np.float64)
+    if not sample.size:
+        return None
+    _, sky, noise = sigma_clipped_stats(sample, sigma=3.0, maxiters=10, stdfunc='mad_std')
+    sky, noise = float(sky), float(noise)
+    if not (math.isfinite(noise) and noise > 0):
+        # quantised or clipped data (e.g. a black sky at 0): a thousandth of the range
+        noise = float(np.ptp(sample)) / 1000.0
+    stars = sample[sample > sky + _STAR_SIGMAS * noise]
+    peak = float(np.percentile(stars, _STAR_PERCENTILE)) if stars.size else sky
+    return sky, noise, peak
+
+
+def display_interval(data):
+    """The default display range of an image, from its sky and its stars.
+
+    From 2 noise sigmas under the sky level (the sigma-clipped median) to the
+    peak level of the bright stars (the 99.5th percentile of the pixels over
+    5 sigmas), and at least 50 sigmas wide: a nearly empty field keeps a
+    dark sky instead of stretching its noise to grey.  Computed on at most
+    a million pixels.
 
     Parameters
     ----------
@@ -124,38 +171,66 @@ def display_interval(data):
     -------
     `~astropy.visualization.ManualInterval`
     """
-    from astropy.visualization import ManualInterval, ZScaleInterval
-    flat = np.ravel(data)
-    sample = flat[::max(1, flat.size // 1_000_000)]
-    sample = sample[np.isfinite(sample)]
-    if not sample.size:
+    return _interval(_sky_levels(data))
+
+
+def _interval(levels):
+    from astropy.visualization import ManualInterval
+    if levels is None:
         return ManualInterval(0.0, 1.0)
-    low = float(ZScaleInterval().get_limits(sample)[0])
-    high = float(np.percentile(sample, 99.8))
-    if not high > low:          # a flat image: any span will do
-        high = low + 1.0
-    return ManualInterval(low, high)
+    sky, noise, peak = levels
+    if noise == 0:              # a flat image: any span will do
+        return ManualInterval(sky, sky + 1.0)
+    return ManualInterval(sky - _SKY_LOW * noise, max(peak, sky + _MIN_RANGE * noise))
 
 
-def _normalization(data, interval, stretch):
+def display_norm(data, interval=None, stretch=None):
+    """How an image is shown: an `~astropy.visualization.ImageNormalize`.
+
+    The default is the plots' and the annotated PNG's: `display_interval`,
+    under an `~astropy.visualization.AsinhStretch` whose linear part spans
+    the sky noise (2 sigmas): the sky is dark and even, and stars from the
+    faintest to the brightest show, on a logarithmic scale.
+
+    Parameters
+    ----------
+    data : `~numpy.ndarray`
+    interval : `~astropy.visualization.BaseInterval` or (vmin, vmax), optional
+        Default `display_interval`.
+    stretch : `~astropy.visualization.BaseStretch`, optional
+        Default the asinh stretch above (with any ``interval``).
+
+    Returns
+    -------
+    `~astropy.visualization.ImageNormalize`
+        Clipping: values outside the interval are shown as its ends.
+
+    Raises
+    ------
+    InvalidInputError
+        ``interval`` or ``stretch`` of the wrong kind.
+    """
     from astropy.visualization import (AsinhStretch, BaseInterval, BaseStretch, ImageNormalize,
                                        ManualInterval)
     if isinstance(interval, (tuple, list)) and len(interval) == 2:
         interval = ManualInterval(*(u.Quantity(v).value for v in interval))
-    stretch = AsinhStretch(0.1) if stretch is None else stretch
     if interval is not None and not isinstance(interval, BaseInterval):
         raise InvalidInputError('interval must be an astropy.visualization interval (e.g. '
                                 f'ZScaleInterval()) or (vmin, vmax), got {interval!r}.')
-    if not isinstance(stretch, BaseStretch):
+    if stretch is not None and not isinstance(stretch, BaseStretch):
         raise InvalidInputError('stretch must be an astropy.visualization stretch (e.g. '
                                 f'AsinhStretch()), got {stretch!r}.')
+    data = np.asarray(data)
+    finite = data[np.isfinite(data)]
+    levels = _sky_levels(finite) if interval is None or stretch is None else None
     if interval is None:
-        vmin, vmax = display_interval(data).get_limits(data)
-    else:
-        finite = data[np.isfinite(data)]
-        vmin, vmax = interval.get_limits(finite) if finite.size else (0.0, 1.0)
-        if not vmax > vmin:
-            vmax = vmin + 1.0
+        interval = _interval(levels)
+    vmin, vmax = interval.get_limits(finite) if finite.size else (0.0, 1.0)
+    if not vmax > vmin:
+        vmax = vmin + 1.0
+    if stretch is None:
+        noise = levels[1] if levels else 0.0
+        stretch = AsinhStretch(min(1.0, max(_SOFTENING * noise / (vmax - vmin), 1e-6)))
     return ImageNormalize(vmin=vmin, vmax=vmax, stretch=stretch, clip=True)
 
 
@@ -165,8 +240,9 @@ def _axes(ax, wcs):
     if ax is None:
         import matplotlib.pyplot as plt
         nx, ny = wcs.pixel_shape
-        width = 8.0
-        height = min(max(width * ny / nx, 3.0), 14.0)
+        # 8 inches wide, at most 14 high: a tall image gets a narrower figure
+        height = min(max(8.0 * ny / nx, 3.0), 14.0)
+        width = 8.0 if 8.0 * ny / nx <= 14.0 else max(4.0, 14.0 * nx / ny + 2.0)
         return plt.figure(figsize=(width, height)).add_subplot(projection=wcs)
     if not isinstance(ax, WCSAxes):
         raise InvalidInputError('ax must be a WCSAxes, e.g. plt.subplot(projection=WCS(header)), '
@@ -186,19 +262,38 @@ def _axes(ax, wcs):
     return ax
 
 
-def _frame(ax, data, wcs, *, new, interval, stretch, cmap, grid):
+def _frame(ax, data, wcs, *, new, top_down, interval, stretch, cmap, grid):
+    """The image under its normalization, the frame's limits (new axes: y = 1 at the bottom,
+    as FITS images are shown, or at the top for a picture, as it is seen), the axis labels
+    (unless the axes have labels of their own) and the grid."""
     if data is not None:
-        ax.imshow(data, origin='lower', cmap=cmap, norm=_normalization(data, interval, stretch))
+        ax.imshow(data, origin='lower', cmap=cmap, norm=display_norm(data, interval, stretch))
     elif new:
         ax.set_facecolor('black')
     if new:
         nx, ny = wcs.pixel_shape
+        # the frame is the data (as an image's extent is): quiver sizes its arrows on it
+        ax.update_datalim([(-0.5, -0.5), (nx - 0.5, ny - 0.5)])
         ax.set_xlim(-0.5, nx - 0.5)
-        ax.set_ylim(-0.5, ny - 0.5)
-        ax.coords[0].set_axislabel('Right ascension (ICRS)')
-        ax.coords[1].set_axislabel('Declination (ICRS)')
+        ax.set_ylim(*((ny - 0.5, -0.5) if top_down else (-0.5, ny - 0.5)))
+    for coord, label in zip(ax.coords, ('Right ascension (ICRS)', 'Declination (ICRS)')):
+        # WCSAxes labels an axis with its physical type (pos.eq.ra) until told otherwise
+        if coord.get_axislabel() in ('', coord.default_label):
+            coord.set_axislabel(label)
     if grid:
         ax.coords.grid(color='white', alpha=0.4, linestyle='solid', linewidth=0.5)
+
+
+def _display_box(ax, points):
+    """The display-space box around data points (whatever the direction of the axes)."""
+    from matplotlib.transforms import Bbox
+    xy = ax.transData.transform(points)
+    return Bbox.from_extents(*xy.min(axis=0), *xy.max(axis=0))
+
+
+def _area(box):
+    """The area of a Bbox; 0 for None (what an empty Bbox.intersection gives)."""
+    return box.width * box.height if box is not None else 0.0
 
 
 def _halo():

@@ -8,7 +8,9 @@ import numpy as np
 from astropy.table import Table
 
 from ..exceptions import InvalidInputError
-from ._display import _axes, _client, _frame, _halo, _pixels, _pixels_of, _pixscale, _solution, _wcs_of
+from ._display import (_area, _axes, _client, _display_box, _flag, _frame, _halo, _pixels,
+                       _pixels_of, _pixscale, _solution, _wcs_of)
+from ._guides import add_guides
 
 __all__ = ['plot_annotations', 'TYPE_COLORS']
 
@@ -54,9 +56,14 @@ def _label(names):
     return f'{messier} ({names[0]})' if messier and messier != names[0] else names[0]
 
 
-def _place_labels(ax, items, fontsize):
+def _place_labels(ax, items, fontsize, *, skip_crowded=False, reserved=()):
     """Write each label at the first spot around its object that overlaps no label written
-    before and no other object's marker; if no spot is free, at the least crowded one.
+    before, no ``reserved`` box (display units) and no other object's marker.
+
+    If no spot is free: the spot that overlaps the fewest labels, then the fewest markers;
+    with ``skip_crowded``, a label that would overlap another label (or a reserved box, or
+    leave the frame) is not written at all, so the most important objects, first in
+    ``items``, keep theirs.
 
     ``items``: (x, y, radius in pixels, text, colour, is_marker), most important first.
     """
@@ -64,24 +71,24 @@ def _place_labels(ax, items, fontsize):
     frame = ax.get_window_extent()
     to_display = ax.transData.transform
     points_per_dot = 72.0 / ax.figure.dpi
-    markers = [Bbox(to_display([(x - r, y - r), (x + r, y + r)])) if is_marker else None
+    markers = [_display_box(ax, [(x - r, y - r), (x + r, y + r)]) if is_marker else None
                for x, y, r, _, _, is_marker in items]
-    taken = []
+    taken = list(reserved)
 
     def crowding(box, own):
-        others = taken + [b for i, b in enumerate(markers) if b is not None and i != own]
-        inter = (Bbox.intersection(box, b) for b in others)
-        overlap = sum(b.width * b.height for b in inter if b is not None)
-        inside = Bbox.intersection(box, frame)
-        outside = box.width * box.height - (inside.width * inside.height if inside else 0.0)
-        return overlap + 2.0 * outside
+        """(overlap with labels and outside the frame, overlap with markers)"""
+        labels = sum(_area(Bbox.intersection(box, b)) for b in taken)
+        outside = _area(box) - _area(Bbox.intersection(box, frame))
+        others = sum(_area(Bbox.intersection(box, b)) for i, b in enumerate(markers)
+                     if b is not None and i != own)
+        return labels + 2.0 * outside, others
 
     for own, (x, y, radius, text, color, _) in enumerate(items):
         reach = np.hypot(*(to_display((x + radius, y)) - to_display((x, y)))) * points_per_dot
         best = None
         # next to the object, else a little farther out
         for gap, (dx, dy, ha, va) in ((gap, spot) for gap in (2, 12) for spot in _SPOTS):
-            if best is not None and best[0] == 0:
+            if best is not None and best[0] == (0, 0):
                 break
             label = ax.annotate(text, (x, y), xytext=((reach + gap) * dx, (reach + gap) * dy),
                                 textcoords='offset points', ha=ha, va=va, color=color,
@@ -95,23 +102,32 @@ def _place_labels(ax, items, fontsize):
                 best = (cost, label, box)
             else:
                 label.remove()
-        taken.append(best[2].padded(1.0))
+        if skip_crowded and best[0][0] > 0:
+            best[1].remove()
+        else:
+            taken.append(best[2].padded(1.0))
 
 
 def plot_annotations(image, job_or_header, ax=None, *, client=None, annotations=None,
                      nbright=None, hdu=None, interval=None, stretch=None, cmap='gray', grid=True,
-                     labels=True, marker_radius=None, fontsize=8, colors=None):
+                     labels=True, marker_radius=None, fontsize=8, colors=None, compass=False,
+                     scalebar=False):
     """Draw the image with a RA/Dec grid and the objects annotated in the field.
 
     Point-like objects (named stars) get a circle of ``marker_radius``, NGC/IC
     objects a circle of their catalogue size; each is labelled with its first
-    name, placed where it overlaps the fewest other labels.
+    name, placed where it overlaps no other label (else the fewest), nor the
+    compass and scale bar.  Labels are placed by importance: Messier objects,
+    named stars (brightest first), other NGC/IC objects (largest first).
 
     Parameters
     ----------
     image : path, `~astropy.io.fits.HDUList`, HDU, `~numpy.ndarray`, `~astropy.nddata.NDData` or None
         The solved image (see `~astrometry_query.images.open_image`); None
         draws on a black canvas, or only the overlay when ``ax`` is given.
+        New axes show pixel y = 1 at the bottom, as FITS images are shown,
+        but a PNG, JPEG or GIF file as it is seen: y = 1 (its top row) at
+        the top.
     job_or_header : `~astropy.io.fits.Header`, int or `~astrometry_query.results.Job`
         The header returned by a solve (its WCS is used as is, its
         ``AN_JOBID`` names the job), a job id or a Job record.
@@ -131,7 +147,7 @@ def plot_annotations(image, job_or_header, ax=None, *, client=None, annotations=
     interval : `~astropy.visualization.BaseInterval` or (vmin, vmax), optional
         Default `display_interval`.
     stretch : `~astropy.visualization.BaseStretch`, optional
-        Default ``AsinhStretch(0.1)``.
+        Default an asinh stretch fitted to the sky noise (see `display_norm`).
     cmap : str or `~matplotlib.colors.Colormap`
     grid, labels : bool
         Draw the coordinate grid; write the names.
@@ -141,12 +157,21 @@ def plot_annotations(image, job_or_header, ax=None, *, client=None, annotations=
     fontsize : float
     colors : dict, optional
         Colour per annotation type, updating `TYPE_COLORS`.
+    compass : bool
+        Draw arrows to the north and the east (as the WCS has them at the
+        field's centre) in the lower left corner.
+    scalebar : bool
+        Draw a bar of a round angle (about a fifth of the image width) in the
+        lower left corner.
 
     Returns
     -------
     `~astropy.visualization.wcsaxes.WCSAxes`
         The circles are one collection with gid ``'annotations'``, the labels
-        texts with gid ``'annotation-label'``.
+        texts with gid ``'annotation-label'``; the compass and scale bar are
+        in an anchored box with gid ``'guides'`` (arrows with gids
+        ``'compass-north'`` and ``'compass-east'``, the bar a line with gid
+        ``'scale-bar'``).
 
     Raises
     ------
@@ -154,13 +179,11 @@ def plot_annotations(image, job_or_header, ax=None, *, client=None, annotations=
         A bad argument (named in the message), an image of another size than
         the solution, or a header with neither WCS nor job id.
     """
-    from matplotlib.collections import PatchCollection
-    from matplotlib.patches import Circle
-
     client = _client(client)
+    compass, scalebar = _flag(compass, 'compass'), _flag(scalebar, 'scalebar')
     header, job = _solution(job_or_header, client)
     wcs = _wcs_of(header)
-    data = _pixels(image, hdu, wcs)
+    data, top_down = _pixels(image, hdu, wcs)
     if annotations is None:
         if job is None:
             raise InvalidInputError('annotations: the header names no job (no AN_JOBID card), '
@@ -174,7 +197,26 @@ def plot_annotations(image, job_or_header, ax=None, *, client=None, annotations=
 
     new = ax is None
     ax = _axes(ax, wcs)
-    _frame(ax, data, wcs, new=new, interval=interval, stretch=stretch, cmap=cmap, grid=grid)
+    _frame(ax, data, wcs, new=new, top_down=top_down, interval=interval, stretch=stretch,
+           cmap=cmap, grid=grid)
+    guides = add_guides(ax, wcs, compass=compass, scalebar=scalebar)
+    draw_objects(ax, rows, (nx, ny), point=point, palette=palette, labels=labels,
+                 fontsize=fontsize, reserved=[guides.get_window_extent()] if guides else ())
+    return ax
+
+
+def draw_objects(ax, rows, shape, *, point, palette, labels, fontsize, linewidth=1.2,
+                 skip_crowded=False, reserved=()):
+    """Circle and label the objects of `_annotation_rows` on axes in pixel coordinates.
+
+    ``shape`` is the field's (nx, ny); ``point`` the radius of point-like objects
+    (pixels).  Labels are placed by importance: Messier objects first, then
+    named stars (brightest first, as the annotations list them), then the
+    other NGC/IC objects, largest first.
+    """
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Circle
+    nx, ny = shape
     circles, edge, items = [], [], []
     for x, y, radius, kind, name in rows:
         r = radius if radius > point else point
@@ -186,14 +228,15 @@ def plot_annotations(image, job_or_header, ax=None, *, client=None, annotations=
             # and one larger than a quarter of the image at its centre, inside its circle
             inside = 0 <= x0 <= nx - 1 and 0 <= y0 <= ny - 1
             reach = r if inside and r < 0.25 * min(nx, ny) else 0.0
-            items.append((min(max(x0, 0.0), nx - 1.0), min(max(y0, 0.0), ny - 1.0),
-                          reach, name, edge[-1], inside and r <= point))
+            small = inside and r <= point
+            rank = 0 if re.match(r'M\s*\d', name) else 1 if small else 2
+            items.append(((rank, 0.0 if small else -r),
+                          (min(max(x0, 0.0), nx - 1.0), min(max(y0, 0.0), ny - 1.0),
+                           reach, name, edge[-1], small)))
     ax.add_collection(PatchCollection(circles, facecolors='none', edgecolors=edge,
-                                      linewidths=1.2, gid='annotations', zorder=3),
+                                      linewidths=linewidth, gid='annotations', zorder=3),
                       autolim=False)
     if items:
-        # small objects (named stars, brightest first) before the large ones
-        items.sort(key=lambda item: not item[5])
-        _place_labels(ax, items, fontsize)
-    return ax
-
+        items.sort(key=lambda item: item[0])
+        _place_labels(ax, [item for _, item in items], fontsize, skip_crowded=skip_crowded,
+                      reserved=reserved)

@@ -7,6 +7,11 @@ speak nova, and the real server of our integration tests.
 ...     print(server.url)                                   # http://127.0.0.1:<port>
 
 From a shell: ``python -m astrometry_query.server --port 8080 --api-key KEY``.
+
+Its modules: `create_app` composes the nova API (``app.py``) and the web
+pages (``web.py`` and its ``web_*.py`` helpers), which share the HTTP
+plumbing of ``http.py``; submissions become images in ``ingest.py`` and are
+solved by the pool of ``worker.py``; ``store.py`` keeps everything in SQLite.
 """
 import asyncio
 import functools
@@ -23,11 +28,13 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 
-from .app import FORM_MEMORY, MAX_BODY, NovaApp
+from .app import NovaApp
+from .http import FORM_MEMORY, MAX_BODY
 from .store import Store
+from .web import WebPages
 from .worker import SolvePool, make_executor
 
-__all__ = ['create_app', 'serve', 'ServerThread', 'check_bind', 'default_data_dir']
+__all__ = ['create_app', 'serve', 'ServerThread', 'check_bind', 'default_server_dir']
 
 log = logging.getLogger('astrometry_query.server')
 access_log = logging.getLogger('astrometry_query.server.access')
@@ -155,14 +162,17 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
             close_solver()
             store.close()
 
-    app = Starlette(routes=nova.routes(), middleware=[Middleware(AccessLog)], lifespan=lifespan)
+    # nova's API first; the web pages end with the catch-all of every other path.
+    routes = nova.routes() + WebPages(nova).routes()
+    app = Starlette(routes=routes, middleware=[Middleware(AccessLog)], lifespan=lifespan)
     app.router.redirect_slashes = False
     app.state.store, app.state.pool, app.state.data_dir = store, pool, data_dir
     return app
 
 
-def default_data_dir():
-    """``<astropy cache dir>/astrometry_query/server``."""
+def default_server_dir():
+    """The server's data directory when none is given: ``<astropy cache
+    dir>/astrometry_query/server`` (the local backend's job store is elsewhere)."""
     from astropy.config import get_cache_dir
     return Path(get_cache_dir()) / 'astrometry_query' / 'server'
 
@@ -215,7 +225,7 @@ def serve(host='127.0.0.1', port=8080, workers=2, data_dir=None, api_keys=(),
     workers : int
         Solves run at once.
     data_dir : path-like, optional
-        Database, uploads and jobs (default `default_data_dir`).
+        Database, uploads and jobs (default `default_server_dir`).
     api_keys : sequence of str
         Accepted API keys; empty = any non-empty key.
     solve_timeout : float
@@ -234,7 +244,7 @@ def serve(host='127.0.0.1', port=8080, workers=2, data_dir=None, api_keys=(),
     app_kw.setdefault('executor', 'processes')
     logging.basicConfig(format='%(asctime)s %(levelname)s %(name)s: %(message)s')
     logging.getLogger('astrometry_query').setLevel(log_level.upper())
-    config = _uvicorn_config(host, port, workers, Path(data_dir or default_data_dir()),
+    config = _uvicorn_config(host, port, workers, Path(data_dir or default_server_dir()),
                              list(api_keys), solve_timeout, log_level,
                              uvicorn.config.LOGGING_CONFIG, **app_kw)
     uvicorn.Server(config).run()

@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from . import default_data_dir, serve
+from . import default_server_dir, serve
 
 
 def main(argv=None):
@@ -16,7 +16,7 @@ def main(argv=None):
     parser.add_argument('--port', type=int, default=8080, help='TCP port (default 8080)')
     parser.add_argument('--workers', type=int, default=2, help='solves run at once (default 2)')
     parser.add_argument('--data-dir', default=None,
-                        help=f'database, uploads and jobs (default {default_data_dir()})')
+                        help=f'database, uploads and jobs (default {default_server_dir()})')
     parser.add_argument('--api-key', action='append', default=[], dest='api_keys',
                         metavar='KEY', help='an accepted API key (repeatable); without any, '
                                             'every non-empty key is accepted')

@@ -1,49 +1,41 @@
-"""Starlette routes of the nova-compatible server (see nova-protocol.md).
+"""The nova API of the server: its routes and answers (see nova-protocol.md).
 
 nova's wire quirks are kept where a client could notice them: ``request-json``
 read only from a POST form, API errors as HTTP 200 JSON, ``text/plain`` JSON
-from ``json.dumps`` defaults, an optional trailing slash everywhere, and a
-home page (GET) or CSRF 403 (POST) for unknown paths outside ``/api/``.
+from ``json.dumps`` defaults, and an optional trailing slash everywhere.
 Under ``/api/`` nothing is answered with an HTML page: an unknown path or id
 is HTTP 404 with nova's JSON error body, a crash nova's JSON error (nova
 answers these with its home page or HTML 404/500 pages, which programs cannot
-read); result files (``/wcs_file/N``...) keep nova's HTML 404.
+read); result files (``/wcs_file/N``...) keep nova's HTML 404.  Paths outside
+both are the web pages' (`~astrometry_query.server.web`): `create_app
+<astrometry_query.server.create_app>` puts their routes after these.
 
 One endpoint is ours: ``/api/server_info`` says whether the server is open
 (accepts any key), so that a client without a key can use it.
 """
-import asyncio
 import functools
 import json
 import math
-import logging
 import secrets
-import tempfile
-import threading
 import time
 from pathlib import Path
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
-from starlette.convertors import Convertor, register_url_convertor
-from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
-from starlette.routing import Route, request_response
-from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.formparser import FormDataParser
-from werkzeug.http import parse_options_header
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse
+from starlette.routing import Route
 
 from ..nova.protocol import ERRORS, SERVER_INFO
+from ..urls import url_problem
+from .http import (FORM_MEMORY, MAX_BODY, MAX_LONG_POLL, SESSION_COOKIE, ApiError, ChangeFeed,
+                   Endpoint, NotFound, RateLimiter, int_id, nova_json, path_id, read_form,
+                   wait_seconds)
+from .ingest import save_upload, source_list_bytes, submission_args
 from .store import SESSION_AGE
-from .worker import (WORKER_LOG, brightest_stars, save_upload, source_list_bytes,
-                     submission_args, url_problem)
+from .worker import WORKER_LOG
 
-__all__ = ['NovaApp', 'Endpoint', 'nova_json', 'read_form', 'SESSION_COOKIE']
+__all__ = ['NovaApp', 'brightest_stars', 'FILE_ROUTES', 'LOG_FILES']
 
-log = logging.getLogger('astrometry_query.server')
-
-SESSION_COOKIE = 'NovaAstrometrySession'
-FORM_MEMORY = 2_621_440      # Django's DATA_UPLOAD_MAX_MEMORY_SIZE (non-file data)
-MAX_BODY = 500_000_000       # nova's uWSGI --limit-post
 KML_TEXT = ('KMZ requests are off for now.  Post at '
             'https://groups.google.com/forum/#!forum/astrometry for help.')
 #: route -> (local result kind, gated, Content-Type, attachment name)
@@ -69,226 +61,6 @@ FILE_ROUTES.update((name, (None, True, None, None)) for name in (
 LOG_FILES = {'log': ('log', 'solve-field.log', 'solve.log'), 'log2': (WORKER_LOG,)}
 
 
-class _Pattern(Convertor):
-    def __init__(self, regex):
-        self.regex = regex
-
-    def convert(self, value):
-        return value
-
-
-register_url_convertor('nova_id', _Pattern('[0-9-]+'))    # nova's: '12-3' matches, then 500s
-register_url_convertor('opt_slash', _Pattern('/?'))
-
-
-class ApiError(Exception):
-    """An error nova reports as HTTP 200 {"status": "error", ...}."""
-
-
-class NotFound(Exception):
-    """Unknown id or path: HTTP 404 (nova's JSON error under /api/, else an HTML page)."""
-
-
-class BadRequest(Exception):
-    """Unreadable or oversized form: an HTML 400 (or 413) page."""
-
-    def __init__(self, title='Bad Request (400)', status=400):
-        super().__init__(title)
-        self.title, self.status = title, status
-
-
-class RateLimited(Exception):
-    """Too many requests from one user: 429 with Retry-After."""
-
-    def __init__(self, retry_after):
-        super().__init__(retry_after)
-        self.retry_after = max(1, int(math.ceil(retry_after)))
-
-
-#: Advertised on every JSON answer: status requests may add ?wait=SECONDS (at
-#: most this many) to be answered when the state changes.  Other clients
-#: ignore the header; nova ignores the parameter.
-LONG_POLL_HEADER = 'X-Long-Poll'
-MAX_LONG_POLL = 30.0
-
-
-def nova_json(obj, status=200, headers=None):
-    """JSON the way nova sends it: json.dumps defaults, Content-Type text/plain."""
-    return Response(json.dumps(obj), status_code=status,
-                    headers={'Content-Type': 'text/plain',
-                             LONG_POLL_HEADER: f'{MAX_LONG_POLL:g}', **(headers or {})})
-
-
-class ChangeFeed:
-    """Lets request handlers wait, without a thread, for the next change of
-    work state (`notify` may be called from any thread)."""
-
-    def __init__(self):
-        self._loop = self._event = None
-
-    def bind(self, loop):
-        self._loop, self._event = loop, asyncio.Event()
-        self.closed = False
-
-    def close(self):
-        """Wake every waiter for good (a shutdown)."""
-        self.closed = True
-        if self._event is not None:
-            self._event.set()
-
-    def notify(self):
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._fire)
-
-    def _fire(self):
-        event, self._event = self._event, asyncio.Event()
-        event.set()
-
-    async def wait(self, timeout):
-        """Until the next change or ``timeout`` seconds; True on a change."""
-        if self._event is None or timeout <= 0 or getattr(self, 'closed', False):
-            return False
-        try:
-            await asyncio.wait_for(self._event.wait(), timeout)
-            return True
-        except asyncio.TimeoutError:
-            return False
-
-
-#: Ids fit SQLite's 64-bit integers.
-_MAX_ID = 2 ** 63 - 1
-
-
-def _int_id(value, name):
-    """A positive integer id from request-json, or nova's JSON error naming it."""
-    try:
-        number = int(value) if not isinstance(value, (float, bool)) else None
-    except (TypeError, ValueError, OverflowError):
-        number = None
-    if isinstance(value, float) and value.is_integer():
-        number = int(value)
-    if number is None or not 0 < number <= _MAX_ID:
-        raise ApiError(f'{name} must be a positive integer, got {value!r}')
-    return number
-
-
-def path_id(request):
-    """The id in the path: an unknown one ('12-3', '-', too large) is a 404, as nova's
-    unknown ids are (nova itself crashes on '12-3')."""
-    raw = request.path_params['id']
-    if not raw.isdigit() or not 0 < int(raw) <= _MAX_ID:
-        raise NotFound(f'{raw!r} is not an id: ids are positive whole numbers')
-    return int(raw)
-
-
-def _wait_seconds(request):
-    """The ``wait`` query parameter: 0 when absent or unreadable, at most MAX_LONG_POLL."""
-    try:
-        value = float(request.query_params.get('wait', 0))
-    except ValueError:
-        return 0.0
-    return min(max(value, 0.0), MAX_LONG_POLL) if value == value else 0.0
-
-
-def _page(status, title, body=''):
-    return HTMLResponse(f'<!DOCTYPE html>\n<html><head><title>{title}</title></head>'
-                        f'<body><h1>{title}</h1>{body}</body></html>\n', status_code=status)
-
-
-def _parse_multipart(spool, mimetype, size, options):
-    parser = FormDataParser(max_form_memory_size=FORM_MEMORY, silent=False)
-    try:
-        _, form, files = parser.parse(spool, mimetype, size, options)
-    except (RequestEntityTooLarge, ValueError):
-        raise BadRequest() from None
-    # Django's QueryDict.get returns the last value of a repeated field.
-    return {k: v[-1] for k, v in form.lists()}, files
-
-
-async def read_form(request, max_body=MAX_BODY):
-    """The POST form fields and files; ({}, {}) for anything but a POST form."""
-    if request.method != 'POST':
-        return {}, {}
-    mimetype, options = parse_options_header(request.headers.get('content-type', ''))
-    if mimetype not in ('application/x-www-form-urlencoded', 'multipart/form-data'):
-        return {}, {}
-    limit = FORM_MEMORY if mimetype.startswith('application/') else max_body
-    declared = request.headers.get('content-length', '')
-    if declared.isdigit() and int(declared) > limit:
-        raise BadRequest('Request Entity Too Large (413)', 413)
-    spool, size = tempfile.SpooledTemporaryFile(max_size=1 << 20), 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:        # Django answers 400 past its limits
-            raise BadRequest('Request Entity Too Large (413)', 413)
-        spool.write(chunk)
-    spool.seek(0)
-    if mimetype == 'multipart/form-data':
-        # werkzeug, not python-multipart: it accepts the official client's
-        # LF-terminated boundary lines (protocol §6.2).
-        return await run_in_threadpool(_parse_multipart, spool, mimetype, size, options)
-    return dict(parse_qsl(spool.read().decode('utf-8', 'replace'), keep_blank_values=True)), {}
-
-
-class RateLimiter:
-    """Per-user token buckets: ``rate`` requests a second on average, bursts of
-    twice that; past it, `RateLimited` (HTTP 429 with Retry-After)."""
-
-    def __init__(self, rate):
-        self.rate, self.burst = float(rate), max(1.0, 2.0 * float(rate))
-        self._buckets = {}
-        self._lock = threading.Lock()
-
-    def check(self, who):
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(who, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens < 1.0:
-                self._buckets[who] = (tokens, now)
-                raise RateLimited((1.0 - tokens) / self.rate)
-            self._buckets[who] = (tokens - 1.0, now)
-
-
-class Endpoint:
-    """An ASGI endpoint for any HTTP method (nova's views accept all) that maps
-    our exceptions to nova's outcomes; anything unexpected is an HTML 500."""
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.app = request_response(self.respond)
-
-    async def respond(self, request):
-        try:
-            return await self.fn(request)
-        except ApiError as exc:
-            return nova_json({'status': 'error', 'errormessage': str(exc)})
-        except RateLimited as exc:
-            return nova_json({'status': 'error', 'errormessage': 'too many requests, slow down'},
-                             status=429, headers={'Retry-After': str(exc.retry_after)})
-        except NotFound as exc:
-            if request.url.path.startswith('/api/'):
-                return nova_json({'status': 'error', 'errormessage': str(exc) or
-                                  f'not found: {request.url.path}'}, status=404)
-            return _page(404, 'Not Found', '<p>The requested resource was not found.</p>')
-        except BadRequest as exc:
-            return _page(exc.status, exc.title)
-        except Exception as exc:
-            # The exception type only: messages may quote request values.
-            log.warning('error for %s %s: %s', request.method, request.url.path,
-                        type(exc).__name__)
-            if request.url.path.startswith('/api/'):
-                # Where nova would crash with an HTML 500, answer its JSON error:
-                # every nova client understands that.
-                return nova_json({'status': 'error',
-                                  'errormessage': f'the server could not process this request '
-                                                  f'({type(exc).__name__})'})
-            return _page(500, 'Server Error (500)')
-
-    async def __call__(self, scope, receive, send):
-        await self.app(scope, receive, send)
-
-
 class NovaApp:
     """nova's routes over a store and a worker pool.
 
@@ -311,14 +83,12 @@ class NovaApp:
         self.store, self.pool = pool.store, pool
         self.api_keys = [k.encode('utf-8') for k in api_keys]
         self.changes = ChangeFeed()
-        from .web import WebPages       # late: web imports this module
-        self.web = WebPages(self)
 
     async def _long_poll(self, request, read, settled):
         """``read()`` once, then again on each change until ``settled(answer)``,
         the answer differs from the first, or ``?wait=`` seconds have passed."""
         first = await run_in_threadpool(read)
-        wait = _wait_seconds(request)
+        wait = wait_seconds(request)
         if first is None or wait <= 0 or settled(first):
             return first
         deadline = time.monotonic() + wait
@@ -464,7 +234,7 @@ class NovaApp:
             raise NotFound(f'no submission {sub_id}')
         return nova_json(out)
 
-    async def _job(self, request, objects=False):
+    async def find_job(self, request, objects=False):
         """The job of the path's id; ``objects``: with its objects in field
         listed (they are listed once, when first asked for or after the solve)."""
         job_id = path_id(request)
@@ -493,7 +263,7 @@ class NovaApp:
         return nova_json({'status': status})
 
     async def calibration(self, request):
-        job = await self._job(request)
+        job = await self.find_job(request)
         cal = job['calibration']
         if cal is None:
             return nova_json({'error': ERRORS['no_calibration'].format(job_id=job['id'])})
@@ -502,11 +272,11 @@ class NovaApp:
         return nova_json({k: cal.get(k) for k in keys})
 
     async def tags(self, request, machine_only=False):
-        return nova_json({'tags': (await self._job(request, objects=True))[
+        return nova_json({'tags': (await self.find_job(request, objects=True))[
             'machine_tags' if machine_only else 'tags']})
 
     async def objects_in_field(self, request):
-        return nova_json({'objects_in_field': (await self._job(request, objects=True))['objects']})
+        return nova_json({'objects_in_field': (await self.find_job(request, objects=True))['objects']})
 
     async def annotations(self, request):
         nbright = request.query_params.get('nbright')
@@ -514,16 +284,16 @@ class NovaApp:
             if not nbright.strip().isdigit():       # nova: a 500
                 raise ApiError(f'nbright must be a whole number, got {nbright!r}')
             nbright = int(nbright)
-        job = await self._job(request)
+        job = await self.find_job(request)
         if job['calibration'] is None:
             return nova_json({'error': ERRORS['no_calibration'].format(job_id=job['id'])})
-        from ..local import jobs as local_jobs
-        annotations = await run_in_threadpool(local_jobs.annotations,
+        from ..jobs import outputs
+        annotations = await run_in_threadpool(outputs.annotations,
                                               self.data_dir / 'jobs' / str(job['id']))
         return nova_json({'annotations': brightest_stars(annotations, nbright)})
 
     async def info(self, request):
-        job = await self._job(request, objects=True)
+        job = await self.find_job(request, objects=True)
         out = {'objects_in_field': job['objects'], 'machine_tags': job['machine_tags'],
                'tags': job['tags'], 'status': job['status'],
                'original_filename': job['original_filename']}
@@ -533,8 +303,8 @@ class NovaApp:
         if job['status'] == 'failure':
             # Not in nova's answer (clients ignore extra keys): why it failed, so
             # that a client can say what to do (e.g. which index files to fetch).
-            from ..local import jobs as local_jobs
-            result = await run_in_threadpool(local_jobs.read_result,
+            from ..jobs.files import read_result
+            result = await run_in_threadpool(read_result,
                                              self.data_dir / 'jobs' / str(job['id']))
             if result and result.get('error'):
                 out['error_message'] = result['error']
@@ -569,7 +339,7 @@ class NovaApp:
         subid = data.get('subid')
         if subid is None:
             raise ApiError(ERRORS['no_submission'])
-        subid = _int_id(subid, 'subid')       # nova: a 500 for anything but an integer
+        subid = int_id(subid, 'subid')       # nova: a 500 for anything but an integer
         if not await run_in_threadpool(self.store.submission_exists, subid):
             raise ApiError(ERRORS['no_submission'])
         ids = await run_in_threadpool(self.store.user_images_of, subid)
@@ -585,20 +355,22 @@ class NovaApp:
         return bool(request.headers.get('referer') or key and await run_in_threadpool(
             self.store.human_session, key))
 
-    def _result_path(self, job, kind):
+    def result_path(self, job, kind):
+        """The file of result ``kind`` (a `FILE_ROUTES` kind) of ``job`` (a store row).
+
+        Raises
+        ------
+        FileNotFoundError
+            The job has no such file (an unsolved job, no log).
+        """
         job_dir = self.data_dir / 'jobs' / str(job['id'])
         if kind in LOG_FILES:
             path = next((job_dir / n for n in LOG_FILES[kind] if (job_dir / n).is_file()), None)
             if path is None:
                 raise FileNotFoundError(kind)
             return path
-        from ..local import jobs as local_jobs
-        if kind == 'extraction':
-            from .extraction import extraction_png
-            result = local_jobs.read_result(job_dir) or {}
-            image = None if result.get('source_list') else result.get('input')
-            return extraction_png(job_dir, local_jobs.RESULT_FILES['axy'], image)
-        return local_jobs.result_file(job_dir, kind)
+        from ..jobs.outputs import result_file
+        return result_file(job_dir, kind)
 
     def file_route(self, route):
         kind, gated, media_type, filename = FILE_ROUTES[route]
@@ -606,11 +378,11 @@ class NovaApp:
         async def job_file(request):
             if gated and not await self._human(request):
                 return RedirectResponse('/ask_human?next=' + quote(request.url.path), 302)
-            job = await self._job(request)
+            job = await self.find_job(request)
             if kind in (None, 'kml'):
                 return HTMLResponse(KML_TEXT if kind else 'plot failed: not drawn on this server')
             # An unsolved job has no file: FileNotFoundError gives nova's 500.
-            path = await run_in_threadpool(self._result_path, job, kind)
+            path = await run_in_threadpool(self.result_path, job, kind)
             if media_type is None:
                 with open(path, 'rb') as f:
                     png = f.read(4) == b'\x89PNG'
@@ -619,14 +391,9 @@ class NovaApp:
                 'Content-Disposition': f'attachment; filename={filename}'} if filename else {})
         return job_file
 
-    async def home(self, request):
-        if request.method in ('GET', 'HEAD'):    # also /ask_human, the gate's target
-            return await self.web.home(request)
-        # nova's catch-all view is not CSRF-exempt: POSTs get Django's CSRF page.
-        return _page(403, '403 Forbidden', '<h2>CSRF verification failed. Request aborted.</h2>'
-                                           '<p>Reason given for failure: CSRF cookie not set.</p>')
-
     def routes(self):
+        """nova's API and result-file routes, each with nova's optional trailing slash, and
+        last the API's catch-all (a JSON 404): the web pages' routes go after these."""
         s = '{_s:opt_slash}'
         api = [('login', self.login), ('upload', self.submit),
                ('url_upload', functools.partial(self.submit, url_upload=True)),
@@ -643,7 +410,19 @@ class NovaApp:
         routes.append(Route('/api/myjobs{_rest:path}', Endpoint(self.myjobs)))
         routes += [Route(f'/{r}/{{id:nova_id}}{s}', Endpoint(self.file_route(r)))
                    for r in FILE_ROUTES]
-        routes += self.web.routes()
         routes.append(Route('/api/{_rest:path}', Endpoint(self.unknown_api)))
-        routes.append(Route('/{_rest:path}', Endpoint(self.home)))
         return routes
+
+
+def brightest_stars(annotations, nbright):
+    """nova's ``nbright``: keep the N brightest named ("bright") stars, in V
+    order, where the stars were in the list; 0 or None keeps all."""
+    annotations = list(annotations)
+    if not nbright:
+        return annotations
+    bright = sorted((a for a in annotations if a.get('type') == 'bright'),
+                    key=lambda a: a.get('vmag', 99.0))[:nbright]
+    first = next((i for i, a in enumerate(annotations) if a.get('type') == 'bright'),
+                 len(annotations))
+    rest = [a for a in annotations if a.get('type') != 'bright']
+    return rest[:first] + bright + rest[first:]

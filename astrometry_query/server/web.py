@@ -14,8 +14,9 @@ responsibility a module:
 * `~astrometry_query.server.web_html`: the HTML, every user-provided string
   escaped, from the templates in the ``web/`` directory.
 
-The forms post to their own routes; a POST to any other page still gets nova's
-CSRF 403.
+The forms post to their own routes.  The pages end with nova's catch-all: any
+other path outside ``/api/`` is the home page (GET) or, as on nova, Django's
+CSRF 403 (POST).
 """
 import re
 from pathlib import Path
@@ -24,7 +25,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse
 from starlette.routing import Route
 
-from .app import LOG_FILES, SESSION_COOKIE, ApiError, BadRequest, Endpoint, NotFound, RateLimited, path_id
+from .http import (SESSION_COOKIE, ApiError, BadRequest, Endpoint, NotFound, RateLimited, path_id,
+                   plain_page)
 from .store import SESSION_AGE
 from .web_auth import Refused, WebAuth
 from .web_forms import FORM_FIELDS, form_args, labelled
@@ -46,7 +48,8 @@ DOWNLOADS = [('wcs_file', 'WCS header', 'wcs.fits'),
 
 
 class WebPages:
-    """The web pages over a `~astrometry_query.server.app.NovaApp`."""
+    """The web pages over a `~astrometry_query.server.app.NovaApp` (its store, keys,
+    limits and submissions), routed after its API (`routes`)."""
 
     def __init__(self, nova):
         self.nova = nova
@@ -57,11 +60,12 @@ class WebPages:
         return self.nova.store
 
     def routes(self):
-        """Starlette routes of the pages, each with nova's optional trailing slash."""
+        """Starlette routes of the pages, each with nova's optional trailing slash, and
+        last nova's catch-all (`catch_all`)."""
         def page_route(fn):     # other methods get nova's catch-all: a POST its CSRF 403
             async def run(request):
                 get = request.method in ('GET', 'HEAD')
-                return await (fn(request) if get else self.nova.home(request))
+                return await (fn(request) if get else self.catch_all(request))
             return run
 
         def form_route(fn):     # a GET shows the home page; a refused POST nova's CSRF 403
@@ -87,7 +91,16 @@ class WebPages:
                   ('/web/submissions', page_route(self.submissions_json)),
                   ('/web/submissions/{id:nova_id}', page_route(self.submissions_json)),
                   ('/web/static/{name}', page_route(self.static))]
-        return [Route(path + '{_s:opt_slash}', Endpoint(fn)) for path, fn in routes]
+        return ([Route(path + '{_s:opt_slash}', Endpoint(fn)) for path, fn in routes]
+                + [Route('/{_rest:path}', Endpoint(self.catch_all))])
+
+    async def catch_all(self, request):
+        """nova's answer to any other path: the home page (GET; also /ask_human, the
+        result files' gate), else Django's CSRF 403 (nova's catch-all is not CSRF-exempt)."""
+        if request.method in ('GET', 'HEAD'):
+            return await self.home(request)
+        return plain_page(403, '403 Forbidden', '<h2>CSRF verification failed. Request aborted.</h2>'
+                                                '<p>Reason given for failure: CSRF cookie not set.</p>')
 
     def _page(self, ctx, title, content, status=200, head=''):
         return page(ctx, title, content, status, head, sign_in=bool(self.nova.api_keys))
@@ -218,10 +231,10 @@ class WebPages:
         owner = None if job_id is None else await run_in_threadpool(self.store.job_submission, job_id)
         if owner is None or not self._may_see(ctx, owner):
             return self._not_yours(ctx, f'job {job_id or request.path_params["id"]}', owner is not None)
-        job = await self.nova._job(request, objects=True)
-        from ..local import jobs as local_jobs
+        job = await self.nova.find_job(request, objects=True)
+        from ..jobs.files import RESULT_KINDS, read_result
         job_dir = Path(self.nova.data_dir) / 'jobs' / str(job_id)
-        result = await run_in_threadpool(local_jobs.read_result, job_dir) or {}
+        result = await run_in_threadpool(read_result, job_dir) or {}
         kind, word = JOB_WORDS.get(job['status'], ('failure', job['status']))
         parts = [f'<p class="sub">From submission <a href="/status/{owner["id"]}">{owner["id"]}</a>: '
                  f'<span class="name">{esc(job["original_filename"])}</span></p>',
@@ -238,13 +251,13 @@ class WebPages:
         if job['calibration'] is not None:
             parts.append(solution_html(job_id, job, result))
         if job['status'] in ('success', 'failure'):
-            solved = (job_dir / local_jobs.RESULT_FILES['wcs']).is_file()
-            extracted = (job_dir / local_jobs.RESULT_FILES['axy']).is_file()
+            solved = (job_dir / RESULT_KINDS['wcs'].file).is_file()
+            extracted = (job_dir / RESULT_KINDS['axy'].file).is_file()
             if extracted:
                 parts.append(extraction_html(job_id, size, result.get('n_sources')))
             # Files a failed job may still have; the others come with a solution.
             have = {'axy_file': extracted,
-                    'joblog': any((job_dir / n).is_file() for n in LOG_FILES['log']),
+                    'joblog': self._has_log(job),
                     'new_fits_file': solved and not result.get('source_list')}
             links = ''.join(f'<li><a href="/{r}/{job_id}">{name}</a> <span class="sub">{what}</span></li>'
                             for r, what, name in DOWNLOADS if have.get(r, solved))
@@ -252,6 +265,13 @@ class WebPages:
                 parts.append(f'<h2>Downloads</h2><ul class="downloads">{links}</ul>')
         return self._page(ctx, f'Job {job_id}', ''.join(parts),
                           head=refresh(job['status'] in ('success', 'failure', '?')))
+
+    def _has_log(self, job):
+        try:
+            self.nova.result_path(job, 'log')
+        except FileNotFoundError:
+            return False
+        return True
 
     async def submissions_json(self, request):
         """GET /web/submissions[/<id>]: what the lists show, for the page's script."""

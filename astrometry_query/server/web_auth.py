@@ -14,7 +14,6 @@ Cross-site requests
     refused before their body is read.
 """
 import hmac
-import os
 import re
 import secrets
 from pathlib import Path
@@ -23,8 +22,9 @@ from urllib.parse import urlparse
 
 from starlette.concurrency import run_in_threadpool
 
+from ..files import write_atomic
 from ..nova.protocol import OPEN_SERVER_KEY
-from .app import FORM_MEMORY, SESSION_COOKIE, read_form
+from .http import FORM_MEMORY, SESSION_COOKIE, read_form
 
 __all__ = ['WebAuth', 'Refused', 'CSRF_COOKIE', 'CSRF_FIELD', 'ANONYMOUS']
 
@@ -63,12 +63,9 @@ class WebAuth:
                 secret = path.read_bytes()
             except FileNotFoundError:
                 secret = b''
-            if len(secret) < 32:        # new, or cut short by a crash: never a weak key
-                secret, part = secrets.token_bytes(32), path.with_name('web-secret.part')
-                fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-                with os.fdopen(fd, 'wb') as f:
-                    f.write(secret)
-                os.replace(part, path)
+            if len(secret) < 32:        # new, or cut short: never a weak key
+                secret = secrets.token_bytes(32)
+                write_atomic(path, secret, mode=0o600)
             self._secret = secret
         return self._secret
 

@@ -22,9 +22,13 @@ _NUMBER = re.compile(r'[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')
 
 
 def labelled(message):
-    """A settings error with the form's label instead of nova's argument name."""
-    key, sep, rest = message.partition(': ')
-    return f'{LABELS[key]}: {rest}' if sep and key in LABELS else message
+    """An argument's error (``scale_lower: ...``, ``url must ...``) with the form's
+    label instead of nova's argument name."""
+    for sep in (': ', ' '):
+        key, found, rest = message.partition(sep)
+        if found and key in LABELS:
+            return f'{LABELS[key]}{sep}{rest}'
+    return message
 
 
 def _degrees(text, ra):

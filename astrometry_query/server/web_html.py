@@ -151,7 +151,7 @@ def solution_html(job_id, job, result):
     objects = ''.join(f'<li>{esc(o)}</li>' for o in _whole_names(job['objects']))
     logodds = solved_logodds(result)
     links = ''.join(f'<li><a href="{esc(url)}" rel="noopener noreferrer">{esc(name)}</a></li>'
-                    for name, url in sky_links(cal, job['original_filename'] or f'job {job_id}'))
+                    for name, url in sky_links(cal, job.get('original_filename') or f'job {job_id}'))
     return _template('solution.html').substitute(
         job_id=job_id, size=f' width="{int(w)}" height="{int(h)}"' if w and h else '',
         ra=f'{ra:.8f}', ra_hms=esc(ra_text), ra_deg=f'{ra:.5f}',

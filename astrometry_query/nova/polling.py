@@ -6,19 +6,14 @@ server that offers long polls (ours: the ``X-Long-Poll`` header), asks it to
 answer when the state changes, so no solve waits idle.  Shows a status line
 while waiting (silenced by ``verbose=False``), calls an optional progress
 hook, and turns every outcome into a Job or a typed error carrying the ids.
-The Job it returns remembers (weakly) the backend that made it, so its
-notebook view can show the annotated image.
 """
-import contextlib
-import sys
 import time
 
-from astroquery import log
+from ..exceptions import JobNotFoundError, ServerError, SolveTimeoutError, SubmissionError
+from ..jobs.runner import error_for
+from ..progress import StatusLine
 
-from .exceptions import (IndexCoverageError, JobNotFoundError, ServerError, SolveFailedError,
-                         SolveTimeoutError, SubmissionError)
-
-__all__ = ['wait_for_job', 'StatusLine', 'in_notebook']
+__all__ = ['wait_for_job', 'look', 'is_transient']
 
 #: Polling never waits longer than this between two looks.
 MAX_POLL_INTERVAL = 10.0
@@ -30,76 +25,14 @@ MAX_LONG_POLL = 10.0
 MAX_TRANSIENT_ERRORS = 5
 
 
-def in_notebook():
-    """True when this code runs in a Jupyter kernel (notebook, lab, VS Code...).
-
-    There stderr is not a TTY, yet a live line is shown: tqdm.auto draws a
-    widget when ipywidgets is installed, else a text line the front end
-    redraws.  (The class tqdm.auto exports is defined in ``tqdm.auto`` or
-    ``tqdm.asyncio``, never in ``tqdm.notebook``, so its module name cannot
-    tell.)  A terminal IPython is not a kernel.
-    """
-    if 'ipykernel' not in sys.modules or 'IPython' not in sys.modules:
-        return False
-    try:
-        shell = sys.modules['IPython'].get_ipython()
-    except Exception:       # an IPython too old or half imported
-        return False
-    # The kernel's shell (ZMQInteractiveShell) holds its kernel; a terminal shell has none.
-    return getattr(shell, 'kernel', None) is not None
-
-
-def _is_tty(stream):
-    try:
-        return bool(stream is not None and stream.isatty())
-    except Exception:       # a replaced stream without isatty, or a closed one
-        return False
-
-
-class StatusLine:
-    """A one-line status display: a tqdm line on a terminal or in a Jupyter
-    kernel (a widget when ipywidgets is installed), else one log line per
-    change (so CI logs stay readable); nothing with ``verbose=False``."""
-
-    def __init__(self, verbose=True, desc='Solving'):
-        self._bar = None
-        self._verbose = verbose
-        self._last = None
-        if verbose and (_is_tty(sys.stderr) or in_notebook()):
-            from tqdm.auto import tqdm
-            self._bar = tqdm(total=None, desc=desc, bar_format='{desc} [{elapsed}]',
-                             leave=False)
-
-    def update(self, text):
-        if self._bar is not None:
-            self._bar.set_description_str(text, refresh=False)
-            self._bar.update(0)
-            self._bar.refresh()
-        elif self._verbose and text != self._last:
-            log.info(text)
-        self._last = text
-
-    def close(self):
-        if self._bar is not None:
-            self._bar.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.0,
+def wait_for_job(client, *, submission_id=None, job_id=None, solve_timeout=120.0,
                  poll_interval=1.0, verbose=True, progress=None, sleep=time.sleep,
                  clock=time.monotonic):
     """Poll until the job of a submission finishes; return its Job record.
 
     Parameters
     ----------
-    backend : NovaClient or LocalBackend
-        Anything with ``submission``, ``job_status``, ``job_info`` and
-        ``failure_reason``.
+    client : `~astrometry_query.nova.client.NovaClient`
     submission_id, job_id : int, optional
         What to wait for; a job id alone is enough.
     solve_timeout : float
@@ -122,16 +55,14 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
     errors_in_row = 0
     last_state = None
     ids = lambda: {'submission_id': submission_id, 'job_id': job_id}  # noqa: E731
-    bounded = getattr(backend, 'bounded', None)
     real_deadline = time.monotonic() + (deadline - clock())     # requests use the real clock
-    with StatusLine(verbose) as line, \
-            (bounded(real_deadline) if bounded else contextlib.nullcontext()):
+    with StatusLine(verbose) as line, client.bounded(real_deadline):
         while True:
             asked = clock()
-            wait = _long_poll_seconds(backend, deadline - asked)
+            wait = _long_poll_seconds(client, deadline - asked)
             retry_after = None
             try:
-                state = _look(backend, submission_id, job_id, wait)
+                state = look(client, submission_id, job_id, wait)
                 errors_in_row = 0
             except JobNotFoundError:
                 if submission_id is None or job_id is None:
@@ -158,7 +89,7 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
             line.update(f'{label.strip()}: {state}')
             if state == 'success':
                 try:
-                    return backend.job_info(job_id, submission_id)
+                    return client.job_info(job_id, submission_id)
                 except ServerError as exc:      # solved: its info will come
                     if not is_transient(exc):
                         raise
@@ -167,14 +98,8 @@ def wait_for_job(backend, *, submission_id=None, job_id=None, solve_timeout=120.
                         raise _with_ids(exc, submission_id, job_id)
                     retry_after = min(8.0, 0.5 * 2 ** errors_in_row)
                     state = 'solved, reading its information again'
-            if state == 'failure' and getattr(backend, 'timed_out', lambda j: False)(job_id):
-                raise SolveTimeoutError(f'The solve was stopped: {backend.failure_reason(job_id)}',
-                                        resumable=False, **ids())
             if state in ('failure', '?'):
-                reason = backend.failure_reason(job_id)
-                if getattr(backend, 'failure_kind', lambda j: None)(job_id) == 'index_coverage':
-                    raise IndexCoverageError(reason, **ids())
-                raise SolveFailedError(f'The solve failed: {reason}.', **ids())
+                raise error_for(client.failure(job_id), **ids())
             if isinstance(state, str) and state.startswith('submission failed: '):
                 raise SubmissionError(f'The server could not process the submission: '
                                       f'{state[len("submission failed: "):]}', **ids())
@@ -214,28 +139,28 @@ def _with_ids(exc, submission_id, job_id):
     return exc
 
 
-def _long_poll_seconds(backend, remaining):
+def _long_poll_seconds(client, remaining):
     """How long to ask the server to hold a status request (0: it cannot)."""
-    offered = getattr(backend, 'long_poll', 0) or 0
+    offered = client.long_poll or 0
     if offered <= 0 or remaining <= 0.2:
         return 0.0
-    http_timeout = float(getattr(backend, 'timeout', MAX_LONG_POLL) or MAX_LONG_POLL)
+    http_timeout = float(client.timeout or MAX_LONG_POLL)
     return max(0.0, min(offered, MAX_LONG_POLL, remaining, http_timeout - 2.0))
 
 
-def _look(backend, submission_id, job_id, wait=0.0):
+def look(client, submission_id, job_id, wait=0.0):
     """One look at the work: a state word, or (state, job id) when a job appears."""
     kw = {'wait': wait} if wait else {}
     if job_id is None:
-        sub = backend.submission(submission_id, **kw)
+        sub = client.submission(submission_id, **kw)
         if sub.failed:
             return f'submission failed: {sub.error_message}'
         if not sub.job_ids:
             return sub.state
         job_id = sub.job_ids[0]
         try:
-            return backend.job_status(job_id, submission_id, **kw), job_id
+            return client.job_status(job_id, submission_id, **kw), job_id
         except JobNotFoundError:
             # nova replaces a job lost in a worker restart: look again next poll.
             return 'job vanished, re-reading the submission'
-    return backend.job_status(job_id, submission_id, **kw)
+    return client.job_status(job_id, submission_id, **kw)

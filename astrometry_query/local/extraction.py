@@ -22,18 +22,20 @@ CIRCLE_COLOUR = (255, 48, 48)
 
 
 def _background(image_path, width, height):
-    """8-bit grey levels of the image (row 0 is y = 1, as the solver numbers pixels
-    and as the annotated image is drawn), or a black canvas."""
-    from ..local.annotate import display_levels, image_format, read_image
+    """8-bit grey levels of the image, or a black canvas, and whether its row 0
+    is the top (a picture, as it is seen) or y = 1 (FITS data, and the canvas).
+    The annotated image is drawn the same way."""
+    from .annotate import display_levels, image_format, read_image
     try:
         pixels = read_image(image_path) if image_path is not None else None
     except (OSError, ValueError):
         pixels = None       # not a readable image: the canvas
     if pixels is None:
-        return np.zeros((height, width), np.uint8)
-    if pixels.dtype == np.uint8 and image_format(image_path) != 'fits':
-        return pixels
-    return display_levels(pixels if pixels.ndim == 2 else pixels.mean(axis=2))
+        return np.zeros((height, width), np.uint8), False
+    picture = image_format(image_path) != 'fits'
+    if pixels.dtype == np.uint8 and picture:
+        return pixels, True
+    return display_levels(pixels if pixels.ndim == 2 else pixels.mean(axis=2)), picture
 
 
 def extraction_png(job_dir, axy_name, image_name=None):
@@ -69,13 +71,17 @@ def extraction_png(job_dir, axy_name, image_name=None):
     with fits.open(axy) as hdul:
         width, height = int(hdul[0].header['IMAGEW']), int(hdul[0].header['IMAGEH'])
         x, y = (np.asarray(hdul[1].data[c], float) for c in ('X', 'Y'))
-    canvas = Image.fromarray(_background(job_dir / image_name if image_name else None,
-                                         width, height)).convert('RGB')
+    pixels, top_down = _background(job_dir / image_name if image_name else None, width, height)
+    # A PNG's row 0 is its top: FITS data are drawn with y = 1 at the bottom, as shown
+    # everywhere else (north where the WCS puts it); a picture as it is seen.
+    canvas = Image.fromarray(np.ascontiguousarray(pixels if top_down else pixels[::-1]))
+    canvas = canvas.convert('RGB')
     draw = ImageDraw.Draw(canvas)
     # Rings clear of a bright star's disc, and thick enough to see when scaled down.
     radius = max(7.0, min(canvas.size) / 60.0)
     line = max(2, round(radius / 4))
-    for cx, cy in zip(x - 1.0, y - 1.0):        # FITS 1-based -> pixel index
+    rows = y - 1.0 if top_down else canvas.size[1] - y     # FITS 1-based -> the PNG's rows
+    for cx, cy in zip(x - 1.0, rows):
         draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius],
                      outline=CIRCLE_COLOUR, width=line)
     buffer = io.BytesIO()
