@@ -397,8 +397,10 @@ def _extents(ax):
     return boxes
 
 
-@pytest.mark.parametrize('shape', [SHAPE, (900, 240), (220, 900)],
-                         ids=['landscape', 'tall', 'wide'])
+@pytest.mark.parametrize('shape', [pytest.param(SHAPE, id='landscape'),
+                                   # another field to solve for each:
+                                   pytest.param((900, 240), id='tall', marks=pytest.mark.slow),
+                                   pytest.param((220, 900), id='wide', marks=pytest.mark.slow)])
 @pytest.mark.parametrize('guides', [False, True], ids=['plain', 'guides'])
 def test_the_key_never_overlaps_the_summary(solved, solve, shape, guides):
     client = solved[0]

@@ -712,3 +712,26 @@ def test_objects_listed_while_the_tagger_is_between_file_and_store(nova_server, 
     with sqlite3.connect(nova_server.data_dir / 'nova.sqlite3') as db:     # the window
         db.execute("UPDATE jobs SET objects = '[]' WHERE id = ?", (job_id,))
     assert exact_json(requests.get(api + '/objects_in_field'))['objects_in_field'] == listed
+
+
+def test_objects_stored_between_two_reads_are_answered(nova_server, solved, monkeypatch):
+    """The idle tagger may store the list after a request read the job (no list
+    yet) and before it asked whether one was stored: the answer is the list,
+    not 'no objects'."""
+    job_id = solved.job
+    api = f'{nova_server.url}/api/jobs/{job_id}'
+    listed = exact_json(requests.get(api + '/objects_in_field'))['objects_in_field']
+    assert listed                                   # stored by now
+    store = nova_server.thread.app.state.store
+    read = store.job
+    first = []
+
+    def read_before_the_tagger_stored(asked_id):
+        job = read(asked_id)
+        if asked_id == job_id and not first:        # the request's first read: too early
+            first.append(asked_id)
+            job = dict(job, objects=[], tags=[], machine_tags=[])
+        return job
+    monkeypatch.setattr(store, 'job', read_before_the_tagger_stored)
+    assert exact_json(requests.get(api + '/objects_in_field'))['objects_in_field'] == listed
+    assert first == [job_id]

@@ -65,7 +65,7 @@ def test_shared_names_are_defined_once():
     # The server's own data directory and the local backend's job store are different places
     # with different names.
     assert not hasattr(server, 'default_data_dir')
-    assert server.default_server_dir() != local_backend.default_data_dir()
+    assert server.default_server_dir() != local_backend.default_store_dir()
     assert server.default_server_dir().name == 'server'
 
 

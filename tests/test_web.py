@@ -412,6 +412,7 @@ def test_open_server_takes_anonymous_submissions(tmp_path, field):
         assert 'data-status="processing">queued</span>' in page and 'Downloads' not in page
 
 
+@pytest.mark.slow
 def test_form_secret_is_owner_only_and_kept_across_restarts(tmp_path):
     """The HMAC secret of the forms: owner-only from its creation, the same after a
     restart (an open form stays valid), made anew when cut short."""

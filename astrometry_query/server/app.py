@@ -247,7 +247,8 @@ class NovaApp:
             # fill_objects then reads that file, so both agree.
             if not await run_in_threadpool(self.store.has_objects, job_id):
                 await run_in_threadpool(self.pool.fill_objects, job_id)
-                job = await run_in_threadpool(self.store.job, job_id)
+            # read again: stored by now, here or by the tagger since the first read
+            job = await run_in_threadpool(self.store.job, job_id)
         return job
 
     async def job_status(self, request):
