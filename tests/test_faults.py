@@ -11,6 +11,7 @@ never with an upload sent twice.  No log record and no error message may
 hold the API key or a session key.
 """
 import contextlib
+import functools
 import logging
 import signal
 import sqlite3
@@ -27,6 +28,7 @@ from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.exceptions import (AstrometryNetError, ResultNotAvailableError,
                                          ServerError, SolveFailedError, SolveTimeoutError,
                                          UploadUnconfirmedError)
+from astrometry_query.nova import client as nova_client, polling
 from astrometry_query.nova.client import DOWNLOAD_RETRIES
 from astrometry_query.server.store import now_string
 from astrometry_query.simulate import render_field
@@ -164,6 +166,20 @@ def client(make_client, proxy):
     return make_client(proxy.url)
 
 
+@pytest.fixture
+def brief_pauses(monkeypatch):
+    """The poll loop's pauses, recorded and slept for 20 ms at most (its clock
+    stays real: the solve's time limit holds).  For tests that do not time them."""
+    pauses = []
+
+    def sleep(seconds):
+        pauses.append(seconds)
+        time.sleep(min(seconds, 0.02))
+    monkeypatch.setattr(nova_client, 'wait_for_job',
+                        functools.partial(polling.wait_for_job, sleep=sleep))
+    return pauses
+
+
 def solve(client, path, bound=SOLVE_TIMEOUT + 15, **kw):
     """solve_from_image through the client, within ``bound`` seconds."""
     opts = dict(solve_timeout=SOLVE_TIMEOUT, cache=False, return_submission_id=True)
@@ -221,14 +237,16 @@ def test_429_with_retry_after_is_honoured(client, proxy, server, field_path):
     check_solved(header, sub_id, proxy, server, before)
 
 
-@pytest.mark.slow
-def test_connection_reset_on_a_status_poll_is_retried(client, proxy, server, field_path):
+def test_connection_reset_on_a_status_poll_is_retried(brief_pauses, client, proxy, server,
+                                                       field_path):
+    """(The poll loop's pause, recorded here, is timed by the 500 cases above.)"""
     before = submissions_on_server(server)
     proxy.fail('GET', JOB_PATH, 'reset', times=1)
     header, sub_id = solve(client, field_path)
     records = faulted_then_ok(proxy, 'GET', JOB_PATH, 1)
     assert records[0].forwarded
     assert FaultProxy.gaps(records)[0] < 3
+    assert 1.0 in brief_pauses          # the loop backed off after the lost answer
     check_solved(header, sub_id, proxy, server, before)
 
 
