@@ -790,6 +790,7 @@ def test_solve_the_hdu_asked_for(tmp_path, pleiades):
     assert result.solved and wcs_rms_error(pleiades.wcs, result.header(), SHAPE) < 0.1
 
 
+@pytest.mark.slow
 def test_input_names_in_the_job_directory(tmp_path, pleiades):
     # an input already in the job directory stays where it is
     job_dir = tmp_path / 'job'
@@ -808,6 +809,7 @@ def test_input_names_in_the_job_directory(tmp_path, pleiades):
     assert (other / 'input-wcs.fits').read_bytes() == outside.read_bytes()
 
 
+@pytest.mark.slow
 def test_solve_with_right_header_hints(tmp_path):
     field = render_field(SkyCoord(*CENTER, unit='deg'), pixel_scale=10 * u.arcsec / u.pix,
                          shape=SHAPE, rotation=30 * u.deg, fwhm=2.5, seed=1)
@@ -827,6 +829,7 @@ def test_solve_with_right_header_hints(tmp_path):
     assert header['ANAPPL1'] == pytest.approx(9.0) and axy.solved
 
 
+@pytest.mark.slow
 def test_wrong_header_pointing_falls_back(wrong_pointing):
     field, hints, result = wrong_pointing
     assert hints.sources == ['PIXSCALE', 'OBJCTRA/OBJCTDEC']
@@ -839,6 +842,7 @@ def test_wrong_header_pointing_falls_back(wrong_pointing):
     assert wcs_rms_error(field.wcs, result.header(), SHAPE) < 0.1
 
 
+@pytest.mark.slow
 def test_hints_name_only_the_cards_of_the_solving_attempt(wrong_pointing):
     _, _, result = wrong_pointing
     assert result.solved

@@ -424,6 +424,7 @@ def test_the_key_never_overlaps_the_summary(solved, solve, shape, guides):
     assert not boxes['key'].overlaps(boxes['summary'])
 
 
+@pytest.mark.slow
 def test_a_sparse_field_keeps_a_dark_sky(solve):
     """Twelve stars on a noisy sky: a percentile range would be all noise (grey)."""
     header, path, field = solve('sparse', shape=SHAPE, max_stars=12, zeropoint=17)
@@ -490,7 +491,8 @@ def _sky_direction(wcs, angle):
     return vector / np.hypot(*vector)
 
 
-@pytest.mark.parametrize('flip', [False, True], ids=['rotated', 'flipped'])
+@pytest.mark.parametrize('flip', [pytest.param(False, id='rotated'),  # another field to solve:
+                                  pytest.param(True, id='flipped', marks=pytest.mark.slow)])
 def test_the_compass_points_where_the_wcs_says(solved, solve, flip):
     client = solved[0]
     header, path, field = solve('flipped', shape=SHAPE, flip=True, rotation=-35 * u.deg) \

@@ -157,6 +157,7 @@ def test_render_is_deterministic():
     assert a.meta['SEED'] == 7
 
 
+@pytest.mark.slow
 @needs_index
 def test_render_options():
     kw = dict(pixel_scale=10 * u.arcsec / u.pix, shape=(256, 256), noise=False, seed=1)

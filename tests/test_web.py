@@ -303,6 +303,7 @@ def sky_links(page):
     return out
 
 
+@pytest.mark.slow
 @requires_solver
 def test_job_page_size_sources_viewers_and_log_odds(nova_server, signed_in, field):
     job_id = int(final_summary(signed_in, sub_id_of(signed_in.upload(field.path, **SCALE_HINT)))[
