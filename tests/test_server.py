@@ -735,3 +735,17 @@ def test_objects_stored_between_two_reads_are_answered(nova_server, solved, monk
     monkeypatch.setattr(store, 'job', read_before_the_tagger_stored)
     assert exact_json(requests.get(api + '/objects_in_field'))['objects_in_field'] == listed
     assert first == [job_id]
+
+
+def test_a_long_poll_on_a_submission_with_its_job_is_answered_at_once(nova_server, session):
+    """Once every image has its job, a submission's state holds nothing more to
+    wait for (calibrations or the job's end are the job's to say): a failed job
+    must not leave the client's submission poll held for its whole wait."""
+    reply = submit_xy(nova_server, session, [10.0, 20.0, 30.0, 40.0], [40.0, 31.0, 20.0, 10.0])
+    sub = finished_submission(nova_server, reply['subid'])       # too few sources: failed
+    assert requests.get(f"{nova_server.api_url}jobs/{sub['jobs'][0]}").json() == {
+        'status': 'failure'}
+    assert not sub['job_calibrations']
+    # (the wait asked for is far longer than the HTTP timeout: a held answer fails)
+    held = requests.get(f"{nova_server.api_url}submissions/{reply['subid']}?wait=30", timeout=10)
+    assert exact_json(held) == sub

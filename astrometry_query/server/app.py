@@ -227,9 +227,12 @@ class NovaApp:
 
     async def submission(self, request):
         sub_id = path_id(request)
+        # Settled once every image has its job: its end is the job's to say (a
+        # failed job changes nothing here, and would hold the poll to its end).
         out = await self._long_poll(
             request, lambda: self.store.submission_status(sub_id),
-            lambda s: bool(s.get('job_calibrations') or s.get('error_message')))
+            lambda s: bool(s.get('job_calibrations') or s.get('error_message')
+                           or (s['jobs'] and None not in s['jobs'])))
         if out is None:
             raise NotFound(f'no submission {sub_id}')
         return nova_json(out)
