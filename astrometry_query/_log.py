@@ -1,4 +1,5 @@
-"""The package's log lines always say where they come from.
+"""The package's log lines always say where they come from, and its warning
+filters never leak between threads.
 
 Modules log through ``logging.getLogger(__name__)`` (under ``astrometry_query``)
 or astroquery's ``log``; both print ``LEVEL: message [origin]``.  The handler
@@ -7,10 +8,13 @@ of its own (no handler on the root logger): then Python's last-resort handler
 would print the bare message.  An application's own configuration (or
 ``astrometry-query serve``'s) takes over as soon as it exists.
 """
+import contextlib
 import logging
 import sys
+import threading
+import warnings
 
-__all__ = ['install_default_handler', 'LOGGER_NAME']
+__all__ = ['install_default_handler', 'quiet_warnings', 'LOGGER_NAME']
 
 LOGGER_NAME = 'astrometry_query'
 FORMAT = '%(levelname)s: %(message)s [%(name)s]'
@@ -40,3 +44,17 @@ def install_default_handler():
     logger = logging.getLogger(LOGGER_NAME)
     if not any(isinstance(h, _DefaultHandler) for h in logger.handlers):
         logger.addHandler(_DefaultHandler())
+
+
+# warnings.catch_warnings saves and restores the process's filters: two of them
+# overlapping in two threads (batches read headers and refit in threads) can
+# leave a filter of one in place for good.  Ours take turns.
+_QUIET = threading.RLock()
+
+
+@contextlib.contextmanager
+def quiet_warnings(category=Warning):
+    """Ignore warnings of ``category`` within the block, one thread at a time."""
+    with _QUIET, warnings.catch_warnings():
+        warnings.simplefilter('ignore', category)
+        yield

@@ -155,6 +155,10 @@ class Backend(Protocol):
     def my_jobs(self):
         """Ids of the account's (or the job store's) jobs."""
 
+    def job_times(self, job_id):
+        """When a job was submitted and when it ended (naive UTC datetimes),
+        where the backend knows (nova's API says neither: ``(None, None)``)."""
+
     def jobs_by_tag(self, tag, exact=False):
         """Ids of the jobs whose image has a tag."""
 
@@ -291,6 +295,10 @@ class FakeBackend:
 
     def jobs_by_tag(self, tag, exact=False):
         return []
+
+    def job_times(self, job_id):
+        self._known(job_id)
+        return None, None
 
     def download(self, job_id, kind, *, cache=False):
         if kind != 'wcs':

@@ -15,13 +15,13 @@ import gzip
 import hashlib
 import os
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
+from ._log import quiet_warnings
 from .exceptions import InvalidInputError
 
 __all__ = ['Image', 'open_image', 'file_kind', 'expand_images', 'image_stem', 'MIN_SIZE',
@@ -302,8 +302,7 @@ class Image:
         if not any(k in header for k in ('CTYPE1', 'CD1_1', 'PC1_1', 'CDELT1')):
             return None
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore')
+            with quiet_warnings():
                 w = WCS(header, relax=True, naxis=2)
         except Exception:
             return None
@@ -432,8 +431,7 @@ def open_image(image, hdu=None):
                 header[key] = value
         if getattr(image, 'wcs', None) is not None:
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter('ignore', FITSFixedWarning)
+                with quiet_warnings(FITSFixedWarning):
                     header.extend(image.wcs.to_header(relax=True), update=True)
             except Exception:
                 pass

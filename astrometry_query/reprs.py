@@ -189,13 +189,6 @@ def calibration_html(calibration):
     return f'<div class="astrometry-query calibration">{_table_html(calibration_table(calibration))}</div>'
 
 
-def _job_info(source, job_id, submission_id):
-    """A Job record from a client (``get_job_info``) or a backend (``job_info``)."""
-    if hasattr(source, 'get_job_info'):
-        return source.get_job_info(job_id)
-    return source.job_info(job_id, submission_id)
-
-
 def submission_now(submission, limit=FETCH_LIMIT):
     """A submission and its jobs as they are now, for its view.
 
@@ -216,10 +209,8 @@ def submission_now(submission, limit=FETCH_LIMIT):
     source = submission.client
     if source is not None:
         def look():
-            backend = getattr(source, 'backend', source)      # a client's, or a backend
-            now = (backend.submission(submission.id) if hasattr(backend, 'submission')
-                   else submission)
-            return now, [_job_info(source, j, now.id) for j in now.job_ids[:MAX_JOBS]]
+            now = source.backend.submission(submission.id)
+            return now, [source.get_job_info(j) for j in now.job_ids[:MAX_JOBS]]
         try:
             return (*_within(limit, look), True)
         except Exception as exc:     # fall back on what the record knows

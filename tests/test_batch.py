@@ -12,6 +12,7 @@ from astropy.coordinates import SkyCoord
 
 from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.batch import BATCH_COLUMNS, Journal
+from astrometry_query.jobs import JobRunner
 from astrometry_query.server import ServerThread
 from astrometry_query.simulate import render_field, wcs_rms_error
 from astrometry_query.sources import extract_sources
@@ -257,19 +258,21 @@ def test_a_lost_solve_is_queued_again(fields, monkeypatch):
     import astrometry_query.server as server_module
     real = cf.ThreadPoolExecutor(2)
 
-    class Flaky:
-        """Loses the first solve, as a killed worker process would."""
+    class Flaky(cf.Executor):
+        """Loses the first solve, as a killed worker process would (an executor
+        of another machine, such as a Dask cluster's: the solve is sent there)."""
         lost = 0
 
         def submit(self, fn, *args, **kwargs):
-            if Flaky.lost == 0 and getattr(fn, '__name__', '') == 'solve':
+            if Flaky.lost == 0 and getattr(fn, '__name__', '') == 'solve_elsewhere':
                 Flaky.lost += 1
                 future = cf.Future()
                 future.set_exception(BrokenProcessPool('worker killed'))
                 return future
             return real.submit(fn, *args, **kwargs)
-    monkeypatch.setattr(server_module, 'make_executor',
-                        lambda kind, workers, dask=None: (Flaky(), real.shutdown))
+    monkeypatch.setattr(server_module, 'make_runner',
+                        lambda kind, workers, dask=None: (JobRunner(Flaky()), workers,
+                                                          real.shutdown))
     with ServerThread(workers=1) as srv, \
             AstrometryNetClass(api_key='flakykeyabcdefgh', server=srv.url) as nova:
         header = nova.solve_from_image(fields[0][0], verbose=False, cache=False,

@@ -295,12 +295,12 @@ def test_log_lines_carry_the_package_name(tmp_path):
     last-resort handler would print the bare message)."""
     import subprocess
     import sys
-    code = ('from astrometry_query.local.jobs import run_job\n'
-            f'run_job({str(tmp_path)!r}, image={str(tmp_path / "missing.fits")!r}, args={{}})\n')
+    code = ('from astrometry_query.jobs import SolveRequest, run_job\n'
+            f'run_job({str(tmp_path)!r}, SolveRequest(image_path={str(tmp_path / "missing.fits")!r}))\n')
     err = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          check=True).stderr.strip().splitlines()
     assert len(err) == 1, err                                 # said once
-    assert err[0].startswith('WARNING: job ') and err[0].endswith('[astrometry_query.local.jobs]')
+    assert err[0].startswith('WARNING: job ') and err[0].endswith('[astrometry_query.jobs.files]')
 
 
 def test_every_logger_is_the_packages():
@@ -342,3 +342,16 @@ def test_auto_backend_without_a_solver_says_what_to_do(tmp_path, monkeypatch):
 def night_image(folder):
     field = render_field(CENTRE, pixel_scale=11 * u.arcsec / u.pix, shape=(200, 200), seed=3)
     return field.writeto(folder / 'small.fits', truth='none')
+
+
+def test_threads_leave_the_warning_filters_as_they_were(night):
+    """Batches read headers and refit in threads: warnings filters are the
+    process's, and overlapping catch_warnings can leave one in place for good."""
+    import warnings as w
+    before = list(w.filters)
+    with AstrometryNetClass(backend='local') as client:
+        table = client.solve_many([p for p, _ in night[1]] * 2, executor='threads',
+                                  max_concurrency=4, verbose=False, cache=False,
+                                  scale=(9, 13) * u.arcsec / u.pix)
+    assert list(table['status']) == ['success'] * 6
+    assert w.filters == before

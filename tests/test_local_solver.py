@@ -35,7 +35,8 @@ from astrometry_query.exceptions import (InvalidInputError, InvalidSettingError,
                                          SolveTimeoutError)
 from astrometry_query.hints import SolveHints, header_hints
 from astrometry_query.images import open_image
-from astrometry_query.local import annotate, jobs, pipeline
+from astrometry_query.jobs import RESULT_KINDS, SolveRequest, files as job_files, outputs, runner
+from astrometry_query.local import annotate, pipeline
 from astrometry_query.local.axy import write_axy
 from astrometry_query.local.solver import (EngineOutcome, find_installation, kill_process_group,
                                            run_engine, solver_available, write_engine_config)
@@ -62,6 +63,15 @@ ORION_HINTS = {'scale_units': 'arcsecperpix', 'scale_lower': 9.0, 'scale_upper':
 SHAPE = (600, 700)
 SCALE_10 = {'scale_units': 'arcsecperpix', 'scale_lower': 9.0, 'scale_upper': 11.0}
 SCALE_12 = {'scale_units': 'arcsecperpix', 'scale_lower': 11.0, 'scale_upper': 13.0}
+
+
+def run_job(job_dir, *, image=None, args=None, **fields):
+    """A job as the runner runs it: an image file is named by its request, an
+    image in memory travels with it."""
+    in_memory = image is not None and not isinstance(image, (str, os.PathLike))
+    request = SolveRequest(settings=args or {}, **fields,
+                           image_path=None if in_memory or image is None else str(image))
+    return runner.run_job(job_dir, request, image=image if in_memory else None)
 
 
 def _separation_arcsec(ra1, dec1, ra2, dec2):
@@ -113,7 +123,7 @@ def orion(tmp_path_factory):
                          shape=(H, W), rotation=ROTATION * u.deg, seed=3)
     stars = field.source_list()            # 1-based x, y; brightest first, as nova expects
     job_dir = tmp_path_factory.mktemp('orion') / 'job'
-    result = jobs.run_job(job_dir, sources={'x': np.asarray(stars['x']),
+    result = run_job(job_dir, sources={'x': np.asarray(stars['x']),
                                             'y': np.asarray(stars['y'])},
                           width=W, height=H, args=ORION_HINTS, timeout=30,
                           original_filename='json-xy')
@@ -137,7 +147,7 @@ def thumbnail(tmp_path_factory):
     if ASTROQUERY_DATA is None or not (ASTROQUERY_DATA / 'thumbnail-image.fit.gz').is_file():
         pytest.skip("astroquery's test data are not installed")
     job_dir = tmp_path_factory.mktemp('thumb') / 'job'
-    result = jobs.run_job(job_dir, image=ASTROQUERY_DATA / 'thumbnail-image.fit.gz',
+    result = run_job(job_dir, image=ASTROQUERY_DATA / 'thumbnail-image.fit.gz',
                           args={'scale_units': 'arcminwidth', 'scale_lower': 30.0,
                                 'scale_upper': 45.0},
                           timeout=30, original_filename='thumbnail-image.fit.gz')
@@ -320,13 +330,13 @@ def test_calibration_matches_truth(orion):
     assert len(result['attempts']) == 1 and result['attempts'][0]['solved']
     assert set(result['timings']) >= {'engine', 'wcs'} and 'extract' not in result['timings']
     assert json.loads((job_dir / 'result.json').read_text()) == result
-    assert jobs.read_result(job_dir) == result
+    assert job_files.read_result(job_dir) == result
     assert fits.getheader(job_dir / 'wcs.fits')['IMAGEW'] == W
 
 
 def test_the_job_axy(orion):
     job_dir, _, field = orion
-    header = fits.getheader(jobs.result_file(job_dir, 'axy'))
+    header = fits.getheader(outputs.result_file(job_dir, 'axy'))
     assert (header['IMAGEW'], header['IMAGEH']) == (W, H)
     assert (header['ANERA'], header['ANEDEC'], header['ANERAD']) == (83.8, -5.4, 2.0)
     assert (header['ANAPPL1'], header['ANAPPU1']) == (9.0, 11.0)
@@ -339,7 +349,7 @@ def test_the_job_axy(orion):
 def test_objects_in_field(orion_copy):
     job_dir, _, _ = orion_copy
     assert not (job_dir / 'extras.json').exists()
-    objects = jobs.objects_in_field(job_dir)
+    objects = outputs.objects_in_field(job_dir)
     for name in ('M 42', 'Orion Nebula', 'NGC 1976', 'M 43', 'IC 420'):
         assert name in objects
     assert all(o and o == o.strip() and '/' not in o for o in objects)
@@ -349,12 +359,12 @@ def test_objects_in_field(orion_copy):
     assert extras['objects_in_field'] == objects
     extras['objects_in_field'] = ['kept']
     (job_dir / 'extras.json').write_text(json.dumps(extras))
-    assert jobs.objects_in_field(job_dir) == ['kept']
+    assert outputs.objects_in_field(job_dir) == ['kept']
 
 
 def test_annotations_shape_order_and_pixels(orion_copy):
     job_dir, _, _ = orion_copy
-    ann = jobs.annotations(job_dir)
+    ann = outputs.annotations(job_dir)
     assert (job_dir / 'extras.json').is_file()
     assert ann and {a['type'] for a in ann} <= {'bright', 'ngc', 'ic'}
     for a in ann:
@@ -377,7 +387,7 @@ def test_annotations_shape_order_and_pixels(orion_copy):
     x1, y1 = solved.all_world2pix([THETA1_ORI_C[0]], [THETA1_ORI_C[1]], 1)
     assert star['pixelx'] == pytest.approx(x1[0], abs=0.3)     # 0-based would be 1 px off
     assert star['pixely'] == pytest.approx(y1[0], abs=0.3)
-    assert jobs.annotations(job_dir) == ann
+    assert outputs.annotations(job_dir) == ann
 
 
 def test_annotations_nbright(orion):
@@ -393,16 +403,16 @@ def test_annotations_nbright(orion):
 def test_result_files_of_a_source_list(orion_copy):
     job_dir, _, field = orion_copy
     for kind in ('wcs', 'rdls', 'axy', 'corr'):
-        path = jobs.result_file(job_dir, kind)
-        assert path.parent == job_dir and path.name == jobs.RESULT_FILES[kind]
-    assert fits.getheader(jobs.result_file(job_dir, 'wcs'))['CTYPE1'].startswith('RA---TAN')
-    rdls = fits.getdata(jobs.result_file(job_dir, 'rdls'))
+        path = outputs.result_file(job_dir, kind)
+        assert path.parent == job_dir and path.name == RESULT_KINDS[kind].file
+    assert fits.getheader(outputs.result_file(job_dir, 'wcs'))['CTYPE1'].startswith('RA---TAN')
+    rdls = fits.getdata(outputs.result_file(job_dir, 'rdls'))
     assert {'RA', 'DEC'} <= set(rdls.columns.names) and len(rdls) > 20
-    corr = fits.getdata(jobs.result_file(job_dir, 'corr'))
+    corr = fits.getdata(outputs.result_file(job_dir, 'corr'))
     assert len(corr) > 20 and {'field_x', 'index_ra'} <= set(corr.columns.names)
     # image_rd: made on first request
     assert not (job_dir / 'image-radec.fits').exists()
-    radec = fits.getdata(jobs.result_file(job_dir, 'image_rd'))
+    radec = fits.getdata(outputs.result_file(job_dir, 'image_rd'))
     assert {'X', 'Y', 'RA', 'DEC'} <= set(radec.columns.names)
     # The list was made from these stars: RA/Dec agree to an arcsec. (job.axy
     # is reordered by uniformize, so match by position.)
@@ -413,21 +423,21 @@ def test_result_files_of_a_source_list(orion_copy):
     assert np.max(sep) < 1.0
     # the annotated PNG: a black canvas of the field's size, made once
     assert not (job_dir / 'annotated.png').exists()
-    png = jobs.result_file(job_dir, 'annotated')
+    png = outputs.result_file(job_dir, 'annotated')
     data = png.read_bytes()
     assert data[:8] == PNG_MAGIC
     assert int.from_bytes(data[16:20], 'big') == W and int.from_bytes(data[20:24], 'big') == H
     mtime = png.stat().st_mtime_ns
-    assert jobs.result_file(job_dir, 'annotated') == png and png.stat().st_mtime_ns == mtime
+    assert outputs.result_file(job_dir, 'annotated') == png and png.stat().st_mtime_ns == mtime
     with pytest.raises(FileNotFoundError, match='source list'):
-        jobs.result_file(job_dir, 'new_fits')
+        outputs.result_file(job_dir, 'new_fits')
     with pytest.raises(ValueError, match='Unknown result file kind'):
-        jobs.result_file(job_dir, 'kmz')
+        outputs.result_file(job_dir, 'kmz')
 
 
 def test_rdls_carries_the_index_magnitudes(orion):
     job_dir, _, _ = orion
-    assert 'MAG_VT' in fits.getdata(jobs.result_file(job_dir, 'rdls')).columns.names
+    assert 'MAG_VT' in fits.getdata(outputs.result_file(job_dir, 'rdls')).columns.names
 
 
 def test_plot_failure_does_not_touch_the_solution(orion_copy):
@@ -435,7 +445,7 @@ def test_plot_failure_does_not_touch_the_solution(orion_copy):
     broken = dataclasses.replace(find_installation(), plot_constellations=shutil.which('false'))
     with pytest.raises(Exception, match='false failed'):
         annotate.objects_in_field(job_dir / 'wcs.fits', installation=broken)
-    assert jobs.read_result(job_dir)['calibration'] == result['calibration']
+    assert job_files.read_result(job_dir)['calibration'] == result['calibration']
     assert not (job_dir / 'extras.json').exists()
 
 
@@ -462,7 +472,7 @@ def test_result_files_of_an_image(thumbnail):
     job_dir, _ = thumbnail
     for name in ('new-image.fits', 'image-radec.fits', 'annotated.png'):
         assert not (job_dir / name).exists()       # made on first request only
-    new = jobs.result_file(job_dir, 'new_fits')
+    new = outputs.result_file(job_dir, 'new_fits')
     assert new.name == 'new-image.fits'
     with fits.open(ASTROQUERY_DATA / 'thumbnail-image.fit.gz') as hdul:
         original = hdul[0].data.copy()
@@ -471,11 +481,11 @@ def test_result_files_of_an_image(thumbnail):
         header = hdul[0].header
         assert header['CTYPE1'] == 'RA---TAN-SIP' and 'A_ORDER' in header
         assert header['EXPTIME'] == 90.0        # the image's own cards are kept
-    assert jobs.result_file(job_dir, 'new_fits') == new     # built once
-    png = jobs.result_file(job_dir, 'annotated').read_bytes()
+    assert outputs.result_file(job_dir, 'new_fits') == new     # built once
+    png = outputs.result_file(job_dir, 'annotated').read_bytes()
     assert png[:8] == PNG_MAGIC
     assert int.from_bytes(png[16:20], 'big') == 256     # IHDR width: the image's
-    radec = fits.getdata(jobs.result_file(job_dir, 'image_rd'))
+    radec = fits.getdata(outputs.result_file(job_dir, 'image_rd'))
     assert {'X', 'Y', 'FLUX', 'RA', 'DEC'} <= set(radec.columns.names)
 
 
@@ -498,10 +508,10 @@ def test_thumbnail_with_its_header_hints(thumbnail):
 
 
 def test_in_memory_image_is_kept_for_new_fits(tmp_path, pleiades):
-    result = jobs.run_job(tmp_path, image=pleiades.data, args=SCALE_12, timeout=30)
+    result = run_job(tmp_path, image=pleiades.data, args=SCALE_12, timeout=30)
     assert result['status'] == 'success', result['error']
     assert result['input'] == 'input.fits' and result['original_filename'] is None
-    new = jobs.result_file(tmp_path, 'new_fits')
+    new = outputs.result_file(tmp_path, 'new_fits')
     with fits.open(new) as hdul:
         np.testing.assert_array_equal(hdul[0].data, pleiades.data)
         assert wcs_rms_error(pleiades.wcs, hdul[0].header, SHAPE) < 0.1
@@ -510,11 +520,11 @@ def test_in_memory_image_is_kept_for_new_fits(tmp_path, pleiades):
 def test_a_fits_file_is_copied_into_the_job(tmp_path, pleiades):
     path = pleiades.writeto(tmp_path / 'pleiades.fits', dtype=np.uint16, truth='extension')
     job_dir = tmp_path / 'job'
-    result = jobs.run_job(job_dir, image=path, args=SCALE_12, timeout=30)
+    result = run_job(job_dir, image=path, args=SCALE_12, timeout=30)
     assert result['status'] == 'success', result['error']
     assert result['input'] == 'pleiades.fits'
     assert (job_dir / 'pleiades.fits').read_bytes() == path.read_bytes()
-    with fits.open(jobs.result_file(job_dir, 'new_fits')) as hdul:
+    with fits.open(outputs.result_file(job_dir, 'new_fits')) as hdul:
         assert [h.name for h in hdul] == ['PRIMARY', 'TRUEWCS']       # every HDU kept
         assert hdul[0].header['BITPIX'] == 16 and hdul[0].header['BZERO'] == 32768
         assert hdul[0].header['CTYPE1'].startswith('RA---TAN')
@@ -546,7 +556,7 @@ def test_a_reflink_is_a_copy_or_nothing(tmp_path):
     source = tmp_path / 'a.fits'
     source.write_bytes(b'stars' * 1000)
     target = tmp_path / 'b.fits'
-    if jobs._reflink(source, target):      # btrfs, XFS...: a copy that shares blocks
+    if job_files.reflink(source, target):      # btrfs, XFS...: a copy that shares blocks
         assert target.read_bytes() == source.read_bytes() and not os.path.samefile(source, target)
         with open(source, 'r+b') as f:
             f.write(b'moons')
@@ -557,9 +567,9 @@ def test_a_reflink_is_a_copy_or_nothing(tmp_path):
 
 def _finished_days_ago(job_dir, days):
     """Record that a job ended ``days`` ago (what its age is counted from)."""
-    path = Path(job_dir) / jobs.RESULT_FILE
+    path = Path(job_dir) / job_files.RESULT_FILE
     result = json.loads(path.read_text())
-    result['finished'] = str(jobs.utc_now() - timedelta(days=days))
+    result['finished'] = str(job_files.utc_now() - timedelta(days=days))
     path.write_text(json.dumps(result))
 
 
@@ -579,7 +589,7 @@ def test_prune_jobs_deletes_jobs_that_ended_long_ago(tmp_path, pleiades):
     running = an.submit_source_list(stars['x'], stars['y'], W, H, solve_timeout=8).id
     request = store / str(running) / 'request.json'
     asked = json.loads(request.read_text())
-    request.write_text(json.dumps(dict(asked, submitted=str(jobs.utc_now() - timedelta(days=90)))))
+    request.write_text(json.dumps(dict(asked, submitted=str(job_files.utc_now() - timedelta(days=90)))))
     flat = tmp_path / 'flat.fits'
     fits.PrimaryHDU(np.full((50, 50), 3.0, np.float32)).writeto(flat)
     with pytest.raises(InvalidInputError):
@@ -633,40 +643,40 @@ def test_prune_jobs_refuses_bad_ages_and_the_nova_backend():
 def test_unreadable_input_fails_with_the_reason(tmp_path):
     (tmp_path / 'notes.txt').write_text('not an image')
     job_dir = tmp_path / 'job'
-    result = jobs.run_job(job_dir, image=tmp_path / 'notes.txt', args={})
+    result = run_job(job_dir, image=tmp_path / 'notes.txt', args={})
     assert result['status'] == 'failure' and not result['timed_out']
     assert result['error'] == ('InvalidInputError: image: notes.txt is not a FITS, PNG, JPEG '
                                'or GIF image.')
     assert result['calibration'] is None and result['attempts'] == []
-    assert jobs.read_result(job_dir) == result
+    assert job_files.read_result(job_dir) == result
     assert 'InvalidInputError' in (job_dir / 'job.log').read_text()
     with pytest.raises(FileNotFoundError, match='not solved'):
-        jobs.result_file(job_dir, 'wcs')
+        outputs.result_file(job_dir, 'wcs')
     with pytest.raises(FileNotFoundError, match='not solved'):
-        jobs.objects_in_field(job_dir)
+        outputs.objects_in_field(job_dir)
 
 
 def test_failed_job(tmp_path):
     (tmp_path / 'wcs.fits').write_bytes(b'stale')    # must not count as a solution
-    result = jobs.run_job(tmp_path, sources=_random_sources(40, 1), width=W, height=H,
+    result = run_job(tmp_path, sources=_random_sources(40, 1), width=W, height=H,
                           args=ORION_HINTS, timeout=30)
     assert result['status'] == 'failure' and result['calibration'] is None
     assert 'no solution' in result['error'] and not result['timed_out']
     assert [a['solved'] for a in result['attempts']] == [False]
     with pytest.raises(FileNotFoundError, match='not solved'):
-        jobs.result_file(tmp_path, 'wcs')
+        outputs.result_file(tmp_path, 'wcs')
     for kind in ('new_fits', 'annotated', 'image_rd'):
         with pytest.raises(FileNotFoundError):
-            jobs.result_file(tmp_path, kind)
+            outputs.result_file(tmp_path, kind)
     with pytest.raises(FileNotFoundError, match='not solved'):
-        jobs.annotations(tmp_path)
-    assert jobs.result_file(tmp_path, 'axy').is_file()
-    assert jobs.read_result(tmp_path / 'elsewhere') is None
+        outputs.annotations(tmp_path)
+    assert outputs.result_file(tmp_path, 'axy').is_file()
+    assert job_files.read_result(tmp_path / 'elsewhere') is None
 
 
 def test_run_job_raises_when_astrometry_net_is_missing(tmp_path):
     with pytest.raises(LocalSolverNotFoundError):
-        jobs.run_job(tmp_path / 'job', sources=_random_sources(10, 1), width=W, height=H,
+        run_job(tmp_path / 'job', sources=_random_sources(10, 1), width=W, height=H,
                      args={}, index_dir=tmp_path)
 
 
@@ -676,7 +686,7 @@ def test_relative_job_directory(orion, tmp_path, monkeypatch):
     _, _, field = orion
     stars = field.source_list()
     monkeypatch.chdir(tmp_path)
-    result = jobs.run_job('job', sources={'x': stars['x'], 'y': stars['y']}, width=W, height=H,
+    result = run_job('job', sources={'x': stars['x'], 'y': stars['y']}, width=W, height=H,
                           args=ORION_HINTS, timeout=30)
     assert result['status'] == 'success', result['error']
     assert (tmp_path / 'job' / 'wcs.fits').is_file()
@@ -765,7 +775,7 @@ def test_solve_a_png_row_0_is_the_top(tmp_path):
     path = tmp_path / 'field.png'
     pil.fromarray(grey).save(path)
     job_dir = tmp_path / 'job'
-    result = jobs.run_job(job_dir, image=path, args=SCALE_12, timeout=30)
+    result = run_job(job_dir, image=path, args=SCALE_12, timeout=30)
     assert result['status'] == 'success', result['error']
     # row 0 of the picture is solve-field's y = 1: the WCS is the truth, unflipped
     assert wcs_rms_error(field.wcs, job_dir / 'wcs.fits', SHAPE) < 0.1
@@ -774,10 +784,10 @@ def test_solve_a_png_row_0_is_the_top(tmp_path):
     assert result['calibration']['parity'] == -1.0
     assert result['input'] == 'field.png'
     # new_fits of a picture: its grey levels, row 0 first, with the solution
-    with fits.open(jobs.result_file(job_dir, 'new_fits')) as hdul:
+    with fits.open(outputs.result_file(job_dir, 'new_fits')) as hdul:
         np.testing.assert_array_equal(hdul[0].data, grey)
         assert wcs_rms_error(field.wcs, hdul[0].header, SHAPE) < 0.1
-    png = jobs.result_file(job_dir, 'annotated').read_bytes()
+    png = outputs.result_file(job_dir, 'annotated').read_bytes()
     assert png[:8] == PNG_MAGIC and int.from_bytes(png[16:20], 'big') == SHAPE[1]
 
 
@@ -796,14 +806,14 @@ def test_input_names_in_the_job_directory(tmp_path, pleiades):
     job_dir = tmp_path / 'job'
     job_dir.mkdir()
     inside = pleiades.writeto(job_dir / 'upload.fits', truth='none')
-    result = jobs.run_job(job_dir, image=inside, args=SCALE_12, timeout=30,
+    result = run_job(job_dir, image=inside, args=SCALE_12, timeout=30,
                           input_name='upload.fits')
     assert result['status'] == 'success'
     assert result['input'] == result['original_filename'] == 'upload.fits'
     # an input named like one of the job's own files does not replace it
     other = tmp_path / 'other'
     outside = pleiades.writeto(tmp_path / 'wcs.fits', truth='none')
-    result = jobs.run_job(other, image=outside, args=SCALE_12, timeout=30)
+    result = run_job(other, image=outside, args=SCALE_12, timeout=30)
     assert result['status'] == 'success' and result['input'] == 'input-wcs.fits'
     assert fits.getheader(other / 'wcs.fits')['NAXIS'] == 0           # still the solution
     assert (other / 'input-wcs.fits').read_bytes() == outside.read_bytes()

@@ -5,11 +5,18 @@ from urllib.parse import urlencode
 import pytest
 
 from astrometry_query.exceptions import JobNotFoundError, ServerError
-from astrometry_query.nova.protocol import (ERRORS, FILE_ROUTES, GATED_FILES, JOB_STATUSES,
+from astrometry_query.jobs import DOWNLOAD_KINDS, RESULT_KINDS
+from astrometry_query.nova.protocol import (ERRORS, JOB_STATUSES,
                                             api_url, decode_response, encode_request, file_url,
                                             is_session_error, redact, site_url)
 
 from nova_mock import CSRF_PAGE, HOME_PAGE, _html_404, _html_500
+
+#: nova's routes of the result files a client downloads (from nova's urls.py).
+NOVA_ROUTES = {'wcs': 'wcs_file', 'new_fits': 'new_fits_file', 'rdls': 'rdls_file',
+               'axy': 'axy_file', 'corr': 'corr_file', 'image_rd': 'image_rd_file',
+               'annotated': 'annotated_full'}
+
 
 BASES = ['http://nova.test', 'http://nova.test/', 'http://nova.test/api', 'http://nova.test/api/',
          'http://nova.test//', 'http://nova.test/api//']
@@ -42,17 +49,17 @@ def test_site_url(base):
 
 
 @pytest.mark.parametrize('base', BASES[:4])
-@pytest.mark.parametrize('kind,route', sorted(FILE_ROUTES.items()))
+@pytest.mark.parametrize('kind,route', sorted(NOVA_ROUTES.items()))
 def test_file_url(base, kind, route):
     assert file_url(base, kind, 77) == f'http://nova.test/{route}/77'
     assert file_url(base, kind, '77') == f'http://nova.test/{route}/77'
 
 
 def test_file_routes_are_novas():
-    assert FILE_ROUTES == {'wcs': 'wcs_file', 'new_fits': 'new_fits_file', 'rdls': 'rdls_file',
-                           'axy': 'axy_file', 'corr': 'corr_file', 'image_rd': 'image_rd_file',
-                           'annotated': 'annotated_full'}
-    assert GATED_FILES == {'new_fits', 'corr', 'annotated'}
+    """The one table of result kinds gives nova's routes and gates."""
+    assert set(DOWNLOAD_KINDS) == set(NOVA_ROUTES)
+    assert {k: RESULT_KINDS[k].routes[0] for k in DOWNLOAD_KINDS} == NOVA_ROUTES
+    assert {k for k in DOWNLOAD_KINDS if RESULT_KINDS[k].gated} == {'new_fits', 'corr', 'annotated'}
     assert JOB_STATUSES == ('processing', 'solving', 'success', 'failure', '?')
 
 

@@ -296,6 +296,13 @@ class _Records:
     def download(self, job_id, kind):
         return b'this is not an image'
 
+    @property
+    def backend(self):          # a client's backend: here, the same stand-in
+        return self
+
+    def submission(self, submission_id):
+        return Submission(id=submission_id, user_images=[1], jobs=list(self.jobs))
+
 
 def test_view_without_a_thumbnail_never_raises(solved, tmp_path):
     cal = solved.job.calibration

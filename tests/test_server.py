@@ -452,7 +452,7 @@ def test_images_failures_and_bad_inputs(nova_server, session):
     # nova's keys in nova's order; ours adds why the job failed, after them
     assert list(info) == JOB_KEYS + ['error_message', 'error_kind']
     assert info['objects_in_field'] == info['tags'] == []
-    assert 'no solution' in info['error_message'] and info['error_kind'] is None
+    assert 'no solution' in info['error_message'] and info['error_kind'] == 'no_solution'
     assert is_html(requests.get(f'{nova_server.url}/wcs_file/{job}'), 500)
     png_job = results['png']['jobs'][0]
     assert requests.get(f'{api[:-len(str(job))]}{png_job}/info').json()['original_filename'] == \

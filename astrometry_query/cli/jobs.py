@@ -250,8 +250,6 @@ def _job_records(client, limit):
 def _job_times(client, job):
     """(submitted, finished) of a job, naive UTC datetimes or None.  Only the
     local job store knows them: nova's API gives no job dates."""
-    if client.backend.name != 'local':
-        return None, None
     try:
         return client.backend.job_times(job.id)
     except AstrometryNetError:      # pruned meanwhile

@@ -34,17 +34,21 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..files import write_atomic
-from ..local.axy import OUTPUT_FILES
-from ..local.extraction import EXTRACTION_FILE
-from ..local.pipeline import AXY_FILE, ENGINE_LOG
-from ..local.solver import JOB_CONFIG
 
 __all__ = ['ResultKind', 'RESULT_KINDS', 'KIND_OF_ROUTE', 'DOWNLOAD_KINDS', 'REQUEST_FILE',
            'RESULT_FILE', 'EXTRAS_FILE', 'JOB_LOG', 'WORKER_LOG', 'ERROR_FILE', 'ENGINE_LOG',
-           'JobStore', 'read_result', 'write_json', 'place_input', 'note_error', 'utc_now']
+           'AXY_FILE', 'ENGINE_OUTPUTS', 'JOB_CONFIG', 'EXTRACTION_FILE', 'JobStore',
+           'read_result', 'write_json', 'place_input', 'note_error', 'utc_now']
 
 log = logging.getLogger(__name__)
 
+# What the engine reads and writes (the engine's modules take these names from here).
+AXY_FILE = 'job.axy'
+ENGINE_LOG = 'log'
+JOB_CONFIG = 'astrometry.cfg'
+#: The engine's outputs, by the .axy directive that names them.
+ENGINE_OUTPUTS = {'wcs': 'wcs.fits', 'corr': 'corr.fits', 'rdls': 'rdls.fits', 'solved': 'job.solved'}
+EXTRACTION_FILE = 'extraction.png'
 REQUEST_FILE = 'request.json'
 RESULT_FILE = 'result.json'
 EXTRAS_FILE = 'extras.json'
@@ -76,6 +80,8 @@ class ResultKind:
         The file name a download gets (``job<id>-<download_name>``).
     label : str
         What it is, for the web page's list of downloads.
+    listed : bool
+        Listed among the job page's downloads (the pictures are shown instead).
     """
     name: str
     file: str
@@ -84,26 +90,30 @@ class ResultKind:
     media_type: str | None
     download_name: str
     label: str
+    listed: bool = True
 
 
 _FITS = 'application/fits'
 #: Every result kind, in the order the web page lists them.
 RESULT_KINDS = {k.name: k for k in (
-    ResultKind('wcs', OUTPUT_FILES['wcs'], ('wcs_file',), False, _FITS, 'wcs.fits', 'WCS header'),
+    ResultKind('wcs', ENGINE_OUTPUTS['wcs'], ('wcs_file',), False, _FITS, 'wcs.fits', 'WCS header'),
     ResultKind('new_fits', 'new-image.fits', ('new_fits_file',), True, _FITS, 'new-image.fits',
                'image with the WCS'),
-    ResultKind('corr', OUTPUT_FILES['corr'], ('corr_file',), True, _FITS, 'corr.fits',
+    ResultKind('corr', ENGINE_OUTPUTS['corr'], ('corr_file',), True, _FITS, 'corr.fits',
                'matched stars'),
-    ResultKind('rdls', OUTPUT_FILES['rdls'], ('rdls_file',), False, _FITS, 'rdls.fits',
+    ResultKind('rdls', ENGINE_OUTPUTS['rdls'], ('rdls_file',), False, _FITS, 'rdls.fits',
                'index stars in the field'),
     ResultKind('axy', AXY_FILE, ('axy_file',), False, _FITS, 'axy.fits', 'detected sources'),
     ResultKind('image_rd', 'image-radec.fits', ('image_rd_file',), False, _FITS,
                'image-radec.fits', 'sources with RA, Dec'),
+    ResultKind('log', ENGINE_LOG, ('joblog',), False, 'text/plain', 'log', 'solver log'),
+    ResultKind('worker_log', WORKER_LOG, ('joblog2',), False, 'text/plain', 'worker.log',
+               "the server's account of the job", listed=False),
     ResultKind('annotated', 'annotated.png', ('annotated_full', 'annotated_display'), True, None,
-               'annotated.png', 'annotated image'),
+               'annotated.png', 'annotated image', listed=False),
     ResultKind('extraction', EXTRACTION_FILE, ('extraction_image_full',
                                                 'extraction_image_display'), True, 'image/png',
-               'extraction.png', 'sources given to the solver, circled'),
+               'extraction.png', 'sources given to the solver, circled', listed=False),
 )}
 #: nova route -> result kind name.
 KIND_OF_ROUTE = {route: k.name for k in RESULT_KINDS.values() for route in k.routes}
@@ -112,8 +122,8 @@ DOWNLOAD_KINDS = ('wcs', 'new_fits', 'rdls', 'axy', 'corr', 'image_rd', 'annotat
 
 # Names an input placed in a job directory must not take.
 _RESERVED = {k.file for k in RESULT_KINDS.values()} | {
-    REQUEST_FILE, RESULT_FILE, EXTRAS_FILE, JOB_LOG, WORKER_LOG, ERROR_FILE, JOB_CONFIG,
-    ENGINE_LOG, OUTPUT_FILES['solved'], 'input.fits'}
+    REQUEST_FILE, RESULT_FILE, EXTRAS_FILE, JOB_LOG, ERROR_FILE, JOB_CONFIG,
+    ENGINE_OUTPUTS['solved'], 'input.fits'}
 # Linux's FICLONE ioctl (_IOW(0x94, 9, int)): a copy-on-write clone of a whole file.
 _FICLONE = 0x40049409
 

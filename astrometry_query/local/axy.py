@@ -11,13 +11,13 @@ import math
 import numpy as np
 from astropy.io import fits
 
+from ..jobs.files import ENGINE_OUTPUTS
 from ..settings import MAX_SOURCES
 
 __all__ = ['uniformize', 'scale_bounds', 'axy_header', 'write_axy', 'OUTPUT_FILES']
 
 #: The engine's outputs of one solve, as named in the .axy.
-OUTPUT_FILES = {'wcs': 'wcs.fits', 'corr': 'corr.fits', 'rdls': 'rdls.fits',
-                'solved': 'job.solved'}
+OUTPUT_FILES = ENGINE_OUTPUTS
 #: Boxes used to spread the first sources over the field (solve-field's --uniformize 10).
 UNIFORM_BOXES = 10
 _ARCSEC_PER_DEG = 3600.0

@@ -13,10 +13,10 @@ import numpy as np
 from astropy.io import fits
 
 from ..files import write_atomic
+from ..jobs.files import EXTRACTION_FILE
 
 __all__ = ['extraction_png', 'EXTRACTION_FILE', 'CIRCLE_COLOUR']
 
-EXTRACTION_FILE = 'extraction.png'
 #: The circles' colour (RGB): seen on grey sky and on black alike.
 CIRCLE_COLOUR = (255, 48, 48)
 

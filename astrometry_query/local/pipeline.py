@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from ..jobs.files import AXY_FILE, ENGINE_LOG
 from ..exceptions import InvalidInputError
 from ..hints import SolveHints, header_hints
 from ..index.coverage import check_field
@@ -34,8 +35,6 @@ from .solver import find_installation, run_engine
 
 __all__ = ['solve', 'SolveResult', 'AXY_FILE', 'ENGINE_LOG', 'MIN_SOURCES']
 
-AXY_FILE = 'job.axy'
-ENGINE_LOG = 'log'
 #: Fewer sources than this cannot make enough quads to solve.
 MIN_SOURCES = 5
 #: Seconds a search narrowed by a header pointing may take before the next, wider

@@ -15,13 +15,13 @@ import math
 import os
 import subprocess
 import tempfile
-import warnings
 from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from astropy.wcs import WCS, FITSFixedWarning
 from scipy.spatial import cKDTree
+
+from ..results import wcs_from_header
 
 __all__ = ['refine_wcs', 'reference_stars', 'RefineResult', 'warm_up']
 
@@ -268,12 +268,6 @@ def _sip_header(header, crval, cx, cy, terms, scale, order, width, height, crpix
     return out
 
 
-def _wcs(header):
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', FITSFixedWarning)
-        return WCS(header, relax=True)
-
-
 def _isolated(x, y, radius, mag=None, contrast=2.5):
     """True for points with no other point within ``radius`` (with magnitudes:
     no other point brighter than ``contrast`` magnitudes fainter than it)."""
@@ -326,9 +320,10 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
     ref_ra, ref_dec = np.asarray(ref_ra, float), np.asarray(ref_dec, float)
     if len(x) < MIN_MATCHES or len(ref_ra) < MIN_MATCHES:
         return None
-    engine = _wcs(header)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')
+    engine = wcs_from_header(header)
+    # Stars far outside the field may not convert: NaN, no warning (a warnings
+    # filter would not be thread-safe, and batches refit in threads).
+    with np.errstate(all='ignore'):
         rx, ry = engine.all_world2pix(ref_ra, ref_dec, 1, quiet=True)
     inside = np.isfinite(rx) & np.isfinite(ry) & (rx > -5) & (rx < width + 5) & (ry > -5) \
         & (ry < height + 5)
@@ -365,9 +360,8 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
                 break
             crval = _tan_deproject(const[0], const[1], *crval)
         candidate = _sip_header(header, crval, cx, cy, terms, scale, chosen, width, height, crpix)
-        fitted = _wcs(candidate)
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')
+        fitted = wcs_from_header(candidate)
+        with np.errstate(all='ignore'):
             rx, ry = fitted.all_world2pix(ref_ra, ref_dec, 1, quiet=True)
         res = np.hypot(x[s] - rx[r], y[s] - ry[r])
         sigma = 1.4826 * np.median(res) + 1e-3

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 
+from ..jobs.files import JOB_CONFIG
 from ..exceptions import LocalSolverNotFoundError
 
 __all__ = ['Installation', 'find_installation', 'solver_available', 'EngineOutcome',
@@ -36,7 +37,6 @@ INSTALL_INDEXES = ('sudo apt-get install astrometry-data-tycho2-10-19-littleendi
                    'astrometry-data-tycho2-09-littleendian')
 
 #: Name of the engine configuration written into each work directory.
-JOB_CONFIG = 'astrometry.cfg'
 #: Seconds between SIGTERM and SIGKILL when a solve is stopped.
 _KILL_GRACE = 2.0
 

@@ -19,9 +19,10 @@ import requests
 from ..exceptions import (InvalidInputError, InvalidSettingError, LoginError, MissingAPIKeyError,
                           ResultNotAvailableError, ServerError, UploadUnconfirmedError)
 from ..results import Job, Submission
+from ..jobs.files import DOWNLOAD_KINDS, RESULT_KINDS
 from .batches import NovaBatch
 from .polling import wait_for_job
-from .protocol import (FILE_ROUTES, GATED_FILES, LONG_POLL_HEADER, OPEN_SERVER_KEY, SERVER_INFO,
+from .protocol import (LONG_POLL_HEADER, OPEN_SERVER_KEY, SERVER_INFO,
                        api_url, decode_response, encode_request, file_url, is_public_nova,
                        is_session_error, site_url)
 from .uploads import send_image
@@ -416,6 +417,10 @@ class NovaClient:
     def tags(self, job_id, *, machine=False):
         return self._result(job_id, 'machine_tags' if machine else 'tags', 'tags')
 
+    def job_times(self, job_id):
+        """nova's API gives no job dates: ``(None, None)``."""
+        return None, None
+
     def my_jobs(self):
         return [int(j) for j in self._api('POST', ['myjobs'], auth=True)['jobs']]
 
@@ -427,11 +432,11 @@ class NovaClient:
 
     def download(self, job_id, kind, *, cache=False):
         """The bytes of a result file of a job."""
-        if kind not in FILE_ROUTES:
-            raise InvalidInputError(f'kind must be one of {sorted(FILE_ROUTES)}, got {kind!r}.')
+        if kind not in DOWNLOAD_KINDS:
+            raise InvalidInputError(f'kind must be one of {sorted(DOWNLOAD_KINDS)}, got {kind!r}.')
         url = file_url(self.server, kind, job_id)
         # The gated routes need a Referer, else they redirect to a human check.
-        headers = {'Referer': api_url(self.server, '')} if kind in GATED_FILES else None
+        headers = {'Referer': api_url(self.server, '')} if RESULT_KINDS[kind].gated else None
         for pause in DOWNLOAD_RETRIES + (None,):
             # nova answers 500 both for "no such file" and when it fails: a GET
             # is safe to repeat, so a passing failure is tried again.

@@ -6,18 +6,12 @@ import re
 from urllib.parse import parse_qs, unquote_plus, urlsplit
 
 from ..exceptions import JobNotFoundError, ServerError
+from ..jobs.files import RESULT_KINDS
 
 __all__ = ['api_url', 'file_url', 'encode_request', 'decode_response', 'is_session_error',
-           'redact', 'is_public_nova', 'FILE_ROUTES', 'GATED_FILES', 'JOB_STATUSES', 'ERRORS',
+           'redact', 'is_public_nova', 'JOB_STATUSES', 'ERRORS',
            'SERVER_INFO', 'OPEN_SERVER_KEY', 'NOVA_HOST', 'LONG_POLL_HEADER']
 
-#: Download kind -> nova route that serves it.
-FILE_ROUTES = {
-    'wcs': 'wcs_file', 'new_fits': 'new_fits_file', 'rdls': 'rdls_file', 'axy': 'axy_file',
-    'corr': 'corr_file', 'image_rd': 'image_rd_file', 'annotated': 'annotated_full',
-}
-#: Routes that redirect to /ask_human unless the request has a Referer.
-GATED_FILES = frozenset({'new_fits', 'corr', 'annotated'})
 #: Job status strings, exactly as nova sends them.
 JOB_STATUSES = ('processing', 'solving', 'success', 'failure', '?')
 
@@ -84,8 +78,9 @@ def is_public_nova(server):
 
 
 def file_url(server, kind, job_id):
-    """URL of a result file of a job, e.g. ``<server>/wcs_file/<id>``."""
-    return f'{site_url(server)}/{FILE_ROUTES[kind]}/{int(job_id)}'
+    """URL of a result file of a job, e.g. ``<server>/wcs_file/<id>`` (the routes
+    are those of `~astrometry_query.jobs.RESULT_KINDS`)."""
+    return f'{site_url(server)}/{RESULT_KINDS[kind].routes[0]}/{int(job_id)}'
 
 
 def encode_request(args):

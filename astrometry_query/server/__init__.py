@@ -32,7 +32,7 @@ from .app import NovaApp
 from .http import FORM_MEMORY, MAX_BODY
 from .store import Store
 from .web import WebPages
-from .worker import SolvePool, make_executor
+from .queue import SolveQueue, make_runner
 
 __all__ = ['create_app', 'serve', 'ServerThread', 'check_bind', 'default_server_dir']
 
@@ -134,13 +134,12 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
     data_dir.mkdir(parents=True, exist_ok=True)
     index_dir = _index_dirs(index_dir)
     store = Store(data_dir / 'nova.sqlite3')
-    solver, close_solver = make_executor(executor, workers, dask_scheduler)
-    if dask_scheduler and not workers:
-        workers = sum(solver._client.nthreads().values())
-    pool = SolvePool(store, data_dir, workers=workers, solve_timeout=solve_timeout,
-                     fetch_timeout=fetch_timeout, index_dir=index_dir, executor=solver,
-                     allow_private_urls=allow_private_urls, max_download=max_upload)
-    pool.on_stop = close_solver
+    runner, workers, close_runner = make_runner(executor, workers, dask_scheduler)
+    pool = SolveQueue(store, data_dir, runner=runner, workers=workers,
+                      solve_timeout=solve_timeout, fetch_timeout=fetch_timeout,
+                      index_dir=index_dir, allow_private_urls=allow_private_urls,
+                      max_download=max_upload)
+    pool.on_stop = close_runner
     nova = NovaApp(data_dir, list(api_keys), pool, max_upload=max_upload, max_json=max_json,
                    rate_limit=rate_limit, allow_private_urls=allow_private_urls)
 
@@ -148,8 +147,8 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
     async def lifespan(app):
         nova.changes.bind(asyncio.get_running_loop())
         pool.on_change = nova.changes.notify
-        for future in getattr(solver, 'warming', ()):
-            await run_in_threadpool(future.result, 120)
+        # Every worker process started and warmed now, not with the first jobs.
+        await run_in_threadpool(runner.warm_up)
         pool.start()
         try:
             yield
@@ -159,7 +158,7 @@ def create_app(data_dir, api_keys=(), workers=2, solve_timeout=300.0, *, fetch_t
             # and queued again; without (tests, notebooks), they finish first.
             await run_in_threadpool(functools.partial(
                 pool.stop, shutdown_timeout, interrupt=shutdown_timeout is not None))
-            close_solver()
+            close_runner()
             store.close()
 
     # nova's API first; the web pages end with the catch-all of every other path.

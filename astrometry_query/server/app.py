@@ -25,6 +25,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.routing import Route
 
+from ..jobs.files import KIND_OF_ROUTE, RESULT_KINDS
+from ..jobs.outputs import result_file
 from ..nova.protocol import ERRORS, SERVER_INFO
 from ..urls import url_problem
 from .http import (FORM_MEMORY, MAX_BODY, MAX_LONG_POLL, SESSION_COOKIE, ApiError, ChangeFeed,
@@ -32,33 +34,15 @@ from .http import (FORM_MEMORY, MAX_BODY, MAX_LONG_POLL, SESSION_COOKIE, ApiErro
                    wait_seconds)
 from .ingest import save_upload, source_list_bytes, submission_args
 from .store import SESSION_AGE
-from .worker import WORKER_LOG
 
-__all__ = ['NovaApp', 'brightest_stars', 'FILE_ROUTES', 'LOG_FILES']
+__all__ = ['NovaApp', 'brightest_stars', 'NOT_DRAWN']
 
 KML_TEXT = ('KMZ requests are off for now.  Post at '
             'https://groups.google.com/forum/#!forum/astrometry for help.')
-#: route -> (local result kind, gated, Content-Type, attachment name)
-FILE_ROUTES = {
-    'wcs_file': ('wcs', False, 'application/fits', 'wcs.fits'),
-    'new_fits_file': ('new_fits', True, 'application/fits', 'new-image.fits'),
-    'rdls_file': ('rdls', False, 'application/fits', 'rdls.fits'),
-    'axy_file': ('axy', False, 'application/fits', 'axy.fits'),
-    'corr_file': ('corr', True, 'application/fits', 'corr.fits'),
-    'image_rd_file': ('image_rd', False, 'application/fits', 'image-radec.fits'),
-    'annotated_display': ('annotated', True, None, None),
-    'annotated_full': ('annotated', True, None, None),
-    'joblog': ('log', False, 'text/plain', None), 'joblog2': ('log2', False, 'text/plain', None),
-    'kml_file': ('kml', False, None, None),
-    # The sources given to the solver, circled (made on first request: extraction.py).
-    'extraction_image_display': ('extraction', True, 'image/png', None),
-    'extraction_image_full': ('extraction', True, 'image/png', None),
-}
-# Plots this server does not draw: nova's answer to a failed plot.
-FILE_ROUTES.update((name, (None, True, None, None)) for name in (
-    'grid_display', 'grid_full', 'red_green_image_display', 'red_green_image_full'))
-#: joblog serves the engine log (the first of these names present), joblog2 ours.
-LOG_FILES = {'log': ('log', 'solve-field.log', 'solve.log'), 'log2': (WORKER_LOG,)}
+#: nova's plots this server does not draw: nova's answer to a failed plot.
+NOT_DRAWN = ('grid_display', 'grid_full', 'red_green_image_display', 'red_green_image_full')
+#: Other names the engine log may have in a job directory (solve-field's, older jobs').
+LOG_ALIASES = ('solve-field.log', 'solve.log')
 
 
 class NovaApp:
@@ -70,7 +54,7 @@ class NovaApp:
         Where uploads and job directories live.
     api_keys : list of str
         Accepted API keys; empty accepts any non-empty key.
-    pool : `~astrometry_query.server.worker.SolvePool`
+    pool : `~astrometry_query.server.queue.SolveQueue`
         Its ``store`` is the database; it is woken on each new submission.
     """
 
@@ -360,7 +344,8 @@ class NovaApp:
             self.store.human_session, key))
 
     def result_path(self, job, kind):
-        """The file of result ``kind`` (a `FILE_ROUTES` kind) of ``job`` (a store row).
+        """The file of result ``kind`` (a kind of `~astrometry_query.jobs.RESULT_KINDS`)
+        of ``job`` (a store row).
 
         Raises
         ------
@@ -368,32 +353,36 @@ class NovaApp:
             The job has no such file (an unsolved job, no log).
         """
         job_dir = self.data_dir / 'jobs' / str(job['id'])
-        if kind in LOG_FILES:
-            path = next((job_dir / n for n in LOG_FILES[kind] if (job_dir / n).is_file()), None)
-            if path is None:
-                raise FileNotFoundError(kind)
-            return path
-        from ..jobs.outputs import result_file
+        if kind == 'log':
+            for name in (RESULT_KINDS['log'].file, *LOG_ALIASES):
+                if (job_dir / name).is_file():
+                    return job_dir / name
         return result_file(job_dir, kind)
 
-    def file_route(self, route):
-        kind, gated, media_type, filename = FILE_ROUTES[route]
+    def file_route(self, kind):
+        """The endpoint of a result kind's routes (None: a plot not drawn here)."""
+        result = RESULT_KINDS.get(kind)
 
         async def job_file(request):
-            if gated and not await self._human(request):
+            if (result is None or result.gated) and not await self._human(request):
                 return RedirectResponse('/ask_human?next=' + quote(request.url.path), 302)
             job = await self.find_job(request)
-            if kind in (None, 'kml'):
-                return HTMLResponse(KML_TEXT if kind else 'plot failed: not drawn on this server')
+            if result is None:
+                return HTMLResponse('plot failed: not drawn on this server')
             # An unsolved job has no file: FileNotFoundError gives nova's 500.
             path = await run_in_threadpool(self.result_path, job, kind)
-            if media_type is None:
+            if result.media_type is None:
                 with open(path, 'rb') as f:
                     png = f.read(4) == b'\x89PNG'
                 return FileResponse(path, media_type='image/png' if png else 'image/jpeg')
-            return FileResponse(path, media_type=media_type, headers={
-                'Content-Disposition': f'attachment; filename={filename}'} if filename else {})
+            headers = ({'Content-Disposition': f'attachment; filename={result.download_name}'}
+                       if result.media_type == 'application/fits' else {})
+            return FileResponse(path, media_type=result.media_type, headers=headers)
         return job_file
+
+    async def kml_file(self, request):
+        await self.find_job(request)
+        return HTMLResponse(KML_TEXT)
 
     def routes(self):
         """nova's API and result-file routes, each with nova's optional trailing slash, and
@@ -412,8 +401,9 @@ class NovaApp:
         routes = [Route(f'/api/{path}{s}', Endpoint(fn)) for path, fn in api]
         # nova's myjobs pattern has no end anchor: /api/myjobsANYTHING is myjobs too.
         routes.append(Route('/api/myjobs{_rest:path}', Endpoint(self.myjobs)))
-        routes += [Route(f'/{r}/{{id:nova_id}}{s}', Endpoint(self.file_route(r)))
-                   for r in FILE_ROUTES]
+        routes += [Route(f'/{route}/{{id:nova_id}}{s}', Endpoint(self.file_route(kind)))
+                   for route, kind in [*KIND_OF_ROUTE.items(), *((r, None) for r in NOT_DRAWN)]]
+        routes.append(Route(f'/kml_file/{{id:nova_id}}{s}', Endpoint(self.kml_file)))
         routes.append(Route('/api/{_rest:path}', Endpoint(self.unknown_api)))
         return routes
 

@@ -25,6 +25,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse
 from starlette.routing import Route
 
+from ..jobs.files import RESULT_KINDS, read_result
 from .http import (SESSION_COOKIE, ApiError, BadRequest, Endpoint, NotFound, RateLimited, path_id,
                    plain_page)
 from .store import SESSION_AGE
@@ -37,14 +38,8 @@ from .web_summaries import JOB_WORDS, public, summaries
 __all__ = ['WebPages', 'form_args']
 
 STATIC = {'style.css': 'text/css; charset=utf-8', 'app.js': 'text/javascript; charset=utf-8'}
-#: (route, what it is, file name) of the job page's download links
-DOWNLOADS = [('wcs_file', 'WCS header', 'wcs.fits'),
-             ('new_fits_file', 'image with the WCS', 'new-image.fits'),
-             ('corr_file', 'matched stars', 'corr.fits'),
-             ('rdls_file', 'index stars in the field', 'rdls.fits'),
-             ('axy_file', 'detected sources', 'axy.fits'),
-             ('image_rd_file', 'sources with RA, Dec', 'image-radec.fits'),
-             ('joblog', 'solver log', 'log')]
+#: (route, what it is, file name) of the job page's download links.
+DOWNLOADS = [(k.routes[0], k.label, k.download_name) for k in RESULT_KINDS.values() if k.listed]
 
 
 class WebPages:
@@ -232,7 +227,6 @@ class WebPages:
         if owner is None or not self._may_see(ctx, owner):
             return self._not_yours(ctx, f'job {job_id or request.path_params["id"]}', owner is not None)
         job = await self.nova.find_job(request, objects=True)
-        from ..jobs.files import RESULT_KINDS, read_result
         job_dir = Path(self.nova.data_dir) / 'jobs' / str(job_id)
         result = await run_in_threadpool(read_result, job_dir) or {}
         kind, word = JOB_WORDS.get(job['status'], ('failure', job['status']))
