@@ -18,7 +18,7 @@ from astrometry_query.jobs import (DOWNLOAD_KINDS, KIND_OF_ROUTE, RESULT_KINDS, 
 from astrometry_query.jobs.files import ENGINE_OUTPUTS, REQUEST_FILE
 from astrometry_query.jobs.runner import make_executor
 from astrometry_query.simulate import render_field, wcs_rms_error
-from server_fixtures import requires_solver
+from real_server import requires_solver
 
 pytestmark = requires_solver
 
