@@ -138,6 +138,7 @@ def test_an_image_in_memory_travels_with_the_job(field, tmp_path):
     assert result['status'] == 'success' and result['input'] == 'input.fits'
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_solve_is_a_worker_lost_error(tmp_path):
     """A process pool whose worker dies: the job is lost, not failed."""
     runner = JobRunner('processes', 1)
