@@ -344,6 +344,7 @@ def night_image(folder):
     return field.writeto(folder / 'small.fits', truth='none')
 
 
+@pytest.mark.slow
 def test_threads_leave_the_warning_filters_as_they_were(night):
     """Batches read headers and refit in threads: warnings filters are the
     process's, and overlapping catch_warnings can leave one in place for good."""

@@ -576,6 +576,7 @@ def test_job_paths_answer_any_id(server, job, suffix, query):
     _get(server, f'jobs/{quote(job, safe="")}{suffix}{query}')
 
 
+@pytest.mark.slow
 @fuzz(100)
 @given(sub=ids, suffix=st.sampled_from(['', '/']))
 @example(sub='12-3', suffix='')
@@ -584,6 +585,7 @@ def test_submission_paths_answer_any_id(server, sub, suffix):
     _get(server, f'submissions/{quote(sub, safe="")}{suffix}')
 
 
+@pytest.mark.slow
 @fuzz(100)
 @given(job=ids, suffix=st.sampled_from(JOB_SUFFIXES + ['/annotations']), query=queries)
 @example(job='12-3', suffix='', query='')
@@ -594,6 +596,7 @@ def test_job_paths_unknown_ids_are_404(server, job, suffix, query):
     check_specific(payload)
 
 
+@pytest.mark.slow
 @fuzz(60)
 @given(sub=ids)
 @example(sub='12-3')
