@@ -126,7 +126,9 @@ class IndexFileServer:
         self._httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0), Handler)
         self._httpd.daemon_threads = True
         self.url = f'http://127.0.0.1:{self._httpd.server_address[1]}'
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        # a short poll: shutdown() returns within it
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={'poll_interval': 0.05},
+                                        daemon=True)
 
     def gets(self, name=None):
         return [r for r in self.requests if r[0] == 'GET' and (name is None or r[1].endswith(name))]

@@ -18,7 +18,7 @@ from astrometry_query.display import display_levels
 from astrometry_query.drawing import draw_overlay
 from astrometry_query.datasets import render_field
 
-from server_fixtures import requires_solver
+from real_server import requires_solver
 
 Image = pytest.importorskip('PIL.Image')
 pytest.importorskip('matplotlib')       # astropy.visualization needs it
@@ -54,6 +54,7 @@ def _open_png(data):
     return im
 
 
+@pytest.mark.slow
 def test_annotated_png_of_a_solved_fits_image(field, tmp_path):
     path = field.writeto(tmp_path / 'pleiades.fits', truth='none')
     with conf.set_temp('local_data_dir', str(tmp_path / 'local')), \

@@ -80,6 +80,7 @@ def augmented(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 @requires_solve_field
 @pytest.mark.parametrize('name, options, args, width, height, cpulimit', CASES,
                          ids=[c[0] for c in CASES])

@@ -16,7 +16,7 @@ from astrometry_query.jobs import JobRunner
 from astrometry_query.server import ServerThread
 from astrometry_query.datasets import render_field, wcs_rms_error
 from astrometry_query.sources import extract_sources
-from server_fixtures import requires_solver
+from real_server import requires_solver
 
 pytestmark = [requires_solver, pytest.mark.filterwarnings('ignore::DeprecationWarning')]
 
@@ -47,12 +47,6 @@ def cluster():
         yield cluster, client
 
 
-@pytest.fixture
-def local():
-    with AstrometryNetClass(backend='local') as client:
-        yield client
-
-
 def _check_solved(table, fields):
     for row, (path, field) in zip(table, fields):
         assert row['status'] == 'success', row['error']
@@ -60,6 +54,7 @@ def _check_solved(table, fields):
         assert row['input'] == str(path)
 
 
+@pytest.mark.slow
 def test_rows_in_input_order_and_failures_isolated(local, fields, tmp_path):
     sources = extract_sources(fields[1][0])
     inputs = [fields[0][0], tmp_path / 'missing.fits',
@@ -84,6 +79,7 @@ def test_rows_in_input_order_and_failures_isolated(local, fields, tmp_path):
     assert local.get_calibration(table['header'][0]).parity == -1.0
 
 
+@pytest.mark.slow
 def test_default_executor_threads_and_process_pool_agree(local, fields):
     paths = [p for p, _ in fields]
     default = local.solve_many(paths, verbose=False, cache=False)      # worker processes
@@ -105,6 +101,7 @@ def test_default_executor_threads_and_process_pool_agree(local, fields):
     assert str(os.getpid()) not in pids
 
 
+@pytest.mark.slow
 def test_dask_local_cluster_gives_identical_results(local, fields, cluster):
     _, client = cluster
     paths = [p for p, _ in fields]
@@ -119,6 +116,7 @@ def test_dask_local_cluster_gives_identical_results(local, fields, cluster):
     assert used <= worker_pids
 
 
+@pytest.mark.slow
 def test_progress_bar_and_quiet(local, fields, capsys):
     paths = [p for p, _ in fields[:2]]
     local.solve_many(paths, verbose=False, executor='threads')
@@ -128,6 +126,7 @@ def test_progress_bar_and_quiet(local, fields, capsys):
     assert 'Solving' in err and '2/2' in err and 'solved=2' in err
 
 
+@pytest.mark.slow
 def test_as_completed_streams_rows(local, fields):
     paths = [p for p, _ in fields]
     seen = []
@@ -147,6 +146,7 @@ def test_cache_answers_a_repeated_batch(local, fields):
     assert list(again['job_id']) == list(first['job_id'])      # no new job
 
 
+@pytest.mark.slow
 def test_cache_is_per_job_store(fields, tmp_path):
     """A cached header names a job of the store that solved it: another
     conf.local_data_dir (read at call time) solves again, and every job id
@@ -164,6 +164,7 @@ def test_cache_is_per_job_store(fields, tmp_path):
             assert client.get_calibration(other) is not None
 
 
+@pytest.mark.slow
 def test_resume_from_a_journal_local(local, fields, tmp_path):
     journal = tmp_path / 'night.jsonl'
     paths = [p for p, _ in fields]
@@ -205,6 +206,7 @@ def _uploads(srv):
     return db.execute('SELECT count(*) FROM submissions').fetchone()[0]
 
 
+@pytest.mark.slow
 def test_nova_batch_through_the_server(server, fields, tmp_path):
     inputs = [p for p, _ in fields] + [tmp_path / 'missing.fits']
     with AstrometryNetClass(api_key='batchkeyabcdefgh', server=server.url) as nova:
@@ -218,6 +220,7 @@ def test_nova_batch_through_the_server(server, fields, tmp_path):
     assert _uploads(server) == 5
 
 
+@pytest.mark.slow
 def test_nova_resume_never_submits_again(server, fields, tmp_path):
     journal = tmp_path / 'resume.jsonl'
     paths = [p for p, _ in fields]
@@ -233,6 +236,7 @@ def test_nova_resume_never_submits_again(server, fields, tmp_path):
     assert _uploads(server) == submitted
 
 
+@pytest.mark.slow
 def test_server_solves_on_a_dask_cluster(cluster, fields, tmp_path):
     dask_cluster, client = cluster
     with ServerThread(workers=0, dask_scheduler=dask_cluster.scheduler_address) as srv, \
@@ -246,6 +250,7 @@ def test_server_solves_on_a_dask_cluster(cluster, fields, tmp_path):
             assert (srv.data_dir / 'jobs' / str(job) / 'wcs.fits').is_file()
 
 
+@pytest.mark.slow
 def test_a_lost_solve_is_queued_again(fields, monkeypatch):
     """A solve lost with its worker process is retried on another, never lost."""
     from concurrent.futures.process import BrokenProcessPool

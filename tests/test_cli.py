@@ -40,7 +40,7 @@ from astrometry_query.cli import build_parser
 from astrometry_query.cli.solve import _settings
 from astrometry_query.results import calibration_from_wcs, parity_text
 from astrometry_query.datasets import read_truth_wcs, render_field, wcs_rms_error
-from server_fixtures import make_nova_server, requires_solver  # noqa: F401
+from real_server import requires_solver
 
 pytestmark = [pytest.mark.filterwarnings('ignore::astropy.wcs.FITSFixedWarning')]
 
@@ -346,6 +346,7 @@ def test_output_collisions_are_refused_before_solving(tmp_path, capsys):
 
 
 # -- local solves -----------------------------------------------------------------------------
+@pytest.mark.slow
 @requires_solver
 def test_solve_one_image_prints_the_summary(images, capsys):
     path, field = images[0]
@@ -379,6 +380,7 @@ def test_solve_with_hints_in_sexagesimal_and_json(images, tmp_path, capsys):
     assert not path.with_suffix('.wcs').exists()
 
 
+@pytest.mark.slow
 @requires_solver
 def test_solve_many_glob_json_and_summary_table(images, tmp_path, capsys):
     folder = images[0][0].parent
@@ -512,6 +514,7 @@ def test_local_annotate_jobs_and_download(images, tmp_path, capsys):
     assert wcs_rms_error(field.wcs, fits.getheader(written[0]), SHAPE) < WCS_LIMIT
 
 
+@pytest.mark.slow
 @requires_solver
 def test_solver_settings_reach_the_solver(images, tmp_path, capsys):
     path, field = images[0]             # not mirrored: parity -1, the solver's 'pos'
@@ -643,6 +646,7 @@ def test_jobs_prune_deletes_old_jobs_only(images, tmp_path, capsys):
 
 
 # -- through a real nova server ------------------------------------------------------------
+@pytest.mark.slow
 @requires_solver
 def test_nova_solve_jobs_annotate_download(make_nova_server, images, tmp_path, monkeypatch,
                                            capsys):
@@ -710,6 +714,7 @@ def test_nova_solve_jobs_annotate_download(make_nova_server, images, tmp_path, m
     assert code == EXIT_AUTH and 'MissingAPIKeyError' in err and 'astrometry-query login' in err
 
 
+@pytest.mark.slow
 def test_download_all_skips_what_a_source_list_job_lacks(make_nova_server, images, tmp_path,
                                                           monkeypatch, capsys):
     """One image goes to the server as a source list: no new_fits there.
@@ -733,6 +738,7 @@ def test_download_all_skips_what_a_source_list_job_lacks(make_nova_server, image
     assert code == EXIT_UNSOLVED and 'ResultNotAvailableError' in err
 
 
+@pytest.mark.slow
 def test_unreachable_server_exits_3(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv('ASTROMETRY_NET_API_KEY', 'abcdefghijklmnop')
     code, out, err = run(capsys, 'jobs', '--server', f'http://127.0.0.1:{free_port()}')
@@ -799,6 +805,7 @@ def test_login_without_checking_and_without_a_keyring(memory_keyring, monkeypatc
 
 
 # -- the installed console script -----------------------------------------------------------------
+@pytest.mark.slow
 @requires_solver
 def test_console_script_in_a_subprocess(images, tmp_path):
     script = Path(sys.executable).with_name('astrometry-query')

@@ -157,6 +157,7 @@ def test_render_is_deterministic():
     assert a.meta['SEED'] == 7
 
 
+@pytest.mark.slow
 @needs_index
 def test_field_repr_says_what_it_is_not_its_pixels():
     field = render_field(M42, pixel_scale=12 * u.arcsec / u.pix, shape=(450, 600), seed=7)
@@ -330,6 +331,7 @@ def _render_and_solve(tmp_path, center, *args, **kwargs):
     return f, _solve(tmp_path, image, *_scale_hint(10), *args)
 
 
+@pytest.mark.slow
 @needs_solver
 def test_solve_normal_field(tmp_path):
     f, solved = _render_and_solve(tmp_path, M42, rotation=30 * u.deg, hot_pixels=10, seed=1)
@@ -337,6 +339,7 @@ def test_solve_normal_field(tmp_path):
     assert np.linalg.det(datasets._as_wcs(solved).wcs.cd) < 0
 
 
+@pytest.mark.slow
 @needs_solver
 def test_solve_flipped_field(tmp_path):
     f, solved = _render_and_solve(tmp_path, PLEIADES, rotation=-120 * u.deg, flip=True, hot_pixels=10,
@@ -345,6 +348,7 @@ def test_solve_flipped_field(tmp_path):
     assert np.linalg.det(datasets._as_wcs(solved).wcs.cd) > 0
 
 
+@pytest.mark.slow
 @needs_solver
 def test_solve_sip_field(tmp_path):
     f, solved = _render_and_solve(tmp_path, M42, '--tweak-order', '3', '--quad-size-max', '0.4',
@@ -354,6 +358,7 @@ def test_solve_sip_field(tmp_path):
     assert wcs_rms_error(f.wcs, solved) < 0.15       # ...and the SIP solution recovers it
 
 
+@pytest.mark.slow
 @needs_solver
 def test_solve_bundled_example(tmp_path):
     solved = _solve(tmp_path, EXAMPLE_IMAGE, *_scale_hint(9))

@@ -75,6 +75,7 @@ def _build(tmp_path, **overrides):
     return (out / 'index.html').read_text(encoding='utf-8')
 
 
+@pytest.mark.slow
 def test_maths_are_mathml_and_no_page_loads_a_remote_script(tmp_path):
     page = _build(tmp_path)
     assert re.search(r'Inline: <math [^>]*display="inline">(<mrow>)*<msqrt>(<mrow>)*<mn>2</mn>',
@@ -87,6 +88,7 @@ def test_maths_are_mathml_and_no_page_loads_a_remote_script(tmp_path):
     assert not remote
 
 
+@pytest.mark.slow
 def test_the_build_fails_rather_than_load_mathjax_from_elsewhere(tmp_path):
     from sphinx.errors import ExtensionError
     with pytest.raises(ExtensionError, match='would load .*mathjax'):

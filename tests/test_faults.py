@@ -11,6 +11,7 @@ never with an upload sent twice.  No log record and no error message may
 hold the API key or a session key.
 """
 import contextlib
+import functools
 import logging
 import signal
 import sqlite3
@@ -27,10 +28,12 @@ from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.exceptions import (AstrometryNetError, ResultNotAvailableError,
                                          ServerError, SolveFailedError, SolveTimeoutError,
                                          UploadUnconfirmedError)
+from astrometry_query.nova import client as nova_client, polling
+from astrometry_query.nova.client import DOWNLOAD_RETRIES
 from astrometry_query.server.store import now_string
 from astrometry_query.datasets import render_field
 from fault_proxy import FaultProxy
-from server_fixtures import NovaServer, requires_solver
+from real_server import NovaServer, requires_solver
 
 pytestmark = requires_solver
 
@@ -119,11 +122,9 @@ def watch(caplog):
 
 
 @pytest.fixture(scope='module')
-def server(tmp_path_factory):
+def server(nova_server):
     """The real server, shared by the module (two solver threads)."""
-    s = NovaServer(tmp_path_factory.mktemp('fault-server'), workers=2).start()
-    yield s
-    s.stop()
+    return nova_server
 
 
 @pytest.fixture(scope='module')
@@ -165,6 +166,20 @@ def client(make_client, proxy):
     return make_client(proxy.url)
 
 
+@pytest.fixture
+def brief_pauses(monkeypatch):
+    """The poll loop's pauses, recorded and slept for 20 ms at most (its clock
+    stays real: the solve's time limit holds).  For tests that do not time them."""
+    pauses = []
+
+    def sleep(seconds):
+        pauses.append(seconds)
+        time.sleep(min(seconds, 0.02))
+    monkeypatch.setattr(nova_client, 'wait_for_job',
+                        functools.partial(polling.wait_for_job, sleep=sleep))
+    return pauses
+
+
 def solve(client, path, bound=SOLVE_TIMEOUT + 15, **kw):
     """solve_from_image through the client, within ``bound`` seconds."""
     opts = dict(solve_timeout=SOLVE_TIMEOUT, cache=False, return_submission_id=True)
@@ -190,6 +205,7 @@ def faulted_then_ok(proxy, method, path, n_faults):
 
 
 # -- transient trouble on status polls: retried, then solved --------------------
+@pytest.mark.slow
 @pytest.mark.parametrize('path', [SUB_PATH, JOB_PATH], ids=['submission', 'job'])
 @pytest.mark.parametrize('status', [500, 502, 503])
 def test_5xx_on_status_polls_is_retried_with_backoff(client, proxy, server, field_path, status,
@@ -208,6 +224,7 @@ def test_5xx_on_status_polls_is_retried_with_backoff(client, proxy, server, fiel
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.slow
 def test_429_with_retry_after_is_honoured(client, proxy, server, field_path):
     before = submissions_on_server(server)
     proxy.fail('GET', JOB_PATH, 'status', 429, retry_after=1, times=1,
@@ -220,16 +237,20 @@ def test_429_with_retry_after_is_honoured(client, proxy, server, field_path):
     check_solved(header, sub_id, proxy, server, before)
 
 
-def test_connection_reset_on_a_status_poll_is_retried(client, proxy, server, field_path):
+def test_connection_reset_on_a_status_poll_is_retried(brief_pauses, client, proxy, server,
+                                                       field_path):
+    """(The poll loop's pause, recorded here, is timed by the 500 cases above.)"""
     before = submissions_on_server(server)
     proxy.fail('GET', JOB_PATH, 'reset', times=1)
     header, sub_id = solve(client, field_path)
     records = faulted_then_ok(proxy, 'GET', JOB_PATH, 1)
     assert records[0].forwarded
     assert FaultProxy.gaps(records)[0] < 3
+    assert 1.0 in brief_pauses          # the loop backed off after the lost answer
     check_solved(header, sub_id, proxy, server, before)
 
 
+@pytest.mark.slow
 def test_status_answer_slower_than_the_http_timeout_is_retried(make_client, proxy, server,
                                                                field_path):
     timeout = 1.5        # below 2 s: no long polls, so a held answer is a slow one
@@ -245,6 +266,7 @@ def test_status_answer_slower_than_the_http_timeout_is_retried(make_client, prox
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind', ['html', 'garbled', 'truncated'])
 def test_html_garbled_or_cut_status_answer_is_retried(client, proxy, server, field_path, kind):
     before = submissions_on_server(server)
@@ -255,6 +277,7 @@ def test_html_garbled_or_cut_status_answer_is_retried(client, proxy, server, fie
     check_solved(header, sub_id, proxy, server, before)
 
 
+@pytest.mark.slow
 def test_one_500_on_job_info_is_retried(client, proxy, server, field_path):
     before = submissions_on_server(server)
     proxy.fail('GET', r'^/api/jobs/\d+/info/?$', 'status', 500, times=1)
@@ -268,6 +291,7 @@ def test_one_500_on_job_info_is_retried(client, proxy, server, field_path):
 WCS_PATH = r'^/wcs_file/\d+/?$'
 
 
+@pytest.mark.slow
 def test_wcs_download_500_twice_is_retried(client, proxy, server, field_path):
     before = submissions_on_server(server)
     proxy.fail('GET', WCS_PATH, 'status', 500, times=2)
@@ -278,7 +302,10 @@ def test_wcs_download_500_twice_is_retried(client, proxy, server, field_path):
     check_solved(header, sub_id, proxy, server, before)
 
 
-def test_wcs_download_500_three_times_is_retried(client, proxy, server, field_path, watch):
+def test_wcs_download_500_three_times_is_retried(fake_clock, client, proxy, server, field_path,
+                                                 watch):
+    """Three failures are tolerated (the pauses, on a fake clock here, are
+    timed in the tests above)."""
     before = submissions_on_server(server)
     proxy.fail('GET', WCS_PATH, 'status', 500, times=3)
     try:
@@ -287,9 +314,11 @@ def test_wcs_download_500_three_times_is_retried(client, proxy, server, field_pa
         watch.errors.append(exc)
         raise
     faulted_then_ok(proxy, 'GET', WCS_PATH, 3)
+    assert fake_clock.sleeps == list(DOWNLOAD_RETRIES[:3])
     check_solved(header, sub_id, proxy, server, before)
 
 
+@pytest.mark.slow
 def test_wcs_download_failing_for_good_gives_a_typed_error_with_the_job_id(
         client, proxy, server, field_path, watch):
     proxy.fail('GET', WCS_PATH, 'status', 500, times=None)
@@ -307,19 +336,21 @@ def test_wcs_download_failing_for_good_gives_a_typed_error_with_the_job_id(
     assert len(proxy.uploads(forwarded=True)) == 1
 
 
-def test_wcs_download_failing_for_good_names_the_submission_too(client, proxy, server,
+def test_wcs_download_failing_for_good_names_the_submission_too(fake_clock, client, proxy, server,
                                                                  field_path, watch):
+    """(On a fake clock: the pauses are timed in the test above.)"""
     proxy.fail('GET', WCS_PATH, 'status', 500, times=None)
     with pytest.raises(ResultNotAvailableError) as info:
         solve(client, field_path)
     exc = watch.caught(info)
+    assert fake_clock.sleeps == list(DOWNLOAD_RETRIES)
     sub_id = int(proxy.requests('GET', SUB_PATH)[0].path.rstrip('/').rsplit('/', 1)[1])
     assert exc.submission_id == sub_id
 
 
 # -- uploads: never sent twice -------------------------------------------------
 @pytest.mark.parametrize('upload', [False, True], ids=['source-list', 'image'])
-@pytest.mark.parametrize('kind', ['reset', 'slow'])
+@pytest.mark.parametrize('kind', ['reset', pytest.param('slow', marks=pytest.mark.slow)])
 def test_lost_upload_answer_is_unconfirmed_and_not_resent(make_client, proxy, server, field_path,
                                                           watch, kind, upload):
     client = make_client(proxy.url, timeout=1.5)
@@ -350,6 +381,7 @@ def test_upload_reset_before_reaching_the_server_is_a_typed_error_and_not_resent
     assert submissions_on_server(server) == before
 
 
+@pytest.mark.slow
 def test_upload_connection_refused_is_a_server_error_and_not_resent(
         client, proxy, server, field_path, watch):
     """Nothing listens when the upload is made: a ServerError ('cannot reach'),
@@ -374,6 +406,7 @@ def test_upload_connection_refused_is_a_server_error_and_not_resent(
 
 
 # -- sessions -------------------------------------------------------------------
+@pytest.mark.slow
 def test_session_expired_at_upload_logs_in_again(client, proxy, server, field_path):
     before = submissions_on_server(server)
     with bounded(10):
@@ -389,6 +422,7 @@ def test_session_expired_at_upload_logs_in_again(client, proxy, server, field_pa
     assert len(proxy.secrets) >= 3         # the API key and two session keys
 
 
+@pytest.mark.slow
 def test_session_expired_at_myjobs_logs_in_again(client, proxy, server, field_path):
     with bounded(10):
         client.login()
@@ -401,6 +435,7 @@ def test_session_expired_at_myjobs_logs_in_again(client, proxy, server, field_pa
     assert len(jobs) == db(server, 'SELECT count(*) FROM jobs')[0][0]
 
 
+@pytest.mark.slow
 def test_session_deleted_on_the_server_logs_in_again(client, proxy, server, field_path):
     """The real thing: the server forgets every session between two solves."""
     before = submissions_on_server(server)
@@ -414,6 +449,7 @@ def test_session_deleted_on_the_server_logs_in_again(client, proxy, server, fiel
 
 
 # -- jobs that fail, vanish or wait out a restart --------------------------------
+@pytest.mark.slow
 def test_failed_job_raises_solve_failed_with_both_ids(client, proxy, server, watch):
     rng = np.random.default_rng(3)
     x, y = rng.uniform(1, 500, 60), rng.uniform(1, 400, 60)
@@ -456,6 +492,7 @@ def test_vanished_job_replaced_by_a_new_one(client, proxy, server, field_path):
     check_solved(header, sub_id, proxy, server, before)
 
 
+@pytest.mark.slow
 def test_vanished_job_never_replaced_gives_a_typed_error(client, proxy, server, field_path,
                                                           watch):
     """The job is gone and the submission still names it: no hang, a typed
@@ -472,6 +509,7 @@ def test_vanished_job_never_replaced_gives_a_typed_error(client, proxy, server, 
     assert len(proxy.uploads(forwarded=True)) == 1
 
 
+@pytest.mark.slow
 def test_server_restart_mid_job_requeues_and_solves(make_client, tmp_path, field_path, watch,
                                                     caplog):
     """The client waits through a restart: the job, interrupted while running,
@@ -517,6 +555,7 @@ def test_server_restart_mid_job_requeues_and_solves(make_client, tmp_path, field
 
 
 # -- a fault that never ends -----------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize('path', [SUB_PATH, JOB_PATH], ids=['submission', 'job'])
 def test_endless_503_ends_in_a_typed_error_with_the_submission_id(client, proxy, server,
                                                                    field_path, watch, path):
@@ -539,6 +578,7 @@ def test_endless_503_ends_in_a_typed_error_with_the_submission_id(client, proxy,
     assert elapsed <= solve_timeout + 4, f'{elapsed:.1f} s for solve_timeout={solve_timeout}'
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('kind,status,timeout', [('status', 503, HTTP_TIMEOUT),
                                                  ('slow', None, 1.5)], ids=['503', 'slow'])
 def test_endless_fault_ends_within_solve_timeout(make_client, proxy, server, field_path, watch,

@@ -17,7 +17,7 @@ from astrometry_query.exceptions import InvalidInputError, InvalidSettingError
 from astrometry_query.images import expand_images, image_stem
 from astrometry_query.settings import normalize_settings, parse_position
 from astrometry_query.datasets import render_field, wcs_rms_error
-from server_fixtures import nova_server, requires_solver  # noqa: F401
+from real_server import requires_solver
 
 pytestmark = requires_solver
 
@@ -45,12 +45,6 @@ def night(tmp_path_factory):
     return folder, fields
 
 
-@pytest.fixture
-def local():
-    with AstrometryNetClass(backend='local') as client:
-        yield client
-
-
 # -- 6: a centre given as a string ------------------------------------------------------------
 @pytest.mark.parametrize('text', ['05h35m17s -05d23m28s', '05:35:17 -05:23:28',
                                   '05 35 17 -05 23 28', '83.82083 -5.39111', '83.82083, -5.39111',
@@ -70,7 +64,8 @@ def test_unreadable_centre_strings_say_what_is_accepted(text):
     assert info.value.setting == 'center'
 
 
-def test_centre_string_solves_locally_and_through_the_server(night, local, nova_server):  # noqa: F811
+@pytest.mark.slow
+def test_centre_string_solves_locally_and_through_the_server(night, local, nova_server):
     (path, field) = night[1][0]
     hints = dict(center='05h35m17s -05d23m28s', radius=1 * u.deg,
                  scale=(9, 13) * u.arcsec / u.pix)
@@ -161,6 +156,7 @@ def test_get_wcs_warns_in_no_thread(night, local):
 WRONG_SCALE = {'scale': (3, 4) * u.arcsec / u.pix}     # the fields are 11"/px: no solution
 
 
+@pytest.mark.slow
 def test_a_journal_does_not_search_again_for_what_failed(night, local, tmp_path):
     folder, fields = night
     journal = tmp_path / 'night.jsonl'
@@ -202,7 +198,8 @@ def test_a_journal_retries_a_timeout_given_more_time(night, local, tmp_path):
     assert longer['status'][0] == 'success' and longer['origin'][0] == 'new'
 
 
-def test_a_journal_remembers_failures_through_the_server(night, nova_server, tmp_path):  # noqa: F811
+@pytest.mark.slow
+def test_a_journal_remembers_failures_through_the_server(night, nova_server, tmp_path):
     journal = tmp_path / 'server.jsonl'
     path = night[1][0][0]
     with AstrometryNetClass(api_key=nova_server.api_key, server=nova_server.url,
@@ -250,7 +247,8 @@ def test_a_field_width_in_arcmin_is_still_a_width():
     assert args['scale_units'] == 'degwidth' and args['scale_upper'] == pytest.approx(1.0)
 
 
-def test_a_failed_search_names_what_it_searched(night, local, nova_server):  # noqa: F811
+@pytest.mark.slow
+def test_a_failed_search_names_what_it_searched(night, local, nova_server):
     from astrometry_query.exceptions import SolveFailedError
     path = night[1][0][0]
     wrong = dict(scale=(3, 4) * u.arcsec / u.pix, center='05:35:17 -05:23:28', radius=1 * u.deg)
@@ -290,6 +288,7 @@ def test_plurals(tmp_path):
     assert result.error.startswith('only 1 source was found')
 
 
+@pytest.mark.slow
 def test_log_lines_carry_the_package_name(tmp_path):
     """With no logging configured by the application, a warning of a module
     that logs through the standard library says where it comes from (Python's
@@ -345,6 +344,7 @@ def night_image(folder):
     return field.writeto(folder / 'small.fits', truth='none')
 
 
+@pytest.mark.slow
 def test_threads_leave_the_warning_filters_as_they_were(night):
     """Batches read headers and refit in threads: warnings filters are the
     process's, and overlapping catch_warnings can leave one in place for good."""

@@ -18,7 +18,7 @@ from astrometry_query.cli import main
 from astrometry_query.exceptions import InvalidInputError
 from astrometry_query.frames import ORIGINAL_KEY, sidecar_path, write_wcs
 from astrometry_query.datasets import render_field, wcs_rms_error
-from server_fixtures import nova_server, requires_solver  # noqa: F401
+from real_server import requires_solver
 
 pytestmark = requires_solver
 
@@ -59,12 +59,6 @@ def _bytes_after_header(path, index):
     with fits.open(path) as hdul:
         info = hdul.fileinfo(index)
     return open(path, 'rb').read()[info['datLoc']:]
-
-
-@pytest.fixture
-def local():
-    with AstrometryNetClass(backend='local') as client:
-        yield client
 
 
 def test_the_wcs_goes_into_the_frame_and_nothing_else_changes(field, local, tmp_path):
@@ -160,7 +154,7 @@ def test_a_batch_writes_every_frame_and_says_where(field, local, tmp_path):
         assert wcs_rms_error(field.wcs, fits.getheader(path), field.data.shape) < 0.15
 
 
-def test_through_the_server_too(field, tmp_path, nova_server):  # noqa: F811
+def test_through_the_server_too(field, tmp_path, nova_server):
     path = _frame(field, tmp_path / 'frame.fits')
     with conf.set_temp('poll_interval', 0.1), AstrometryNetClass(
             api_key=nova_server.api_key, server=nova_server.url, backend='nova') as nova:

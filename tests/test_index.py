@@ -229,11 +229,11 @@ def test_check_field_knows_tiles_and_cones(tmp_path):
 
 
 # -- downloads, against a loopback file server ----------------------------------------
-@pytest.fixture
-def mirror(tmp_path):
-    """A mirror of parts of series 5200 (LITE, scales 3-4, all 48 tiles) and 4100
-    (scales 7-8), served on loopback."""
-    root = tmp_path / 'mirror'
+@pytest.fixture(scope='module')
+def mirror_files(tmp_path_factory):
+    """The files of a mirror of parts of series 5200 (LITE, scales 3-4, all 48
+    tiles) and 4100 (scales 7-8), made once: tests that change them copy them."""
+    root = tmp_path_factory.mktemp('mirror')
     (root / '5200' / 'LITE').mkdir(parents=True)
     (root / '4100').mkdir()
     for scale in (3, 4):
@@ -242,7 +242,14 @@ def mirror(tmp_path):
                        healpix=tile, nside=2, nbytes=30_000 if scale == 3 else 8000, seed=tile)
     for scale in (7, 8):
         fake_index(root / '4100' / f'index-410{scale}.fits', 4100 + scale, nbytes=400_000)
-    with IndexFileServer(root) as server:
+    return root
+
+
+@pytest.fixture
+def mirror(mirror_files):
+    """The mirror served on loopback by a server of this test's own (faults and
+    requests are the test's)."""
+    with IndexFileServer(mirror_files) as server:
         yield server
 
 
@@ -311,16 +318,19 @@ def test_a_server_without_ranges_starts_over(mirror, tmp_path):
     assert (tmp_path / name).read_bytes() == (mirror.root / '4100' / name).read_bytes()
 
 
-def test_a_wrong_file_is_refused(mirror, tmp_path):
-    # the mirror serves scale 8's file under scale 7's name
-    shutil.copy(mirror.root / '4100' / 'index-4108.fits', mirror.root / '4100' / 'index-4107.fits')
+def test_a_wrong_file_is_refused(mirror_files, tmp_path):
+    # a mirror that serves scale 8's file under scale 7's name
+    root = tmp_path / 'mirror'
+    shutil.copytree(mirror_files / '4100', root / '4100')
+    shutil.copy(root / '4100' / 'index-4108.fits', root / '4100' / 'index-4107.fits')
     dest = tmp_path / 'dest'
-    with pytest.raises(IndexDownloadError, match='INDEXID is 4108, not 4107'):
-        download_indexes('4100', [7, 8], dest, base_url=mirror.url, verbose=False)
-    assert _final_files(dest) == ['index-4108.fits']     # the good one is kept, no part
-    mirror.fail['index-4107.fits'] = 404
-    with pytest.raises(IndexDownloadError, match='404'):
-        download_indexes('4100', 7, dest, base_url=mirror.url, verbose=False, retries=2)
+    with IndexFileServer(root) as mirror:
+        with pytest.raises(IndexDownloadError, match='INDEXID is 4108, not 4107'):
+            download_indexes('4100', [7, 8], dest, base_url=mirror.url, verbose=False)
+        assert _final_files(dest) == ['index-4108.fits']     # the good one is kept, no part
+        mirror.fail['index-4107.fits'] = 404
+        with pytest.raises(IndexDownloadError, match='404'):
+            download_indexes('4100', 7, dest, base_url=mirror.url, verbose=False, retries=2)
 
 
 def test_a_damaged_local_file_is_fetched_again(mirror, tmp_path):
@@ -396,6 +406,7 @@ def test_choose_scales():
     assert choose_scales(100000, 0.05) == [0, 1]        # small: no large quads
 
 
+@pytest.mark.slow
 def test_build_index(catalog, tmp_path):
     paths = build_index(catalog, tmp_path, scales='0-2', verbose=False)
     assert [p.name for p in paths] == ['index-9000.fits', 'index-9001.fits', 'index-9002.fits']
@@ -414,6 +425,7 @@ def test_build_index(catalog, tmp_path):
     assert not list(tmp_path.glob('.aq-build-*'))            # nothing left behind
 
 
+@pytest.mark.slow
 def test_build_index_columns_units_and_files(catalog, tmp_path):
     gaia = Table({'RA_ICRS': catalog['ra'].to(u.rad), 'DE_ICRS': catalog['dec'],
                   'Gmag': MaskedColumn(catalog['mag'], mask=np.arange(len(catalog)) % 50 == 0)})
@@ -460,6 +472,7 @@ def test_build_index_reports_a_failing_builder(catalog, tmp_path, monkeypatch):
     assert not list((tmp_path / 'x').glob('index-*'))
 
 
+@pytest.mark.slow
 def test_cli_index_build(catalog, tmp_path, capsys):
     catalog.write(tmp_path / 'stars.fits')
     assert cli_main(['index', 'build', str(tmp_path / 'stars.fits'), '--dest', str(tmp_path / 'd'),

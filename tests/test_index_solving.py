@@ -19,7 +19,7 @@ from astrometry_query.exceptions import IndexCoverageError, InvalidInputError
 from astrometry_query.index import build_index, installed_indexes
 from astrometry_query.datasets import render_field, synthetic_catalog, wcs_rms_error
 
-from server_fixtures import INDEX_DIR, make_nova_server, requires_solver  # noqa: F401
+from real_server import INDEX_DIR, requires_solver
 
 pytestmark = requires_solver
 
@@ -31,18 +31,28 @@ SCALE = {'scale_units': 'arcsecperpix', 'scale_lower': 0.9, 'scale_upper': 1.1}
 
 
 @pytest.fixture(scope='module')
-def narrow(tmp_path_factory):
-    """(image path, the SyntheticField, the built index directory)."""
+def narrow_field(tmp_path_factory):
+    """(image path, the SyntheticField, its star catalogue): a field far
+    narrower than Tycho-2's quads."""
     base = tmp_path_factory.mktemp('narrow')
     catalog = synthetic_catalog(TARGET, 0.5 * u.deg, 4000, seed=11)
-    built = build_index(catalog, base / 'indexes', verbose=False)
     field = render_field(FIELD, pixel_scale=1.0 * u.arcsec / u.pix, shape=(600, 640),
                          rotation=-37 * u.deg, flip=True, sip={'k1': 4e-10}, catalog=catalog,
                          zeropoint=24.0, fwhm=2.8, hot_pixels=3, cosmic_rays=1, seed=5)
     path = field.writeto(base / 'narrow.fits', truth='extension')
+    return path, field, catalog
+
+
+@pytest.fixture(scope='module')
+def narrow(narrow_field, tmp_path_factory):
+    """(image path, the SyntheticField, the index directory built for it):
+    building takes seconds, so the tests that use it are slow."""
+    path, field, catalog = narrow_field
+    built = build_index(catalog, tmp_path_factory.mktemp('narrow-index'), verbose=False)
     return path, field, built[0].parent
 
 
+@pytest.mark.slow
 def test_the_index_was_built_for_the_field(narrow):
     _, field, index_dir = narrow
     table = installed_indexes(index_dir)
@@ -52,6 +62,7 @@ def test_the_index_was_built_for_the_field(narrow):
     assert field.data.shape[1] / 60 < float(installed_indexes(INDEX_DIR)['quad_min'].min()) / 2
 
 
+@pytest.mark.slow
 def test_local_backend_solves_it_from_the_built_index(narrow):
     path, field, index_dir = narrow
     with conf.set_temp('index_dir', str(index_dir)), AstrometryNetClass(backend='local') as client:
@@ -65,7 +76,8 @@ def test_local_backend_solves_it_from_the_built_index(narrow):
         assert wcs_rms_error(field.wcs, listed, field.data.shape) < WCS_LIMIT
 
 
-def test_server_solves_it_from_the_built_index(narrow, make_nova_server):  # noqa: F811
+@pytest.mark.slow
+def test_server_solves_it_from_the_built_index(narrow, make_nova_server):
     path, field, index_dir = narrow
     server = make_nova_server(index_dir=str(index_dir))
     with AstrometryNetClass(api_key=server.api_key, server=server.url, backend='nova') as client:
@@ -76,8 +88,8 @@ def test_server_solves_it_from_the_built_index(narrow, make_nova_server):  # noq
         assert wcs_rms_error(field.wcs, uploaded, field.data.shape) < WCS_LIMIT
 
 
-def test_tycho_only_refuses_it_at_once_with_the_fix(narrow):
-    path, _, _ = narrow
+def test_tycho_only_refuses_it_at_once_with_the_fix(narrow_field):
+    path, _, _ = narrow_field
     with conf.set_temp('index_dir', str(INDEX_DIR)), AstrometryNetClass(backend='local') as client:
         jobs_before = len(client.list_jobs())
         with pytest.raises(IndexCoverageError) as info:
@@ -95,9 +107,9 @@ def test_tycho_only_refuses_it_at_once_with_the_fix(narrow):
 
 
 @pytest.fixture
-def hinted(narrow, tmp_path):
+def hinted(narrow_field, tmp_path):
     """The narrow field with the pointing and the scale (1"/px) in its header."""
-    path, _, _ = narrow
+    path, _, _ = narrow_field
     with fits.open(path) as hdul:
         header = hdul[0].header
         assert header['PIXSCALE'] == pytest.approx(1.0)
@@ -131,6 +143,7 @@ def test_tycho_only_with_the_scale_in_the_header_in_a_batch(hinted):
     assert 'found nothing either' not in table['error'][0]
 
 
+@pytest.mark.slow
 def test_tycho_only_with_a_header_to_verify(hinted, caplog):
     """header_hints='verify': the header may be wrong: warned at once, then a
     search without it; when that fails too, the error says what to fetch."""
@@ -152,7 +165,7 @@ def test_header_hints_takes_true_verify_or_false(hinted):
             client.solve_many([hinted], verbose=False, header_hints='check')
 
 
-def test_server_refuses_a_trusted_header_scale_at_once(hinted, make_nova_server):  # noqa: F811
+def test_server_refuses_a_trusted_header_scale_at_once(hinted, make_nova_server):
     """Through the real server: the upload's header scale cannot be served, and
     the client does not go on to a wider search."""
     server = make_nova_server(index_dir=str(INDEX_DIR))
@@ -163,8 +176,8 @@ def test_server_refuses_a_trusted_header_scale_at_once(hinted, make_nova_server)
     assert 'index download 5200' in str(info.value)
 
 
-def test_server_with_tycho_only_says_why(narrow, make_nova_server):  # noqa: F811
-    path, _, _ = narrow
+def test_server_with_tycho_only_says_why(narrow_field, make_nova_server):
+    path, _, _ = narrow_field
     server = make_nova_server(index_dir=str(INDEX_DIR))
     with AstrometryNetClass(api_key=server.api_key, server=server.url, backend='nova') as client:
         with pytest.raises(IndexCoverageError) as info:
@@ -178,6 +191,7 @@ def test_server_with_tycho_only_says_why(narrow, make_nova_server):  # noqa: F81
     assert str(INDEX_DIR) in str(info.value) and info.value.submission_id is not None
 
 
+@pytest.mark.slow
 def test_batch_rows_carry_the_fix(narrow):
     path, field, index_dir = narrow
     with conf.set_temp('index_dir', str(INDEX_DIR)), AstrometryNetClass(backend='local') as client:
@@ -190,6 +204,7 @@ def test_batch_rows_carry_the_fix(narrow):
     assert wcs_rms_error(field.wcs, table['header'][0], field.data.shape) < WCS_LIMIT
 
 
+@pytest.mark.slow
 def test_index_dir_may_name_several_directories(narrow):
     path, field, index_dir = narrow
     both = f'{INDEX_DIR}:{index_dir}'
@@ -200,6 +215,7 @@ def test_index_dir_may_name_several_directories(narrow):
         assert np.isfinite(header['CRVAL1'])
 
 
+@pytest.mark.slow
 def test_tycho_only_at_the_edge_says_why_it_failed(tmp_path):
     """16 arcmin: the engine may try Tycho-2's 22 arcmin quads, so the search
     runs; when it finds nothing the error says the files barely reach the

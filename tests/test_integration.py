@@ -22,7 +22,7 @@ from astrometry_query.exceptions import (InvalidInputError, LoginError, SolveFai
 from astrometry_query.server import ServerThread
 from astrometry_query.datasets import read_truth_wcs, render_field, wcs_rms_error
 from astrometry_query.sources import extract_sources
-from server_fixtures import nova_server, requires_solver  # noqa: F401
+from real_server import requires_solver
 
 pytestmark = requires_solver
 
@@ -65,13 +65,7 @@ def _scale_hint(scale):
 
 
 @pytest.fixture
-def local(tmp_path):
-    with AstrometryNetClass(backend='local') as client:
-        yield client
-
-
-@pytest.fixture
-def nova(nova_server):  # noqa: F811
+def nova(nova_server):
     with AstrometryNetClass(api_key=nova_server.api_key, server=nova_server.url,
                             backend='nova') as client:
         yield client
@@ -89,7 +83,10 @@ def _solve(path_name, client, image, field):
     return client.solve_from_image(image, force_image_upload=path_name == 'upload', **kw)
 
 
-PATHS = [('local', 'image'), ('local', 'source list'), ('nova', 'image'), ('nova', 'upload')]
+# Slow: a source list searched over any scale, and the uploads (the fast loop
+# keeps ten cases, and test_everything_about_one_job solves an upload).
+PATHS = [('local', 'image'), pytest.param('local', 'source list', marks=pytest.mark.slow),
+         ('nova', 'image'), pytest.param('nova', 'upload', marks=pytest.mark.slow)]
 _ERRORS = {}
 
 
@@ -115,6 +112,7 @@ def test_median_accuracy_over_every_path_and_field():
     assert np.median(list(_ERRORS.values())) <= 0.05, _ERRORS
 
 
+@pytest.mark.slow
 def test_at_least_as_accurate_as_bare_solve_field(local, fields, tmp_path):
     """The same field through solve-field with the same hints: ours is never
     worse by more than 10 % (here: SIP distortion, where ours refits)."""
@@ -131,6 +129,7 @@ def test_at_least_as_accurate_as_bare_solve_field(local, fields, tmp_path):
     assert ours <= 1.1 * bare, (ours, bare)
 
 
+@pytest.mark.slow
 def test_wrong_header_hint_still_solves(local, fields, tmp_path):
     """A pointing 40 degrees off must not prevent the solve."""
     image, field, scale = fields['plain']
@@ -146,6 +145,7 @@ def test_wrong_header_hint_still_solves(local, fields, tmp_path):
     assert len(result['attempts']) >= 2 and not result['attempts'][0]['solved']
 
 
+@pytest.mark.slow
 def test_in_memory_inputs_solve(local, fields):
     """An HDUList, an array (with a scale hint) and CCDData (its meta as header)."""
     from astropy.nddata import CCDData
@@ -191,6 +191,7 @@ def test_concurrent_requests_leave_caching_on(nova, fields):
     assert cache_conf.cache_active is True
 
 
+@pytest.mark.slow
 def test_bundled_example_solves_blind(local):
     header = local.solve_from_image(example_image_path(), verbose=False, header_hints=False)
     truth = read_truth_wcs(example_image_path())
@@ -260,7 +261,7 @@ def test_everything_about_one_job(nova, fields, tmp_path):
     assert job.id in list(jobs['job_id'])
 
 
-def test_resume_by_id_from_a_new_client(nova_server, fields):  # noqa: F811
+def test_resume_by_id_from_a_new_client(nova_server, fields):
     path, field, scale = fields['flipped']
     with AstrometryNetClass(api_key=nova_server.api_key, server=nova_server.url) as first:
         sub = first.submit_image(path, **_scale_hint(scale))
@@ -275,8 +276,9 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
+@pytest.fixture(scope='module')
 def file_server(fields):
+    """The fields' folder served on 127.0.0.1 (read only: one server for the module)."""
     folder = Path(fields['plain'][0]).parent
     httpd = http.server.ThreadingHTTPServer(('127.0.0.1', 0),
                                             functools.partial(_Quiet, directory=str(folder)))
@@ -288,7 +290,7 @@ def file_server(fields):
 
 
 @pytest.mark.parametrize('backend', ['nova', 'local'])
-def test_solve_from_url(nova_server, file_server, fields, backend):  # noqa: F811
+def test_solve_from_url(nova_server, file_server, fields, backend):
     _, field, scale = fields['plain']
     kwargs = ({'api_key': nova_server.api_key, 'server': nova_server.url}
               if backend == 'nova' else {})
@@ -298,6 +300,7 @@ def test_solve_from_url(nova_server, file_server, fields, backend):  # noqa: F81
     assert wcs_rms_error(field.wcs, header, field.data.shape) < WCS_LIMIT
 
 
+@pytest.mark.slow
 def test_private_urls_are_refused_by_default(file_server, fields, tmp_path):
     """url_upload never reaches the server's own network unless allowed."""
     with ServerThread(workers=1) as srv, \
@@ -315,6 +318,7 @@ def test_bad_url_fails_with_submission_id(nova):
     assert getattr(info.value, 'submission_id', None) is not None
 
 
+@pytest.mark.slow
 def test_unsolvable_field_raises_solve_failed(nova, local):
     rng = np.random.default_rng(1)
     x, y = rng.uniform(1, 1000, 60), rng.uniform(1, 1000, 60)
@@ -356,7 +360,7 @@ def test_local_results_survive_a_new_instance(fields):
         assert header['AN_JOBID'] in list(second.list_jobs()['job_id'])
 
 
-def test_rejected_key_and_bad_input(nova_server, fields):  # noqa: F811
+def test_rejected_key_and_bad_input(nova_server, fields):
     with AstrometryNetClass(api_key='notavalidkey1234', server=nova_server.url) as client:
         with pytest.raises(LoginError) as info:
             client.login()
@@ -365,6 +369,7 @@ def test_rejected_key_and_bad_input(nova_server, fields):  # noqa: F811
             client.solve_from_image(fields['plain'][0].parent / 'missing.fits')
 
 
+@pytest.mark.slow
 def test_a_failed_download_leaves_no_partial_file(local, fields, tmp_path, monkeypatch):
     image, field, scale = fields['plain']
     header = local.solve_from_image(image, verbose=False, **_scale_hint(scale))

@@ -18,7 +18,7 @@ from astrometry_query.jobs import (DOWNLOAD_KINDS, KIND_OF_ROUTE, RESULT_KINDS, 
 from astrometry_query.jobs.files import ENGINE_OUTPUTS, REQUEST_FILE
 from astrometry_query.jobs.runner import make_executor
 from astrometry_query.datasets import render_field, wcs_rms_error
-from server_fixtures import requires_solver
+from real_server import requires_solver
 
 pytestmark = requires_solver
 
@@ -138,6 +138,7 @@ def test_an_image_in_memory_travels_with_the_job(field, tmp_path):
     assert result['status'] == 'success' and result['input'] == 'input.fits'
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_solve_is_a_worker_lost_error(tmp_path):
     """A process pool whose worker dies: the job is lost, not failed."""
     runner = JobRunner('processes', 1)

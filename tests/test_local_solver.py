@@ -43,7 +43,7 @@ from astrometry_query.local.solver import (EngineOutcome, find_installation, kil
 from astrometry_query.results import calibration_from_wcs
 from astrometry_query.datasets import render_field, wcs_rms_error
 
-from server_fixtures import requires_solver
+from real_server import requires_solver
 
 pytestmark = [pytest.mark.filterwarnings('ignore::astropy.wcs.FITSFixedWarning'), requires_solver]
 
@@ -272,6 +272,7 @@ def test_run_engine_without_a_solution_leaves_no_wcs(tmp_path):
     assert not (tmp_path / 'wcs.fits').exists()
 
 
+@pytest.mark.slow
 def test_run_engine_time_limit_kills_the_engine(tmp_path):
     pytest.importorskip('psutil')
     work = tmp_path.resolve()
@@ -576,6 +577,7 @@ def _tree_bytes(folder):
     return sum(f.stat().st_size for f in Path(folder).rglob('*') if f.is_file())
 
 
+@pytest.mark.slow
 def test_prune_jobs_deletes_jobs_that_ended_long_ago(tmp_path, pleiades):
     an = AstrometryNetClass(backend='local')
     store = an.backend.jobs_dir
@@ -751,6 +753,7 @@ def test_hot_pixels_and_cosmic_rays_are_not_used(pleiades):
     assert np.percentile(dist, 95) < 0.3
 
 
+@pytest.mark.slow
 def test_radial_distortion_needs_a_third_order_tweak():
     field = render_field(SkyCoord(56.75, 24.12, unit='deg'), pixel_scale=10 * u.arcsec / u.pix,
                          shape=SHAPE, rotation=120 * u.deg, flip=True, sip={'k1': 5e-8},
@@ -763,6 +766,7 @@ def test_radial_distortion_needs_a_third_order_tweak():
     assert wcs_rms_error(field.wcs, sip3.header(), SHAPE) < 0.05
 
 
+@pytest.mark.slow
 def test_solve_a_png_row_0_is_the_top(tmp_path):
     pil = pytest.importorskip('PIL.Image')
     field = render_field(SkyCoord(150.1, 2.2, unit='deg'), pixel_scale=12 * u.arcsec / u.pix,
@@ -796,6 +800,7 @@ def test_solve_the_hdu_asked_for(tmp_path, pleiades):
     assert result.solved and wcs_rms_error(pleiades.wcs, result.header(), SHAPE) < 0.1
 
 
+@pytest.mark.slow
 def test_input_names_in_the_job_directory(tmp_path, pleiades):
     # an input already in the job directory stays where it is
     job_dir = tmp_path / 'job'
@@ -814,6 +819,7 @@ def test_input_names_in_the_job_directory(tmp_path, pleiades):
     assert (other / 'input-wcs.fits').read_bytes() == outside.read_bytes()
 
 
+@pytest.mark.slow
 def test_solve_with_right_header_hints(tmp_path):
     field = render_field(SkyCoord(*CENTER, unit='deg'), pixel_scale=10 * u.arcsec / u.pix,
                          shape=SHAPE, rotation=30 * u.deg, fwhm=2.5, seed=1)
@@ -833,6 +839,7 @@ def test_solve_with_right_header_hints(tmp_path):
     assert header['ANAPPL1'] == pytest.approx(9.0) and axy.solved
 
 
+@pytest.mark.slow
 def test_wrong_header_pointing_falls_back(wrong_pointing):
     field, hints, result = wrong_pointing
     assert hints.sources == ['PIXSCALE', 'OBJCTRA/OBJCTDEC']
@@ -845,6 +852,7 @@ def test_wrong_header_pointing_falls_back(wrong_pointing):
     assert wcs_rms_error(field.wcs, result.header(), SHAPE) < 0.1
 
 
+@pytest.mark.slow
 def test_hints_name_only_the_cards_of_the_solving_attempt(wrong_pointing):
     _, _, result = wrong_pointing
     assert result.solved
@@ -894,6 +902,7 @@ def test_solve_too_few_sources():
     assert not result.solved and result.n_sources < 5 and 'detect_threshold' in result.error
 
 
+@pytest.mark.slow
 def test_solve_time_limit_stops_the_engine(tmp_path):
     pytest.importorskip('psutil')
     work = tmp_path.resolve()
@@ -921,6 +930,7 @@ def test_solve_refuses_bad_input(tmp_path):
         pipeline.solve(sources=_random_sources(10, 1), width=W, height=H, index_dir=tmp_path)
 
 
+@pytest.mark.slow
 def test_solve_in_a_process_pool(pleiades, orion, tmp_path):
     """`solve`, its arguments (an Image travels as its path) and its result pickle."""
     path = pleiades.writeto(tmp_path / 'p.fits', truth='none')

@@ -21,6 +21,7 @@ from astrometry_query.exceptions import (InvalidInputError, InvalidSettingError,
                                          LoginError, MissingAPIKeyError, ResultNotAvailableError,
                                          ServerError, SolveFailedError, SolveTimeoutError,
                                          SubmissionError)
+from astrometry_query.nova.client import DOWNLOAD_RETRIES
 from astrometry_query.nova.protocol import OPEN_SERVER_KEY
 from astrometry_query.results import Calibration, Job, Submission
 
@@ -31,27 +32,13 @@ X = [10.5, 200.25, 35.0, 410.0, 99.0, 300.5]
 Y = [20.0, 150.5, 400.0, 33.25, 250.0, 88.0]
 
 
-class FakeClock:
-    """Polling without real sleeping: sleep() advances the clock."""
-
-    def __init__(self):
-        self.now = 1000.0
-        self.sleeps = []
-
-    def sleep(self, seconds):
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-    def clock(self):
-        return self.now
-
-
 @pytest.fixture
-def clock(monkeypatch):
-    fc = FakeClock()
-    monkeypatch.setattr(client_module, 'wait_for_job',
-                        functools.partial(polling.wait_for_job, sleep=fc.sleep, clock=fc.clock))
-    return fc
+def clock(fake_clock, monkeypatch):
+    """Polling and the client's retry pauses without real sleeping: a sleep
+    advances the clock."""
+    monkeypatch.setattr(client_module, 'wait_for_job', functools.partial(
+        polling.wait_for_job, sleep=fake_clock.sleep, clock=fake_clock.clock))
+    return fake_clock
 
 
 @pytest.fixture
@@ -213,6 +200,7 @@ def test_key_less_client_of_an_open_server_asks_once_and_renews(fake, clock):
                if r.path == '/api/login')
 
 
+@pytest.mark.slow       # the HTTP adapter's own connection retries sleep for real
 def test_unreachable_server_without_a_key_is_a_server_error(clock):
     inst = AstrometryNetClass(server='http://127.0.0.1:9')     # nothing listens there
     with pytest.raises(ServerError, match='Cannot reach the server'):
@@ -967,12 +955,15 @@ def test_download_html_instead_of_fits_is_an_error(an, fake, solved, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_download_of_unsolved_and_unknown_jobs(an, fake):
+def test_download_of_unsolved_and_unknown_jobs(an, fake, clock):
     sid = fake.add_submission(['solving'])
     jid = fake.job_of(sid)
     with pytest.raises(ResultNotAvailableError) as info:
         an.download(jid, 'wcs')
     assert info.value.job_id == jid
+    # nova's 500 for a missing file may be a passing failure: tried again after growing pauses
+    assert clock.sleeps == list(DOWNLOAD_RETRIES)
+    assert len(fake.calls(rf'^/wcs_file/{jid}$')) == len(DOWNLOAD_RETRIES) + 1
     with pytest.raises(JobNotFoundError) as info:
         an.download(999999, 'rdls')
     assert info.value.job_id == 999999

@@ -25,7 +25,7 @@ from astrometry_query.exceptions import (AstrometryNetError, InvalidInputError,
                                          JobNotFoundError)
 from astrometry_query.datasets import render_field
 
-from server_fixtures import requires_solver
+from real_server import requires_solver
 
 matplotlib = pytest.importorskip('matplotlib')
 matplotlib.use('Agg')
@@ -134,6 +134,7 @@ def _same_wcs(ax, header):
 
 
 # -- plot_annotations ---------------------------------------------------------------------------
+@pytest.mark.slow
 def test_annotations_on_wcsaxes(solved):
     client, header, path, _ = solved
     table = client.get_annotations(header)
@@ -428,8 +429,10 @@ def _extents(ax):
     return boxes
 
 
-@pytest.mark.parametrize('shape', [SHAPE, (900, 240), (220, 900)],
-                         ids=['landscape', 'tall', 'wide'])
+@pytest.mark.parametrize('shape', [pytest.param(SHAPE, id='landscape'),
+                                   # another field to solve for each:
+                                   pytest.param((900, 240), id='tall', marks=pytest.mark.slow),
+                                   pytest.param((220, 900), id='wide', marks=pytest.mark.slow)])
 @pytest.mark.parametrize('guides', [False, True], ids=['plain', 'guides'])
 def test_the_key_never_overlaps_the_summary(solved, solve, shape, guides):
     client = solved[0]
@@ -453,6 +456,7 @@ def test_the_key_never_overlaps_the_summary(solved, solve, shape, guides):
     assert not boxes['key'].overlaps(boxes['summary'])
 
 
+@pytest.mark.slow
 def test_a_sparse_field_keeps_a_dark_sky(solve):
     """Twelve stars on a noisy sky: a percentile range would be all noise (grey)."""
     header, path, field = solve('sparse', shape=SHAPE, max_stars=12, zeropoint=17)
@@ -519,7 +523,8 @@ def _sky_direction(wcs, angle):
     return vector / np.hypot(*vector)
 
 
-@pytest.mark.parametrize('flip', [False, True], ids=['rotated', 'flipped'])
+@pytest.mark.parametrize('flip', [pytest.param(False, id='rotated'),  # another field to solve:
+                                  pytest.param(True, id='flipped', marks=pytest.mark.slow)])
 def test_the_compass_points_where_the_wcs_says(solved, solve, flip):
     client = solved[0]
     header, path, field = solve('flipped', shape=SHAPE, flip=True, rotation=-35 * u.deg) \
@@ -622,6 +627,7 @@ def test_unknown_job_is_a_typed_error(solved):
         plot_solution(path, 987654, client=client)
 
 
+@pytest.mark.slow
 def test_importing_the_package_does_not_import_matplotlib():
     code = ('import sys, astrometry_query, astrometry_query.plotting, '
             'astrometry_query.local.annotate; '

@@ -221,6 +221,7 @@ def _normalize_or_refuse(raw):
     return out
 
 
+@pytest.mark.slow
 @fuzz(150)
 @given(raw=any_settings())
 @example(raw={'center': (10, 95)})
@@ -255,6 +256,7 @@ def test_one_scale_bound_is_refused_or_completed(raw):
         assert normalize_settings(out) == out
 
 
+@pytest.mark.slow
 @fuzz(150)
 @given(raw=any_settings(huge=True, scale_strings=True))
 @example(raw={'center_ra': 10 ** 400, 'center_dec': 0})
@@ -266,6 +268,7 @@ def test_normalize_settings_never_raises_another_type(raw):
     _normalize_or_refuse(raw)
 
 
+@pytest.mark.slow
 @fuzz(150)
 @given(raw=valid_settings())
 @example(raw={'center_ra': 0, 'center_dec': 0})
@@ -445,6 +448,7 @@ def _with_examples(**fixed):
     return decorate
 
 
+@pytest.mark.slow
 @fuzz(120)
 @given(raw=request_jsons(session_needed=False,
                          extra=st.fixed_dictionaries({}, optional={'apikey': json_values})))
@@ -457,6 +461,7 @@ def test_login_answers_any_request_json(server, raw):
     check_alive(server)
 
 
+@pytest.mark.slow
 @fuzz(150)
 @given(raw=request_jsons(), multipart=st.booleans())
 @_with_examples(multipart=False)
@@ -472,6 +477,7 @@ files = st.tuples(st.text(max_size=30), st.binary(max_size=300)) | st.tuples(
     st.sampled_from([b'', b'SIMPLE  =' + b' ' * 100, b'\x1f\x8b\x00', b'\x89PNG\r\n\x1a\n']))
 
 
+@pytest.mark.slow
 @fuzz(100)
 @given(raw=request_jsons(), file=files)
 @_with_examples(file=('a.fits', b'SIMPLE  = T'))
@@ -488,6 +494,7 @@ urls = (json_values | st.text(max_size=40)
                            'http://[::1]/a.fits', 'http://example.com:abc/a.fits']))
 
 
+@pytest.mark.slow
 @fuzz(120)
 @given(raw=request_jsons(extra=st.fixed_dictionaries({'url': urls})))
 @_with_examples()
@@ -497,6 +504,7 @@ def test_url_upload_answers_any_request_json(server, raw):
     check_alive(server)
 
 
+@pytest.mark.slow
 @fuzz(80)
 @given(raw=request_jsons(), multipart=st.booleans())
 @example(raw='[1, 2]', multipart=False)
@@ -518,6 +526,7 @@ def _submission_images(server, raw):
     return payload
 
 
+@pytest.mark.slow
 @fuzz(100)
 @given(raw=request_jsons(extra=st.fixed_dictionaries({'subid': subids})))
 @example(raw=_s({'session': '$SESSION', 'subid': 'abc'}))
@@ -527,6 +536,7 @@ def test_submission_images_answers_any_request_json(server, raw):
     _submission_images(server, raw)
 
 
+@pytest.mark.slow
 @fuzz(100)
 @given(raw=request_jsons(extra=st.fixed_dictionaries({'subid': subids})))
 @example(raw=_s({'session': '$SESSION', 'subid': 'abc'}))
@@ -556,6 +566,7 @@ def _get(server, path):
     return reply, payload
 
 
+@pytest.mark.slow
 @fuzz(150)
 @given(job=ids, suffix=st.sampled_from(JOB_SUFFIXES), query=queries)
 @example(job='12-3', suffix='', query='')
@@ -565,6 +576,7 @@ def test_job_paths_answer_any_id(server, job, suffix, query):
     _get(server, f'jobs/{quote(job, safe="")}{suffix}{query}')
 
 
+@pytest.mark.slow
 @fuzz(100)
 @given(sub=ids, suffix=st.sampled_from(['', '/']))
 @example(sub='12-3', suffix='')
@@ -573,6 +585,7 @@ def test_submission_paths_answer_any_id(server, sub, suffix):
     _get(server, f'submissions/{quote(sub, safe="")}{suffix}')
 
 
+@pytest.mark.slow
 @fuzz(100)
 @given(job=ids, suffix=st.sampled_from(JOB_SUFFIXES + ['/annotations']), query=queries)
 @example(job='12-3', suffix='', query='')
@@ -583,6 +596,7 @@ def test_job_paths_unknown_ids_are_404(server, job, suffix, query):
     check_specific(payload)
 
 
+@pytest.mark.slow
 @fuzz(60)
 @given(sub=ids)
 @example(sub='12-3')

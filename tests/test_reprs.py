@@ -30,7 +30,7 @@ from astrometry_query.results import PARITY_WORDS, Calibration, Job, Submission,
 from astrometry_query.server import web_html
 from astrometry_query.datasets import render_field
 
-from server_fixtures import make_nova_server, requires_solver  # noqa: F401
+from real_server import requires_solver
 
 pytestmark = [requires_solver, pytest.mark.filterwarnings('ignore::astropy.wcs.FITSFixedWarning')]
 
@@ -337,6 +337,7 @@ def test_view_without_a_thumbnail_never_raises(solved, tmp_path):
             assert not root.findall('.//img') and not root.findall('.//table')
 
 
+@pytest.mark.slow
 def test_view_of_a_closed_client(solved, tmp_path):
     with conf.set_temp('local_data_dir', str(tmp_path / 'local')):
         client = AstrometryNetClass(backend='local')
@@ -354,7 +355,8 @@ def test_view_of_a_closed_client(solved, tmp_path):
         client.close()
 
 
-def test_nova_job_is_bound_to_its_client(make_nova_server, solved):  # noqa: F811
+@pytest.mark.slow
+def test_nova_job_is_bound_to_its_client(make_nova_server, solved):
     server = make_nova_server(workers=1)
     with AstrometryNetClass(api_key=server.api_key, server=server.url) as nova, \
             conf.set_temp('poll_interval', 0.05):
@@ -493,6 +495,7 @@ def _stderr(outputs):
                    if o['output_type'] == 'stream' and o['name'] == 'stderr')
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('front', ['widgets', 'text'])
 def test_notebook_shows_progress_and_the_job_view(front, tmp_path, monkeypatch):
     nbformat = pytest.importorskip('nbformat')

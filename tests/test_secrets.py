@@ -15,7 +15,7 @@ from astrometry_query import AstrometryNetClass, conf
 from astrometry_query.exceptions import AstrometryNetError
 from astrometry_query.server import ServerThread
 from astrometry_query.datasets import render_field
-from server_fixtures import requires_solver
+from real_server import requires_solver
 
 pytestmark = requires_solver
 API_KEY = 'secretkeyqwertyu'
@@ -30,6 +30,7 @@ class _Everything(logging.Handler):
         self.lines.append(self.format(record))
 
 
+@pytest.mark.slow
 def test_no_secret_in_logs_reprs_errors_or_files(tmp_path):
     field = render_field(SkyCoord(150.3, 25.1, unit='deg'), pixel_scale=12 * u.arcsec / u.pix,
                          shape=(400, 500), rotation=37 * u.deg, fwhm=2.8, seed=1)

@@ -36,7 +36,7 @@ from astrometry_query.nova.protocol import ERRORS, LONG_POLL_HEADER
 from astrometry_query.server import ServerThread, check_bind
 from astrometry_query.server.ingest import source_list_bytes
 from astrometry_query.urls import url_problem
-from server_fixtures import make_nova_server, nova_server, requires_solver  # noqa: F401
+from real_server import requires_solver
 
 pytestmark = requires_solver
 
@@ -386,6 +386,7 @@ def test_official_client_multipart_layout(nova_server, session, field):
     assert [cal['ra'], cal['dec']] == pytest.approx([83.8, -5.4], abs=1 / 3600)
 
 
+@pytest.mark.slow
 def test_tar_gz_of_source_lists(nova_server, session, field):
     table = fits.BinTableHDU.from_columns([fits.Column('x', 'D', array=np.array(field.x)),
                                            fits.Column('y', 'D', array=np.array(field.y))])
@@ -555,6 +556,7 @@ def test_no_keys_in_logs(nova_server, caplog):
 
 
 # -- restart, astroquery, open mode -----------------------------------------------------
+@pytest.mark.slow
 def test_restart_finishes_queued_and_interrupted_work(make_nova_server, field):
     server = make_nova_server(workers=0)         # accepts and queues, solves nothing
     session = server.login()
@@ -580,6 +582,7 @@ def test_restart_finishes_queued_and_interrupted_work(make_nova_server, field):
     assert again['job_calibrations'] and again['processing_started'] != 'None'
 
 
+@pytest.mark.slow
 def test_astroquery_client(nova_server, field, tmp_path):
     from astroquery.astrometry_net import AstrometryNet as AQ
     from astroquery.astrometry_net import conf
@@ -602,6 +605,7 @@ def test_astroquery_client(nova_server, field, tmp_path):
     assert centre == pytest.approx([83.8, -5.4], abs=2e-3)
 
 
+@pytest.mark.slow
 def test_open_mode_is_loopback_only(tmp_path):
     check_bind('127.0.0.5', [])
     check_bind('::1', [])
@@ -622,6 +626,7 @@ def test_open_mode_is_loopback_only(tmp_path):
     assert cli.returncode == 2 and 'loopback' in cli.stderr
 
 
+@pytest.mark.slow
 def test_queue_is_fair_between_users(make_nova_server):
     server = make_nova_server(workers=0)
     rng = np.random.default_rng(2)
@@ -638,6 +643,7 @@ def test_queue_is_fair_between_users(make_nova_server):
     assert order == [jobs[0], jobs[3], jobs[1], jobs[2]]    # the other user's job goes second
 
 
+@pytest.mark.slow
 def test_command_line(tmp_path):
     with socket.socket() as probe:
         probe.bind(('127.0.0.1', 0))
@@ -662,7 +668,8 @@ def test_command_line(tmp_path):
 
 
 # -- limits --------------------------------------------------------------------------------
-def test_upload_and_request_json_size_limits(make_nova_server):  # noqa: F811
+@pytest.mark.slow
+def test_upload_and_request_json_size_limits(make_nova_server):
     server = make_nova_server(workers=0, max_upload=100_000, max_json=20_000)
     session = server.login()
     too_big = {'request-json': (None, json.dumps({'session': session})),
@@ -677,7 +684,8 @@ def test_upload_and_request_json_size_limits(make_nova_server):  # noqa: F811
     assert 'larger than 20000 bytes' in api_error(server.call('upload', xy))
 
 
-def test_rate_limit_answers_429_with_retry_after(make_nova_server):  # noqa: F811
+@pytest.mark.slow
+def test_rate_limit_answers_429_with_retry_after(make_nova_server):
     server = make_nova_server(workers=0, rate_limit=2.0)
     session = server.login()
     answers = [server.call('myjobs', {'session': session}) for _ in range(8)]
@@ -692,6 +700,7 @@ def test_rate_limit_answers_429_with_retry_after(make_nova_server):  # noqa: F81
                for _ in range(10))
 
 
+@pytest.mark.slow
 def test_objects_listed_while_the_tagger_is_between_file_and_store(nova_server, solved):
     """The idle tagger writes the job's extras file, then stores the list: a
     request in between must not answer 'no objects'."""
@@ -703,3 +712,40 @@ def test_objects_listed_while_the_tagger_is_between_file_and_store(nova_server, 
     with sqlite3.connect(nova_server.data_dir / 'nova.sqlite3') as db:     # the window
         db.execute("UPDATE jobs SET objects = '[]' WHERE id = ?", (job_id,))
     assert exact_json(requests.get(api + '/objects_in_field'))['objects_in_field'] == listed
+
+
+def test_objects_stored_between_two_reads_are_answered(nova_server, solved, monkeypatch):
+    """The idle tagger may store the list after a request read the job (no list
+    yet) and before it asked whether one was stored: the answer is the list,
+    not 'no objects'."""
+    job_id = solved.job
+    api = f'{nova_server.url}/api/jobs/{job_id}'
+    listed = exact_json(requests.get(api + '/objects_in_field'))['objects_in_field']
+    assert listed                                   # stored by now
+    store = nova_server.thread.app.state.store
+    read = store.job
+    first = []
+
+    def read_before_the_tagger_stored(asked_id):
+        job = read(asked_id)
+        if asked_id == job_id and not first:        # the request's first read: too early
+            first.append(asked_id)
+            job = dict(job, objects=[], tags=[], machine_tags=[])
+        return job
+    monkeypatch.setattr(store, 'job', read_before_the_tagger_stored)
+    assert exact_json(requests.get(api + '/objects_in_field'))['objects_in_field'] == listed
+    assert first == [job_id]
+
+
+def test_a_long_poll_on_a_submission_with_its_job_is_answered_at_once(nova_server, session):
+    """Once every image has its job, a submission's state holds nothing more to
+    wait for (calibrations or the job's end are the job's to say): a failed job
+    must not leave the client's submission poll held for its whole wait."""
+    reply = submit_xy(nova_server, session, [10.0, 20.0, 30.0, 40.0], [40.0, 31.0, 20.0, 10.0])
+    sub = finished_submission(nova_server, reply['subid'])       # too few sources: failed
+    assert requests.get(f"{nova_server.api_url}jobs/{sub['jobs'][0]}").json() == {
+        'status': 'failure'}
+    assert not sub['job_calibrations']
+    # (the wait asked for is far longer than the HTTP timeout: a held answer fails)
+    held = requests.get(f"{nova_server.api_url}submissions/{reply['subid']}?wait=30", timeout=10)
+    assert exact_json(held) == sub

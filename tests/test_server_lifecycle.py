@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from astrometry_query import AstrometryNetClass
-from server_fixtures import requires_solver
+from real_server import requires_solver
 
 pytestmark = requires_solver
 KEY = 'lifecyclekeyabcd'
@@ -85,6 +85,7 @@ def _wait_for(predicate, timeout):
     return predicate()
 
 
+@pytest.mark.slow
 def test_sigterm_stops_solves_and_requeues_them(tmp_path):
     port = _free_port()
     server = _serve(tmp_path, port)
@@ -113,6 +114,7 @@ def test_sigterm_stops_solves_and_requeues_them(tmp_path):
             server.kill()
 
 
+@pytest.mark.slow
 def test_kill_9_and_restart_loses_nothing(tmp_path, fields_for_lifecycle):
     port = _free_port()
     server = _serve(tmp_path, port)
@@ -139,8 +141,10 @@ def test_kill_9_and_restart_loses_nothing(tmp_path, fields_for_lifecycle):
         server.wait(15)
 
 
-@pytest.fixture
-def fields_for_lifecycle(tmp_path):
+@pytest.fixture(scope='module')
+def fields_for_lifecycle(tmp_path_factory):
+    """Two fields, rendered once (the tests only submit them)."""
+    tmp_path = tmp_path_factory.mktemp('lifecycle')
     import astropy.units as u
     from astropy.coordinates import SkyCoord
     from astrometry_query.datasets import render_field
@@ -152,6 +156,7 @@ def fields_for_lifecycle(tmp_path):
     return paths
 
 
+@pytest.mark.slow
 def test_small_load_with_a_kill_9_loses_nothing():
     """CI's version of benchmarks/load.py: 40 submissions from 8 clients, the
     server killed -9 half way and restarted; every submission the server

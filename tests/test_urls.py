@@ -63,7 +63,8 @@ def www():
     httpd = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
     httpd.daemon_threads = True
     httpd.seen = []
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    threading.Thread(target=httpd.serve_forever, kwargs={'poll_interval': 0.05},  # quick to shut down
+                     daemon=True).start()
     httpd.url = f'http://127.0.0.1:{httpd.server_address[1]}'
     yield httpd
     httpd.shutdown()

@@ -25,7 +25,7 @@ from astrometry_query.results import calibration_from_wcs
 from astrometry_query.server import ServerThread
 from astrometry_query.local.extraction import CIRCLE_COLOUR, EXTRACTION_FILE
 from astrometry_query.datasets import render_field
-from server_fixtures import make_nova_server, nova_server, requires_solver  # noqa: F401
+from real_server import requires_solver
 
 SHAPE = (600, 700)                       # rows, columns
 CENTER = (56.75, 24.12)                  # the Pleiades
@@ -160,7 +160,7 @@ def test_sign_in_logs_no_key_and_the_script_sets_no_markup(nova_server, caplog):
     assert 'textContent' in script and 'innerHTML' not in script and 'insertAdjacentHTML' not in script
 
 
-def test_too_large_an_upload_is_said_on_the_page(make_nova_server):  # noqa: F811
+def test_too_large_an_upload_is_said_on_the_page(make_nova_server):
     server = make_nova_server(workers=0, max_upload=20_000)
     browser = Browser(server)
     browser.signin(server.api_key)
@@ -234,6 +234,7 @@ def test_typed_values_come_back_escaped(signed_in):
 
 
 # -- a solve through the form ------------------------------------------------------------------
+@pytest.mark.slow
 @requires_solver
 def test_solve_through_the_form(nova_server, signed_in, field):
     reply = signed_in.upload(field.path, name=NASTY, **SCALE_HINT)
@@ -302,6 +303,7 @@ def sky_links(page):
     return out
 
 
+@pytest.mark.slow
 @requires_solver
 def test_job_page_size_sources_viewers_and_log_odds(nova_server, signed_in, field):
     job_id = int(final_summary(signed_in, sub_id_of(signed_in.upload(field.path, **SCALE_HINT)))[
@@ -411,6 +413,7 @@ def test_open_server_takes_anonymous_submissions(tmp_path, field):
         assert 'data-status="processing">queued</span>' in page and 'Downloads' not in page
 
 
+@pytest.mark.slow
 def test_form_secret_is_owner_only_and_kept_across_restarts(tmp_path):
     """The HMAC secret of the forms: owner-only from its creation, the same after a
     restart (an open form stays valid), made anew when cut short."""
@@ -477,8 +480,9 @@ def _png(data, size=None):
     return np.asarray(image.convert('L'), dtype=float)
 
 
+@pytest.mark.slow
 @requires_solver
-def test_browser_end_to_end(make_nova_server, field, tmp_path):  # noqa: F811
+def test_browser_end_to_end(make_nova_server, field, tmp_path):
     sync_playwright, chromium = _chromium()
     server = make_nova_server(workers=0)        # queue only: the status is seen to change live
     with sync_playwright() as p:

@@ -89,13 +89,16 @@ class NovaClient:
         Timeout of each HTTP request, in seconds.
     poll_interval : float
         First interval between status polls of a job, in seconds.
+    sleep : callable, optional
+        Pauses between retries (``time.sleep``; tests give a fake clock's).
     """
     name = 'nova'
     #: Header hints are read here: nova cannot fall back from them by itself.
     reads_header_hints = False
 
-    def __init__(self, request, *, server, api_key, timeout, poll_interval=0.5):
+    def __init__(self, request, *, server, api_key, timeout, poll_interval=0.5, sleep=time.sleep):
         self._request = request
+        self._sleep = sleep
         self.server = server
         self._api_key = api_key
         self.timeout = timeout
@@ -152,14 +155,14 @@ class NovaClient:
             except ServerError:
                 if pause is None or not self._time_for(pause):
                     raise
-                time.sleep(pause)
+                self._sleep(pause)
                 continue
             if response.status_code not in (429, 502, 503, 504) or pause is None:
                 return response
             wait = _seconds(response.headers.get('Retry-After')) or pause
             if not self._time_for(wait):
                 return response
-            time.sleep(wait)
+            self._sleep(wait)
         return response
 
     def _time_for(self, pause):
@@ -443,11 +446,11 @@ class NovaClient:
             except ServerError:
                 if pause is None or not self._time_for(pause):
                     raise
-                time.sleep(pause)
+                self._sleep(pause)
                 continue
             if response.status_code < 500 or pause is None or not self._time_for(pause):
                 break
-            time.sleep(pause)
+            self._sleep(pause)
         status = response.status_code
         if status in (301, 302, 303, 307, 308):
             raise ServerError(f'{url} redirected to {response.headers.get("Location")!r} '

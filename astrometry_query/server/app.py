@@ -211,9 +211,12 @@ class NovaApp:
 
     async def submission(self, request):
         sub_id = path_id(request)
+        # Settled once every image has its job: its end is the job's to say (a
+        # failed job changes nothing here, and would hold the poll to its end).
         out = await self._long_poll(
             request, lambda: self.store.submission_status(sub_id),
-            lambda s: bool(s.get('job_calibrations') or s.get('error_message')))
+            lambda s: bool(s.get('job_calibrations') or s.get('error_message')
+                           or (s['jobs'] and None not in s['jobs'])))
         if out is None:
             raise NotFound(f'no submission {sub_id}')
         return nova_json(out)
@@ -231,7 +234,8 @@ class NovaApp:
             # fill_objects then reads that file, so both agree.
             if not await run_in_threadpool(self.store.has_objects, job_id):
                 await run_in_threadpool(self.pool.fill_objects, job_id)
-                job = await run_in_threadpool(self.store.job, job_id)
+            # read again: stored by now, here or by the tagger since the first read
+            job = await run_in_threadpool(self.store.job, job_id)
         return job
 
     async def job_status(self, request):

@@ -1,14 +1,8 @@
-"""pytest fixtures that run the real nova-compatible server on 127.0.0.1.
+"""The real nova-compatible server on 127.0.0.1, for tests: `NovaServer`, and
+`requires_solver` for tests that need astrometry.net and its index files.
 
-Use them from a test module with::
-
-    from server_fixtures import nova_server, make_nova_server  # noqa: F401
-
-``nova_server`` (module scope) is one server with two workers and two API keys;
-``open_nova_server`` (module scope) one without keys (open: any key, or none,
-is accepted); ``make_nova_server`` builds servers with other options (workers,
-solve_timeout, open=True, ...) and stops them after the test.  Each yields a
-`NovaServer`.
+The fixtures built on them (``nova_server``, ``open_nova_server``,
+``make_nova_server``) are in conftest.py: a test names them as arguments.
 """
 import json
 import secrets
@@ -21,8 +15,7 @@ import requests
 
 from astrometry_query.server import ServerThread
 
-__all__ = ['NovaServer', 'nova_server', 'open_nova_server', 'make_nova_server', 'requires_solver',
-           'have_solver', 'new_api_key']
+__all__ = ['NovaServer', 'requires_solver', 'have_solver', 'new_api_key', 'INDEX_DIR']
 
 INDEX_DIR = Path('/usr/share/astrometry')
 
@@ -111,35 +104,3 @@ class NovaServer:
         """POST ``request-json`` = ``args`` to ``api_url + path``; the response."""
         data = None if args is None else {'request-json': json.dumps(args)}
         return requests.post(self.api_url + path, data=data, timeout=30, **kw)
-
-
-@pytest.fixture(scope='module')
-def nova_server(tmp_path_factory):
-    """A running server shared by the tests of a module."""
-    server = NovaServer(tmp_path_factory.mktemp('nova-server')).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope='module')
-def open_nova_server(tmp_path_factory):
-    """A running open server (no API keys, as ``astrometry-query serve`` without
-    ``--api-key``) shared by the tests of a module."""
-    server = NovaServer(tmp_path_factory.mktemp('open-nova-server'), open=True).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def make_nova_server(tmp_path_factory):
-    """Factory: ``make_nova_server(workers=0, solve_timeout=30)`` -> a started
-    `NovaServer` with its own data directory, stopped after the test."""
-    servers = []
-
-    def make(**options):
-        server = NovaServer(tmp_path_factory.mktemp('nova-server'), **options).start()
-        servers.append(server)
-        return server
-    yield make
-    for server in servers:
-        server.stop()
