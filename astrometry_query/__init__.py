@@ -25,6 +25,8 @@ PUBLIC_MODULES = (
     'astrometry_query.images',
     'astrometry_query.sources',
     'astrometry_query.hints',
+    'astrometry_query.frames',          # a solution written into the frame, or beside it
+    'astrometry_query.tracking',        # a sequence's frames followed without a search
     'astrometry_query.datasets',
     'astrometry_query.plotting',
     'astrometry_query.server',
