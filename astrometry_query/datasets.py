@@ -24,18 +24,18 @@ from astropy.table import Table
 from astropy.wcs import WCS, FITSFixedWarning, Sip
 from astropy.wcs.utils import proj_plane_pixel_scales
 
+from .index.locations import DEFAULT_INDEX_DIR, configured_index_dirs, find_config
+
 __all__ = ['index_stars', 'make_wcs', 'SyntheticField', 'render_field', 'wcs_rms_error',
            'read_truth_wcs', 'make_example_image', 'EXAMPLE_IMAGE', 'synthetic_catalog']
 
 EXAMPLE_IMAGE = Path(__file__).resolve().parent / 'data' / 'example.fits'
-_CONFIG_FILES = ('/etc/astrometry.cfg', '/usr/local/astrometry/etc/astrometry.cfg')
 _erf = np.vectorize(math.erf, otypes=[float])
 
 
 def _index_files(index_dir, index_names):
-    text = ''.join(Path(c).read_text() for c in _CONFIG_FILES if Path(c).is_file())
-    found = re.findall(r'^\s*add_path\s+(\S+)', text, re.M) + ['/usr/share/astrometry']
-    dirs = [Path(index_dir)] if index_dir is not None else [Path(d) for d in dict.fromkeys(found)]
+    dirs = [Path(index_dir)] if index_dir is not None else list(
+        configured_index_dirs(find_config()) + (DEFAULT_INDEX_DIR,))
     files = (sorted(f for d in dirs for f in d.glob('index-tycho2-*.fits')) if index_names is None else
              [next((c for c in [Path(n)] + [d / n for d in dirs] if c.is_file()), None) for n in index_names])
     if not files or None in files:

@@ -162,10 +162,9 @@ class SolveQueue:
         waits: a solver slot is never spent on it (a request for them lists
         them at once anyway)."""
         while not self._stopping:
-            try:
-                job_id = self._to_tag.get(timeout=0.5)
-            except queue.Empty:
-                continue
+            job_id = self._to_tag.get()
+            if job_id is None:      # the stop's wake-up
+                break
             while not self._stopping:
                 counts = self.store.counts()
                 if not (counts['queued'] or counts['running']):
@@ -196,6 +195,7 @@ class SolveQueue:
             True when every thread has ended.
         """
         self._stopping = True
+        self._to_tag.put(None)
         self.wake()
         if interrupt:
             from ..local.solver import stop_all_engines
