@@ -103,27 +103,6 @@ def _is_source_list(item):
     return isinstance(item, Table) or (isinstance(item, tuple) and len(item) == 4)
 
 
-def _row(item, status, *, header=None, error='', elapsed=0.0, calibration=None, origin='new',
-         failure=None):
-    """One result row; ``failure`` (one of `FAILURES`) says why a failed input failed."""
-    row = {'index': item.index, 'input': item.label, 'status': status, 'ra': np.nan,
-           'dec': np.nan, 'pixscale': np.nan, 'orientation': np.nan, 'parity': np.nan,
-           'job_id': item.job_id, 'submission_id': item.submission_id, 'error': error,
-           'elapsed': round(float(elapsed), 4), 'origin': origin, 'wcs_file': '', 'header': header,
-           'failure': (failure or 'error') if status != 'success' else None}
-    if header is not None:
-        try:
-            cal = calibration or calibration_from_wcs(header)
-            row.update(ra=cal['ra'], dec=cal['dec'], pixscale=cal['pixscale'],
-                       orientation=cal['orientation'], parity=cal['parity'])
-        except Exception:
-            pass
-        row['job_id'] = header.get('AN_JOBID', item.job_id)
-        row['submission_id'] = header.get('AN_SUBID', item.submission_id)
-    return row
-
-
-
 def _failed_for_good(entry, timeout):
     """Whether a journal's failure would only repeat itself: no solution
     with these settings, or out of time with no more time given now."""
@@ -177,8 +156,8 @@ def _row(item, status, *, header=None, error='', elapsed=0.0, origin='new', fail
     row = {'index': item.index, 'input': item.label, 'status': status, 'ra': np.nan,
            'dec': np.nan, 'pixscale': np.nan, 'orientation': np.nan, 'parity': np.nan,
            'job_id': item.job_id, 'submission_id': item.submission_id, 'error': error,
-           'elapsed': round(float(elapsed), 4), 'origin': origin, 'header': header,
-           'failure': (failure or 'error') if status != 'success' else None}
+           'elapsed': round(float(elapsed), 4), 'origin': origin, 'wcs_file': '',
+           'header': header, 'failure': (failure or 'error') if status != 'success' else None}
     if header is not None:
         try:
             cal = calibration_from_wcs(header)

@@ -25,6 +25,7 @@ from astropy.io import fits
 from scipy.optimize import least_squares
 from scipy.spatial import cKDTree
 
+from .local.refine import mutual_matches
 from .results import wcs_from_header
 
 __all__ = ['track', 'TrackResult', 'MIN_TRACKED']
@@ -116,19 +117,6 @@ def _vote(x, y, px, py, max_shift, cell):
     return offset, int(best), int(others.max())
 
 
-def _mutual(x, y, px, py, radius):
-    """Mutual nearest neighbours closer than ``radius``: (source index, catalogue index)."""
-    if not len(x) or not len(px):
-        return np.zeros(0, int), np.zeros(0, int)
-    src, cat = np.column_stack([x, y]), np.column_stack([px, py])
-    d, nearest = cKDTree(cat).query(src, distance_upper_bound=radius)
-    found = np.isfinite(d)
-    _, back = cKDTree(src).query(cat[nearest[found]])
-    s = np.nonzero(found)[0]
-    mutual = back == s
-    return s[mutual], nearest[found][mutual]
-
-
 def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_shift=None,
           fwhm=3.0):
     """Solve a frame by following the field of a solved one.
@@ -185,7 +173,7 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
         with np.errstate(all='ignore'):
             mx, my = model.all_world2pix(np.asarray(ref_ra, float)[cat],
                                          np.asarray(ref_dec, float)[cat], 1, quiet=True)
-        s, c = _mutual(x, y, mx, my, radius)
+        s, c = mutual_matches(x, y, mx, my, radius)
         if len(s) < MIN_TRACKED:
             return None
         if pairs[0].shape == s.shape and np.array_equal(pairs[0], s) and \

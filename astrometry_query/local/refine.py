@@ -23,7 +23,7 @@ from scipy.spatial import cKDTree
 
 from ..results import wcs_from_header
 
-__all__ = ['refine_wcs', 'reference_stars', 'RefineResult', 'warm_up']
+__all__ = ['refine_wcs', 'reference_stars', 'RefineResult', 'warm_up', 'mutual_matches']
 
 #: Index files queried for reference stars (the densest first).
 MAX_INDEX_FILES = 4
@@ -150,7 +150,7 @@ def _lstsq(m, rhs):
         return np.linalg.lstsq(m, rhs, rcond=None)[0]
 
 
-def _match(x, y, rx, ry, radius):
+def mutual_matches(x, y, rx, ry, radius):
     """Mutual nearest neighbours closer than ``radius``: (source index, reference index)."""
     if not len(x) or not len(rx):
         return np.zeros(0, int), np.zeros(0, int)
@@ -340,7 +340,7 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
     scale = max(width, height) / 2.0
     orders = [order] if order is not None else list(range(1, MAX_ORDER + 1))
     engine_rx, engine_ry = rx, ry
-    s, r = _match(x, y, rx, ry, 3.0)
+    s, r = mutual_matches(x, y, rx, ry, 3.0)
     engine_matches = len(s)
     if engine_matches < MIN_MATCHES:
         return None
@@ -365,7 +365,7 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
             rx, ry = fitted.all_world2pix(ref_ra, ref_dec, 1, quiet=True)
         res = np.hypot(x[s] - rx[r], y[s] - ry[r])
         sigma = 1.4826 * np.median(res) + 1e-3
-        s_new, r_new = _match(x, y, rx, ry, max(1.0, 5.0 * sigma))
+        s_new, r_new = mutual_matches(x, y, rx, ry, max(1.0, 5.0 * sigma))
         if len(s_new) < MIN_MATCHES or (np.array_equal(s_new, s) and np.array_equal(r_new, r)):
             break
         s, r = s_new, r_new
