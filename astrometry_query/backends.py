@@ -44,6 +44,9 @@ class BatchItem:
         Once submitted (or known from a journal).
     started : float
         When it was submitted (monotonic).
+    reference : str, optional
+        In a sequence (``track=True``): the WCS header of the solved frame
+        whose field it follows first (see `~astrometry_query.tracking`).
     """
     index: int
     label: str
@@ -58,6 +61,7 @@ class BatchItem:
     job_id: int | None = None
     started: float = 0.0
     next_look: float = 0.0
+    reference: str | None = None
 
 
 @runtime_checkable

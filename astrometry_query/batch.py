@@ -24,19 +24,20 @@ from .backends import BatchItem
 from .cache import source_digest
 from .exceptions import AstrometryNetError, InvalidInputError, SolveTimeoutError
 from .frames import store_solution
-from .hints import check_header_hints
+from .hints import check_header_hints, header_hints
 from .images import expand_images
 from .progress import BatchProgress
 from .results import calibration_from_wcs
 from .settings import normalize_settings, to_nova_args
 from .solving import check_flag
 from .sources import source_list_from
+from .tracking import Sequence
 
 __all__ = ['Batches', 'Journal', 'rows_table', 'BATCH_COLUMNS', 'ORIGINS', 'FAILURES']
 
 #: The columns of ``solve_many``'s Table, in order.
 BATCH_COLUMNS = ('input', 'status', 'ra', 'dec', 'pixscale', 'orientation', 'parity', 'job_id',
-                 'submission_id', 'error', 'elapsed', 'origin', 'wcs_file', 'header')
+                 'submission_id', 'error', 'elapsed', 'origin', 'tracked', 'wcs_file', 'header')
 #: Where a row's outcome comes from: solved (or failed) in this run, the
 #: solution cache, or the journal of an earlier run.
 ORIGINS = ('new', 'cache', 'journal')
@@ -139,6 +140,8 @@ def rows_table(rows):
     table['elapsed'] = np.array([r['elapsed'] for r in rows], dtype=float)
     table['elapsed'].unit = 's'
     table['origin'] = np.array([r.get('origin', 'new') for r in rows], dtype='<U7')
+    table['tracked'] = np.array([r['header'] is not None and 'AN_TRACK' in r['header']
+                                 for r in rows], dtype=bool)
     table['wcs_file'] = np.array([r.get('wcs_file') or '' for r in rows], dtype=str)
     headers = np.empty(len(rows), dtype=object)
     headers[:] = [r['header'] for r in rows]
@@ -202,7 +205,8 @@ class Batches:
 
     def iter_solve(self, images, *, timeout, executor=None, max_concurrency=None, verbose=True,
                    cache=True, journal=None, header_hints=True, fwhm=3, detect_threshold=5,
-                   force_image_upload=None, retry_failed=False, write_wcs=False, **settings):
+                   force_image_upload=None, retry_failed=False, write_wcs=False, track=False,
+                   **settings):
         """Yield each input's row as soon as it is known (see the facade's method)."""
         if max_concurrency is not None and (isinstance(max_concurrency, bool) or not isinstance(
                 max_concurrency, int) or max_concurrency < 1):
@@ -211,6 +215,7 @@ class Batches:
         check_header_hints(header_hints)
         check_flag(retry_failed, 'retry_failed')
         check_flag(write_wcs, 'write_wcs')
+        check_flag(track, 'track')
         if isinstance(images, (str, os.PathLike)):
             inputs = expand_images(images)      # a directory or a glob pattern, as the CLI
         elif isinstance(images, bytes) or not hasattr(images, '__iter__'):
@@ -224,11 +229,11 @@ class Batches:
         use_cache = bool(cache) and self.solver.cache is not None
         return self._rows(inputs, timeout, executor, max_concurrency, verbose, use_cache, journal,
                           header_hints, fwhm, detect_threshold, force_image_upload, retry_failed,
-                          write_wcs, settings)
+                          write_wcs, Sequence() if track else None, settings)
 
     def _rows(self, inputs, timeout, executor, max_concurrency, verbose, use_cache, journal,
               header_hints, fwhm, detect_threshold, force_image_upload, retry_failed, write_wcs,
-              settings):
+              sequence, settings):
         progress = BatchProgress(len(inputs), verbose)
         keyed = use_cache or journal is not None
 
@@ -240,6 +245,8 @@ class Batches:
                             force_image_upload, keyed)
             except Exception as exc:    # one bad input never stops the rest
                 return item, _row(item, 'failure', error=f'{type(exc).__name__}: {exc}')
+            if sequence is not None and item.image is not None:
+                item.reference = _reference(sequence, item)
             return item, self._known(item, use_cache, journal, timeout, retry_failed)
 
         def submitted(item):
@@ -254,9 +261,13 @@ class Batches:
             # Inputs are checked as they are submitted, so work starts at once.
             while todo or run.in_flight:
                 while todo and run.in_flight < run.window:
+                    if sequence is not None and not len(sequence) and run.in_flight:
+                        break       # the first solve of a sequence gives the others a field
                     run.submit(*todo.pop(0), prepare)
                 for item, outcome in run.done():
                     row = self._row_of(item, outcome, journal, timeout)
+                    if sequence is not None and row['header'] is not None and item.width:
+                        sequence.solved(row['header'], item.width, item.height)
                     if row['origin'] == 'new' and use_cache and row['header'] is not None:
                         self.solver.cache.put(item.key, row['header'], job_id=row['job_id'],
                                               submission_id=row['submission_id'])
@@ -346,6 +357,15 @@ class Batches:
                 item.submission_id = entry.get('submission_id')
                 item.job_id = entry.get('job_id')
         return None
+
+
+def _reference(sequence, item):
+    """The solved frame an input of a sequence follows (its WCS header), or None."""
+    hints = header_hints(item.image.header, item.image.shape, item.image.wcs())
+    position = hints.position if hints else None
+    pointing = (position['center_ra'], position['center_dec']) if position else None
+    header = sequence.reference_for(item.width, item.height, pointing)
+    return header.tostring() if header is not None else None
 
 
 def _keep_with_image(item, row):

@@ -468,7 +468,7 @@ class AstrometryNetClass(BaseQuery):
     def solve_many(self, images, *, executor=None, max_concurrency=None, verbose=True,
                    cache=True, as_completed=False, journal=None, solve_timeout=None,
                    header_hints=True, fwhm=3, detect_threshold=5, force_image_upload=None,
-                   retry_failed=False, write_wcs=False, **settings):
+                   retry_failed=False, write_wcs=False, track=False, **settings):
         """Solve many images (or source lists); one row per input, in input order.
 
         Parameters
@@ -513,6 +513,15 @@ class AstrometryNetClass(BaseQuery):
             Keep each solution with its image file, as `solve_from_image`
             does: in a FITS file's header, in place, else in ``NAME.wcs``
             beside it; the ``wcs_file`` column names the file written.
+        track : bool
+            The inputs are a sequence (a night's frames, in order): a frame
+            is first solved by following the field of a frame solved before
+            it (no search; three stars are enough, as under thick cloud), and
+            searched only when it does not show that field (see
+            `astrometry_query.tracking`: how fields are told apart, how a
+            wrong match is refused).  The first frame is solved before the
+            others start.  Local backend; the ``tracked`` column says which
+            frames were tracked.
         solve_timeout : float, optional
             Per input, seconds; default ``conf.solve_timeout``.
         force_image_upload : bool, optional
@@ -529,7 +538,8 @@ class AstrometryNetClass(BaseQuery):
             pixscale (arcsec/pix), orientation (deg), parity, job_id,
             submission_id, error (empty when solved), elapsed (s), origin
             ('new': this run; 'cache': the solution cache; 'journal': an
-            earlier run, solved or failed), wcs_file (the file the WCS was
+            earlier run, solved or failed), tracked (solved by following
+            the field of a frame before it), wcs_file (the file the WCS was
             written to with ``write_wcs``, else empty) and header (the WCS
             `~astropy.io.fits.Header` of each solved input).
         """
@@ -538,13 +548,14 @@ class AstrometryNetClass(BaseQuery):
                                solve_timeout=solve_timeout, header_hints=header_hints,
                                fwhm=fwhm, detect_threshold=detect_threshold,
                                force_image_upload=force_image_upload,
-                               retry_failed=retry_failed, write_wcs=write_wcs, **settings)
+                               retry_failed=retry_failed, write_wcs=write_wcs, track=track,
+                               **settings)
         return rows if as_completed else rows_table(list(rows))
 
     def iter_solve(self, images, *, executor=None, max_concurrency=None, verbose=True, cache=True,
                    journal=None, solve_timeout=None, header_hints=True, fwhm=3,
                    detect_threshold=5, force_image_upload=None, retry_failed=False,
-                   write_wcs=False, **settings):
+                   write_wcs=False, track=False, **settings):
         """Like `solve_many`, but yields each result (a dict with the Table's
         columns and ``index``, the input's position) as soon as it is known."""
         solver = self._solver()
@@ -553,7 +564,7 @@ class AstrometryNetClass(BaseQuery):
             max_concurrency=max_concurrency, verbose=verbose, cache=cache, journal=journal,
             header_hints=header_hints, fwhm=fwhm, detect_threshold=detect_threshold,
             force_image_upload=force_image_upload, retry_failed=retry_failed,
-            write_wcs=write_wcs, **settings)
+            write_wcs=write_wcs, track=track, **settings)
 
     # -- what a job offers --------------------------------------------------------------------
     def get_wcs_header(self, job, *, cache=True):

@@ -283,7 +283,7 @@ def _stamps(shape, x, y, flux, sigma):
 def render_field(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg, flip=False, sip=None,
                  fwhm=3.0, mag_limit=None, max_stars=None, zeropoint=20.0, background=100.0, noise=True,
                  read_noise=5.0, hot_pixels=0, cosmic_rays=0, hot_level=None, saturation=None, seed=None,
-                 index_dir=None, index_names=None, catalog=None):
+                 index_dir=None, index_names=None, catalog=None, extinction=0.0):
     """Render the index stars around ``center`` through a known WCS.
 
     Stars are projected with the true WCS (with SIP) and drawn as pixel-integrated Gaussians.
@@ -308,6 +308,9 @@ def render_field(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg,
     catalog : `~astropy.table.Table`, optional
         Stars to draw (``ra``, ``dec`` in deg, ``mag``) instead of the index files'
         (e.g. `synthetic_catalog`, or the catalogue an index was built from).
+    extinction : float or callable
+        Cloud: magnitudes lost by every star, or ``extinction(x, y)`` (0-based
+        pixels, arrays) for clouds that vary over the field.
 
     Returns
     -------
@@ -338,7 +341,8 @@ def render_field(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg,
         keep = np.where(inside, rank <= max_stars, rank < max_stars)
         cat, x, y, inside = cat[keep], x[keep], y[keep], inside[keep]
     mag = np.asarray(cat['mag'], dtype=float)
-    flux = 10 ** (-0.4 * (np.nan_to_num(mag, nan=np.nanmax(mag, initial=15.0)) - zeropoint))
+    lost = extinction(x, y) if callable(extinction) else extinction
+    flux = 10 ** (-0.4 * (np.nan_to_num(mag, nan=np.nanmax(mag, initial=15.0)) + lost - zeropoint))
     image = background + _stamps(shape, x, y, flux, sigma)
     rng = np.random.default_rng(seed)
     if noise:

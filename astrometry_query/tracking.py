@@ -28,7 +28,7 @@ from scipy.spatial import cKDTree
 from .local.refine import mutual_matches
 from .results import wcs_from_header
 
-__all__ = ['track', 'TrackResult', 'MIN_TRACKED']
+__all__ = ['track', 'TrackResult', 'Sequence', 'MIN_TRACKED']
 
 #: Fewest matched stars a tracked solution rests on.
 MIN_TRACKED = 3
@@ -161,8 +161,9 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
     cat = np.nonzero(on)[0][order][:max(40, 8 * len(x))]     # the brightest catalogue stars
     px, py = px[cat], py[cat]
     offset, votes, rival = _vote(x, y, px, py, max_shift, cell=radius)
-    # Chance coincidences per offset cell: frame stars x catalogue stars x cell / searched area.
-    chance = len(x) * len(px) * (3 * radius) ** 2 / (2 * max_shift) ** 2
+    # Votes one offset gets by chance: each frame star meets a catalogue star in a block of
+    # the offset plane as often as the catalogue's density over the frame says.
+    chance = len(x) * len(px) * (2 * radius) ** 2 / ((width + 2 * margin) * (height + 2 * margin))
     if offset is None or votes < MIN_TRACKED or votes < rival + 2 \
             or votes < chance + 3 * math.sqrt(chance) + 1:
         return None
@@ -209,7 +210,74 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
         header[f'CD{i + 1}_{j + 1}'] = float(value)
     for key in ('PC1_1', 'PC1_2', 'PC2_1', 'PC2_2', 'CDELT1', 'CDELT2', 'AN_REFIT', 'AN_RMS'):
         header.remove(key, ignore_missing=True)
-    header['AN_TRACK'] = (len(s), 'stars matched following the field of the reference')
-    header['AN_TRKRM'] = (round(rms, 4), '[pix] RMS of those matches')
+    header['AN_TRACK'] = (len(s), 'stars matched, following the reference field')
+    header['AN_TRKRM'] = (round(rms, 4), '[pix] RMS of the tracked matches')
     return TrackResult(header=header, matches=len(s), rms=rms, shift=(params[0], params[1]),
                        roll=float(params[2]), pairs=list(zip(s.tolist(), cat[c].tolist())))
+
+
+class Sequence:
+    """The fields of a sequence of frames, as solved so far, and which solved
+    frame a new frame should follow.
+
+    A sequence is split into fields by where the frames point: a solution
+    whose centre lies within the field of a known one replaces it (the field
+    drifted), any other starts a new field.  A new frame follows the field its
+    header points into (RA/DEC, OBJCTRA/OBJCTDEC cards...), else the field
+    solved last: a frame that does not show that field is searched, and its
+    solution becomes a field of its own (a pointing jump, a meridian flip, the
+    next target).  Frames of another size (binning, another camera) never
+    follow.  Thread-safe.
+
+    Parameters
+    ----------
+    max_fields : int
+        How many fields to remember (the most recently solved).
+    """
+
+    def __init__(self, max_fields=4):
+        import threading
+        self._fields = []           # newest first: (header, width, height, centre, radius)
+        self._lock = threading.Lock()
+        self.max_fields = max_fields
+
+    def __len__(self):
+        return len(self._fields)
+
+    def __repr__(self):
+        return f'<Sequence of {len(self._fields)} fields>'
+
+    def reference_for(self, width, height, pointing=None):
+        """The WCS header a frame of this size should follow, or None.
+
+        Parameters
+        ----------
+        pointing : tuple of float, optional
+            (ra, dec) in degrees where the frame's header says it points.
+        """
+        from astropy.coordinates import SkyCoord
+        with self._lock:
+            fields = [f for f in self._fields if (f[1], f[2]) == (int(width), int(height))]
+        if not fields:
+            return None
+        if pointing is None:
+            return fields[0][0]
+        where = SkyCoord(*pointing, unit='deg')
+        for header, _, _, centre, radius in fields:
+            if centre.separation(where).deg <= 1.5 * radius:
+                return header
+        return None
+
+    def solved(self, header, width, height):
+        """Remember a frame's solution as the latest of its field."""
+        from astropy.coordinates import SkyCoord
+
+        from .results import calibration_from_wcs
+        cal = calibration_from_wcs(header, width, height)
+        centre = SkyCoord(cal['ra'], cal['dec'], unit='deg')
+        with self._lock:
+            kept = [f for f in self._fields
+                    if not ((f[1], f[2]) == (int(width), int(height))
+                            and f[3].separation(centre).deg <= f[4])]
+            self._fields = [(header, int(width), int(height), centre, cal['radius'])] + kept
+            del self._fields[self.max_fields:]

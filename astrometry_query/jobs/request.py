@@ -51,6 +51,9 @@ class SolveRequest:
         The name the submitter gave (nova's; ``json-xy`` for source lists).
     input_name : str, optional
         The input's file name inside the job directory, when it is there.
+    reference : str, optional
+        The WCS (header text) of a solved frame of the same field: the solve
+        follows that field first (see `~astrometry_query.tracking`).
     submitted : str
         When it was made (naive UTC, ``str(datetime)``).
     """
@@ -68,6 +71,7 @@ class SolveRequest:
     url: str | None = None
     original_filename: str | None = None
     input_name: str | None = None
+    reference: str | None = None
     submitted: str = field(default_factory=lambda: str(utc_now()))
 
     def __post_init__(self):
@@ -101,7 +105,7 @@ class SolveRequest:
         return dict(image=image, sources=self.sources, width=self.width, height=self.height,
                     settings=dict(self.settings), hints=self.hints, fwhm=self.fwhm,
                     detect_threshold=self.detect_threshold, timeout=self.timeout,
-                    index_dir=self.index_dir, hdu=self.hdu)
+                    index_dir=self.index_dir, hdu=self.hdu, reference=self.reference)
 
     # -- JSON -------------------------------------------------------------------------------
     def to_json(self):

@@ -176,8 +176,8 @@ def record_result(job_dir, solved, request, *, error=None, image=None, elapsed=N
             write_atomic(job_dir / name, content)
         record = solved.to_dict()
         result.update({k: record[k] for k in ('calibration', 'width', 'height', 'timings',
-                                              'attempts', 'hints', 'refit', 'timed_out', 'error',
-                                              'n_sources', 'worker')})
+                                              'attempts', 'hints', 'refit', 'tracking',
+                                              'timed_out', 'error', 'n_sources', 'worker')})
         result['status'] = 'success' if solved.solved else 'failure'
     if result['status'] != 'success':
         result['error_kind'] = failure_kind(solved, error)

@@ -185,14 +185,14 @@ class LocalBackend:
 
     def make_request(self, settings, *, image=None, sources=None, width=None, height=None,
                      hints=None, fwhm=3.0, detect_threshold=5.0, timeout=None,
-                     original_filename=None, url=None):
+                     original_filename=None, url=None, reference=None):
         """A `~astrometry_query.jobs.SolveRequest` for this store's solves."""
         path = getattr(image, 'path', None)
         return SolveRequest(
             settings=dict(settings), hints=hints, fwhm=fwhm, detect_threshold=detect_threshold,
             timeout=float(timeout) if timeout else self.job_timeout, index_dir=self.index_setting,
             width=width, height=height, image_path=str(path) if path else None,
-            hdu=getattr(image, 'hdu', None), sources=sources, url=url,
+            hdu=getattr(image, 'hdu', None), sources=sources, url=url, reference=reference,
             original_filename=original_filename or (path.name if path else None))
 
     def create_job(self, request):
@@ -564,7 +564,8 @@ class LocalBatch:
             item.job_id = backend.create_job(backend.make_request(
                 item.settings, image=item.image, sources=item.sources, width=item.width,
                 height=item.height, hints=item.hints, fwhm=self.fwhm,
-                detect_threshold=self.detect_threshold, timeout=self.timeout))
+                detect_threshold=self.detect_threshold, timeout=self.timeout,
+                reference=item.reference))
         item.submission_id = item.job_id
         if self.submitted is not None:
             self.submitted(item)

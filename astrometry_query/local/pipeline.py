@@ -31,8 +31,9 @@ from ..results import calibration_from_wcs
 from ..settings import scale_bounds
 from ..sources import extract_sources
 from .._text import plural
+from ..tracking import MIN_TRACKED, track
 from .axy import OUTPUT_FILES, write_axy
-from .refine import refine_wcs, reference_stars
+from .refine import MIN_MATCHES as MIN_REFIT, refine_wcs, reference_stars
 from .solver import find_installation, run_engine
 
 __all__ = ['solve', 'SolveResult', 'AXY_FILE', 'ENGINE_LOG', 'MIN_SOURCES']
@@ -74,6 +75,10 @@ class SolveResult:
     refit : dict or None
         The refit against all catalogue stars in the field (order, matches,
         RMS), when it improved on the engine's solution.
+    tracking : dict or None
+        With a ``reference``: ``tracked`` (whether following the reference's
+        field solved the frame, with no search), and when it did ``matches``,
+        ``rms``, ``shift`` and ``roll`` (see `~astrometry_query.tracking.track`).
     timed_out : bool
         The time limit stopped the search.
     error : str or None
@@ -103,6 +108,7 @@ class SolveResult:
     attempts: list = field(default_factory=list)
     hints: list = field(default_factory=list)
     refit: dict | None = None
+    tracking: dict | None = None
     timed_out: bool = False
     error: str | None = None
     error_kind: str | None = None
@@ -194,7 +200,9 @@ def searched_text(settings, width, height, tried=()):
         where = 'over the whole sky'
     text = f'{scale}, {where}'
     if tried:
-        text += f" (first narrowed by the header's {' and '.join(tried)})"
+        where = [f"the header's {t}" if t != 'reference frame' else f'the {t}'
+                 for t in dict.fromkeys(tried)]
+        text += f" (first narrowed by {' and '.join(where)})"
     return text
 
 
@@ -224,6 +232,76 @@ def _no_solution(settings, hints, width, height, tried=()):
             f'stars{more}')
 
 
+def _track(reference, x, y, flux, width, height, inst, fwhm):
+    """The frame solved by following the reference's field, and the catalogue
+    stars of that field; (None, None) when it does not follow."""
+    if not inst.query_starkd or len(x) < MIN_TRACKED:
+        return None, None
+    try:
+        order = np.argsort(-flux, kind='stable') if flux is not None else np.arange(len(x))
+        tan = calibration_from_wcs(reference, width, height)
+        shift = max(30.0, 0.1 * max(width, height))         # tracking's own default
+        radius = tan['radius'] + shift * tan['pixscale'] / 3600.0
+        ra, dec, mag = reference_stars(inst.index_files, tan['ra'], tan['dec'], 1.05 * radius,
+                                       query_starkd=inst.query_starkd)
+        return track(x[order], y[order], reference, ra, dec, ref_mag=mag, width=width,
+                     height=height, max_shift=shift, fwhm=fwhm), (ra, dec, mag)
+    except Exception:       # a search will do
+        return None, None
+
+
+def _tracked_result(result, tracked, stars, x, y, flux, settings, inst, good, fwhm, work_dir,
+                    started, flips_y):
+    """The SolveResult of a frame solved by tracking: its WCS refitted to every
+    catalogue star when there are enough, written where the engine writes it."""
+    header = tracked.header
+    if tracked.matches >= MIN_REFIT:
+        t0 = time.perf_counter()
+        refit = _refine(header, x, y, result.width, result.height, settings, inst, good, fwhm,
+                        stars)
+        if refit is not None:
+            header = refit.header
+            result.refit = refit.to_dict()
+        result.timings['refit'] = round(time.perf_counter() - t0, 4)
+    result.solved = True
+    result.wcs_header = header.tostring()
+    result.calibration = calibration_from_wcs(header, result.width, result.height,
+                                              flip_orientation=flips_y)
+    # The WCS and the sources, where a search would have left them.
+    work = Path(tempfile.mkdtemp(prefix='aq-track-')) if work_dir is None \
+        else Path(work_dir).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_header(work / OUTPUT_FILES['wcs'], header)
+        write_axy(work / AXY_FILE, x, y, flux, settings, result.width, result.height)
+        if work_dir is None:
+            result.files = {name: (work / name).read_bytes()
+                            for name in (OUTPUT_FILES['wcs'], AXY_FILE)}
+        else:
+            result.work_dir = str(work)
+    finally:
+        if work_dir is None:
+            shutil.rmtree(work, ignore_errors=True)
+    result.elapsed = time.perf_counter() - started
+    return result
+
+
+def _near(reference, hints, width, height):
+    """Hints searching near a reference's field first: its pixel scale (within
+    5 %) and, unless the header points elsewhere, its pointing (within twice
+    the field's radius).  Hints: a search without them follows if they fail."""
+    tan = calibration_from_wcs(reference, width, height)
+    near = SolveHints.from_dict(hints.to_dict()) if hints else SolveHints()
+    near.scale = {'scale_units': 'arcsecperpix', 'scale_lower': 0.95 * tan['pixscale'],
+                  'scale_upper': 1.05 * tan['pixscale']}
+    near.scale_source = 'reference frame'
+    if not near.position:
+        near.position = {'center_ra': tan['ra'], 'center_dec': tan['dec'],
+                         'radius': 2 * tan['radius']}
+        near.position_source = 'reference frame'
+    return near
+
+
 def _without_uncovered(hints, coverage):
     """The header hints minus the one the installed index files cannot serve
     (its hinted search could not succeed; a wrong header must not stop the solve)."""
@@ -245,14 +323,16 @@ def _engine_error(outcome):
             f'{telling[-1][:300] if telling else "(no output)"}')
 
 
-def _refine(header, x, y, width, height, settings, inst, good=None, fwhm=3.0):
-    """The engine's WCS refitted to every catalogue star in the field, or None."""
+def _refine(header, x, y, width, height, settings, inst, good=None, fwhm=3.0, stars=None):
+    """The engine's WCS refitted to every catalogue star in the field (``stars``:
+    (ra, dec, mag) when they were queried already), or None."""
     if not inst.query_starkd:
         return None
     try:
         tan = calibration_from_wcs(header, width, height)
-        ra, dec, mag = reference_stars(inst.index_files, tan['ra'], tan['dec'],
-                                       1.05 * tan['radius'], query_starkd=inst.query_starkd)
+        ra, dec, mag = stars or reference_stars(inst.index_files, tan['ra'], tan['dec'],
+                                                1.05 * tan['radius'],
+                                                query_starkd=inst.query_starkd)
         tweak = settings.get('tweak_order')
         order = None if tweak is None else max(1, int(tweak))
         return refine_wcs(header, x, y, width, height, ra, dec, order=order, good=good,
@@ -267,7 +347,8 @@ def _write_header(path, header):
 
 
 def solve(image=None, sources=None, *, width=None, height=None, settings=None, hints=None,
-          fwhm=3.0, detect_threshold=5.0, timeout=300.0, index_dir=None, work_dir=None, hdu=None):
+          fwhm=3.0, detect_threshold=5.0, timeout=300.0, index_dir=None, work_dir=None, hdu=None,
+          reference=None):
     """Plate-solve an image or a source list with ``astrometry-engine``.
 
     Parameters
@@ -298,6 +379,11 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         temporary directory whose files come back in ``SolveResult.files``.
     hdu : int or str, optional
         Which HDU of a FITS image.
+    reference : `~astropy.io.fits.Header` or str, optional
+        The WCS of a solved frame of the same field (a sequence): the frame is
+        first solved by following that field (`~astrometry_query.tracking.track`:
+        no search, three stars are enough); when it does not show that field,
+        it is searched, first around the reference's pointing and scale.
 
     Returns
     -------
@@ -353,6 +439,17 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
     result = SolveResult(solved=False, width=width, height=height, n_sources=len(x),
                          timings=timings, sources=extracted,
                          worker=f'{socket.gethostname()}:{os.getpid()}')
+    if reference is not None:
+        reference = (fits.Header.fromstring(reference) if isinstance(reference, str)
+                     else fits.Header(reference))
+        t0 = time.perf_counter()
+        tracked, stars = _track(reference, x, y, flux, width, height, inst, fwhm)
+        timings['track'] = round(time.perf_counter() - t0, 4)
+        result.tracking = dict(tracked.to_dict(), tracked=True) if tracked else {'tracked': False}
+        if tracked is not None:
+            return _tracked_result(result, tracked, stars, x, y, flux, settings, inst, good,
+                                   fwhm, work_dir, started, image is not None and img.flips_y)
+        hints = _near(reference, hints, width, height)     # searched near it first
     if len(x) < MIN_SOURCES:
         result.error = (f'only {plural(len(x), "source was", "sources were")} found: at least '
                         f'{MIN_SOURCES} are needed '

@@ -64,8 +64,16 @@ def reference_stars(index_files, ra, dec, radius, *, query_starkd='query-starkd'
     ``radius`` deg of (ra, dec).
 
     The densest index files are queried with ``query-starkd`` (a few ms
-    each); stars found in several files are kept once.
+    each); stars found in several files are kept once.  The answers are kept
+    (per process) for the last few fields: the frames of a sequence that
+    follow one field ask for the same stars.  The arrays are read-only.
     """
+    return _stars_around(tuple(str(f) for f in index_files), round(float(ra), 5),
+                         round(float(dec), 5), round(float(radius), 4), query_starkd, max_files)
+
+
+@functools.lru_cache(maxsize=32)
+def _stars_around(index_files, ra, dec, radius, query_starkd, max_files):
     ras, decs, mags = [], [], []
     files = _densest(index_files)
     # The densest files first; the others only when those hold nothing here
@@ -80,7 +88,10 @@ def reference_stars(index_files, ra, dec, radius, *, query_starkd='query-starkd'
     # Keep one of each star (the files share the catalogue): round to ~0.04".
     key = np.round(ra * 1e5).astype(np.int64) * 100_000_000 + np.round(dec * 1e5).astype(np.int64)
     _, first = np.unique(key, return_index=True)
-    return ra[first], dec[first], mag[first]
+    out = ra[first], dec[first], mag[first]
+    for array in out:       # kept for the next caller: nobody may change them
+        array.flags.writeable = False
+    return out
 
 
 def _query(paths, ra, dec, radius, query_starkd, ras, decs, mags):
