@@ -84,10 +84,11 @@ class BatchRun(Protocol):
         The backend solves the others and calls ``submitted(item)`` (given to
         `Backend.batch`) once each has its ids."""
 
-    def done(self):
+    def done(self, timeout=None):
         """The inputs finished since the last call, as ``(item, outcome)``: the
         known row (dict), the solved WCS (a Header) or the error (an
-        exception); waits for at least one while any is in flight."""
+        exception); waits for at least one while any is in flight (at most
+        ``timeout`` seconds, when given, or a backend's own polling step)."""
 
     def close(self):
         """Stop: what has not finished is dropped (a journal keeps its ids)."""
@@ -351,7 +352,7 @@ class _FakeBatch:
         except SolveFailedError as exc:
             self._done.append((item, exc))
 
-    def done(self):
+    def done(self, timeout=None):
         done, self._done = self._done, []
         return done
 

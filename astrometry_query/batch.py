@@ -33,7 +33,8 @@ from .solving import check_flag
 from .sources import source_list_from
 from .tracking import Sequence
 
-__all__ = ['Batches', 'Journal', 'rows_table', 'BATCH_COLUMNS', 'ORIGINS', 'FAILURES']
+__all__ = ['Batches', 'Journal', 'ListFeed', 'check_arguments', 'rows_table', 'BATCH_COLUMNS',
+           'ORIGINS', 'FAILURES']
 
 #: The columns of ``solve_many``'s Table, in order.
 BATCH_COLUMNS = ('input', 'status', 'ra', 'dec', 'pixscale', 'orientation', 'parity', 'job_id',
@@ -208,14 +209,9 @@ class Batches:
                    force_image_upload=None, retry_failed=False, write_wcs=False, track=False,
                    **settings):
         """Yield each input's row as soon as it is known (see the facade's method)."""
-        if max_concurrency is not None and (isinstance(max_concurrency, bool) or not isinstance(
-                max_concurrency, int) or max_concurrency < 1):
-            raise InvalidInputError(f'max_concurrency must be a positive int, got {max_concurrency!r}.')
-        to_nova_args(normalize_settings(dict(settings)))   # fails before any work
-        check_header_hints(header_hints)
-        check_flag(retry_failed, 'retry_failed')
-        check_flag(write_wcs, 'write_wcs')
-        check_flag(track, 'track')
+        check_arguments(max_concurrency=max_concurrency, header_hints=header_hints,
+                        retry_failed=retry_failed, write_wcs=write_wcs, track=track,
+                        executor=executor, settings=settings)
         if isinstance(images, (str, os.PathLike)):
             inputs = expand_images(images)      # a directory or a glob pattern, as the CLI
         elif isinstance(images, bytes) or not hasattr(images, '__iter__'):
@@ -223,18 +219,23 @@ class Batches:
                                     f'any iterable) of inputs, got {type(images).__name__}.')
         else:
             inputs = list(images)
-        _check_executor(executor)       # here, for every backend
+        return self.rows(ListFeed(inputs), timeout=timeout, executor=executor,
+                         max_concurrency=max_concurrency, verbose=verbose, cache=cache,
+                         journal=journal, header_hints=header_hints, fwhm=fwhm,
+                         detect_threshold=detect_threshold, force_image_upload=force_image_upload,
+                         retry_failed=retry_failed, write_wcs=write_wcs, track=track,
+                         settings=settings)
+
+    def rows(self, feed, *, timeout, executor, max_concurrency, verbose, cache, journal,
+             header_hints, fwhm, detect_threshold, force_image_upload, retry_failed, write_wcs,
+             track, settings):
+        """Rows of the inputs of a feed (`ListFeed`, or a watched folder's), as
+        they finish; the arguments checked (see `iter_solve`)."""
         journal = Journal(journal) if journal is not None and not isinstance(journal, Journal) \
             else journal
         use_cache = bool(cache) and self.solver.cache is not None
-        return self._rows(inputs, timeout, executor, max_concurrency, verbose, use_cache, journal,
-                          header_hints, fwhm, detect_threshold, force_image_upload, retry_failed,
-                          write_wcs, Sequence() if track else None, settings)
-
-    def _rows(self, inputs, timeout, executor, max_concurrency, verbose, use_cache, journal,
-              header_hints, fwhm, detect_threshold, force_image_upload, retry_failed, write_wcs,
-              sequence, settings):
-        progress = BatchProgress(len(inputs), verbose)
+        sequence = Sequence() if track else None
+        progress = BatchProgress(feed.total, verbose)
         keyed = use_cache or journal is not None
 
         def prepare(index, raw):
@@ -256,15 +257,17 @@ class Batches:
         run = self.backend.batch(executor=executor, max_concurrency=max_concurrency,
                                  timeout=timeout, fwhm=fwhm, detect_threshold=detect_threshold,
                                  force_image_upload=force_image_upload, submitted=submitted)
-        todo = list(enumerate(inputs))
         try:
             # Inputs are checked as they are submitted, so work starts at once.
-            while todo or run.in_flight:
-                while todo and run.in_flight < run.window:
+            while not feed.finished or run.in_flight:
+                while run.in_flight < run.window:
                     if sequence is not None and not len(sequence) and run.in_flight:
                         break       # the first solve of a sequence gives the others a field
-                    run.submit(*todo.pop(0), prepare)
-                for item, outcome in run.done():
+                    taken = feed.take(wait=0.0 if run.in_flight else feed.idle_wait)
+                    if taken is None:
+                        break
+                    run.submit(*taken, prepare)
+                for item, outcome in run.done(timeout=feed.idle_wait):
                     row = self._row_of(item, outcome, journal, timeout)
                     if sequence is not None and row['header'] is not None and item.width:
                         sequence.solved(row['header'], item.width, item.height)
@@ -359,6 +362,24 @@ class Batches:
         return None
 
 
+class ListFeed:
+    """The inputs of a batch given as a list: all there from the start."""
+    #: A list never makes the batch wait for inputs.
+    idle_wait = None
+
+    def __init__(self, inputs):
+        self._inputs = list(enumerate(inputs))
+        self.total = len(self._inputs)
+
+    @property
+    def finished(self):
+        return not self._inputs
+
+    def take(self, wait=0.0):
+        """The next input as (index, input), or None when there is none."""
+        return self._inputs.pop(0) if self._inputs else None
+
+
 def _reference(sequence, item):
     """The solved frame an input of a sequence follows (its WCS header), or None."""
     hints = header_hints(item.image.header, item.image.shape, item.image.wcs())
@@ -377,6 +398,20 @@ def _keep_with_image(item, row):
         row['wcs_file'] = str(store_solution(path, row['header'], hdu=item.image.hdu)[0])
     except (OSError, AstrometryNetError) as exc:     # solved: the row says it, not written
         row['error'] = f'solved, but the WCS could not be written: {type(exc).__name__}: {exc}'
+
+
+def check_arguments(*, max_concurrency, header_hints, retry_failed, write_wcs, track, executor,
+                    settings):
+    """Check a batch's arguments, before any work (the executor for every backend)."""
+    if max_concurrency is not None and (isinstance(max_concurrency, bool) or not isinstance(
+            max_concurrency, int) or max_concurrency < 1):
+        raise InvalidInputError(f'max_concurrency must be a positive int, got {max_concurrency!r}.')
+    to_nova_args(normalize_settings(dict(settings)))
+    check_header_hints(header_hints)
+    for value, name in ((retry_failed, 'retry_failed'), (write_wcs, 'write_wcs'),
+                        (track, 'track')):
+        check_flag(value, name)
+    _check_executor(executor)
 
 
 def _check_executor(executor):

@@ -572,11 +572,12 @@ class LocalBatch:
         item.started = time.monotonic()
         self._running[backend.start(item.job_id, image=item.image, runner=self._runner_for())] = item
 
-    def done(self):
+    def done(self, timeout=None):
         if self._ready or not self._running:
             ready, self._ready = self._ready, []
             return ready
-        finished, _ = cf.wait(list(self._running), return_when=cf.FIRST_COMPLETED)
+        finished, _ = cf.wait(list(self._running), timeout=timeout,
+                              return_when=cf.FIRST_COMPLETED)
         out = []
         for future in finished:
             item = self._running.pop(future)

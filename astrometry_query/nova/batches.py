@@ -93,9 +93,10 @@ class NovaBatch:
         if self.submitted is not None:
             self.submitted(item)
 
-    def done(self):
+    def done(self, timeout=None):
         """What finished: inputs whose submission failed or was known, and jobs
-        that ended.  Holds one long poll (or sleeps a short while) when none did."""
+        that ended.  Holds one long poll (or sleeps a short while) when none did:
+        one polling step, about a second at most, whatever ``timeout``."""
         out = []
         for future in [f for f in self._submitting if f.done()]:
             del self._submitting[future]
