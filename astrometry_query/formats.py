@@ -116,7 +116,7 @@ def _tiff_or_raw(path, head):
     import tifffile
     try:
         with tifffile.TiffFile(path) as tif:
-            page = tif.pages.first
+            page = tif.pages[0]
             if 'DNGVersion' in page.tags or page.photometric in (
                     tifffile.PHOTOMETRIC.CFA, tifffile.PHOTOMETRIC.LINEAR_RAW):
                 return 'raw'
@@ -184,7 +184,7 @@ def _tiff_page(tif, name):
         if page.axes in ('YX', 'YXS', 'SYX'):
             return page
     raise InvalidInputError(f'image: {name} holds no 2-D or colour image (its first page is '
-                            f'{tif.pages.first.shape}, axes {tif.pages.first.axes}).')
+                            f'{tif.pages[0].shape}, axes {tif.pages[0].axes}).')
 
 
 def _tiff_pixels(path):
@@ -299,7 +299,7 @@ def _pillow_info(path):
 
 def _tiff_tags(tif):
     """IFD0's tags and its Exif IFD's, by name."""
-    page = tif.pages.first
+    page = tif.pages[0]
     tags = {tag.name: tag.value for tag in page.tags.values()
             if tag.name not in ('StripOffsets', 'StripByteCounts', 'TileOffsets',
                                 'TileByteCounts', 'ExifTag')}
@@ -344,7 +344,7 @@ def _xisf_info(path):
 def _raw_info(path):
     import rawpy
     with rawpy.imread(str(path)) as raw:
-        sizes, other = raw.sizes, raw.other
+        sizes, other = raw.sizes, getattr(raw, 'other', None)     # older rawpy has none
     if sizes.pixel_aspect not in (0.0, 1.0):
         raise InvalidInputError(f'image: {Path(path).name} has non-square pixels '
                                 f'(aspect {sizes.pixel_aspect:g}), which are not supported.')
@@ -361,7 +361,8 @@ def _raw_info(path):
             log.debug('%s: no EXIF read (%s)', Path(path).name, exc)
     header = exif_cards(tags, shape)
     libraw_cards(other, header)
-    meta = {'exif': tags, 'libraw': other._asdict(), 'orientation_flip': int(sizes.flip)}
+    meta = {'exif': tags, 'libraw': other._asdict() if other is not None else {},
+            'orientation_flip': int(sizes.flip)}
     return PictureInfo(shape, header, meta)
 
 
