@@ -129,11 +129,12 @@ def exif_cards(tags, shape, header=None):
     f35 = _number(tags.get('FocalLengthIn35mmFilm'))
     microns = _FOCAL_PLANE_UNITS.get(int(_number(tags.get('FocalPlaneResolutionUnit')) or 2))
     xres = _number(tags.get('FocalPlaneXResolution'))
-    yres = _number(tags.get('FocalPlaneYResolution')) or xres
+    yres = _number(tags.get('FocalPlaneYResolution'))
     if xres and microns:
         add_card(header, 'FOCALLEN', focal, '[mm] EXIF FocalLength')
         add_card(header, 'XPIXSZ', round(microns / xres, 4), '[um] EXIF FocalPlaneXResolution')
-        add_card(header, 'YPIXSZ', round(microns / yres, 4), '[um] EXIF FocalPlaneYResolution')
+        add_card(header, 'YPIXSZ', round(microns / (yres or xres), 4),
+                 f'[um] EXIF FocalPlane{"Y" if yres else "X"}Resolution')
     elif f35:
         ny, nx = shape
         pixel = 1000.0 * FULL_FRAME_DIAGONAL_MM * (focal or f35) / (f35 * math.hypot(nx, ny))
