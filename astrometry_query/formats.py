@@ -41,6 +41,7 @@ Conventions, the same for every kind:
 
 Metadata become FITS cards (see `~astrometry_query.image_meta`).
 """
+import gzip
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,7 +146,6 @@ def file_kind(path):
     InvalidInputError
         A file that starts as gzip but is not.
     """
-    import gzip
     with open(path, 'rb') as f:
         head = f.read(32)
     gzipped = head[:2] == b'\x1f\x8b'
