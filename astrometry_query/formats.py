@@ -221,11 +221,15 @@ def _raw_pixels(path):
         return raw.postprocess(**args)
 
 
-def _drop_alpha(data):
-    """Grey + alpha -> grey, RGBA -> RGB (decoders that keep alpha)."""
+def _as_grey_or_colour(data):
+    """Grey + alpha -> grey, RGBA -> RGB (decoders that keep alpha); colour
+    whose channels are all equal (a grey palette, grey saved as RGB) -> grey."""
     if data.ndim == 3 and data.shape[-1] in (2, 4):
         data = data[..., :data.shape[-1] - 1]
-    return data[..., 0] if data.ndim == 3 and data.shape[-1] == 1 else data
+    if data.ndim == 3 and all(np.array_equal(data[..., 0], data[..., i])
+                              for i in range(1, data.shape[-1])):
+        data = data[..., 0].copy()
+    return data
 
 
 _PIXELS = {'png': _png_pixels, 'jpeg': _pillow_pixels, 'gif': _pillow_pixels,
@@ -248,8 +252,8 @@ def read_picture(path, kind=None):
         ``(ny, nx)`` grey levels or ``(ny, nx, 3)`` colour, in the file's own
         type (uint8, uint16, float32...); row 0 is the first stored row (the
         top of the picture), no orientation tag applied.  Alpha is dropped,
-        palettes are looked up, a RAW file is developed as
-        `RAW_DEVELOPMENT` says (16-bit RGB).
+        palettes are looked up, colour with three equal channels comes back
+        grey, a RAW file is developed as `RAW_DEVELOPMENT` says (16-bit RGB).
 
     Raises
     ------
@@ -268,7 +272,7 @@ def read_picture(path, kind=None):
     except Exception as exc:
         raise InvalidInputError(f'image: {path.name} cannot be decoded as {KIND_NAMES[kind]} '
                                 f'({type(exc).__name__}: {exc}).') from None
-    data = _drop_alpha(np.asarray(data))
+    data = _as_grey_or_colour(np.asarray(data))
     if data.dtype.kind not in 'uif':
         data = data.astype(np.uint8)    # 1-bit images
     return data

@@ -224,6 +224,20 @@ def test_pictures_keep_their_depth_and_drop_alpha_and_palettes(files):
     np.testing.assert_array_equal(luminance(grey), grey.astype(np.float32))
 
 
+def test_grey_saved_as_colour_comes_back_grey(field, tmp_path):
+    grey = np.round(_stretch(field.data, 255)).astype(np.uint8)
+    for path, picture in [(tmp_path / 'g.gif', PIL.fromarray(grey).convert('P')),
+                          (tmp_path / 'g.png', np.dstack([grey] * 3)),
+                          (tmp_path / 'g.tif', np.dstack([grey] * 3))]:
+        if path.suffix == '.tif':
+            tifffile.imwrite(path, picture, photometric='rgb')
+        else:
+            _save(path, picture)
+        pixels = read_picture(path)
+        assert pixels.shape == SHAPE and pixels.dtype == np.uint8, path.name
+        np.testing.assert_array_equal(pixels, grey)
+
+
 def test_multipage_tiff_reads_its_first_full_size_image(files, field):
     path = files['tiff-multipage']
     with tifffile.TiffFile(path) as tif:
