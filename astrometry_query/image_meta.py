@@ -111,11 +111,11 @@ def exif_cards(tags, shape, header=None):
     Notes
     -----
     The pixel size comes from ``FocalPlaneXResolution`` (pixels per
-    ``FocalPlaneResolutionUnit`` on the sensor): XPIXSZ = unit / resolution.
+    ``FocalPlaneResolutionUnit`` on the sensor): XPIXSZ = unit / resolution,
+    times PixelXDimension / width for a picture narrower than the camera
+    recorded (scaled down after it was taken).
     Without it, from the 35 mm equivalent focal length F35 over the image's
-    own diagonal: XPIXSZ = 43.27 mm * FocalLength / (F35 * hypot(nx, ny)),
-    which stays right for a picture scaled down after it was taken (the
-    focal-plane resolution is the camera's full-size one).
+    own diagonal: XPIXSZ = 43.27 mm * FocalLength / (F35 * hypot(nx, ny)).
     """
     header = fits.Header() if header is None else header
     add_card(header, 'EXPTIME', _number(tags.get('ExposureTime')), '[s] EXIF ExposureTime')
@@ -131,10 +131,16 @@ def exif_cards(tags, shape, header=None):
     xres = _number(tags.get('FocalPlaneXResolution'))
     yres = _number(tags.get('FocalPlaneYResolution'))
     if xres and microns:
+        # The resolution is the camera's full-size image's: a picture scaled down
+        # since (its width below the recorded PixelXDimension) has larger pixels.
+        full = _number(tags.get('PixelXDimension') or tags.get('ExifImageWidth'))
+        binned = full / shape[1] if full and full > 1.05 * shape[1] else 1.0
+        note = ' x PixelXDimension/width' if binned != 1.0 else ''
         add_card(header, 'FOCALLEN', focal, '[mm] EXIF FocalLength')
-        add_card(header, 'XPIXSZ', round(microns / xres, 4), '[um] EXIF FocalPlaneXResolution')
-        add_card(header, 'YPIXSZ', round(microns / (yres or xres), 4),
-                 f'[um] EXIF FocalPlane{"Y" if yres else "X"}Resolution')
+        add_card(header, 'XPIXSZ', round(binned * microns / xres, 4),
+                 f'[um] EXIF FocalPlaneXResolution{note}')
+        add_card(header, 'YPIXSZ', round(binned * microns / (yres or xres), 4),
+                 f'[um] EXIF FocalPlane{"Y" if yres else "X"}Resolution{note}')
     elif f35:
         ny, nx = shape
         pixel = 1000.0 * FULL_FRAME_DIAGONAL_MM * (focal or f35) / (f35 * math.hypot(nx, ny))

@@ -371,6 +371,10 @@ def test_exif_cards():
     cards = exif_cards({'FocalLength': (0, 0), 'FocalPlaneResolutionUnit': 1,
                         'FocalPlaneXResolution': 100.0, 'DateTimeOriginal': 'garbage'}, (10, 10))
     assert 'XPIXSZ' not in cards and 'FOCALLEN' not in cards and 'DATE-OBS' not in cards
+    # a camera JPEG scaled down to half its width: twice the pixel size
+    cards = exif_cards({'FocalLength': 500.0, 'FocalPlaneXResolution': 2000.0,
+                        'PixelXDimension': 7360}, (2456, 3680))
+    assert cards['XPIXSZ'] == pytest.approx(25.4)
     existing = fits.Header({'EXPTIME': 300.0})
     assert exif_cards({'ExposureTime': 1.0}, (10, 10), existing)['EXPTIME'] == 300.0
 
