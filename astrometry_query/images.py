@@ -3,7 +3,9 @@
 An image may be a FITS file (gzip allowed; plain files are read band by band
 straight from disk, never all at once), an `~astropy.io.fits.HDUList` or HDU,
 a numpy array (a `numpy.memmap` too), `~astropy.nddata.NDData` /
-``CCDData`` (its WCS and meta become the header), or a PNG/JPEG/GIF picture.
+``CCDData`` (its WCS and meta become the header), or a picture file: PNG,
+JPEG, GIF, TIFF, XISF or camera RAW (decoded by `~astrometry_query.formats`
+into one luminance plane, its metadata as header cards).
 
 `open_image` checks the input before any solving starts and returns an
 `Image`: its shape and header at once, its pixels on demand as native
@@ -11,7 +13,6 @@ float32 rows.  An `Image` pickles as its source (a path, or the array), so
 it can travel to a process pool or a Dask worker.
 """
 import glob
-import gzip
 import hashlib
 import os
 import re
@@ -23,17 +24,17 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from ._log import quiet_warnings
 from .exceptions import InvalidInputError
+from .formats import (KIND_NAMES, PICTURE_KINDS, RAW_SUFFIXES, describe_picture, file_kind,
+                      luminance, read_picture)
 
-__all__ = ['Image', 'open_image', 'file_kind', 'expand_images', 'image_stem', 'MIN_SIZE',
-           'IMAGE_SUFFIXES']
+__all__ = ['Image', 'open_image', 'file_kind', 'read_picture', 'luminance', 'expand_images',
+           'image_stem', 'MIN_SIZE', 'IMAGE_SUFFIXES', 'PICTURE_KINDS']
 
 #: Smallest image side that can hold a star field worth solving, pixels.
 MIN_SIZE = 16
-_MAGIC = ((b'\x89PNG', 'png'), (b'\xff\xd8', 'jpeg'), (b'GIF8', 'gif'), (b'SIMPLE  =', 'fits'))
-_PICTURES = ('png', 'jpeg', 'gif')
 #: File name endings of images (a directory is listed by them), lower case.
 IMAGE_SUFFIXES = ('.fits', '.fit', '.fts', '.fz', '.png', '.jpg', '.jpeg', '.gif', '.tif',
-                  '.tiff', '.pnm', '.ppm', '.pgm')
+                  '.tiff', '.pnm', '.ppm', '.pgm', '.xisf') + RAW_SUFFIXES
 #: Compressions an image file name may end with (m42.fits.gz).
 COMPRESSIONS = ('.gz', '.bz2', '.xz', '.z')
 
@@ -110,28 +111,6 @@ def expand_images(patterns, argument='images'):
     return list(unique.values())
 
 
-def file_kind(path):
-    """'fits', 'png', 'jpeg', 'gif' or None, from a file's first bytes (gzip allowed).
-
-    Returns
-    -------
-    kind : str or None
-    gzipped : bool
-    """
-    with open(path, 'rb') as f:
-        head = f.read(16)
-    gzipped = head[:2] == b'\x1f\x8b'
-    if gzipped:
-        try:
-            with gzip.open(path, 'rb') as g:
-                head = g.read(16)
-        except (OSError, EOFError) as exc:
-            raise InvalidInputError(f'image: {Path(path).name} looks gzip-compressed but cannot '
-                                    f'be read as gzip ({exc}).') from None
-    kind = next((k for magic, k in _MAGIC if head.startswith(magic)), None)
-    return kind, gzipped
-
-
 def _first_image_hdu(hdul, hdu, name):
     """Index of the HDU to read: ``hdu`` if given, else the first with >= 2-D data."""
     if hdu is not None:
@@ -180,15 +159,18 @@ class Image:
     path : `~pathlib.Path` or None
         The file the pixels come from, if any.
     kind : str
-        'fits', 'png', 'jpeg', 'gif' or 'array'.
+        'fits', 'png', 'jpeg', 'gif', 'tiff', 'xisf', 'raw' or 'array'.
     name : str
         For messages: the file name, or a description of the object.
+    meta : dict
+        A picture file's metadata as its format has them (EXIF tags, XISF
+        properties, LibRaw's readings); empty for FITS and data in memory.
     """
 
     def __init__(self, *, shape, header, kind, name, path=None, hdu=None, array=None,
-                 band_offset=None, raw_dtype=None, scale=(1.0, 0.0), blank=None):
+                 band_offset=None, raw_dtype=None, scale=(1.0, 0.0), blank=None, meta=None):
         self.shape, self.header, self.kind, self.name = shape, header, kind, name
-        self.path, self.hdu = path, hdu
+        self.path, self.hdu, self.meta = path, hdu, dict(meta or {})
         self._array = array      # the pixels when they are the source (not from a file)
         self._cache = None       # pixels decoded from a file that cannot be read in bands
         self._offset, self._raw_dtype, self._scale, self._blank = band_offset, raw_dtype, scale, blank
@@ -209,8 +191,10 @@ class Image:
 
     @property
     def flips_y(self):
-        """True for pictures (PNG...): row 0 is the top, and nova flips orientation."""
-        return self.kind in _PICTURES
+        """True for picture files (PNG, JPEG, GIF, TIFF, XISF, RAW): their row 0
+        (y = 1) is the top of the picture as seen, and nova flips the
+        orientation it reports for them."""
+        return self.kind in PICTURE_KINDS
 
     def rows(self, y0, y1):
         """Rows ``y0:y1`` as a new native float32 array (non-finite values kept)."""
@@ -245,18 +229,24 @@ class Image:
         return self.rows(0, self.shape[0])
 
     def data(self):
-        """The pixels in their own type (for writing the image back out)."""
+        """The pixels in their own type (for writing the image back out); a
+        picture's luminance plane (float32; `read_picture` gives its colours)."""
         if self._array is not None:
             return self._array
-        if self.kind in _PICTURES:
-            return _read_picture(self.path)
+        if self.kind in PICTURE_KINDS:
+            return self._load()
         # Not memory-mapped: astropy cannot map data it has to scale (BZERO...).
         with fits.open(self.path, memmap=False) as hdul:
             return np.array(_plane(hdul[self.hdu].data))
 
     def _load(self):
-        if self.kind in _PICTURES:
-            return _read_picture(self.path)
+        if self.kind in PICTURE_KINDS:
+            plane = luminance(read_picture(self.path, self.kind))
+            if plane.shape != self.shape:       # e.g. a RAW file LibRaw resizes
+                raise InvalidInputError(
+                    f'image: {self.name} decodes to {plane.shape[1]}x{plane.shape[0]} pixels, '
+                    f'not the {self.shape[1]}x{self.shape[0]} its header says.')
+            return plane
         with fits.open(self.path, memmap=False) as hdul:
             return _plane(hdul[self.hdu].data)
 
@@ -314,14 +304,6 @@ def _from_state(shape, header_text, kind, name, array):
                  array=array)
 
 
-def _read_picture(path):
-    """A PNG/JPEG/GIF as grey levels, row 0 = the top row (y = 1 in solve-field)."""
-    from PIL import Image as PILImage
-    with PILImage.open(path) as im:
-        im = im.convert('I') if im.mode in ('I;16', 'I;16B', 'I') else im.convert('L')
-        return np.asarray(im, dtype=np.float32)
-
-
 def _open_fits_file(path, hdu, gzipped):
     name = path.name
     try:
@@ -372,7 +354,10 @@ def open_image(image, hdu=None):
     Parameters
     ----------
     image : path, `~astropy.io.fits.HDUList`, HDU, `~numpy.ndarray` or `~astropy.nddata.NDData`
-        A FITS file (gzip allowed), PNG/JPEG/GIF, or data in memory.
+        A FITS file (gzip allowed), a PNG, JPEG, GIF, TIFF, XISF or camera
+        RAW file (see `~astrometry_query.formats`: one luminance plane, row 0
+        the first stored row, the metadata as header cards), or data in
+        memory.
     hdu : int or str, optional
         Which HDU of a FITS file or HDUList; default the first with 2-D data.
 
@@ -399,18 +384,17 @@ def open_image(image, hdu=None):
         kind, gzipped = file_kind(path)
         if kind == 'fits':
             return _open_fits_file(path.resolve(), hdu, gzipped)
-        if kind in _PICTURES and not gzipped:
-            try:
-                from PIL import Image as PILImage
-                with PILImage.open(path) as im:
-                    nx, ny = im.size
-            except Exception as exc:
-                raise InvalidInputError(f'image: {path.name} is not a readable {kind.upper()} '
-                                        f'({exc}).') from None
-            _check_shape((ny, nx), path.name)
-            return Image(shape=(ny, nx), header=fits.Header(), kind=kind, name=path.name,
-                         path=path.resolve())
-        raise InvalidInputError(f'image: {path.name} is not a FITS, PNG, JPEG or GIF image.')
+        if kind in PICTURE_KINDS and gzipped:
+            raise InvalidInputError(f'image: {path.name} is a gzip-compressed '
+                                    f'{KIND_NAMES[kind]} file: only FITS files are read '
+                                    'compressed; decompress it first.')
+        if kind in PICTURE_KINDS:
+            info = describe_picture(path, kind)
+            _check_shape(info.shape, path.name)
+            return Image(shape=tuple(info.shape), header=info.header, kind=kind,
+                         name=path.name, path=path.resolve(), meta=info.meta)
+        raise InvalidInputError(f'image: {path.name} is not a FITS, PNG, JPEG or GIF image, '
+                                'nor TIFF, XISF or camera RAW.')
     if isinstance(image, fits.HDUList):
         index = _first_image_hdu(image, hdu, 'the HDUList')
         h = image[index]

@@ -2,8 +2,8 @@
 the submission arguments (cast and checked as nova casts them, over its
 defaults), uploads stored, url_uploads downloaded (`~astrometry_query.urls.fetch_url`,
 public addresses only unless allowed), gunzipped and untarred, and each file
-recognised: an image (FITS, PNG, JPEG, GIF) or a source list (FITS table or
-text), with its size.
+recognised: an image (FITS, PNG, JPEG, GIF, and beyond nova TIFF, XISF and
+camera RAW) or a source list (FITS table or text), with its size.
 """
 import gzip
 import hashlib
@@ -19,6 +19,8 @@ from urllib.parse import urlparse
 import numpy as np
 from astropy.io import fits
 
+from ..exceptions import InvalidInputError
+from ..images import file_kind, open_image
 from ..settings import MAX_SOURCES, SETTINGS, nova_cast
 from ..urls import copy_limited, fetch_url
 
@@ -162,18 +164,47 @@ def _as_source_list(x, y, out, name, args):
             'width': width, 'height': height, 'solve_width': width, 'solve_height': height}
 
 
+#: Image kinds nova does not take, read here as the solver reads them (`open_image`).
+_CAMERA_KINDS = ('tiff', 'xisf', 'raw')
+
+
+def _camera_file(path):
+    """(kind, width, height) of a TIFF, XISF or camera RAW file, else None.
+
+    Raises ValueError (the reader's words) for such a file that cannot be read.
+    """
+    try:
+        kind, gzipped = file_kind(path)
+    except InvalidInputError:
+        return None
+    if gzipped or kind not in _CAMERA_KINDS:
+        return None
+    try:
+        height, width = open_image(path).shape
+    except InvalidInputError as exc:
+        raise ValueError(str(exc)) from None
+    return kind, width, height
+
+
 def classify(path, name, args, index=0):
     """Recognise one decoded file: an image, or a source list (FITS table or text).
+
+    Images are FITS, PNG, JPEG and GIF as on nova, and TIFF, XISF and camera
+    RAW files (recognised as `~astrometry_query.images.open_image` reads
+    them, by their first bytes).
 
     Raises
     ------
     ValueError
-        "This file's type is not supported", or a non-positive source list.
+        "This file's type is not supported", an unreadable TIFF, XISF or RAW
+        file, or a non-positive source list.
     """
     path = Path(path)
     with open(path, 'rb') as f:
         head = f.read(65536)
     xyls, picture = path.with_name(f'{index}-sources.xyls'), _image_size(head)
+    if picture is None and not head.startswith(b'SIMPLE'):
+        picture = _camera_file(path)
     if head.startswith(b'SIMPLE  ='):
         try:
             content = _fits_content(path)
