@@ -184,6 +184,9 @@ def _scale_quantity(value, name):
         raise InvalidSettingError(
             f'{name} must be a Quantity: {SCALE_FORMS}; got {value!r}.',
             setting=name, allowed=SCALE_FORMS) from None
+    if not value.isscalar:
+        raise InvalidSettingError(f'{name} must be one value, got {value.size} values.',
+                                  setting=name, allowed=SCALE_FORMS)
     if value.unit.is_equivalent(u.arcsec / u.pix):
         return value.to_value(u.arcsec / u.pix), 'arcsecperpix'
     if value.unit.is_equivalent(u.deg):

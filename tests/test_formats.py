@@ -20,8 +20,8 @@ from astrometry_query.images import (IMAGE_SUFFIXES, expand_images, file_kind, l
                                      open_image, read_picture)
 from astrometry_query.results import job_ref
 from astrometry_query.server.ingest import classify
-from astrometry_query.simulate import render_field, wcs_rms_error
-from server_fixtures import nova_server, requires_solver  # noqa: F401
+from astrometry_query.datasets import render_field, wcs_rms_error
+from real_server import requires_solver
 
 imagecodecs = pytest.importorskip('imagecodecs')
 tifffile = pytest.importorskip('tifffile')
@@ -512,7 +512,7 @@ def test_server_sniffing_recognises_the_formats(name, files, tmp_path):
 
 @requires_solver
 @pytest.mark.parametrize('name', ['tiff-16bit', 'xisf-mono16', 'dng'])
-def test_server_solves_uploaded_camera_files(name, files, field, nova_server):  # noqa: F811
+def test_server_solves_uploaded_camera_files(name, files, field, nova_server):
     with AstrometryNetClass(api_key=nova_server.api_key, server=nova_server.url,
                             backend='nova') as nova:
         header = nova.solve_from_image(files[name], force_image_upload=True, verbose=False,

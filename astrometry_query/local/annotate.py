@@ -6,7 +6,6 @@ Pixels are FITS 1-based throughout, as in nova: ``plot-constellations``
 prints them so (θ1 Ori C in a solved Orion field agrees with astropy's
 ``all_world2pix(..., 1)`` to 0.01 px).
 """
-import gzip
 import re
 import shutil
 import subprocess
@@ -20,14 +19,13 @@ from astropy.wcs import WCS, FITSFixedWarning
 from ..display import display_levels
 from ..drawing import write_png
 from ..exceptions import AstrometryNetError, InvalidInputError, LocalSolverNotFoundError
+from ..images import PICTURE_KINDS, file_kind, read_picture
 from ..files import atomic_path
 from .solver import INSTALL_SOLVER, xy_columns
 
 __all__ = ['objects_in_field', 'annotations', 'annotated_png', 'new_fits', 'image_rd',
            'image_format', 'read_image']
 
-_PICTURES = ('png', 'jpeg', 'gif')
-_MAGIC = ((b'\x89PNG', 'png'), (b'\xff\xd8', 'jpeg'), (b'GIF8', 'gif'), (b'SIMPLE  =', 'fits'))
 # Cards that describe a file's structure, never copied from wcs.fits.
 _STRUCTURAL = {'SIMPLE', 'BITPIX', 'NAXIS', 'EXTEND', 'XTENSION', 'PCOUNT', 'GCOUNT', 'END', 'DATE'}
 _WCS_KEY = re.compile(r'^(WCSAXES|CTYPE\d|CUNIT\d|CRVAL\d|CRPIX\d|CDELT\d|CROTA\d|CD\d_\d|PC\d_\d|'
@@ -167,49 +165,20 @@ def annotations(wcs_path, *, nbright=None, installation=None):
 
 
 def image_format(path):
-    """'fits', 'png', 'jpeg', 'gif' or None, from a file's first bytes (gzip allowed)."""
+    """The kind of an image file (`~astrometry_query.images.file_kind`: 'fits',
+    'png', 'jpeg', 'gif', 'tiff', 'xisf', 'raw'), or None when it is none or unreadable."""
     try:
-        with open(path, 'rb') as f:
-            head = f.read(16)
-            if head[:2] == b'\x1f\x8b':
-                f.seek(0)
-                with gzip.GzipFile(fileobj=f) as g:
-                    head = g.read(16)
-    except (OSError, EOFError):
+        return file_kind(path)[0]
+    except (OSError, InvalidInputError):
         return None
-    return next((kind for magic, kind in _MAGIC if head.startswith(magic)), None)
-
-
-def _read_picture(path):
-    """A PNG, JPEG or GIF decoded with Pillow: (H, W) grey levels or (H, W, 3) RGB.
-
-    Row 0 is the top row, as ``solve-field`` numbers pixels; no EXIF rotation
-    is applied (the solver applies none).  Grey (also palette) pictures come
-    back 2-D, 16-bit ones as uint16; alpha is dropped; a multi-frame GIF
-    gives its first frame.
-    """
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as im:
-            if im.mode in ('1', 'L', 'LA', 'La'):
-                im = im.convert('L')
-            elif not (im.mode.startswith('I') or im.mode == 'F'):    # 16/32-bit grey kept
-                im = im.convert('RGB')
-            pixels = np.array(im)
-    except (OSError, ValueError, UnidentifiedImageError) as exc:
-        raise InvalidInputError(f'{path} cannot be decoded as a picture ({exc}).') from None
-    if pixels.ndim == 3 and np.array_equal(pixels[..., 0], pixels[..., 1]) \
-            and np.array_equal(pixels[..., 1], pixels[..., 2]):
-        pixels = pixels[..., 0].copy()     # grey levels stored as colour (e.g. a GIF palette)
-    return pixels
 
 
 def read_image(path):
     """The pixels of an image as an (H, W) or (H, W, 3) array; row 0 is y=1.
 
-    FITS: the first HDU with at least 2-D data (its first plane). PNG, JPEG
-    and GIF: decoded with Pillow, top row first, as ``solve-field`` numbers
-    their pixels.
+    FITS: the first HDU with at least 2-D data (its first plane).  Pictures
+    (PNG, JPEG, GIF, TIFF, XISF, camera RAW): `~astrometry_query.images.read_picture`,
+    top row first, as ``solve-field`` numbers their pixels.
     """
     kind = image_format(path)
     if kind == 'fits':
@@ -221,9 +190,10 @@ def read_image(path):
                         data = data[0]
                     return np.array(data)   # a copy: the file is closed on return
         raise InvalidInputError(f'{path} has no image HDU with 2-D data.')
-    if kind in _PICTURES:
-        return _read_picture(path)
-    raise InvalidInputError(f'{path} is not a FITS, PNG, JPEG or GIF image.')
+    if kind in PICTURE_KINDS:
+        return read_picture(path, kind)
+    raise InvalidInputError(f'{path} is not a FITS, PNG, JPEG or GIF image, nor TIFF, XISF or '
+                            'camera RAW.')
 
 
 def _wcs_header(wcs):
@@ -268,7 +238,7 @@ def annotated_png(wcs_path, out_path, *, image_path=None, width=None, height=Non
         pixels = None   # not an image (e.g. a FITS table): a black canvas
     top_down = False
     if pixels is not None:
-        top_down = image_format(image_path) in _PICTURES
+        top_down = image_format(image_path) in PICTURE_KINDS
         if pixels.dtype != np.uint8 or not top_down:
             pixels = display_levels(pixels if pixels.ndim == 2 else pixels.mean(axis=2))
         height, width = pixels.shape[:2]

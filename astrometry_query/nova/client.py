@@ -241,6 +241,11 @@ class NovaClient:
             self._server_info = info
         return info
 
+    def reads_any_image(self):
+        """True when the server is this package's (it says so at ``server_info``):
+        it reads every image format the package reads (XISF, camera RAW...)."""
+        return str(self.server_info().get('software', '')).startswith('astrometry_query')
+
     def is_open(self):
         """True when the server says it is open: it accepts any key, so none is needed."""
         return self.server_info().get('open') is True

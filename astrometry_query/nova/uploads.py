@@ -60,6 +60,7 @@ def send_image(client, img, settings, *, force_image_upload=False, fwhm=3.0,
         log.info(f'Only {plural(len(sources), "source")} found: uploading the image instead.')
     else:
         img.check_values()          # an empty or constant image is not worth an upload
-    if img.path is not None:
+    # nova reads FITS and the common pictures; our server every format this package reads.
+    if img.path is not None and (img.kind not in ('xisf', 'raw') or client.reads_any_image()):
         return client.upload(img.path, settings)
     return client.upload(fits_bytes(img), settings, filename='image.fits')
