@@ -23,10 +23,13 @@ PUBLIC_MODULES = (
     'astrometry_query.local.pipeline',  # one solve as one function, for any Executor
     'astrometry_query.index',
     'astrometry_query.images',
+    'astrometry_query.formats',         # TIFF, XISF, camera RAW, colour pictures -> luminance
+    'astrometry_query.image_meta',      # their metadata as FITS cards (the hints)
     'astrometry_query.sources',
     'astrometry_query.hints',
     'astrometry_query.frames',          # a solution written into the frame, or beside it
     'astrometry_query.tracking',        # a sequence's frames followed without a search
+    'astrometry_query.watch',           # a folder's frames solved as they land
     'astrometry_query.datasets',
     'astrometry_query.plotting',
     'astrometry_query.server',

@@ -141,8 +141,7 @@ def rows_table(rows):
     table['elapsed'] = np.array([r['elapsed'] for r in rows], dtype=float)
     table['elapsed'].unit = 's'
     table['origin'] = np.array([r.get('origin', 'new') for r in rows], dtype='<U7')
-    table['tracked'] = np.array([r['header'] is not None and 'AN_TRACK' in r['header']
-                                 for r in rows], dtype=bool)
+    table['tracked'] = np.array([r.get('tracked', False) for r in rows], dtype=bool)
     table['wcs_file'] = np.array([r.get('wcs_file') or '' for r in rows], dtype=str)
     headers = np.empty(len(rows), dtype=object)
     headers[:] = [r['header'] for r in rows]
@@ -153,8 +152,6 @@ def rows_table(rows):
     return table
 
 
-
-
 def _row(item, status, *, header=None, error='', elapsed=0.0, origin='new', failure=None):
     """One result row; ``failure`` (one of `FAILURES`) says why a failed input failed."""
     row = {'index': item.index, 'input': item.label, 'status': status, 'ra': np.nan,
@@ -162,6 +159,7 @@ def _row(item, status, *, header=None, error='', elapsed=0.0, origin='new', fail
            'job_id': item.job_id, 'submission_id': item.submission_id, 'error': error,
            'elapsed': round(float(elapsed), 4), 'origin': origin, 'wcs_file': '',
            'header': header, 'failure': (failure or 'error') if status != 'success' else None}
+    row['tracked'] = header is not None and 'AN_TRACK' in header
     if header is not None:
         try:
             cal = calibration_from_wcs(header)
@@ -223,14 +221,16 @@ class Batches:
                          max_concurrency=max_concurrency, verbose=verbose, cache=cache,
                          journal=journal, header_hints=header_hints, fwhm=fwhm,
                          detect_threshold=detect_threshold, force_image_upload=force_image_upload,
-                         retry_failed=retry_failed, write_wcs=write_wcs, track=track,
-                         settings=settings)
+                         retry_failed=retry_failed, keep=store_solution if write_wcs else None,
+                         track=track, settings=settings)
 
     def rows(self, feed, *, timeout, executor, max_concurrency, verbose, cache, journal,
-             header_hints, fwhm, detect_threshold, force_image_upload, retry_failed, write_wcs,
+             header_hints, fwhm, detect_threshold, force_image_upload, retry_failed, keep,
              track, settings):
         """Rows of the inputs of a feed (`ListFeed`, or a watched folder's), as
-        they finish; the arguments checked (see `iter_solve`)."""
+        they finish; the arguments checked (see `iter_solve`).  ``keep``: None,
+        or ``keep(path, header, hdu=)`` writes a solved image file's WCS
+        (`~astrometry_query.frames.store_solution`) and returns the path written."""
         journal = Journal(journal) if journal is not None and not isinstance(journal, Journal) \
             else journal
         use_cache = bool(cache) and self.solver.cache is not None
@@ -259,7 +259,7 @@ class Batches:
                                  force_image_upload=force_image_upload, submitted=submitted)
         try:
             # Inputs are checked as they are submitted, so work starts at once.
-            while not feed.finished or run.in_flight:
+            while (not feed.finished or run.in_flight) and not feed.stopped:
                 while run.in_flight < run.window:
                     if sequence is not None and not len(sequence) and run.in_flight:
                         break       # the first solve of a sequence gives the others a field
@@ -274,8 +274,8 @@ class Batches:
                     if row['origin'] == 'new' and use_cache and row['header'] is not None:
                         self.solver.cache.put(item.key, row['header'], job_id=row['job_id'],
                                               submission_id=row['submission_id'])
-                    if write_wcs and row['header'] is not None:
-                        _keep_with_image(item, row)
+                    if keep is not None and row['header'] is not None:
+                        _keep_with_image(item, row, keep)
                     progress.done(row)
                     yield row
         finally:
@@ -366,6 +366,8 @@ class ListFeed:
     """The inputs of a batch given as a list: all there from the start."""
     #: A list never makes the batch wait for inputs.
     idle_wait = None
+    #: Nor is it stopped (a feed that is abandons what is running).
+    stopped = False
 
     def __init__(self, inputs):
         self._inputs = list(enumerate(inputs))
@@ -389,13 +391,13 @@ def _reference(sequence, item):
     return header.tostring() if header is not None else None
 
 
-def _keep_with_image(item, row):
-    """Write a solved row's WCS into (or beside) its image file (write_wcs=True)."""
+def _keep_with_image(item, row, keep):
+    """Write a solved row's WCS with its image file (``keep``: see `Batches.rows`)."""
     path = getattr(item.image, 'path', None)
     if path is None:
         return          # a source list, or an image in memory: nowhere to write it
     try:
-        row['wcs_file'] = str(store_solution(path, row['header'], hdu=item.image.hdu)[0])
+        row['wcs_file'] = str(keep(path, row['header'], hdu=item.image.hdu)[0])
     except (OSError, AstrometryNetError) as exc:     # solved: the row says it, not written
         row['error'] = f'solved, but the WCS could not be written: {type(exc).__name__}: {exc}'
 

@@ -30,6 +30,7 @@ from .nova.protocol import api_url, decode_response, encode_request, redact, sit
 from .results import SUBMISSION_ID_CARD, Submission, job_ref, jobs_table
 from .settings import SETTINGS, allowed_settings_text, validate_settings
 from .solving import Solver
+from .watch import watch_folder
 
 __all__ = ['AstrometryNet', 'AstrometryNetClass']
 
@@ -565,6 +566,81 @@ class AstrometryNetClass(BaseQuery):
             header_hints=header_hints, fwhm=fwhm, detect_threshold=detect_threshold,
             force_image_upload=force_image_upload, retry_failed=retry_failed,
             write_wcs=write_wcs, track=track, **settings)
+
+    def watch(self, directory, *, recursive=False, patterns=None, in_place=False,
+              output_dir=None, track=True, poll=False, settle=1.0, stop=None, verbose=True,
+              journal=True, cache=True, solve_timeout=None, executor=None,
+              max_concurrency=None, header_hints=True, fwhm=3, detect_threshold=5,
+              retry_failed=False, **settings):
+        """Solve the frames of a folder as they land (a night at the telescope).
+
+        The image files there at the start are solved first, then each new
+        one as soon as it is complete (see `astrometry_query.watch`), until
+        ``stop`` is set or the iteration is left (``break``, Ctrl-C): what
+        is running then is stopped, and a later watch of the folder takes it
+        up again.  Frames whose solution is already kept (written into the
+        frame, or a ``.wcs`` file newer than it) are left alone, so a watch
+        restarted over a folder solves only what is new.
+
+        Parameters
+        ----------
+        directory : path-like
+        recursive : bool
+            Watch its subfolders too (a folder per night or per target).
+        patterns : str or list of str, optional
+            File name patterns to take (``'*.fits'``, ``'Light_*'``); default
+            every image file (FITS, XISF, TIFF, PNG, JPEG, camera RAW).
+        in_place : bool
+            Write each solution into its FITS frame's header (see
+            `~astrometry_query.frames.write_wcs`; a picture gets ``NAME.wcs``
+            beside it).  Default: ``NAME.wcs`` beside each frame, or in
+            ``output_dir``.
+        output_dir : path-like, optional
+            Where the ``.wcs`` files go (created if needed).
+        track : bool
+            Follow the field from frame to frame (see `solve_many`): a
+            frame of the same field is solved without a search.
+        poll : bool
+            Look for new files by listing the folder every second instead
+            of being told by the system: for network file systems (NFS,
+            SMB), where change notices do not arrive.
+        settle : float
+            Seconds a file must stay unchanged before it is taken (a camera
+            writes a frame over a while; a FITS file is also checked to hold
+            all the data its header announces).
+        stop : `threading.Event`, optional
+            Set it (from another thread, a signal handler) to stop.
+        verbose : bool
+            A progress bar counting the frames solved.
+        journal : bool or path-like
+            Record what was submitted, solved and failed: by default in
+            ``.astrometry-query-journal.jsonl`` in the folder, so a restart
+            neither submits a frame twice nor searches again for one that
+            failed (see `solve_many`); False for none.
+        cache, solve_timeout, executor, max_concurrency, retry_failed
+            As for `solve_many`.
+        header_hints, fwhm, detect_threshold, **settings
+            As for `solve_from_image`, applied to every frame.
+
+        Yields
+        ------
+        dict
+            A row per frame as it is solved or fails (`iter_solve`'s rows);
+            ``wcs_file`` names the file its WCS was written to.
+
+        Examples
+        --------
+        >>> for row in AstrometryNet.watch('/data/2026-12-07', in_place=True):  # doctest: +SKIP
+        ...     print(row['input'], row['status'], row['ra'], row['dec'])
+        """
+        solver = self._solver()
+        return watch_folder(
+            Batches(solver.backend, solver), directory,
+            timeout=self._solve_timeout(solve_timeout), recursive=recursive, patterns=patterns,
+            in_place=in_place, output_dir=output_dir, track=track, poll=poll, settle=settle,
+            stop=stop, verbose=verbose, journal=journal, cache=cache, executor=executor,
+            max_concurrency=max_concurrency, header_hints=header_hints, fwhm=fwhm,
+            detect_threshold=detect_threshold, retry_failed=retry_failed, settings=settings)
 
     # -- what a job offers --------------------------------------------------------------------
     def get_wcs_header(self, job, *, cache=True):

@@ -28,7 +28,7 @@ from .formats import (KIND_NAMES, PICTURE_KINDS, RAW_SUFFIXES, describe_picture,
                       luminance, read_picture)
 
 __all__ = ['Image', 'open_image', 'file_kind', 'read_picture', 'luminance', 'expand_images',
-           'image_stem', 'MIN_SIZE', 'IMAGE_SUFFIXES', 'PICTURE_KINDS']
+           'image_stem', 'is_image_name', 'MIN_SIZE', 'IMAGE_SUFFIXES', 'PICTURE_KINDS']
 
 #: Smallest image side that can hold a star field worth solving, pixels.
 MIN_SIZE = 16
@@ -52,7 +52,8 @@ def image_stem(name):
     return Path(name).stem or name
 
 
-def _is_image_name(name):
+def is_image_name(name):
+    """Whether a file name is an image's (by its suffix, compressed or not)."""
     lower = name.lower()
     for suffix in COMPRESSIONS:
         if lower.endswith(suffix):
@@ -91,7 +92,7 @@ def expand_images(patterns, argument='images'):
         if path.is_file():
             found.append(path)
         elif path.is_dir():
-            images = sorted(p for p in path.iterdir() if p.is_file() and _is_image_name(p.name))
+            images = sorted(p for p in path.iterdir() if p.is_file() and is_image_name(p.name))
             if not images:
                 raise InvalidInputError(
                     f'{argument}: the directory {text!r} holds no image files (names ending '

@@ -37,7 +37,7 @@ from astrometry_query.exceptions import (IndexCoverageError, InvalidInputError, 
                                          MissingAPIKeyError, ResultNotAvailableError, ServerError,
                                          SolveFailedError, SolveTimeoutError)
 from astrometry_query.cli import build_parser
-from astrometry_query.cli.solve import _settings
+from astrometry_query.cli.solve import solve_settings
 from astrometry_query.results import calibration_from_wcs, parity_text
 from astrometry_query.datasets import read_truth_wcs, render_field, wcs_rms_error
 from real_server import requires_solver
@@ -241,7 +241,7 @@ def test_bad_input_names_the_argument(argv, named, tmp_path, capsys):
 
 def test_solver_setting_values_take_the_setting_s_type(tmp_path):
     def settings(*options):
-        return _settings(build_parser().parse_args(['solve', 'x.fits', *options]))
+        return solve_settings(build_parser().parse_args(['solve', 'x.fits', *options]))
     assert settings('--parity', 'negative', '--downsample', '2', '--tweak-order', '0') == {
         'parity': 'negative', 'downsample_factor': 2, 'tweak_order': 0}
     given = settings('--set', 'use_sextractor=yes', '--set', 'invert=False', '--set',

@@ -66,6 +66,7 @@ _EXAMPLES = """examples:
   astrometry-query demo                                  # check the set-up: solve offline
   astrometry-query solve m42.fits                        # WCS in m42.wcs, a summary
   astrometry-query solve 'night/*.fits' --output-dir wcs --json > night.jsonl
+  astrometry-query watch /data/tonight --in-place        # solve frames as they land
   astrometry-query annotate m42.wcs --png m42.png
   astrometry-query login && astrometry-query jobs        # through nova.astrometry.net
   astrometry-query solve m42.fits --server http://127.0.0.1:8080   # your own server
@@ -78,7 +79,7 @@ ASTROMETRY_NET_API_KEY environment variable, the keyring (astrometry-query login
 
 def build_parser():
     """The argument parser of ``astrometry-query`` (every subcommand)."""
-    from . import jobs, login, serve, solve
+    from . import jobs, login, serve, solve, watch
     from .index import add_index_parser, run_index_command
     parser = Parser(prog=PROG, description=_DESCRIPTION,
                     epilog=_EXAMPLES + EXIT_CODES, formatter_class=HelpFormatter)
@@ -87,6 +88,7 @@ def build_parser():
                         help='show the traceback of an error')
     sub = parser.add_subparsers(dest='command', required=True, metavar='COMMAND')
     solve.add_parsers(sub)
+    watch.add_parsers(sub)
     jobs.add_parsers(sub)
     login.add_parsers(sub)
     serve.add_parsers(sub)

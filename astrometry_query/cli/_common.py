@@ -170,6 +170,16 @@ def positive_float(text):
     return value
 
 
+def nonnegative_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a number, got {text!r}') from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f'must be zero or more, got {text!r}')
+    return value
+
+
 def _whole_number(text, low):
     try:
         value = int(text)

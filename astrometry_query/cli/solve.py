@@ -16,7 +16,9 @@ from ._common import (EXIT_INTERRUPTED, EXIT_OK, EXIT_UNSOLVED, PROG, UsageError
                       make_client, message, nonnegative_int, positive_float, positive_int,
                       print_json, ra_degrees, radius_degrees, short, warn)
 
-__all__ = ['add_parsers', 'example_image_path', 'expand_images', 'wcs_path_for']
+__all__ = ['add_parsers', 'add_solve_options', 'add_index_dir_option', 'solve_settings',
+           'quiet_log', 'index_dirs', 'result_record', 'settings_help', 'example_image_path',
+           'expand_images', 'wcs_path_for']
 
 _SOLVE_EXAMPLES = [
     'astrometry-query solve m42.fits                       # offline, WCS in m42.wcs',
@@ -75,19 +77,15 @@ def _add_output_options(parser, several=True):
     return group
 
 
-def add_parsers(sub):
-    solve = add_command(
-        sub, 'solve', help='plate-solve images and write their WCS',
-        description='Plate-solve images (FITS, PNG, JPEG) and write the WCS of each as a FITS '
-                    'header file. With several images they are solved at once, with a progress '
-                    'bar and a summary table at the end.',
-        examples=_SOLVE_EXAMPLES)
-    solve.epilog = _settings_help() + '\n\n' + solve.epilog
-    solve.add_argument('images', nargs='+', metavar='IMAGE',
-                       help='image files or glob patterns (night/*.fits, quoted or not: '
-                            'patterns are expanded here too, with ** for subdirectories)')
-    _add_output_options(solve)
-    hints = solve.add_argument_group('hints (optional; read from the FITS header too)')
+def add_index_dir_option(group):
+    group.add_argument('--index-dir', action='append', metavar='DIR',
+                       help='local backend: directory of index files (repeat for several; '
+                            'default conf.index_dir, else /etc/astrometry.cfg)')
+
+
+def add_solve_options(parser):
+    """The hints and solver settings options (of ``solve`` and ``watch``)."""
+    hints = parser.add_argument_group('hints (optional; read from the FITS header too)')
     hints.add_argument('--scale-low', type=positive_float, metavar='SCALE',
                        help='lower bound of the image scale, in --scale-units')
     hints.add_argument('--scale-high', type=positive_float, metavar='SCALE',
@@ -102,7 +100,7 @@ def add_parsers(sub):
     hints.add_argument('--radius', type=radius_degrees, metavar='DEG',
                        help="how far the true centre may be from --ra/--dec: degrees, or e.g. "
                             "'30 arcmin' (default 5)")
-    solver = solve.add_argument_group('solver settings (any setting of the table below: --set)')
+    solver = parser.add_argument_group('solver settings (any setting of the table below: --set)')
     solver.add_argument('--parity', choices=_PARITIES, metavar='{' + ','.join(_PARITIES) + '}',
                         help="'positive': an image as the sky looks (north up, east left: "
                              "parity -1 in the results); 'negative': a mirrored one (+1); "
@@ -119,10 +117,22 @@ def add_parsers(sub):
     solver.add_argument('--no-cache', action='store_true',
                         help='solve again even if these pixels were solved with these '
                              'settings before (the solution cache is neither read nor filled)')
-    where = add_client_options(solve)
-    where.add_argument('--index-dir', action='append', metavar='DIR',
-                       help='local backend: directory of index files (repeat for several; '
-                            'default conf.index_dir, else /etc/astrometry.cfg)')
+
+
+def add_parsers(sub):
+    solve = add_command(
+        sub, 'solve', help='plate-solve images and write their WCS',
+        description='Plate-solve images (FITS, PNG, JPEG) and write the WCS of each as a FITS '
+                    'header file. With several images they are solved at once, with a progress '
+                    'bar and a summary table at the end.',
+        examples=_SOLVE_EXAMPLES)
+    solve.epilog = settings_help() + '\n\n' + solve.epilog
+    solve.add_argument('images', nargs='+', metavar='IMAGE',
+                       help='image files or glob patterns (night/*.fits, quoted or not: '
+                            'patterns are expanded here too, with ** for subdirectories)')
+    _add_output_options(solve)
+    add_solve_options(solve)
+    add_index_dir_option(add_client_options(solve))
     batch = solve.add_argument_group('several images')
     batch.add_argument('--workers', type=positive_int, metavar='N',
                        help='solves (local) or uploads (nova) at once (default: the cores; '
@@ -202,7 +212,7 @@ def _allowed_text(setting):
     return f'{kind} {low:g}..{high:g}{unit}'
 
 
-def _settings_help():
+def settings_help():
     """The epilog's table of the settings ``--set`` takes (from the settings table)."""
     import textwrap
 
@@ -258,7 +268,7 @@ def _assignment(text):
     return name, value
 
 
-def _settings(args):
+def solve_settings(args):
     """The solve settings of the options and of ``--set``, checked (errors
     name the option)."""
     from ..settings import normalize_settings
@@ -301,7 +311,7 @@ def _settings(args):
 
 
 @contextlib.contextmanager
-def _quiet_log(quiet):
+def quiet_log(quiet):
     """Only warnings from the library's log (its INFO lines go to stdout)."""
     from astroquery import log
     level = log.level
@@ -314,7 +324,7 @@ def _quiet_log(quiet):
 
 
 @contextlib.contextmanager
-def _index_dirs(dirs):
+def index_dirs(dirs):
     from .. import conf
     if not dirs:
         yield
@@ -327,7 +337,7 @@ def _index_dirs(dirs):
 
 
 # -- records and summaries -------------------------------------------------------------------
-def _record(label, status, *, header=None, error='', elapsed=0.0, wcs=None, job_id=None,
+def result_record(label, status, *, header=None, error='', elapsed=0.0, wcs=None, job_id=None,
             submission_id=None, calibration=None):
     """One image's result, as printed with --json."""
     record = {'input': str(label), 'status': status, 'ra': None, 'dec': None, 'pixscale': None,
@@ -397,7 +407,7 @@ def _solve_one(client, image, output, args, settings):
                                          write_wcs=output is None, **settings)
     except AstrometryNetError as exc:
         if args.json:
-            print_json(_record(image, 'failure', error=f'{type(exc).__name__}: {message(exc)}',
+            print_json(result_record(image, 'failure', error=f'{type(exc).__name__}: {message(exc)}',
                                elapsed=time.monotonic() - started, job_id=exc.job_id,
                                submission_id=exc.submission_id))
         raise
@@ -406,7 +416,7 @@ def _solve_one(client, image, output, args, settings):
     else:
         write_sidecar(output, header)
     if args.json:
-        print_json(_record(image, 'success', header=header, wcs=output,
+        print_json(result_record(image, 'success', header=header, wcs=output,
                            elapsed=time.monotonic() - started))
     else:
         echo(_summary(client, header, output))
@@ -429,7 +439,7 @@ def _solve_many(client, images, outputs, args, settings):
                 output = where[row['input']] or row['wcs_file']
                 if where[row['input']] is not None:
                     write_sidecar(output, row['header'])
-            records[row['index']] = _record(
+            records[row['index']] = result_record(
                 row['input'], row['status'], header=row['header'], error=row['error'],
                 elapsed=row['elapsed'], wcs=output, job_id=row['job_id'],
                 submission_id=row['submission_id'],
@@ -458,10 +468,10 @@ def _solve_many(client, images, outputs, args, settings):
 
 def run_solve(args, backend=None):
     """``solve``: returns the exit status."""
-    settings = _settings(args)
+    settings = solve_settings(args)
     images = expand_images(args.images, argument='IMAGE')
     outputs = _output_paths(images, args)
-    with _quiet_log(args.quiet or args.json), _index_dirs(getattr(args, 'index_dir', None)), \
+    with quiet_log(args.quiet or args.json), index_dirs(getattr(args, 'index_dir', None)), \
             make_client(args, backend=backend) as client:
         if len(images) == 1 and not args.journal:
             return _solve_one(client, images[0], outputs[0], args, settings)

@@ -596,11 +596,14 @@ class LocalBatch:
         return out
 
     def close(self):
+        """Stop: what is still running is abandoned (its engines stopped)."""
+        running = bool(self._running)
         for future in self._running:
             future.cancel()
         self._running.clear()
         if self._runner is not None:
-            self._runner.shutdown()
+            # A batch left early (stopped, interrupted) must not keep engines busy.
+            self._runner.terminate() if running else self._runner.shutdown()
 
 
 def _in_memory(image):

@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -35,6 +36,29 @@ INSTALL_INDEXES = ('sudo apt-get install astrometry-data-tycho2-10-19-littleendi
 
 #: Seconds between SIGTERM and SIGKILL when a solve is stopped.
 _KILL_GRACE = 2.0
+#: prctl's option "send me this signal when my parent dies" (Linux).
+_PR_SET_PDEATHSIG = 1
+
+
+def _end_with_parent_hook():
+    """A ``preexec_fn`` for an engine: killed when the process that started it
+    dies, however it dies (kill -9 of a whole command and its workers, an
+    out-of-memory kill), so an engine never runs on alone.  None where the
+    system cannot tell (not Linux)."""
+    if not sys.platform.startswith('linux'):
+        return None
+    try:
+        import ctypes
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def hook():
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:      # it died before the request was made
+            os._exit(1)
+    return hook
 
 
 @dataclass(frozen=True)
@@ -313,7 +337,8 @@ def run_engine(axy_path, work_dir, *, timeout=None, installation=None, inparalle
     # A new session makes the engine the leader of its own process group, so
     # one killpg stops it and anything it started.
     proc = subprocess.Popen(cmd, cwd=work_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=_end_with_parent_hook())
     with _RUNNING_LOCK:
         _RUNNING.add(proc)
     try:
