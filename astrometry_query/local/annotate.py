@@ -21,6 +21,7 @@ from ..drawing import write_png
 from ..exceptions import AstrometryNetError, InvalidInputError, LocalSolverNotFoundError
 from ..images import PICTURE_KINDS, file_kind, read_picture
 from ..files import atomic_path
+from ..results import is_wcs_key
 from .solver import INSTALL_SOLVER, xy_columns
 
 __all__ = ['objects_in_field', 'annotations', 'annotated_png', 'new_fits', 'image_rd',
@@ -28,9 +29,6 @@ __all__ = ['objects_in_field', 'annotations', 'annotated_png', 'new_fits', 'imag
 
 # Cards that describe a file's structure, never copied from wcs.fits.
 _STRUCTURAL = {'SIMPLE', 'BITPIX', 'NAXIS', 'EXTEND', 'XTENSION', 'PCOUNT', 'GCOUNT', 'END', 'DATE'}
-_WCS_KEY = re.compile(r'^(WCSAXES|CTYPE\d|CUNIT\d|CRVAL\d|CRPIX\d|CDELT\d|CROTA\d|CD\d_\d|PC\d_\d|'
-                      r'PV\d_\d+|PS\d_\d+|LONPOLE|LATPOLE|RADESYS|RADECSYS|EQUINOX|EPOCH|'
-                      r'IMAGEW|IMAGEH|(A|B|AP|BP)_(ORDER|DMAX|\d+_\d+))$')
 
 
 def _plot_constellations(installation):
@@ -255,7 +253,7 @@ def annotated_png(wcs_path, out_path, *, image_path=None, width=None, height=Non
 
 def _merge_wcs(header, wcs_header):
     """Replace the WCS cards of ``header`` with those of the solution."""
-    for key in [k for k in header if _WCS_KEY.match(k)]:
+    for key in [k for k in header if is_wcs_key(k)]:
         del header[key]
     for card in wcs_header.cards:
         if card.keyword in _STRUCTURAL or not card.keyword:
