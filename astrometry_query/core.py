@@ -688,6 +688,81 @@ class AstrometryNetClass(BaseQuery):
         """Names of the objects in the field (list of str, nova's fragments)."""
         return self._results().objects_in_field(job, cache=cache)
 
+    def get_matched_stars(self, header_or_job, *, cache=True):
+        """The stars that tie a job's solution to the sky: its sources matched
+        with catalogue stars, and how far the solution puts each.
+
+        The local backend and the ``astrometry-query serve`` server match
+        every source of the job with every catalogue star of the field in the
+        installed index files, through the solved WCS (mutual nearest
+        neighbours within 2 FWHM, stars with a close neighbour left out; made
+        on first request, then kept), also for frames solved by tracking.  A
+        server that offers no such file (nova.astrometry.net) gives the
+        solver's own matched stars instead (its ``corr`` file: the stars of
+        the quads that solved and those that verified them, usually fewer);
+        ``meta['source']`` says which.
+
+        Parameters
+        ----------
+        header_or_job : Header, `Job`, int or Table row
+            A Header returned by a solve, or anything else naming a job.
+        cache : bool
+            Use astroquery's cache of downloads (nova backend).
+
+        Returns
+        -------
+        `~astropy.table.Table`
+            One row per matched star.  Columns: ``x``, ``y`` (image position,
+            FITS 1-based pixels), ``flux`` (the source's, NaN when the source
+            list had none), ``ra``, ``dec`` (the catalogue star, deg),
+            ``mag`` (its catalogue magnitude, e.g. Tycho-2 VT; NaN where the
+            index has none), ``dx``, ``dy``, ``residual`` (pixels: the
+            catalogue position through the solved WCS minus the image
+            position) and ``residual_sky`` (arcsec: the same on the sky).
+            ``meta``: ``job_id``, ``n_matched``, ``rms_px``, ``rms_arcsec``
+            (RMS of the residuals), ``source`` (``'index files'`` or
+            ``'corr'``), ``mag_source`` (``'index files'``, ``'corr'``,
+            ``'rdls'`` or None) and, for matches of the index files,
+            ``match_radius_px`` and ``isolation_px``.
+
+        Raises
+        ------
+        ResultNotAvailableError
+            The job is not solved.
+
+        See Also
+        --------
+        get_image_stars : every source of the job, matched or not.
+        """
+        return self._results().matched_stars(header_or_job, cache=cache)
+
+    def get_image_stars(self, header_or_job, *, cache=True):
+        """Every source extracted from a job's image, with its sky position
+        through the solved WCS, and whether it is a matched star.
+
+        Parameters
+        ----------
+        header_or_job : Header, `Job`, int or Table row
+            A Header returned by a solve, or anything else naming a job.
+        cache : bool
+            Use astroquery's cache of downloads (nova backend).
+
+        Returns
+        -------
+        `~astropy.table.Table`
+            One row per source given to the solver.  Columns: ``x``, ``y``
+            (FITS 1-based pixels), ``flux``, ``ra``, ``dec`` (deg) and
+            ``matched`` (True for the rows of `get_matched_stars`).
+            ``meta``: ``job_id``, ``n_sources``, ``n_matched`` and ``source``
+            (of the matches, as in `get_matched_stars`).
+
+        Raises
+        ------
+        ResultNotAvailableError
+            The job is not solved.
+        """
+        return self._results().image_stars(header_or_job, cache=cache)
+
     def get_tags(self, job, *, machine=False):
         """Tags of a job's image (``machine=True``: only the solver's own)."""
         return self._results().tags(job, machine=machine)

@@ -1,18 +1,21 @@
 """Internal: what a job offers once it exists, for any backend: `JobResults`, which the
 facade gives the backend in use (WCS, calibration, annotations, objects,
-tags, job lists, result files, pruning).
+tags, matched stars, job lists, result files, pruning).
 
 Wherever a job is asked for, a job id, a `Job` record, a Header returned by a
 solve (cards AN_JOBID/AN_SUBID) or a Table row with ``job_id`` is accepted.
 """
 import io
+import logging
 import math
 from datetime import timedelta
 from pathlib import Path
 
 import astropy.units as u
 from astropy.io import fits
+from astropy.table import Table
 
+from . import matches
 from .exceptions import InvalidInputError, ResultNotAvailableError
 from .files import write_atomic
 from .jobs.files import DOWNLOAD_KINDS, RESULT_KINDS
@@ -21,6 +24,8 @@ from .results import (Calibration, annotations_table, job_ref, jobs_table, make_
 from .solving import check_flag
 
 __all__ = ['JobResults', 'as_timedelta']
+
+log = logging.getLogger(__name__)
 
 
 def as_timedelta(age, name='older_than'):
@@ -127,3 +132,42 @@ class JobResults:
         if kind == 'annotated':
             return content
         return fits.open(io.BytesIO(content))
+
+    def matched_stars(self, job, *, cache=True):
+        job_id, _ = self.job_id(job)
+        try:
+            table = matches.read_matches(self.backend.download(job_id, 'matches', cache=cache))
+        except ResultNotAvailableError as lacking:
+            # A server without the matches file (nova.astrometry.net): the engine's own.
+            log.info('job %s: no matches file (%s); using the solver\'s matched stars (corr)',
+                     job_id, lacking)
+            table = self._matches_from_corr(job_id, lacking, cache)
+        table.meta = {'job_id': job_id, **table.meta}
+        return table
+
+    def _matches_from_corr(self, job_id, lacking, cache):
+        try:
+            corr = _fits_table(self.backend.download(job_id, 'corr', cache=cache))
+        except ResultNotAvailableError as exc:
+            raise ResultNotAvailableError(f'Job {job_id} has no matched stars: {lacking} Nor '
+                                          f'the solver\'s: {exc}', job_id=job_id) from exc
+        rdls = None
+        if matches.mag_column(corr.colnames) is None:
+            try:        # the magnitudes of the index stars in the field
+                rdls = _fits_table(self.backend.download(job_id, 'rdls', cache=cache))
+            except ResultNotAvailableError:
+                pass
+        return matches.from_corr(corr, self.wcs(job_id, cache=cache), rdls)
+
+    def image_stars(self, job, *, cache=True):
+        job_id, _ = self.job_id(job)
+        matched = self.matched_stars(job_id, cache=cache)
+        sources = _fits_table(self.backend.download(job_id, 'image_rd', cache=cache))
+        return matches.image_stars(sources, matched)
+
+
+def _fits_table(content):
+    """The first table of a FITS file (its bytes), columns as they are (no units parsed:
+    the solver writes some astropy does not know)."""
+    with fits.open(io.BytesIO(content)) as hdul:
+        return Table(hdul[1].data)

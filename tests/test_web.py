@@ -263,8 +263,9 @@ def test_solve_through_the_form(nova_server, signed_in, field):
     assert f'<img id="annotated" src="/annotated_display/{job_id}" width="700" height="600"' in page
     downloads = page.split('<ul class="downloads">', 1)[1].split('</ul>', 1)[0]
     links = re.findall(r'<a href="(/(\w+)/%d)">' % job_id, downloads)
-    assert {route for _, route in links} == {'wcs_file', 'new_fits_file', 'corr_file', 'rdls_file',
-                                             'axy_file', 'image_rd_file', 'joblog'}
+    assert {route for _, route in links} == {'wcs_file', 'new_fits_file', 'corr_file',
+                                             'matches_file', 'rdls_file', 'axy_file',
+                                             'image_rd_file', 'joblog'}
     for link, route in links:          # the signed-in session passes nova's anti-bot gate
         content = signed_in.get(link).content
         if route == 'joblog':

@@ -17,6 +17,7 @@ Files of a job directory
 ``wcs.fits``         the solution (header only, TAN-SIP); exists only when solved
 ``corr.fits``        matched field/index star pairs
 ``rdls.fits``        index stars in the field
+``matches.fits``     every source matched with a catalogue star, with residuals (first request)
 ``result.json``      the outcome, written last and atomically
 ``extras.json``      objects in the field and annotations (first request)
 ``annotated.png``    the image (or a black canvas) with named objects (first request)
@@ -82,6 +83,10 @@ class ResultKind:
         What it is, for the web page's list of downloads.
     listed : bool
         Listed among the job page's downloads (the pictures are shown instead).
+    nova : bool
+        nova.astrometry.net serves it too; False: only this package's server
+        does, and a client asking another server for it is told the result is
+        not available (`~astrometry_query.exceptions.ResultNotAvailableError`).
     """
     name: str
     file: str
@@ -91,6 +96,7 @@ class ResultKind:
     download_name: str
     label: str
     listed: bool = True
+    nova: bool = True
 
 
 _FITS = 'application/fits'
@@ -100,7 +106,9 @@ RESULT_KINDS = {k.name: k for k in (
     ResultKind('new_fits', 'new-image.fits', ('new_fits_file',), True, _FITS, 'new-image.fits',
                'image with the WCS'),
     ResultKind('corr', ENGINE_OUTPUTS['corr'], ('corr_file',), True, _FITS, 'corr.fits',
-               'matched stars'),
+               "the solver's matched stars"),
+    ResultKind('matches', 'matches.fits', ('matches_file',), False, _FITS, 'matches.fits',
+               'every star matched with the catalogue, with residuals', nova=False),
     ResultKind('rdls', ENGINE_OUTPUTS['rdls'], ('rdls_file',), False, _FITS, 'rdls.fits',
                'index stars in the field'),
     ResultKind('axy', AXY_FILE, ('axy_file',), False, _FITS, 'axy.fits', 'detected sources'),
@@ -117,7 +125,8 @@ RESULT_KINDS = {k.name: k for k in (
 )}
 #: nova route -> result kind name.
 KIND_OF_ROUTE = {route: k.name for k in RESULT_KINDS.values() for route in k.routes}
-#: The kinds a client may download through the facade (as nova's API offers them).
+#: The kinds a client may download through the facade (as nova's API offers them;
+#: not 'matches', which nova lacks: ``get_matched_stars`` has it from any server).
 DOWNLOAD_KINDS = ('wcs', 'new_fits', 'rdls', 'axy', 'corr', 'image_rd', 'annotated')
 
 # Names an input placed in a job directory must not take.

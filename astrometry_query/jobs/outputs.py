@@ -1,15 +1,23 @@
 """What a solved job offers beyond its solution, made when first asked for and
 then kept in its directory: objects in the field and annotations
 (``extras.json``), and the result files of `result_file` (the image with the
-WCS, image-radec, the annotated PNG).
+WCS, image-radec, the matched stars, the annotated PNG).
 """
 import json
 import threading
 from pathlib import Path
 
+import numpy as np
+from astropy.io import fits
+
+from .. import matches
 from ..local import annotate
 from ..local.extraction import extraction_png
-from .files import EXTRAS_FILE, RESULT_KINDS, read_result, write_json
+from ..local.refine import reference_stars
+from ..local.solver import find_installation, xy_columns
+from ..results import calibration_from_wcs, wcs_from_header
+from .files import EXTRAS_FILE, REQUEST_FILE, RESULT_KINDS, read_result, write_json
+from .request import SolveRequest
 
 __all__ = ['objects_in_field', 'annotations', 'result_file']
 
@@ -55,8 +63,9 @@ def result_file(job_dir, kind):
     kind : str
         A kind of `~astrometry_query.jobs.RESULT_KINDS`: ``'wcs'``, ``'rdls'``,
         ``'axy'``, ``'corr'``, ``'new_fits'`` (the image with the solved WCS),
-        ``'image_rd'`` (job.axy plus RA, DEC), ``'annotated'`` or
-        ``'extraction'`` (the sources circled).
+        ``'image_rd'`` (job.axy plus RA, DEC), ``'matches'`` (every source
+        matched with the catalogue stars of the installed index files, with
+        residuals), ``'annotated'`` or ``'extraction'`` (the sources circled).
 
     Returns
     -------
@@ -92,11 +101,38 @@ def result_file(job_dir, kind):
         return _made(annotate.new_fits, job_dir, path, image, wcs, path)
     if kind == 'image_rd' and axy.is_file():
         return _made(annotate.image_rd, job_dir, path, axy, wcs, path)
+    if kind == 'matches' and axy.is_file():
+        return _made(_matches, job_dir, path, job_dir, axy, wcs, path, result)
     if kind == 'annotated':
         return _made(annotate.annotated_png, job_dir, path, wcs, path,
                      image_path=None if result.get('source_list') else image,
                      width=result.get('width') or None, height=result.get('height') or None)
     raise FileNotFoundError(f'Job {job_dir.name} has no {path.name}.')
+
+
+def _matches(job_dir, axy, wcs, path, result):
+    """matches.fits: the job's sources matched, through its solution, with the
+    catalogue stars of the index files it was solved with (a job solved by
+    tracking has no corr.fits, and the engine's has only its quads' stars)."""
+    request = (SolveRequest.read(job_dir) if (job_dir / REQUEST_FILE).is_file()
+               else SolveRequest(settings={}))
+    inst = find_installation(index_dir=request.index_dir)
+    if not inst.query_starkd:
+        raise FileNotFoundError('query-starkd (astrometry.net) is not installed')
+    header = fits.getheader(wcs)
+    solution = wcs_from_header(header)
+    field = calibration_from_wcs(header, result.get('width') or None, result.get('height') or None)
+    ra, dec, mag = reference_stars(inst.index_files, field['ra'], field['dec'],
+                                   1.05 * field['radius'], query_starkd=inst.query_starkd)
+    if not len(ra):
+        raise FileNotFoundError('no installed index file has stars in this field')
+    sources = fits.getdata(axy, 1)
+    names = sources.columns.names
+    xcol, ycol = xy_columns(names)
+    flux = next((sources[n] for n in names if n.upper() == 'FLUX'), None)
+    table = matches.match_sources(np.asarray(sources[xcol], float), np.asarray(sources[ycol], float),
+                                  flux, solution, ra, dec, mag, fwhm=request.fwhm)
+    return matches.write_matches(table, path)
 
 
 def _made(make, job_dir, path, *args, **kwargs):

@@ -23,7 +23,8 @@ from scipy.spatial import cKDTree
 
 from ..results import wcs_from_header
 
-__all__ = ['refine_wcs', 'reference_stars', 'RefineResult', 'warm_up', 'mutual_matches']
+__all__ = ['refine_wcs', 'reference_stars', 'RefineResult', 'warm_up', 'mutual_matches',
+           'isolated']
 
 #: Index files queried for reference stars (the densest first).
 MAX_INDEX_FILES = 4
@@ -279,7 +280,7 @@ def _sip_header(header, crval, cx, cy, terms, scale, order, width, height, crpix
     return out
 
 
-def _isolated(x, y, radius, mag=None, contrast=2.5):
+def isolated(x, y, radius, mag=None, contrast=2.5):
     """True for points with no other point within ``radius`` (with magnitudes:
     no other point brighter than ``contrast`` magnitudes fainter than it)."""
     if len(x) < 2:
@@ -341,9 +342,9 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
     ref_mag = (np.full(len(ref_ra), np.nan) if ref_mag is None
                else np.asarray(ref_mag, float)[inside])
     ref_ra, ref_dec, rx, ry = ref_ra[inside], ref_dec[inside], rx[inside], ry[inside]
-    lonely = _isolated(rx, ry, isolation, ref_mag)
+    lonely = isolated(rx, ry, isolation, ref_mag)
     ref_ra, ref_dec, rx, ry = ref_ra[lonely], ref_dec[lonely], rx[lonely], ry[lonely]
-    usable = _isolated(x, y, isolation) & (np.ones(len(x), bool) if good is None
+    usable = isolated(x, y, isolation) & (np.ones(len(x), bool) if good is None
                                            else np.asarray(good, bool))
     x, y = x[usable], y[usable]
     crpix = (float(header['CRPIX1']), float(header['CRPIX2']))

@@ -19,7 +19,7 @@ import requests
 from ..exceptions import (InvalidInputError, InvalidSettingError, LoginError, MissingAPIKeyError,
                           ResultNotAvailableError, ServerError, UploadUnconfirmedError)
 from ..results import Job, Submission
-from ..jobs.files import DOWNLOAD_KINDS, RESULT_KINDS
+from ..jobs.files import RESULT_KINDS
 from .batches import NovaBatch
 from .polling import wait_for_job
 from .protocol import (LONG_POLL_HEADER, OPEN_SERVER_KEY, SERVER_INFO,
@@ -436,12 +436,18 @@ class NovaClient:
         return [int(j) for j in self._api('GET', ['jobs_by_tag'], params=params)['job_ids']]
 
     def download(self, job_id, kind, *, cache=False):
-        """The bytes of a result file of a job."""
-        if kind not in DOWNLOAD_KINDS:
-            raise InvalidInputError(f'kind must be one of {sorted(DOWNLOAD_KINDS)}, got {kind!r}.')
+        """The bytes of a result file of a job.
+
+        A kind only our server offers (``nova=False`` in
+        `~astrometry_query.jobs.RESULT_KINDS`) that a server lacks (nova
+        answers its home page, another a 404) raises `ResultNotAvailableError`.
+        """
+        if kind not in RESULT_KINDS:
+            raise InvalidInputError(f'kind must be one of {sorted(RESULT_KINDS)}, got {kind!r}.')
+        result = RESULT_KINDS[kind]
         url = file_url(self.server, kind, job_id)
         # The gated routes need a Referer, else they redirect to a human check.
-        headers = {'Referer': api_url(self.server, '')} if RESULT_KINDS[kind].gated else None
+        headers = {'Referer': api_url(self.server, '')} if result.gated else None
         for pause in DOWNLOAD_RETRIES + (None,):
             # nova answers 500 both for "no such file" and when it fails: a GET
             # is safe to repeat, so a passing failure is tried again.
@@ -456,7 +462,13 @@ class NovaClient:
             if response.status_code < 500 or pause is None or not self._time_for(pause):
                 break
             self._sleep(pause)
-        status = response.status_code
+        status, content = response.status_code, response.content
+        not_fits = (result.media_type == 'application/fits' and status < 300
+                    and not content.startswith(b'SIMPLE'))
+        if not result.nova and (status == 404 or not_fits):
+            raise ResultNotAvailableError(
+                f'Job {job_id}: the server at {self.server} does not offer {kind} files '
+                f'(HTTP {status} at {url}), or does not know the job.', job_id=int(job_id))
         if status in (301, 302, 303, 307, 308):
             raise ServerError(f'{url} redirected to {response.headers.get("Location")!r} '
                               'instead of sending the file.', status_code=status, url=url,
@@ -467,8 +479,7 @@ class NovaClient:
                 'tries): the job is not solved, or the server keeps failing.', job_id=int(job_id))
         if status >= 400:
             decode_response(status, response.text, url=url, job_id=int(job_id))
-        content = response.content
-        if kind != 'annotated' and not content.startswith(b'SIMPLE'):
+        if not_fits:
             snippet = content[:60].decode('ascii', errors='replace')
             raise ServerError(f'{url} did not send a FITS file (it began {snippet!r}).',
                               status_code=status, url=url, job_id=int(job_id))
