@@ -4,7 +4,7 @@ the same run, with the ratio.
     python benchmarks/run.py                 # everything (~25 min on 2 cores)
     python benchmarks/run.py --only speed    # one section: accuracy, speed, server,
                                              # extraction, cache, memory, polling, batch,
-                                             # narrow
+                                             # narrow, sequence
     python benchmarks/run.py --quick         # fewer fields and repeats
 
 Needs the ``bench`` extra (``pip install -e ".[bench]"``: photutils, psutil)
@@ -33,6 +33,7 @@ from astrometry_query import AstrometryNetClass, conf  # noqa: E402
 from astrometry_query.server import ServerThread  # noqa: E402
 from astrometry_query.sources import extract_sources  # noqa: E402
 from narrow import narrow  # noqa: E402
+from sequence import sequence  # noqa: E402
 
 API_KEY = 'benchmarkkeyabcd'
 OUT = []
@@ -445,7 +446,7 @@ def batches(work, n=32):
 
 
 SECTIONS = ('accuracy', 'speed', 'server', 'extraction', 'cache', 'memory', 'polling', 'batch',
-            'narrow')
+            'narrow', 'sequence')
 
 
 def main(argv=None):
@@ -471,7 +472,8 @@ def main(argv=None):
                'memory': lambda: memory(work),
                'polling': lambda: polling(fields, work),
                'batch': lambda: batches(work),
-               'narrow': lambda: narrow(work, repeat, say)}
+               'narrow': lambda: narrow(work, repeat, say),
+               'sequence': lambda: sequence(work, repeat, say)}
     for name in sections:
         runners[name]()
     name = 'results.txt' if sections == SECTIONS else f'results-{"-".join(sections)}.txt'
