@@ -118,7 +118,7 @@ def _vote(x, y, px, py, max_shift, cell):
 
 
 def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_shift=None,
-          fwhm=3.0):
+          fwhm=3.0, flux=None):
     """Solve a frame by following the field of a solved one.
 
     Parameters
@@ -137,6 +137,9 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
         frame's longer side, at least 30).
     fwhm : float
         The stars' size, pixels: it sets the match radius.
+    flux : array, optional
+        The sources' fluxes: the fit weighs each star by its signal (a faint
+        star's centroid is the less certain).
 
     Returns
     -------
@@ -144,6 +147,9 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
         None when the frame does not show that field, or not clearly enough.
     """
     x, y = np.asarray(x, float)[:MAX_SOURCES], np.asarray(y, float)[:MAX_SOURCES]
+    # Centroid errors go as 1/SNR, and the SNR of a faint star as its flux.
+    weight = np.ones(len(x)) if flux is None else np.clip(
+        np.sqrt(np.asarray(flux, float)[:MAX_SOURCES] / np.median(flux[:MAX_SOURCES])), 0.3, 3.0)
     if len(x) < MIN_TRACKED or len(ref_ra) < MIN_TRACKED:
         return None
     max_shift = float(max_shift or max(30.0, 0.1 * max(width, height)))
@@ -185,7 +191,7 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
 
         def residuals(p, s=s, ra_m=ra_m, dec_m=dec_m):
             fx, fy = _model(ref_wcs, crpix, p).all_world2pix(ra_m, dec_m, 1, quiet=True)
-            return np.concatenate([x[s] - fx, y[s] - fy])
+            return np.concatenate([(x[s] - fx) * weight[s], (y[s] - fy) * weight[s]])
         params = least_squares(residuals, params, x_scale=[1.0, 1.0, 0.01]).x
     s, c = pairs
     model = _model(ref_wcs, crpix, params)

@@ -123,6 +123,22 @@ def test_a_cloudy_frame_is_solved_by_tracking(reference, cloud, seed):
 
 
 @requires_solver
+@pytest.mark.parametrize('seed', [14, 15])
+def test_hot_pixels_outnumbering_the_stars_left_do_not_stop_tracking(reference, seed):
+    """Under thick cloud a camera's hot pixels and cosmic rays outnumber the
+    stars: they are no field to follow (a pixel holds their flux) and are set
+    aside, the few stars left are followed."""
+    at = SkyCoord(HERE.ra + 0.6 * u.arcmin, HERE.dec - 0.4 * u.arcmin)
+    frame = render_field(at, rotation=37.05 * u.deg, extinction=3.0, seed=seed,
+                         **dict(KW, hot_pixels=40), cosmic_rays=3)
+    tracked = solve(image=frame.data, reference=reference)
+    assert tracked.n_sources >= 10                                # mostly artefacts
+    assert tracked.solved and tracked.tracking['tracked'], tracked.error
+    assert tracked.tracking['matches'] <= 6
+    assert wcs_rms_error(frame.wcs, tracked.header(), frame.data.shape) < 0.3
+
+
+@requires_solver
 def test_a_frame_of_another_field_is_searched(reference):
     frame = render_field(ELSEWHERE, rotation=37 * u.deg, seed=4, **KW)
     result = solve(image=frame.data, reference=reference, settings=SCALE)

@@ -232,9 +232,14 @@ def _no_solution(settings, hints, width, height, tried=()):
             f'stars{more}')
 
 
-def _track(reference, x, y, flux, width, height, inst, fwhm):
+def _track(reference, x, y, flux, width, height, inst, fwhm, peak=None):
     """The frame solved by following the reference's field, and the catalogue
     stars of that field; (None, None) when it does not follow."""
+    if peak is not None and flux is not None and fwhm >= 1.5:
+        # Hot pixels and cosmic rays hold their flux in a pixel or two: under
+        # thick cloud they outnumber the stars left, and are no field to follow.
+        star_like = peak < 0.5 * flux
+        x, y, flux = x[star_like], y[star_like], flux[star_like]
     if not inst.query_starkd or len(x) < MIN_TRACKED:
         return None, None
     try:
@@ -245,7 +250,8 @@ def _track(reference, x, y, flux, width, height, inst, fwhm):
         ra, dec, mag = reference_stars(inst.index_files, tan['ra'], tan['dec'], 1.05 * radius,
                                        query_starkd=inst.query_starkd)
         return track(x[order], y[order], reference, ra, dec, ref_mag=mag, width=width,
-                     height=height, max_shift=shift, fwhm=fwhm), (ra, dec, mag)
+                     height=height, max_shift=shift, fwhm=fwhm,
+                     flux=None if flux is None else flux[order]), (ra, dec, mag)
     except Exception:       # a search will do
         return None, None
 
@@ -443,7 +449,8 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         reference = (fits.Header.fromstring(reference) if isinstance(reference, str)
                      else fits.Header(reference))
         t0 = time.perf_counter()
-        tracked, stars = _track(reference, x, y, flux, width, height, inst, fwhm)
+        tracked, stars = _track(reference, x, y, flux, width, height, inst, fwhm,
+                                peak=None if image is None else np.asarray(table['peak'], float))
         timings['track'] = round(time.perf_counter() - t0, 4)
         result.tracking = dict(tracked.to_dict(), tracked=True) if tracked else {'tracked': False}
         if tracked is not None:
