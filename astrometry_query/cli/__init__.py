@@ -79,7 +79,7 @@ ASTROMETRY_NET_API_KEY environment variable, the keyring (astrometry-query login
 
 def build_parser():
     """The argument parser of ``astrometry-query`` (every subcommand)."""
-    from . import jobs, login, serve, solve, watch
+    from . import jobs, login, serve, solve, stars, watch
     from .index import add_index_parser, run_index_command
     parser = Parser(prog=PROG, description=_DESCRIPTION,
                     epilog=_EXAMPLES + EXIT_CODES, formatter_class=HelpFormatter)
@@ -90,6 +90,7 @@ def build_parser():
     solve.add_parsers(sub)
     watch.add_parsers(sub)
     jobs.add_parsers(sub)
+    stars.add_parsers(sub)
     login.add_parsers(sub)
     serve.add_parsers(sub)
     index = add_index_parser(sub)

@@ -29,6 +29,7 @@ _SOLVE_EXAMPLES = [
     'astrometry-query solve m42.fits --server http://127.0.0.1:8080   # through a nova server',
     'astrometry-query solve night/*.fits --journal night.jsonl        # rerun to resume',
     'astrometry-query solve night/*.fits --in-place        # the WCS into each FITS header',
+    "astrometry-query solve 'night/M42_*.fits' --track     # a sequence: frames follow the field",
     'astrometry-query solve m42.fits --parity positive --tweak-order 3 --no-cache',
     'astrometry-query solve big.fits --downsample 4 --set positional_error=2 --set invert=yes',
 ]
@@ -69,7 +70,8 @@ def _add_output_options(parser, several=True):
     group.add_argument('--json', action='store_true',
                        help='print one JSON object per image on stdout (JSON Lines) instead of '
                             'the summary: input, status, ra, dec (deg), pixscale (arcsec/pix), '
-                            'orientation (deg), parity, job_id, submission_id, error, elapsed, wcs')
+                            'orientation (deg), parity, job_id, submission_id, error, elapsed, wcs, '
+                            'tracked')
     group.add_argument('-q', '--quiet', action='store_true',
                        help='no progress bar, status line or log messages')
     group.add_argument('--timeout', type=positive_float, metavar='SECONDS',
@@ -137,6 +139,10 @@ def add_parsers(sub):
     batch.add_argument('--workers', type=positive_int, metavar='N',
                        help='solves (local) or uploads (nova) at once (default: the cores; '
                             'nova: 2 for nova.astrometry.net, 8 for other servers)')
+    batch.add_argument('--track', action='store_true',
+                       help='the images are a sequence (in name order): a frame is first '
+                            'solved by following the field of one solved before it, without '
+                            'a search (local backend; see the TRACKED column)')
     batch.add_argument('--journal', metavar='FILE',
                        help='record the batch there as it goes; the same command run again '
                             'resumes it without submitting anything twice')
@@ -343,7 +349,8 @@ def result_record(label, status, *, header=None, error='', elapsed=0.0, wcs=None
     record = {'input': str(label), 'status': status, 'ra': None, 'dec': None, 'pixscale': None,
               'orientation': None, 'parity': None, 'job_id': job_id,
               'submission_id': submission_id, 'error': error or '',
-              'elapsed': round(float(elapsed), 3), 'wcs': None if wcs is None else str(wcs)}
+              'elapsed': round(float(elapsed), 3), 'wcs': None if wcs is None else str(wcs),
+              'tracked': header is not None and 'AN_TRACK' in header}
     if header is not None:
         from ..results import calibration_from_wcs
         cal = calibration or calibration_from_wcs(header)
@@ -389,7 +396,9 @@ def batch_table(records):
 def _print_batch_summary(records, elapsed, where, total):
     echo(batch_table(records))
     solved = sum(r['status'] == 'success' for r in records)
-    echo(f'\n{solved} of {total} images solved in {elapsed:.1f} s; WCS files {where}.')
+    tracked = sum(bool(r.get('tracked')) for r in records)
+    followed = f' ({tracked} by following the field of another)' if tracked else ''
+    echo(f'\n{solved} of {total} images solved{followed} in {elapsed:.1f} s; WCS files {where}.')
     cut = [r for r in records if r['error'] and short(r['error']) != r['error'].strip()]
     if cut:
         echo('\nErrors in full:')
@@ -430,7 +439,8 @@ def _solve_many(client, images, outputs, args, settings):
                                verbose=not args.quiet, solve_timeout=args.timeout,
                                max_concurrency=args.workers, journal=args.journal,
                                cache=not getattr(args, 'no_cache', False),
-                               write_wcs=bool(getattr(args, 'in_place', False)), **settings)
+                               write_wcs=bool(getattr(args, 'in_place', False)),
+                               track=bool(getattr(args, 'track', False)), **settings)
     records, interrupted = {}, False
     try:
         for row in stream:
@@ -473,7 +483,7 @@ def run_solve(args, backend=None):
     outputs = _output_paths(images, args)
     with quiet_log(args.quiet or args.json), index_dirs(getattr(args, 'index_dir', None)), \
             make_client(args, backend=backend) as client:
-        if len(images) == 1 and not args.journal:
+        if len(images) == 1 and not args.journal and not getattr(args, 'track', False):
             return _solve_one(client, images[0], outputs[0], args, settings)
         return _solve_many(client, images, outputs, args, settings)
 
