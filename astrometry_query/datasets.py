@@ -462,3 +462,317 @@ def make_example_image(path=None, *, overwrite=True, index_dir=None):
                       saturation=60000.0, seed=20240942, index_dir=index_dir)
     sf.meta['OBJECT'] = 'M42 (simulated)'
     return sf.writeto(path or EXAMPLE_IMAGE, overwrite=overwrite, dtype=np.uint16, truth='extension')
+
+
+# -- photographs ------------------------------------------------------------------------------
+# Rendered fields made to look like amateur deep-sky photographs (colour, a nebula or a
+# galaxy filling the frame, vignetting, a gradient, satellite trails, hot pixels, a
+# non-linear stretch to 8 or 16 bits), and writers for the encodings such pictures come in.
+
+__all__ += ['Photograph', 'render_photograph', 'write_photograph', 'PHOTO_ENCODINGS']
+
+#: Encodings `write_photograph` writes: name -> file suffix.
+PHOTO_ENCODINGS = {'jpeg': '.jpg', 'png': '.png', 'png16': '.png', 'palette': '.png',
+                   'rgba': '.png', 'grey16': '.png', 'jpeg-exif': '.jpg', 'tiff16': '.tif'}
+
+
+@dataclass(repr=False)
+class Photograph:
+    """A rendered photograph and the truth it was rendered from.
+
+    Attributes
+    ----------
+    rgb : numpy.ndarray
+        ``(ny, nx, 3)`` float32 in [0, 1]: the stretched colour picture
+        (`write_photograph` quantises it to 8 or 16 bits).
+    wcs : `~astropy.wcs.WCS`
+        The true WCS of the picture's pixel grid (row 0 = the top row, as
+        decoders give it).
+    stars : `~astropy.table.Table`
+        Catalogue stars in the frame (as `SyntheticField.stars`).
+    meta : dict
+        What was drawn (nebula, galaxy, cluster stars, trails, hot pixels).
+    """
+    rgb: np.ndarray
+    wcs: WCS
+    stars: Table
+    meta: dict = field(default_factory=dict)
+
+    def __repr__(self):
+        ny, nx = self.rgb.shape[:2]
+        return (f'<Photograph {nx}x{ny} px, {len(self.stars)} catalogue stars, '
+                + ', '.join(f'{k} {v}' for k, v in self.meta.items() if v) + '>')
+
+
+def _jittered_index_stars(center, radius, jitter, seed):
+    """Index stars moved by ``jitter`` arcsec RMS and re-coloured 0.3 mag: a real sky."""
+    stars = index_stars(center, radius)
+    rng = np.random.default_rng(seed)
+    n = len(stars)
+    dec = np.asarray(stars['dec'], float) + rng.normal(0, jitter, n) / 3600
+    ra = np.asarray(stars['ra'], float) + rng.normal(0, jitter, n) / 3600 / np.cos(np.radians(dec))
+    return Table([ra * u.deg, dec * u.deg, np.asarray(stars['mag'], float) + rng.normal(0, 0.3, n)],
+                 names=('ra', 'dec', 'mag'))
+
+
+def _fractal(shape, rng, slope=3.2, smallest=6.0):
+    """Smooth random structure (power spectrum ~ k**-slope, nothing below ``smallest``
+    pixels), scaled to [0, 1]."""
+    ny, nx = shape
+    ky, kx = np.fft.fftfreq(ny)[:, None], np.fft.rfftfreq(nx)[None, :]
+    k = np.hypot(kx, ky)
+    k[0, 0] = 1.0
+    amp = k ** (-slope / 2) * np.exp(-(k * smallest) ** 2)
+    amp[0, 0] = 0.0
+    phase = rng.normal(size=amp.shape) + 1j * rng.normal(size=amp.shape)
+    field_ = np.fft.irfft2(amp * phase, s=shape)
+    lo, hi = np.percentile(field_, [1, 99.5])
+    return np.clip((field_ - lo) / (hi - lo), 0, 1.2)
+
+
+def _nebula(shape, rng, brightness):
+    """Emission filling the frame: fractal filaments in red (H-alpha) and teal (OIII),
+    large glowing blobs, dark lanes of dust; (ny, nx, 3) linear."""
+    ny, nx = shape
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    glow = np.zeros(shape)
+    for _ in range(4):
+        cx, cy = rng.uniform(0.2, 0.8) * nx, rng.uniform(0.2, 0.8) * ny
+        s = rng.uniform(0.15, 0.35) * max(nx, ny)
+        glow += rng.uniform(0.5, 1.0) * np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * s * s))
+    glow /= glow.max()
+    ha = (0.25 + glow) * _fractal(shape, rng) ** 1.5
+    oiii = (0.15 + glow) * _fractal(shape, rng, slope=3.6) ** 2
+    dust = 1.0 - 0.7 * np.clip(_fractal(shape, rng, slope=3.0) - 0.5, 0, None) / 0.7
+    rgb = np.stack([ha + 0.1 * oiii, 0.25 * ha + 0.7 * oiii, 0.1 * ha + 0.9 * oiii], axis=-1)
+    return brightness * rgb * dust[..., None] / max(float(rgb.max()), 1e-9)
+
+
+def _galaxy(shape, rng, brightness):
+    """A large spiral seen at a slant (exponential disc, bulge, arms), and a few small
+    galaxies; (ny, nx, 3) linear."""
+    ny, nx = shape
+    yy, xx = np.mgrid[0:ny, 0:nx].astype(float)
+    out = np.zeros((ny, nx, 3))
+    cx, cy, pa, q = nx * 0.5, ny * 0.5, rng.uniform(0, np.pi), 0.35
+    for i in range(6):
+        if i:
+            cx, cy = rng.uniform(0.05, 0.95) * nx, rng.uniform(0.05, 0.95) * ny
+            pa, q = rng.uniform(0, np.pi), rng.uniform(0.3, 1.0)
+        size = 0.18 * min(nx, ny) if not i else rng.uniform(4, 12)
+        dx, dy = xx - cx, yy - cy
+        a = dx * np.cos(pa) + dy * np.sin(pa)
+        b = (-dx * np.sin(pa) + dy * np.cos(pa)) / q
+        r = np.hypot(a, b) / size
+        disc = np.exp(-r) * (1 + 0.6 * np.cos(2 * np.arctan2(b, a) - 4 * np.log(r + 0.05))
+                             * (r > 0.2))
+        bulge = np.exp(-7.67 * ((r * 4) ** 0.25 - 1))
+        level = brightness * (1.0 if not i else rng.uniform(0.1, 0.4))
+        out += level * (np.stack([0.9 * disc, 0.95 * disc, 1.1 * disc], -1)
+                        + np.stack([1.2, 1.0, 0.7]) * 0.02 * bulge[..., None])
+    return out
+
+
+def _trail(image, rng, level, width=1.5):
+    """A satellite trail: a straight line across the frame (all channels)."""
+    ny, nx = image.shape[:2]
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    x0, y0, angle = rng.uniform(0, nx), rng.uniform(0, ny), rng.uniform(0, np.pi)
+    d = np.abs((xx - x0) * np.sin(angle) - (yy - y0) * np.cos(angle))
+    # flickers along its length, as a tumbling satellite's
+    along = (xx - x0) * np.cos(angle) + (yy - y0) * np.sin(angle)
+    flicker = 0.6 + 0.4 * np.sin(along / rng.uniform(20, 80)) ** 2
+    image += (level * flicker * np.exp(-0.5 * (d / (width / 2.3548)) ** 2))[..., None]
+
+
+def render_photograph(center, *, pixel_scale, shape=(800, 1000), rotation=0 * u.deg, flip=False,
+                      sip=None, fwhm=3.0, nebula=0.0, galaxy=0.0, cluster=0, trails=0,
+                      hot_pixels=0, vignetting=0.35, gradient=0.3, faint_stars=600,
+                      background=100.0, zeropoint=21.0, stretch=0.2, jitter=0.5, seed=None):
+    """A field of the index's stars made to look like a deep-sky photograph.
+
+    The stars are the index files' (each moved by ``jitter`` arcsec RMS and
+    0.3 mag, as a real sky differs from a catalogue), with fainter
+    uncatalogued stars, each in its own colour; then, in linear light: a
+    nebula or a galaxy, a globular cluster of uncatalogued stars in the
+    centre, sky glow with a gradient, photon and read noise per channel,
+    satellite trails and hot pixels (single coloured pixels, as a colour
+    sensor's), vignetting; and an asinh stretch (black point at the sky,
+    stars saturate at 1).
+
+    Parameters
+    ----------
+    center, pixel_scale, shape, rotation, flip, sip, fwhm
+        The true WCS and the star size; see `render_field`.
+    nebula, galaxy : float
+        Peak brightness of a nebula filling the frame / of a large galaxy in
+        its centre, in units of the sky level (0: none; ~30 is bright).
+    cluster : int
+        Uncatalogued stars of a globular cluster in the centre (Plummer profile).
+    trails, hot_pixels : int
+        Satellite trails across the frame; hot pixels.
+    vignetting : float
+        Fraction of the light lost in the corners.
+    gradient : float
+        Sky glow across the frame, as a fraction of the sky level.
+    faint_stars : int
+        Uncatalogued stars, 1-4 mag fainter than the catalogue's faintest.
+    background, zeropoint : float
+        Sky (electrons per pixel) and flux of magnitude 0 (see `render_field`).
+    stretch : float
+        Where the sky's median lands (0-1) after the asinh stretch (larger:
+        a harder stretch, fainter light shown).
+    jitter : float
+        RMS offset of each star from its catalogue position, arcsec.
+    seed : int, optional
+
+    Returns
+    -------
+    Photograph
+    """
+    rng = np.random.default_rng(seed)
+    (ny, nx), sigma = shape, fwhm / (2 * math.sqrt(2 * math.log(2)))
+    scale = _scale_deg(pixel_scale)
+    radius = 0.75 * math.hypot(nx, ny) * scale * u.deg
+    catalog = _jittered_index_stars(center, radius, jitter, rng.integers(1 << 30))
+    faintest = float(np.nanmax(np.asarray(catalog['mag']))) if len(catalog) else 12.0
+    extra = synthetic_catalog(center, radius, int(faint_stars * (radius.to_value(u.deg) ** 2)
+                                                  / (nx * ny * scale ** 2 / math.pi)),
+                              mag_range=(faintest + 0.5, faintest + 4.0), seed=rng.integers(1 << 30))
+    wcs = make_wcs(center, pixel_scale=pixel_scale, shape=shape, rotation=rotation, flip=flip,
+                   sip=sip)
+    x, y = wcs.all_world2pix(np.asarray(catalog['ra']), np.asarray(catalog['dec']), 0)
+    seen = (x >= -0.5) & (x < nx - 0.5) & (y >= -0.5) & (y < ny - 0.5)
+    stars = catalog[seen]
+    stars['x'], stars['y'] = x[seen], y[seen]
+    stars['flux'] = 10 ** (-0.4 * (np.asarray(stars['mag'], float) - zeropoint))
+    ex, ey = wcs.all_world2pix(np.asarray(extra['ra']), np.asarray(extra['dec']), 0)
+    mags = np.concatenate([np.asarray(catalog['mag'], float), np.asarray(extra['mag'], float)])
+    x, y = np.concatenate([x, ex]), np.concatenate([y, ey])
+    if cluster:
+        # Plummer sphere, core radius 1/25 of the frame: unresolved in its centre
+        a = min(nx, ny) / 25.0
+        r = a / np.sqrt(rng.uniform(0.0, 0.97, cluster) ** (-2 / 3) - 1)
+        t = rng.uniform(0, 2 * np.pi, cluster)
+        x = np.concatenate([x, nx / 2 + r * np.cos(t)])
+        y = np.concatenate([y, ny / 2 + r * np.sin(t)])
+        mags = np.concatenate([mags, rng.uniform(faintest - 2.0, faintest + 3.0, cluster)])
+    inside = (x > -10) & (x < nx + 10) & (y > -10) & (y < ny + 10)
+    x, y, mags = x[inside], y[inside], mags[inside]
+    flux = 10 ** (-0.4 * (np.nan_to_num(mags, nan=faintest) - zeropoint))
+    colour = rng.normal(0.0, 0.25, len(flux))            # redder > 0, bluer < 0
+    weights = np.stack([1 + colour, np.ones_like(colour), 1 - colour])
+    linear = np.stack([_stamps(shape, x, y, flux * w, sigma) for w in weights], axis=-1)
+    if nebula:
+        linear += _nebula(shape, rng, nebula * background)
+    if galaxy:
+        linear += _galaxy(shape, rng, galaxy * background)
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    ramp = ((xx - nx / 2) * math.cos(rng.uniform(0, 2 * np.pi))
+            + (yy - ny / 2) * math.sin(rng.uniform(0, 2 * np.pi))) / max(nx, ny)
+    glow = background * (1 + gradient * (ramp + 0.5))
+    linear += glow[..., None] * np.array([1.1, 1.0, 0.8])        # sodium-orange light pollution
+    linear = rng.poisson(np.clip(linear, 0, None)).astype(float) + rng.normal(0, 5.0, linear.shape)
+    for _ in range(int(trails)):
+        _trail(linear, rng, rng.uniform(3, 10) * background)
+    if hot_pixels:
+        hy, hx = rng.integers(0, ny, hot_pixels), rng.integers(0, nx, hot_pixels)
+        channel = rng.integers(0, 3, hot_pixels)
+        linear[hy, hx, channel] += rng.uniform(5, 50, hot_pixels) * background
+    r2 = ((xx - (nx - 1) / 2) ** 2 + (yy - (ny - 1) / 2) ** 2) / ((nx / 2) ** 2 + (ny / 2) ** 2)
+    linear *= (1 - vignetting * r2 ** 1.5)[..., None]
+    # Stretch: black point 3 sigma under the darkest sky, white at 200 sky levels,
+    # asinh strong enough to bring the sky's median up to ``stretch``
+    black = np.percentile(linear, 1, axis=(0, 1)) - 3 * math.sqrt(background)
+    norm = np.clip((linear - black) / (200.0 * background), 0, None)
+    level = float(np.median(norm.mean(axis=-1)))
+    lo, hi = 1.0, 1e6
+    for _ in range(40):         # asinh(a * level) / asinh(a) = stretch, for a
+        a = math.sqrt(lo * hi)
+        lo, hi = (a, hi) if math.asinh(a * level) / math.asinh(a) < stretch else (lo, a)
+    rgb = np.clip(np.arcsinh(a * norm) / math.asinh(a), 0, 1).astype(np.float32)
+    meta = {'nebula': nebula, 'galaxy': galaxy, 'cluster': cluster, 'trails': trails,
+            'hot_pixels': hot_pixels, 'faint_stars': int((~np.isin(np.arange(len(x)),
+                                                                   np.arange(len(catalog)))).sum())}
+    return Photograph(rgb, wcs, stars, meta)
+
+
+def _rotated_wcs(wcs, shape, k):
+    """The WCS of ``numpy.rot90(pixels, k)``: fitted (TAN-SIP order 3) to the
+    original on a grid of pixels, exact to far below 0.01 px."""
+    from astropy.wcs.utils import fit_wcs_from_points
+    ny, nx = shape
+    gx, gy = (g.ravel() for g in np.meshgrid(np.linspace(0, nx - 1, 25), np.linspace(0, ny - 1, 25)))
+    # rot90 (counter-clockwise, k times): where each original pixel lands
+    rx, ry, rnx, rny = gx, gy, nx, ny
+    for _ in range(k % 4):
+        rx, ry, rnx, rny = ry, rnx - 1 - rx, rny, rnx
+    world = SkyCoord(*wcs.all_pix2world(gx, gy, 0), unit='deg')
+    fitted = fit_wcs_from_points((rx, ry), world, projection='TAN',
+                                 sip_degree=3 if wcs.sip is not None else None)
+    fitted.pixel_shape = (rnx, rny)
+    return fitted
+
+
+def write_photograph(photo, path, encoding='jpeg', *, quality=90):
+    """Write a `Photograph` in one of the encodings pictures come in.
+
+    Parameters
+    ----------
+    photo : Photograph
+    path : str or Path
+    encoding : str
+        ``'jpeg'`` (8-bit RGB, 4:2:0 chroma), ``'png'`` (8-bit RGB),
+        ``'png16'`` (16-bit RGB), ``'grey16'`` (16-bit grey PNG),
+        ``'palette'`` (PNG of 256 indexed colours), ``'rgba'`` (8-bit RGB
+        PNG with an alpha channel: transparent corners, as a cropped
+        mosaic), ``'jpeg-exif'`` (a JPEG whose pixels are stored turned a
+        quarter turn, with the EXIF Orientation tag 6 that tells viewers to
+        turn them upright, as cameras write portrait shots), ``'tiff16'``
+        (16-bit RGB TIFF).
+    quality : int
+        JPEG quality.
+
+    Returns
+    -------
+    path : `~pathlib.Path`
+    truth : `~astropy.wcs.WCS`
+        The true WCS of the pixels as stored in the file (row 0 the first
+        stored row; astrometry_query and solve-field never apply EXIF
+        orientation, so for ``'jpeg-exif'`` it is not ``photo.wcs``).
+    """
+    from PIL import Image as PILImage
+    if encoding not in PHOTO_ENCODINGS:
+        raise ValueError(f'encoding must be one of {", ".join(PHOTO_ENCODINGS)}, not {encoding!r}')
+    path, rgb, truth = Path(path), photo.rgb, photo.wcs
+    eight = np.round(rgb * 255).astype(np.uint8)
+    sixteen = np.round(rgb * 65535).astype(np.uint16)
+    if encoding == 'jpeg':
+        PILImage.fromarray(eight).save(path, quality=quality)
+    elif encoding == 'png':
+        PILImage.fromarray(eight).save(path)
+    elif encoding in ('png16', 'grey16'):
+        import imagecodecs
+        data = sixteen if encoding == 'png16' else np.round(
+            rgb.mean(axis=-1) * 65535).astype(np.uint16)
+        path.write_bytes(imagecodecs.png_encode(data))
+    elif encoding == 'tiff16':
+        import tifffile
+        tifffile.imwrite(path, sixteen, photometric='rgb')
+    elif encoding == 'palette':
+        PILImage.fromarray(eight).quantize(256, dither=PILImage.Dither.NONE).save(path)
+    elif encoding == 'rgba':
+        ny, nx = eight.shape[:2]
+        yy, xx = np.mgrid[0:ny, 0:nx]
+        corner = (np.minimum(xx, nx - 1 - xx) + np.minimum(yy, ny - 1 - yy)) < 0.15 * (nx + ny)
+        alpha = np.where(corner, 0, 255).astype(np.uint8)
+        eight = np.where(corner[..., None], 0, eight).astype(np.uint8)     # black, as exported
+        PILImage.fromarray(np.dstack([eight, alpha]), mode='RGBA').save(path)
+    else:       # 'jpeg-exif': stored turned (viewers turn it back 90 deg clockwise)
+        stored = np.rot90(eight, 1)
+        exif = PILImage.Exif()
+        exif[0x0112] = 6
+        PILImage.fromarray(np.ascontiguousarray(stored)).save(path, quality=quality,
+                                                                exif=exif.tobytes())
+        truth = _rotated_wcs(photo.wcs, rgb.shape[:2], 1)
+    return path, truth
