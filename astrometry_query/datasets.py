@@ -515,7 +515,7 @@ def _jittered_index_stars(center, radius, jitter, seed):
                  names=('ra', 'dec', 'mag'))
 
 
-def _fractal(shape, rng, slope=3.2, smallest=6.0):
+def _fractal(shape, rng, slope=3.0, smallest=3.0):
     """Smooth random structure (power spectrum ~ k**-slope, nothing below ``smallest``
     pixels), scaled to [0, 1]."""
     ny, nx = shape

@@ -34,6 +34,9 @@ FLAG_CENTROID = 4
 _BAND_PIXELS = 17_000_000
 #: Above this many pixels, detection (not measurement) runs on a 2x2-binned image.
 _AUTO_BIN_PIXELS = 12_000_000
+#: Mesh RMS over the pixel-to-pixel noise beyond which the sky holds structure
+#: (a nebula...) and is followed with a finer mesh (see `_background`).
+_NEBULOUS = 2.0
 
 
 def _gaussian_kernel(fwhm):
@@ -84,30 +87,92 @@ def _band_sources(band, core, fwhm, threshold, binning, saturation):
     if mask is not None:
         band[bad] = 0.0
     sat_map = (band >= 0.98 * saturation) if saturation is not None else None
-    box = 64 if band.shape[1] * band.shape[0] <= 4_000_000 else 128
-    bkg = sep.Background(band, mask=mask, bw=box, bh=box)
-    rms = bkg.globalrms if bkg.globalrms > 0 else (float(np.std(band)) or 1.0)
+    bkg, rms, err = _background(band, mask, fwhm)
     bkg.subfrom(band)
     if mask is not None:
         band[bad] = 0.0
+    detect = band
+    if err is None:     # under a nebula: stars are found and ranked on the light's sharp
+        detect = _sharp_part(band, fwhm)      # part only, where knots count little
+        err = _sharp_noise(detect, mask, rms)
+        rms = float(np.median(err))
+    sharp = detect if detect is not band else None
     if binning > 1:
-        detect = band
         for _ in range(binning // 2):
             detect = _bin2(detect)
         # The sum of b*b pixels has b times the noise of one.
-        objects = sep.extract(np.ascontiguousarray(detect), threshold, err=rms * binning,
+        err = err if np.ndim(err) == 0 else _bin2(err) / 2.0
+        objects = sep.extract(np.ascontiguousarray(detect), threshold, err=err * binning,
                               minarea=3, filter_kernel=_gaussian_kernel(fwhm / binning),
                               deblend_nthresh=16)
         scale = float(binning)
         x0 = (objects['x'] + 0.5) * scale - 0.5
         y0 = (objects['y'] + 0.5) * scale - 0.5
     else:
-        objects = sep.extract(band, threshold, err=rms, minarea=3,
+        objects = sep.extract(detect, threshold, err=err, minarea=3,
                               filter_kernel=_gaussian_kernel(fwhm), deblend_nthresh=16)
         x0, y0 = objects['x'], objects['y']
-    keep = (y0 >= core[0]) & (y0 < core[1])
+    keep = (y0 >= core[0]) & (y0 < core[1]) & ~_streaks(objects, fwhm / binning)
     objects, x0, y0 = objects[keep], x0[keep], y0[keep]
-    return objects, x0, y0, rms, bkg.globalback, sat_map
+    return objects, x0, y0, rms, bkg.globalback, sat_map, sharp
+
+
+def _pixel_noise(band, step=8):
+    """Noise of one pixel from differences of pixels two apart (every ``step``-th row):
+    blind to light that varies smoothly (a nebula, a galaxy, a gradient), and
+    to stars (a median)."""
+    rows = band[::step]
+    d = rows[:, 2:] - rows[:, :-2]
+    d = d[np.isfinite(d) & (d != 0)]
+    return float(np.median(np.abs(d))) * 1.4826 / math.sqrt(2) if d.size > 100 else 0.0
+
+
+def _background(band, mask, fwhm):
+    """The sky of a band (a `sep.Background`), its RMS, and the noise to
+    threshold on (the RMS; None under a nebula, see `_sharp_noise`).
+
+    A coarse mesh (64 or 128 px) suits a star field.  When light that fills
+    the frame (a nebula, a galaxy's disc) varies within the mesh's boxes, the
+    boxes' RMS measures that light, not the noise, and a threshold on it
+    leaves only the brightest stars.  The pixel-to-pixel noise tells: when
+    the mesh RMS is well over it, the sky is followed with a mesh a few star
+    widths wide, stars are detected on the light's sharp part, and the
+    threshold is set on that part's own local fluctuations.
+    """
+    import sep
+    box = 64 if band.shape[1] * band.shape[0] <= 4_000_000 else 128
+    bkg = sep.Background(band, mask=mask, bw=box, bh=box)
+    rms = bkg.globalrms if bkg.globalrms > 0 else (float(np.std(band)) or 1.0)
+    local = _pixel_noise(band)
+    if not (local > 0 and rms > _NEBULOUS * local):
+        return bkg, rms, rms
+    fine = max(12, int(round(6 * fwhm)))
+    return sep.Background(band, mask=mask, bw=fine, bh=fine, fw=3, fh=3), local, None
+
+
+def _sharp_noise(sharp, mask, local):
+    """A map of the noise of `_sharp_part` (its fluctuations, stars clipped), which
+    is where the threshold sits under a nebula."""
+    import sep
+    box = 32 if sharp.shape[1] * sharp.shape[0] <= 4_000_000 else 64
+    noise = sep.Background(sharp, mask=mask, bw=box, bh=box, fw=3, fh=3).rms()
+    return np.maximum(noise, 0.5 * local).astype(np.float32)
+
+
+def _sharp_part(band, fwhm):
+    """The band less its light smoothed over a star's width: stars stay, a nebula's
+    structure wider than a few stars goes."""
+    from scipy.ndimage import gaussian_filter
+    return band - gaussian_filter(band, sigma=max(1.0, float(fwhm)), mode='nearest')
+
+
+def _streaks(objects, fwhm):
+    """True for detections far longer than wide and longer than a star: pieces of
+    satellite and aircraft trails."""
+    if not len(objects):
+        return np.zeros(0, bool)
+    a, b = objects['a'], np.maximum(objects['b'], 1e-3)
+    return (a > 4.0 * b) & (a > 1.5 * fwhm)
 
 
 def _spread(band, x0, y0):
@@ -121,8 +186,9 @@ def _spread(band, x0, y0):
     return peak, px, py, neighbours / np.maximum(peak, 1e-30)
 
 
-def _measure(band, objects, x0, y0, fwhm, sat_map, max_keep, rms):
-    """Artifacts removed, then windowed centroids and fluxes at full resolution."""
+def _measure(band, objects, x0, y0, fwhm, sat_map, max_keep, rms, sharp=None):
+    """Artifacts removed, then windowed centroids and fluxes at full resolution
+    (fluxes on ``sharp``, the sharp part of the light, when given)."""
     import sep
     n = len(objects)
     if n == 0:
@@ -147,7 +213,7 @@ def _measure(band, objects, x0, y0, fwhm, sat_map, max_keep, rms):
     objects, x0, y0 = objects[keep], x0[keep], y0[keep]
     peak, px, py, saturated = peak[keep], px[keep], py[keep], saturated[keep]
     radius = np.full(len(x0), max(2.0, 1.5 * fwhm))
-    flux, _, _ = sep.sum_circle(band, x0, y0, radius, subpix=1)
+    flux, _, _ = sep.sum_circle(band if sharp is None else sharp, x0, y0, radius, subpix=1)
     half, _ = sep.flux_radius(band, x0, y0, np.full(len(x0), max(3.0 * fwhm, 4.0)), 0.5,
                               subpix=5)
     sigma = 2.0 / 2.3548 * np.where(np.isfinite(half) & (half > 0.3), half, fwhm / 2.0)
@@ -258,11 +324,11 @@ def extract_sources(image, *, fwhm=3.0, detect_threshold=5.0, max_sources=MAX_SO
         if not (np.isfinite(b_low) and np.isfinite(b_high)):
             b_low, b_high = np.nanmin(band), np.nanmax(band)
         low, high = min(low, b_low), max(high, b_high)
-        objects, x0, y0, rms, back, sat_map = _band_sources(
+        objects, x0, y0, rms, back, sat_map, sharp = _band_sources(
             band, (y_start - lo, y_end - lo), fwhm, detect_threshold, binning, saturation)
         rms_all.append(rms)
         back_all.append(back)
-        m = _measure(band, objects, x0, y0, fwhm, sat_map, max_sources + 300, rms)
+        m = _measure(band, objects, x0, y0, fwhm, sat_map, max_sources + 300, rms, sharp)
         if not m:
             continue
         rejected += m.pop('rejected')
