@@ -27,8 +27,12 @@ Conventions, the same for every kind:
   give blue light a tenth of the weight of green), and the mean, unlike a
   sum, keeps the file's own range (an 8-bit picture stays 0-255).  No
   gamma is undone: many astronomy programs store linear data in PNG and
-  TIFF, and a monotonic stretch does not move a star's centre.  Alpha is
-  dropped; palettes are looked up.
+  TIFF, and a monotonic stretch does not move a star's centre.  Palettes
+  are looked up; 16-bit samples are kept.
+* **Alpha**: dropped, except that fully transparent pixels (alpha 0, the
+  blank edges of a mosaic or a rotated crop) hold no data: they come back
+  as NaN (the pixels as float32), which source extraction leaves out,
+  rather than as the black or white a program stored under them.
 * **RAW development** (`RAW_DEVELOPMENT`): bilinear demosaicing (LibRaw's
   LINEAR), linear output (gamma 1, no auto-brightening, 16-bit), no white
   balance (all multipliers 1: the camera's channels as recorded, whatever
@@ -222,10 +226,16 @@ def _raw_pixels(path):
 
 
 def _as_grey_or_colour(data):
-    """Grey + alpha -> grey, RGBA -> RGB (decoders that keep alpha); colour
-    whose channels are all equal (a grey palette, grey saved as RGB) -> grey."""
+    """Grey + alpha -> grey, RGBA -> RGB (decoders that keep alpha), fully
+    transparent pixels NaN (float32); colour whose channels are all equal (a
+    grey palette, grey saved as RGB) -> grey."""
     if data.ndim == 3 and data.shape[-1] in (2, 4):
+        alpha = data[..., -1]
         data = data[..., :data.shape[-1] - 1]
+        clear = alpha == 0
+        if clear.any() and not clear.all():     # no data there (a mosaic's or crop's edges)
+            data = data.astype(np.float32)
+            data[clear] = np.nan
     if data.ndim == 3 and all(np.array_equal(data[..., 0], data[..., i])
                               for i in range(1, data.shape[-1])):
         data = data[..., 0].copy()
@@ -251,8 +261,9 @@ def read_picture(path, kind=None):
     `~numpy.ndarray`
         ``(ny, nx)`` grey levels or ``(ny, nx, 3)`` colour, in the file's own
         type (uint8, uint16, float32...); row 0 is the first stored row (the
-        top of the picture), no orientation tag applied.  Alpha is dropped,
-        palettes are looked up, colour with three equal channels comes back
+        top of the picture), no orientation tag applied.  Alpha is dropped
+        (fully transparent pixels become NaN, as float32), palettes are
+        looked up, colour with three equal channels comes back
         grey, a RAW file is developed as `RAW_DEVELOPMENT` says (16-bit RGB).
 
     Raises
