@@ -473,7 +473,8 @@ __all__ += ['Photograph', 'render_photograph', 'write_photograph', 'PHOTO_ENCODI
 
 #: Encodings `write_photograph` writes: name -> file suffix.
 PHOTO_ENCODINGS = {'jpeg': '.jpg', 'png': '.png', 'png16': '.png', 'palette': '.png',
-                   'rgba': '.png', 'grey16': '.png', 'jpeg-exif': '.jpg', 'tiff16': '.tif'}
+                   'rgba': '.png', 'grey16': '.png', 'jpeg-exif': '.jpg', 'tiff16': '.tif',
+                   'bmp': '.bmp'}
 
 
 @dataclass(repr=False)
@@ -729,7 +730,7 @@ def write_photograph(photo, path, encoding='jpeg', *, quality=90):
         mosaic), ``'jpeg-exif'`` (a JPEG whose pixels are stored turned a
         quarter turn, with the EXIF Orientation tag 6 that tells viewers to
         turn them upright, as cameras write portrait shots), ``'tiff16'``
-        (16-bit RGB TIFF).
+        (16-bit RGB TIFF), ``'bmp'`` (8-bit RGB Windows bitmap).
     quality : int
         JPEG quality.
 
@@ -749,8 +750,8 @@ def write_photograph(photo, path, encoding='jpeg', *, quality=90):
     sixteen = np.round(rgb * 65535).astype(np.uint16)
     if encoding == 'jpeg':
         PILImage.fromarray(eight).save(path, quality=quality)
-    elif encoding == 'png':
-        PILImage.fromarray(eight).save(path)
+    elif encoding in ('png', 'bmp'):
+        PILImage.fromarray(eight).save(path, format=encoding.upper())
     elif encoding in ('png16', 'grey16'):
         import imagecodecs
         data = sixteen if encoding == 'png16' else np.round(

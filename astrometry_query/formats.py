@@ -7,6 +7,8 @@ kind     decoded by
 png      imagecodecs' libpng (16-bit colour kept: Pillow would cut it to 8)
 jpeg     Pillow
 gif      Pillow (its first frame)
+bmp      Pillow (Windows bitmaps, as solve-field takes them)
+webp     Pillow
 tiff     tifffile (the first 2-D or colour image of the file)
 xisf     xisf (PixInsight's format; its first image)
 raw      rawpy (LibRaw): CR2, CR3, NEF, ARW, DNG, ORF, RW2, RAF, PEF...
@@ -63,9 +65,9 @@ log = logging.getLogger(__name__)
 
 #: Readable names of the kinds, for messages.
 KIND_NAMES = {'fits': 'FITS', 'png': 'PNG', 'jpeg': 'JPEG', 'gif': 'GIF', 'tiff': 'TIFF',
-              'xisf': 'XISF', 'raw': 'camera RAW'}
+              'xisf': 'XISF', 'raw': 'camera RAW', 'bmp': 'BMP', 'webp': 'WebP'}
 #: The kinds decoded here (not FITS): their row 0 is the top of the picture as seen.
-PICTURE_KINDS = ('png', 'jpeg', 'gif', 'tiff', 'xisf', 'raw')
+PICTURE_KINDS = ('png', 'jpeg', 'gif', 'tiff', 'xisf', 'raw', 'bmp', 'webp')
 #: Name endings of camera RAW files (lower case): the kind when the first
 #: bytes leave it open (a TIFF-based RAW such as NEF or ARW).
 RAW_SUFFIXES = ('.cr2', '.cr3', '.crw', '.nef', '.nrw', '.arw', '.srf', '.sr2', '.dng',
@@ -79,7 +81,8 @@ _MAGIC = ((0, b'\x89PNG', 'png'), (0, b'\xff\xd8', 'jpeg'), (0, b'GIF8', 'gif'),
           (0, b'IIRO', 'raw'), (0, b'IIRS', 'raw'), (0, b'MMOR', 'raw'),   # Olympus ORF
           (0, b'IIU\x00', 'raw'),                                     # Panasonic RW2
           (0, b'FUJIFILMCCD-RAW', 'raw'), (4, b'ftypcrx ', 'raw'),    # Fujifilm RAF, Canon CR3
-          (6, b'HEAPCCDR', 'raw'), (0, b'FOVb', 'raw'), (0, b'\x00MRM', 'raw'))
+          (6, b'HEAPCCDR', 'raw'), (0, b'FOVb', 'raw'), (0, b'\x00MRM', 'raw'),
+          (8, b'WEBP', 'webp'), (0, b'BM', 'bmp'))
 #: rawpy ``postprocess`` arguments: how a RAW file becomes RGB (see the module's notes).
 RAW_DEVELOPMENT = dict(demosaic_algorithm='LINEAR', use_camera_wb=False, use_auto_wb=False,
                        user_wb=[1.0, 1.0, 1.0, 1.0], output_color='raw', output_bps=16,
@@ -140,7 +143,7 @@ def file_kind(path):
     Returns
     -------
     kind : str or None
-        'fits', 'png', 'jpeg', 'gif', 'tiff', 'xisf', 'raw', or None for
+        'fits', 'png', 'jpeg', 'gif', 'tiff', 'xisf', 'raw', 'bmp', 'webp', or None for
         anything else.  A TIFF-based RAW file (DNG, CR2, NEF, ARW...) is
         'raw'.
     gzipped : bool
@@ -243,7 +246,8 @@ def _as_grey_or_colour(data):
 
 
 _PIXELS = {'png': _png_pixels, 'jpeg': _pillow_pixels, 'gif': _pillow_pixels,
-           'tiff': _tiff_pixels, 'xisf': _xisf_pixels, 'raw': _raw_pixels}
+           'tiff': _tiff_pixels, 'xisf': _xisf_pixels, 'raw': _raw_pixels,
+           'bmp': _pillow_pixels, 'webp': _pillow_pixels}
 
 
 def read_picture(path, kind=None):
@@ -252,7 +256,7 @@ def read_picture(path, kind=None):
     Parameters
     ----------
     path : str or path-like
-        A PNG, JPEG, GIF, TIFF, XISF or camera RAW file.
+        A PNG, JPEG, GIF, TIFF, XISF, camera RAW, BMP or WebP file.
     kind : str, optional
         Its kind, when known (see `file_kind`).
 
@@ -274,8 +278,8 @@ def read_picture(path, kind=None):
     path = Path(path)
     kind = kind or file_kind(path)[0]
     if kind not in _PIXELS:
-        raise InvalidInputError(f'image: {path.name} is not a PNG, JPEG, GIF, TIFF, XISF or '
-                                'camera RAW file.')
+        raise InvalidInputError(f'image: {path.name} is not a PNG, JPEG, GIF, TIFF, XISF, '
+                                'camera RAW, BMP or WebP file.')
     try:
         data = _PIXELS[kind](path)
     except InvalidInputError:
@@ -382,7 +386,7 @@ def _raw_info(path):
 
 
 _INFO = {'png': _pillow_info, 'jpeg': _pillow_info, 'gif': _pillow_info, 'tiff': _tiff_info,
-         'xisf': _xisf_info, 'raw': _raw_info}
+         'xisf': _xisf_info, 'raw': _raw_info, 'bmp': _pillow_info, 'webp': _pillow_info}
 
 
 def describe_picture(path, kind):

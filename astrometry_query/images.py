@@ -34,7 +34,7 @@ __all__ = ['Image', 'open_image', 'file_kind', 'read_picture', 'luminance', 'exp
 MIN_SIZE = 16
 #: File name endings of images (a directory is listed by them), lower case.
 IMAGE_SUFFIXES = ('.fits', '.fit', '.fts', '.fz', '.png', '.jpg', '.jpeg', '.gif', '.tif',
-                  '.tiff', '.pnm', '.ppm', '.pgm', '.xisf') + RAW_SUFFIXES
+                  '.tiff', '.pnm', '.ppm', '.pgm', '.xisf', '.bmp', '.webp') + RAW_SUFFIXES
 #: Compressions an image file name may end with (m42.fits.gz).
 COMPRESSIONS = ('.gz', '.bz2', '.xz', '.z')
 
@@ -160,7 +160,7 @@ class Image:
     path : `~pathlib.Path` or None
         The file the pixels come from, if any.
     kind : str
-        'fits', 'png', 'jpeg', 'gif', 'tiff', 'xisf', 'raw' or 'array'.
+        'fits', 'png', 'jpeg', 'gif', 'tiff', 'xisf', 'raw', 'bmp', 'webp' or 'array'.
     name : str
         For messages: the file name, or a description of the object.
     meta : dict
@@ -395,7 +395,7 @@ def open_image(image, hdu=None):
             return Image(shape=tuple(info.shape), header=info.header, kind=kind,
                          name=path.name, path=path.resolve(), meta=info.meta)
         raise InvalidInputError(f'image: {path.name} is not a FITS, PNG, JPEG or GIF image, '
-                                'nor TIFF, XISF or camera RAW.')
+                                'nor TIFF, XISF, camera RAW, BMP or WebP.')
     if isinstance(image, fits.HDUList):
         index = _first_image_hdu(image, hdu, 'the HDUList')
         h = image[index]

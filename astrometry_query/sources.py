@@ -118,13 +118,14 @@ def _band_sources(band, core, fwhm, threshold, binning, saturation):
 
 
 def _pixel_noise(band):
-    """Noise of one pixel from differences of pixels two apart (~150 000 of them,
-    in rows spread over the band): blind to light that varies smoothly (a
-    nebula, a galaxy, a gradient), and to stars (a median)."""
+    """Noise of one pixel from second differences of pixels two apart (~150 000
+    of them, in rows spread over the band): blind to light that varies
+    smoothly (a nebula, a galaxy, a gradient: a slope cancels), and to stars
+    (a median)."""
     rows = band[::max(1, band.size // 150_000)]
-    d = rows[:, 2:] - rows[:, :-2]
+    d = rows[:, 4:] - 2 * rows[:, 2:-2] + rows[:, :-4]
     d = d[np.isfinite(d) & (d != 0)]
-    return float(np.median(np.abs(d))) * 1.4826 / math.sqrt(2) if d.size > 100 else 0.0
+    return float(np.median(np.abs(d))) * 1.4826 / math.sqrt(6) if d.size > 100 else 0.0
 
 
 def _background(band, mask, fwhm):
@@ -163,7 +164,7 @@ def _sharp_part(band, fwhm):
     """The band less its light smoothed over a star's width: stars stay, a nebula's
     structure wider than a few stars goes."""
     from scipy.ndimage import gaussian_filter
-    return band - gaussian_filter(band, sigma=max(1.0, float(fwhm)), mode='nearest')
+    return band - gaussian_filter(band, sigma=max(1.0, 0.5 * float(fwhm)), mode='nearest')
 
 
 def _streaks(objects, fwhm):
@@ -188,7 +189,7 @@ def _spread(band, x0, y0):
 
 def _measure(band, objects, x0, y0, fwhm, sat_map, max_keep, rms, sharp=None):
     """Artifacts removed, then windowed centroids and fluxes at full resolution
-    (fluxes on ``sharp``, the sharp part of the light, when given)."""
+    (on ``sharp``, the sharp part of the light, when given)."""
     import sep
     n = len(objects)
     if n == 0:
@@ -213,11 +214,12 @@ def _measure(band, objects, x0, y0, fwhm, sat_map, max_keep, rms, sharp=None):
     objects, x0, y0 = objects[keep], x0[keep], y0[keep]
     peak, px, py, saturated = peak[keep], px[keep], py[keep], saturated[keep]
     radius = np.full(len(x0), max(2.0, 1.5 * fwhm))
-    flux, _, _ = sep.sum_circle(band if sharp is None else sharp, x0, y0, radius, subpix=1)
-    half, _ = sep.flux_radius(band, x0, y0, np.full(len(x0), max(3.0 * fwhm, 4.0)), 0.5,
+    light = band if sharp is None else sharp
+    flux, _, _ = sep.sum_circle(light, x0, y0, radius, subpix=1)
+    half, _ = sep.flux_radius(light, x0, y0, np.full(len(x0), max(3.0 * fwhm, 4.0)), 0.5,
                               subpix=5)
     sigma = 2.0 / 2.3548 * np.where(np.isfinite(half) & (half > 0.3), half, fwhm / 2.0)
-    xw, yw, wflag = sep.winpos(band, x0, y0, sigma)
+    xw, yw, wflag = sep.winpos(light, x0, y0, sigma)
     ok = ((wflag == 0) & np.isfinite(xw) & np.isfinite(yw)
           & (np.hypot(xw - x0, yw - y0) < max(1.0, fwhm)))
     xw, yw = np.where(ok, xw, x0), np.where(ok, yw, y0)

@@ -646,7 +646,7 @@ def test_unreadable_input_fails_with_the_reason(tmp_path):
     result = run_job(job_dir, image=tmp_path / 'notes.txt', args={})
     assert result['status'] == 'failure' and not result['timed_out']
     assert result['error'] == ('InvalidInputError: image: notes.txt is not a FITS, PNG, JPEG '
-                               'or GIF image, nor TIFF, XISF or camera RAW.')
+                               'or GIF image, nor TIFF, XISF, camera RAW, BMP or WebP.')
     assert result['calibration'] is None and result['attempts'] == []
     assert job_files.read_result(job_dir) == result
     assert 'InvalidInputError' in (job_dir / 'job.log').read_text()
