@@ -10,14 +10,15 @@ satellite trails; then one picture in every encoding
 (`write_photograph`: JPEG, PNG 8/16-bit, palette, RGBA with transparent
 corners, grey 16-bit, 16-bit TIFF, a JPEG stored turned with its EXIF
 orientation tag).  1000 x 800 px at 3"/px.  Ours
-(``solve_from_image``, local backend, blind) against bare ``solve-field``
-(blind, its own JPEG/PNG conversion), RMS against the true WCS of the
-stored pixels.
+(``solve_from_image``, local backend) against bare ``solve-field`` (its own
+JPEG/PNG conversion), blind and with a scale hint; RMS against the true WCS
+of the stored pixels.
 """
 import statistics
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import astropy.units as u
 from astropy.coordinates import SkyCoord
@@ -41,20 +42,29 @@ SCENES = {
 }
 #: The picture every encoding is tried on.
 ENCODED = ((56.75, 24.12), dict(nebula=60.0, trails=1, seed=8))
-BARE_TIMEOUT = 90
+BARE_TIMEOUT = 300
 
 
-def _bare(path, work):
+#: The scale hint (arcsec/pixel) of the hinted runs, both solvers.
+HINT = (2.5, 3.5)
+
+
+def _bare(path, work, hinted):
+    hints = SimpleNamespace(scale={'scale_lower': HINT[0], 'scale_upper': HINT[1]},
+                            position=None) if hinted else None
     try:
-        return bare_solve_field(path, work, timeout=BARE_TIMEOUT)
+        return bare_solve_field(path, work, hints=hints, timeout=BARE_TIMEOUT)
     except subprocess.TimeoutExpired:
         return BARE_TIMEOUT, None
 
 
-def _ours(client, path):
+def _ours(client, path, hinted):
+    hints = dict(scale_units='arcsecperpix', scale_lower=HINT[0],
+                 scale_upper=HINT[1]) if hinted else {}
     t0 = time.perf_counter()
     try:
-        header = client.solve_from_image(path, cache=False, verbose=False, solve_timeout=120)
+        header = client.solve_from_image(path, cache=False, verbose=False, solve_timeout=120,
+                                         **hints)
     except Exception:       # failed or refused: counted, never hidden
         header = None
     return time.perf_counter() - t0, header
@@ -76,36 +86,46 @@ def photographs(work, repeat, say):
     for encoding, suffix in PHOTO_ENCODINGS.items():
         path, truth = write_photograph(photo, folder / f'encoded-{encoding}{suffix}', encoding)
         jobs.append(('nebula, Pleiades', encoding, path, truth))
-    rows, missed, slower = [], [], []
+    rows = {False: [], True: []}
+    missed, slower = [], []
     with AstrometryNetClass(backend='local') as client:
         client.solve_from_image(jobs[-1][2], cache=False, verbose=False)     # warm the indexes
         for k, (name, encoding, path, truth) in enumerate(jobs):
             shape = truth.pixel_shape[::-1]
             n = len(extract_sources(path))
-            times, header = [], None
-            for _ in range(repeat):
-                seconds, header = _ours(client, path)
-                times.append(seconds)
-            ours_t = statistics.median(times)
-            bare_t, bare = _bare(path, folder / f'bare-{k}')
-            ours_e, bare_e = rms(truth, header, shape), rms(truth, bare, shape)
-            if bare is not None and header is None:
-                missed.append(f'{name} ({encoding})')
-            if bare is not None and header is not None and ours_t >= bare_t:
-                slower.append(f'{name} ({encoding})')
-            rows.append([name, encoding, n, fmt(ours_e, '.3f'), f'{ours_t:.1f}',
-                         fmt(bare_e, '.3f'), f'{bare_t:.1f}' + ('' if bare is not None else
-                                                             ' (gave up)'),
-                         ratio(bare_t, ours_t)])
+            for hinted in (False, True):
+                times, header = [], None
+                for _ in range(repeat):
+                    seconds, header = _ours(client, path, hinted)
+                    times.append(seconds)
+                ours_t = statistics.median(times)
+                bare_t, bare = _bare(path, folder / f'bare-{k}-{hinted}', hinted)
+                ours_e, bare_e = rms(truth, header, shape), rms(truth, bare, shape)
+                label = f'{name} ({encoding}{", scale hint" if hinted else ""})'
+                if bare is not None and header is None:
+                    missed.append(label)
+                if bare is not None and header is not None and ours_t >= bare_t:
+                    slower.append(label)
+                rows[hinted].append([name, encoding, n, fmt(ours_e, '.3f'), f'{ours_t:.1f}',
+                                     fmt(bare_e, '.3f'), f'{bare_t:.1f}' + (
+                                         '' if bare is not None else ' (gave up)'
+                                         if bare_t >= BARE_TIMEOUT else ''),
+                                     ratio(bare_t, ours_t)])
+                print(label, rows[hinted][-1], flush=True)
     say(f'\nOurs: median of {repeat} runs; bare solve-field: one run, given up after '
-        f'{BARE_TIMEOUT} s.  RMS in pixels ("failed": no solution).\n')
-    say(table(rows, ['picture', 'encoding', 'sources', 'ours RMS', 'ours s', 'bare RMS',
-                     'bare s', 'bare / ours']))
-    solved_ours = sum(r[3] != 'failed' for r in rows)
-    solved_bare = sum(r[5] != 'failed' for r in rows)
-    say(f'\nSolved: ours {solved_ours}/{len(rows)}, bare solve-field {solved_bare}/{len(rows)}.')
+        f'{BARE_TIMEOUT} s.  RMS in pixels against the true WCS ("failed": no solution).')
+    header = ['picture', 'encoding', 'sources', 'ours RMS', 'ours s', 'bare RMS', 'bare s',
+              'bare / ours']
+    for hinted in (False, True):
+        say('\n' + ('With a scale hint (2.5-3.5"/px), both solvers:' if hinted else
+                    'Blind, both solvers:') + '\n')
+        say(table(rows[hinted], header))
+        solved_ours = sum(r[3] != 'failed' for r in rows[hinted])
+        solved_bare = sum(r[5] != 'failed' for r in rows[hinted])
+        say(f'\nSolved: ours {solved_ours}/{len(rows[hinted])}, bare solve-field '
+            f'{solved_bare}/{len(rows[hinted])}.')
     if not missed and not slower:
-        say('Every picture bare solve-field solves, ours solves, faster.')
+        say('\nEvery picture bare solve-field solves, ours solves, faster (blind and hinted).')
     else:
-        say('Exceptions: ' + '; '.join([f'bare solves, ours not: {m}' for m in missed]
-                                       + [f'ours slower: {s}' for s in slower]) + '.')
+        say('\nExceptions: ' + '; '.join([f'bare solves, ours not: {m}' for m in missed]
+                                         + [f'ours slower: {s}' for s in slower]) + '.')

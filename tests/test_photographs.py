@@ -27,8 +27,9 @@ from real_server import requires_solver
 PIL = pytest.importorskip('PIL.Image')
 pytest.importorskip('imagecodecs')
 
-#: Solved WCS vs the truth, RMS pixels: under a bright nebula, and otherwise.
-NEBULA_RMS, PHOTO_RMS = 1.0, 0.5
+#: Solved WCS vs the truth, RMS pixels: under a bright nebula, in 256 colours (a palette
+#: quantises the nebula's light and the stars' in steps), and otherwise.
+NEBULA_RMS, PALETTE_RMS, PHOTO_RMS = 1.0, 1.0, 0.5
 FRAME = dict(pixel_scale=3 * u.arcsec / u.pix, shape=(800, 1000), rotation=25 * u.deg,
              sip={'A_2_0': 2e-7, 'B_0_2': -1.5e-7}, hot_pixels=40)
 
@@ -187,4 +188,5 @@ def test_every_encoding_decodes_and_solves(encoding, pleiades, local, tmp_path):
     assert image.shape == truth.pixel_shape[::-1]       # EXIF orientation not applied
     header = local.solve_from_image(path, cache=False, verbose=False, scale_units='arcsecperpix',
                                     scale_lower=2.5, scale_upper=3.5)
-    assert wcs_rms_error(truth, header, image.shape) < PHOTO_RMS
+    assert wcs_rms_error(truth, header, image.shape) < (
+        PALETTE_RMS if encoding == 'palette' else PHOTO_RMS)
