@@ -4,8 +4,9 @@ An image may be a FITS file (gzip allowed; plain files are read band by band
 straight from disk, never all at once), an `~astropy.io.fits.HDUList` or HDU,
 a numpy array (a `numpy.memmap` too), `~astropy.nddata.NDData` /
 ``CCDData`` (its WCS and meta become the header), or a picture file: PNG,
-JPEG, GIF, TIFF, XISF or camera RAW (decoded by `~astrometry_query.formats`
-into one luminance plane, its metadata as header cards).
+JPEG, GIF, TIFF, XISF, camera RAW, BMP or WebP (decoded by
+`~astrometry_query.formats` into one luminance plane, its metadata as header
+cards).
 
 `open_image` checks the input before any solving starts and returns an
 `Image`: its shape and header at once, its pixels on demand as native

@@ -460,7 +460,7 @@ def test_not_an_image(tmp_path):
     text = tmp_path / 'notes.txt'
     text.write_text('SIMPLE is not how a FITS file starts in lower case\n')
     assert _refused(text, 'notes.txt is not a FITS, PNG, JPEG or GIF image, nor TIFF, '
-                            'XISF or camera RAW').startswith('image:')
+                            'XISF, camera RAW, BMP or WebP').startswith('image:')
     fake = tmp_path / 'photo.jpg'
     fake.write_bytes(b'\xff\xd8\xff\xe0' + b'\x00' * 100)       # a JPEG magic, no JPEG
     assert _refused(fake, 'photo.jpg is not a readable JPEG').startswith('image:')

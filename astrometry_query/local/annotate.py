@@ -190,8 +190,8 @@ def read_image(path):
         raise InvalidInputError(f'{path} has no image HDU with 2-D data.')
     if kind in PICTURE_KINDS:
         return read_picture(path, kind)
-    raise InvalidInputError(f'{path} is not a FITS, PNG, JPEG or GIF image, nor TIFF, XISF or '
-                            'camera RAW.')
+    raise InvalidInputError(f'{path} is not a FITS, PNG, JPEG or GIF image, nor TIFF, XISF, '
+                            'camera RAW, BMP or WebP.')
 
 
 def _wcs_header(wcs):
