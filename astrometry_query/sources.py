@@ -6,7 +6,11 @@ more precise than the isophotal barycentres of ``sep.extract``.  The image
 is processed in bands of rows, so a large file is never held in memory
 whole (nor converted to float64), and a memory-mapped array is read a band
 at a time.  Hot pixels and cosmic rays (sharper than any star) are dropped;
-saturated stars are kept and flagged.
+saturated stars are kept and flagged; pieces of satellite trails (far longer
+than wide) are dropped.  Under light that fills the frame and varies within
+the background mesh (a nebula, a galaxy's disc), stars are found, measured
+and ranked on the light's sharp part (the light less its blur over a star's
+width), with the threshold on that part's local noise, not on the glow.
 """
 import math
 import time
