@@ -69,27 +69,32 @@ class TrackResult:
                 'shift': [round(float(v), 3) for v in self.shift], 'roll': round(self.roll, 5)}
 
 
-def _rotated(wcs, roll_deg):
-    """The WCS turned by ``roll_deg`` on the sky about its reference point."""
-    new = wcs.deepcopy()
-    c, s = math.cos(math.radians(roll_deg)), math.sin(math.radians(roll_deg))
-    rot = np.array([[c, -s], [s, c]])
-    if new.wcs.has_cd():
-        new.wcs.cd = rot @ new.wcs.cd
-    else:
-        new.wcs.pc = rot @ new.wcs.get_pc()
-    return new
+class _Pointing:
+    """The reference WCS pointed and rolled: one WCS changed in place for each
+    trial of the fit (a copy per trial cost most of a tracked frame's time)."""
 
+    def __init__(self, reference):
+        self.reference = reference
+        self.crpix = reference.wcs.crpix.copy()
+        self.wcs = reference.deepcopy()
+        self.has_cd = self.wcs.wcs.has_cd()
+        self.base = (self.wcs.wcs.cd if self.has_cd else self.wcs.wcs.get_pc()).copy()
 
-def _model(reference, crpix, params):
-    """The reference WCS pointed and rolled by ``params`` = (dx, dy, roll): the sky
-    the reference saw at ``crpix - (dx, dy)`` is at ``crpix`` now."""
-    dx, dy, roll = params
-    new = _rotated(reference, roll)
-    ra, dec = reference.all_pix2world([[crpix[0] - dx, crpix[1] - dy]], 1)[0]
-    new.wcs.crval = [ra, dec]
-    new.wcs.set()
-    return new
+    def __call__(self, params):
+        """The WCS for ``params`` = (dx, dy, roll): the sky the reference saw at
+        ``crpix - (dx, dy)`` is at ``crpix`` now, turned by ``roll`` (deg) on
+        the sky about it.  The same object each call: copy it to keep it."""
+        dx, dy, roll = params
+        c, s = math.cos(math.radians(roll)), math.sin(math.radians(roll))
+        rotated = np.array([[c, -s], [s, c]]) @ self.base
+        if self.has_cd:
+            self.wcs.wcs.cd = rotated
+        else:
+            self.wcs.wcs.pc = rotated
+        point = [[self.crpix[0] - dx, self.crpix[1] - dy]]
+        self.wcs.wcs.crval = self.reference.all_pix2world(point, 1)[0]
+        self.wcs.wcs.set()
+        return self.wcs
 
 
 def _vote(x, y, px, py, max_shift, cell):
@@ -155,7 +160,7 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
     max_shift = float(max_shift or max(30.0, 0.1 * max(width, height)))
     radius = max(2.0, 1.0 * fwhm)
     ref_wcs = wcs_from_header(reference)
-    crpix = ref_wcs.wcs.crpix.copy()
+    pointed = _Pointing(ref_wcs)
     with np.errstate(all='ignore'):
         px, py = ref_wcs.all_world2pix(np.asarray(ref_ra, float), np.asarray(ref_dec, float), 1,
                                        quiet=True)
@@ -176,7 +181,7 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
     params = np.array([offset[0], offset[1], 0.0])
     pairs = (np.zeros(0, int), np.zeros(0, int))
     for _ in range(3):        # match, fit, match again with the better model
-        model = _model(ref_wcs, crpix, params)
+        model = pointed(params)
         with np.errstate(all='ignore'):
             mx, my = model.all_world2pix(np.asarray(ref_ra, float)[cat],
                                          np.asarray(ref_dec, float)[cat], 1, quiet=True)
@@ -190,11 +195,11 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
         ra_m, dec_m = np.asarray(ref_ra, float)[cat][c], np.asarray(ref_dec, float)[cat][c]
 
         def residuals(p, s=s, ra_m=ra_m, dec_m=dec_m):
-            fx, fy = _model(ref_wcs, crpix, p).all_world2pix(ra_m, dec_m, 1, quiet=True)
+            fx, fy = pointed(p).all_world2pix(ra_m, dec_m, 1, quiet=True)
             return np.concatenate([(x[s] - fx) * weight[s], (y[s] - fy) * weight[s]])
         params = least_squares(residuals, params, x_scale=[1.0, 1.0, 0.01]).x
     s, c = pairs
-    model = _model(ref_wcs, crpix, params)
+    model = pointed(params)
     fx, fy = model.all_world2pix(np.asarray(ref_ra, float)[cat][c],
                                  np.asarray(ref_dec, float)[cat][c], 1, quiet=True)
     res = np.hypot(x[s] - fx, y[s] - fy)

@@ -176,3 +176,30 @@ def test_a_batch_follows_a_sequence_through_cloud_and_a_jump(local, tmp_path):
     untracked = local.solve_many(paths, verbose=False, cache=False,
                                  scale=(10, 14) * u.arcsec / u.pix)
     assert list(untracked['status'][2:4]) == ['failure', 'failure']       # cloud: too few stars
+
+
+@requires_solver
+def test_a_drifting_sequence_reads_its_catalogue_stars_once(monkeypatch):
+    """The frames of a sequence drift: a circle inside a region already read is
+    answered from it (no query-starkd), with the stars a fresh query gives."""
+    from astrometry_query.local import refine
+    from astrometry_query.local.solver import find_installation
+    inst = find_installation()
+    files = inst.index_files
+    refine._REGIONS.clear()
+    first = refine.reference_stars(files, 83.8, -5.4, 0.4, query_starkd=inst.query_starkd)
+    queries = []
+    real_query = refine._query
+    monkeypatch.setattr(refine, '_query', lambda *a: (queries.append(a), real_query(*a)))
+    # 30" to the east and north: inside the region (read 25 % wider than asked)
+    near = refine.reference_stars(files, 83.8 + 30 / 3600, -5.4 + 30 / 3600, 0.4,
+                                  query_starkd=inst.query_starkd)
+    assert not queries and len(near[0]) > 20
+    refine._REGIONS.clear()
+    fresh = refine.reference_stars(files, 83.8 + 30 / 3600, -5.4 + 30 / 3600, 0.4,
+                                   query_starkd=inst.query_starkd)
+    assert queries
+    assert sorted(near[0]) == sorted(fresh[0]) and sorted(near[1]) == sorted(fresh[1])
+    assert len(first[0]) > 20
+    with pytest.raises(ValueError):      # read-only: shared by the next callers
+        near[0][0] = 0.0

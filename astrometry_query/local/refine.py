@@ -10,11 +10,13 @@ model, CRVAL moved to the fitted centre, the SIP order chosen from the data
 fitted for tools that need them.  The refit is kept only when it matches
 more stars and fits them better than the engine's own solution.
 """
+import collections
 import functools
 import math
 import os
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -66,14 +68,71 @@ def reference_stars(index_files, ra, dec, radius, *, query_starkd='query-starkd'
 
     The densest index files are queried with ``query-starkd`` (a few ms
     each); stars found in several files are kept once.  The answers are kept
-    (per process) for the last few fields: the frames of a sequence that
-    follow one field ask for the same stars.  The arrays are read-only.
+    (per process) for the last few regions, each queried a little wider than
+    asked: the frames of a sequence drift, and a frame whose circle lies
+    inside a kept region is answered from it without a query.  The arrays
+    are read-only.
     """
-    return _stars_around(tuple(str(f) for f in index_files), round(float(ra), 5),
-                         round(float(dec), 5), round(float(radius), 4), query_starkd, max_files)
+    key = (tuple(str(f) for f in index_files), query_starkd, max_files)
+    ra, dec, radius = float(ra), float(dec), float(radius)
+    region = _REGIONS.find(key, ra, dec, radius)
+    if region is None:
+        wide = radius * _REGION_MARGIN
+        region = (ra, dec, wide, _stars_around(*key[:1], ra, dec, wide, query_starkd, max_files))
+        _REGIONS.keep(key, region)
+    stars = _within(region[3], ra, dec, radius)
+    if not len(stars[0]) and len(region[3][0]):     # the densest files miss this corner
+        stars = _stars_around(key[0], ra, dec, radius, query_starkd, max_files)
+    return stars
 
 
-@functools.lru_cache(maxsize=32)
+#: A region is queried this much wider than asked (a sequence's drift).
+_REGION_MARGIN = 1.25
+
+
+class _RegionCache:
+    """The last few regions' catalogue stars, shared by the threads of a process."""
+
+    def __init__(self, size=16):
+        self._regions = collections.deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def find(self, key, ra, dec, radius):
+        with self._lock:
+            for k, region in reversed(self._regions):
+                if k == key and _separation(ra, dec, region[0], region[1]) + radius <= region[2]:
+                    return region
+        return None
+
+    def keep(self, key, region):
+        with self._lock:
+            self._regions.append((key, region))
+
+    def clear(self):
+        with self._lock:
+            self._regions.clear()
+
+
+_REGIONS = _RegionCache()
+
+
+def _separation(ra1, dec1, ra2, dec2):
+    """Angular distance (deg), haversine: exact at small separations."""
+    ra1, dec1, ra2, dec2 = map(np.radians, (ra1, dec1, ra2, dec2))
+    h = (np.sin((dec2 - dec1) / 2) ** 2
+         + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2)
+    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0, 1))))
+
+
+def _within(stars, ra, dec, radius):
+    ras, decs, mags = stars
+    keep = _separation(ras, decs, ra, dec) <= radius
+    out = ras[keep], decs[keep], mags[keep]
+    for array in out:       # kept for the next caller: nobody may change them
+        array.flags.writeable = False
+    return out
+
+
 def _stars_around(index_files, ra, dec, radius, query_starkd, max_files):
     ras, decs, mags = [], [], []
     files = _densest(index_files)
