@@ -7,7 +7,7 @@ import pytest
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 
-from astrometry_query.datasets import render_field, wcs_rms_error
+from astrometry_query.datasets import index_stars, render_field, wcs_rms_error
 from astrometry_query.local.pipeline import solve
 from astrometry_query.tracking import Sequence, track
 from real_server import requires_solver
@@ -203,3 +203,33 @@ def test_a_drifting_sequence_reads_its_catalogue_stars_once(monkeypatch):
     assert len(first[0]) > 20
     with pytest.raises(ValueError):      # read-only: shared by the next callers
         near[0][0] = 0.0
+
+
+@requires_solver
+@pytest.mark.slow
+def test_a_cloudy_frame_is_registered_on_the_frame_before(local, tmp_path):
+    """Each catalogue star is off by its own error (drawn here at 3", a quarter
+    of a pixel), the same in every frame: on the few stars left under cloud
+    the catalogue fit keeps that error.  Registered on the frame before, star
+    by star, it drops out."""
+    stars = index_stars(HERE, 1.5 * u.deg)
+    rng = np.random.default_rng(3)
+    dec = np.asarray(stars['dec'], float) + rng.normal(0, 3.0, len(stars)) / 3600
+    ra = np.asarray(stars['ra'], float) + rng.normal(0, 3.0, len(stars)) / 3600 / np.cos(
+        np.radians(dec))
+    stars['ra'], stars['dec'] = ra * u.deg, dec * u.deg
+    at = SkyCoord(HERE.ra + 0.6 * u.arcmin, HERE.dec - 0.4 * u.arcmin)
+    frames = [render_field(HERE, rotation=37 * u.deg, catalog=stars, seed=61, **KW),
+              render_field(at, rotation=37.05 * u.deg, catalog=stars, extinction=3.0, seed=62,
+                           **KW)]
+    paths = [f.writeto(tmp_path / f'{i}.fits', truth='none') for i, f in enumerate(frames)]
+    table = local.solve_many(paths, track=True, verbose=False, cache=False, max_concurrency=1,
+                             scale=(10, 14) * u.arcsec / u.pix)
+    assert list(table['tracked']) == [False, True]
+    cloudy = frames[1]
+    assert 3 <= table['header'][1]['AN_TRREG'] <= 8
+    registered = wcs_rms_error(cloudy.wcs, table['header'][1], cloudy.data.shape)
+    alone = solve(image=cloudy.data, reference=table['header'][0])
+    assert alone.tracking['tracked'] and alone.tracking['registered'] == 0
+    catalogue_only = wcs_rms_error(cloudy.wcs, alone.header(), cloudy.data.shape)
+    assert registered < 0.2 and registered < 0.6 * catalogue_only, (registered, catalogue_only)

@@ -232,7 +232,7 @@ def _no_solution(settings, hints, width, height, tried=()):
             f'stars{more}')
 
 
-def _track(reference, x, y, flux, width, height, inst, fwhm, peak=None):
+def _track(reference, x, y, flux, width, height, inst, fwhm, peak=None, ref_sources=None):
     """The frame solved by following the reference's field, and the catalogue
     stars of that field; (None, None) when it does not follow."""
     if peak is not None and flux is not None and fwhm >= 1.5:
@@ -251,7 +251,8 @@ def _track(reference, x, y, flux, width, height, inst, fwhm, peak=None):
                                        query_starkd=inst.query_starkd)
         return track(x[order], y[order], reference, ra, dec, ref_mag=mag, width=width,
                      height=height, max_shift=shift, fwhm=fwhm,
-                     flux=None if flux is None else flux[order]), (ra, dec, mag)
+                     flux=None if flux is None else flux[order],
+                     ref_sources=ref_sources), (ra, dec, mag)
     except Exception:       # a search will do
         return None, None
 
@@ -354,7 +355,7 @@ def _write_header(path, header):
 
 def solve(image=None, sources=None, *, width=None, height=None, settings=None, hints=None,
           fwhm=3.0, detect_threshold=5.0, timeout=300.0, index_dir=None, work_dir=None, hdu=None,
-          reference=None):
+          reference=None, reference_sources=None):
     """Plate-solve an image or a source list with ``astrometry-engine``.
 
     Parameters
@@ -390,6 +391,9 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         first solved by following that field (`~astrometry_query.tracking.track`:
         no search, three stars are enough); when it does not show that field,
         it is searched, first around the reference's pointing and scale.
+    reference_sources : dict, optional
+        ``x``, ``y`` of the reference frame's own sources (FITS 1-based): a
+        frame that follows its field is registered on them, star by star.
 
     Returns
     -------
@@ -449,8 +453,11 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         reference = (fits.Header.fromstring(reference) if isinstance(reference, str)
                      else fits.Header(reference))
         t0 = time.perf_counter()
+        ref_xy = None if not reference_sources else (reference_sources['x'],
+                                                     reference_sources['y'])
         tracked, stars = _track(reference, x, y, flux, width, height, inst, fwhm,
-                                peak=None if image is None else np.asarray(table['peak'], float))
+                                peak=None if image is None else np.asarray(table['peak'], float),
+                                ref_sources=ref_xy)
         timings['track'] = round(time.perf_counter() - t0, 4)
         result.tracking = dict(tracked.to_dict(), tracked=True) if tracked else {'tracked': False}
         if tracked is not None:
