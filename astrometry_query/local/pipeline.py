@@ -33,7 +33,7 @@ from ..sources import extract_sources
 from .._text import plural
 from ..tracking import MIN_TRACKED, track
 from .axy import OUTPUT_FILES, write_axy
-from .refine import MIN_MATCHES as MIN_REFIT, refine_wcs, reference_stars
+from .refine import MIN_MATCHES as MIN_REFIT, query_budget, refine_wcs, reference_stars
 from .solver import find_installation, run_engine
 
 __all__ = ['solve', 'SolveResult', 'AXY_FILE', 'ENGINE_LOG', 'MIN_SOURCES']
@@ -338,7 +338,8 @@ def _refine(header, x, y, width, height, settings, inst, good=None, fwhm=3.0, st
         tan = calibration_from_wcs(header, width, height)
         ra, dec, mag = stars or reference_stars(inst.index_files, tan['ra'], tan['dec'],
                                                 1.05 * tan['radius'],
-                                                query_starkd=inst.query_starkd)
+                                                query_starkd=inst.query_starkd,
+                                                max_stars=query_budget(len(x)))
         tweak = settings.get('tweak_order')
         order = None if tweak is None else max(1, int(tweak))
         return refine_wcs(header, x, y, width, height, ra, dec, order=order, good=good,
