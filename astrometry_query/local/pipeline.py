@@ -33,7 +33,8 @@ from ..sources import extract_sources
 from .._text import plural
 from ..tracking import MIN_TRACKED, track
 from .axy import OUTPUT_FILES, write_axy
-from .refine import MIN_MATCHES as MIN_REFIT, query_budget, refine_wcs, reference_stars
+from .refine import (MIN_MATCHES as MIN_REFIT, note_order, query_budget, refine_wcs,
+                     reference_stars)
 from .solver import find_installation, run_engine
 
 __all__ = ['solve', 'SolveResult', 'AXY_FILE', 'ENGINE_LOG', 'MIN_SOURCES']
@@ -503,8 +504,10 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
             refit = _refine(header, x, y, width, height, settings, inst, good, fwhm)
             if refit is not None:
                 header = refit.header
-                _write_header(outcome.wcs_path, header)
                 result.refit = refit.to_dict()
+            else:       # the engine's solution stands: say its order
+                header = note_order(header, settings.get('tweak_order'))
+            _write_header(outcome.wcs_path, header)
             timings['refit'] = round(time.perf_counter() - t0, 4)
             result.solved = True
             result.wcs_header = header.tostring()

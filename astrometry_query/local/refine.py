@@ -29,7 +29,7 @@ from scipy.spatial import cKDTree
 from ..results import wcs_from_header
 
 __all__ = ['refine_wcs', 'reference_stars', 'RefineResult', 'warm_up', 'mutual_matches',
-           'isolated', 'query_budget']
+           'isolated', 'query_budget', 'note_order']
 
 #: Index files queried for reference stars (the densest first).
 MAX_INDEX_FILES = 4
@@ -357,6 +357,16 @@ def _sip_header(header, crval, cx, cy, terms, scale, order, width, height, crpix
     out['BP_ORDER'] = (inv_order, 'Inv polynomial order, axis 2')
     for i, (p, q) in enumerate(inv_terms):
         out[f'BP_{p}_{q}'] = float(bp[i] / scale ** (p + q))
+    return out
+
+
+def note_order(header, tweak_order=None):
+    """A copy of the engine's ``header`` saying its SIP order (``AN_ORDER``):
+    for a solution the refit did not improve on."""
+    out = header.copy()
+    order = int(out.get('A_ORDER', 1)) if 'SIP' in str(out.get('CTYPE1', '')) else 1
+    out['AN_ORDER'] = (order, 'SIP order (1: TAN), the engine\'s: ' + (
+        'set by tweak_order' if tweak_order is not None else 'its default'))
     return out
 
 
