@@ -74,8 +74,11 @@ class SolveResult:
     hints : list of str
         The header cards behind the attempt that solved.
     refit : dict or None
-        The refit against all catalogue stars in the field (order, matches,
-        RMS), when it improved on the engine's solution.
+        The refit against all catalogue stars in the field (``order``: the
+        SIP order used, ``order_from``: ``'data'`` when chosen by held-out
+        stars, ``'tweak_order'`` when given; matches, RMS), when it improved
+        on the engine's solution (the header's ``AN_ORDER`` says the order
+        either way).
     tracking : dict or None
         With a ``reference``: ``tracked`` (whether following the reference's
         field solved the frame, with no search), and when it did ``matches``,
