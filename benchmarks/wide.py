@@ -120,7 +120,7 @@ def wide(work, repeat, say):
                    for k, h in got.items()}
             header = got['ours']
             orders.append([name, header.get('AN_ORDER'),
-                           header.comments['AN_ORDER'].split('), ')[-1]
+                           header.comments['AN_ORDER'].split(': ', 1)[-1]
                            if 'AN_ORDER' in header else '',
                            header.get('AN_REFIT'), fmt(header.get('AN_RMS'), '.4f')])
             rows.append([name, fmt(err['ours'][0]), fmt(err['ours'][1]),

@@ -158,3 +158,13 @@ def test_wide_field_tweak_order_is_honoured(local, wide_field):
     header = local.solve_from_image(path, verbose=False, cache=False, solve_timeout=120,
                                     tweak_order=3)
     assert header['A_ORDER'] == 3 and header['AN_ORDER'] == 3
+    assert 'tweak_order' in header.comments['AN_ORDER']
+
+
+def test_the_engine_solution_says_its_order():
+    sip = fits.Header({'CTYPE1': 'RA---TAN-SIP', 'CTYPE2': 'DEC--TAN-SIP', 'A_ORDER': 2})
+    noted = refine.note_order(sip)
+    assert noted['AN_ORDER'] == 2 and 'default' in noted.comments['AN_ORDER']
+    assert 'AN_ORDER' not in sip
+    tan = refine.note_order(fits.Header({'CTYPE1': 'RA---TAN', 'CTYPE2': 'DEC--TAN'}), 0)
+    assert tan['AN_ORDER'] == 1 and 'tweak_order' in tan.comments['AN_ORDER']

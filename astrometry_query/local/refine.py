@@ -365,8 +365,8 @@ def note_order(header, tweak_order=None):
     for a solution the refit did not improve on."""
     out = header.copy()
     order = int(out.get('A_ORDER', 1)) if 'SIP' in str(out.get('CTYPE1', '')) else 1
-    out['AN_ORDER'] = (order, 'SIP order (1: TAN), the engine\'s: ' + (
-        'set by tweak_order' if tweak_order is not None else 'its default'))
+    out['AN_ORDER'] = (order, 'SIP order: the engine\'s ' + (
+        '(tweak_order)' if tweak_order is not None else 'default'))
     return out
 
 
@@ -496,7 +496,7 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
     candidate['AN_REFIT'] = (int(keep.sum()), 'stars in the astrometry_query refit')
     candidate['AN_RMS'] = (round(rms, 5), '[pix] RMS of the refit residuals')
     order_from = 'data' if order is None else 'tweak_order'
-    candidate['AN_ORDER'] = (int(chosen), 'SIP order (1: TAN), ' + (
+    candidate['AN_ORDER'] = (int(chosen), 'SIP order: ' + (
         'chosen by held-out stars' if order is None else 'set by tweak_order'))
     return RefineResult(candidate, chosen, int(keep.sum()), rms, engine_rms, engine_matches,
                         order_from)
