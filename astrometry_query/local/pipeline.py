@@ -33,7 +33,8 @@ from ..sources import extract_sources
 from .._text import plural
 from ..tracking import MIN_TRACKED, track
 from .axy import OUTPUT_FILES, write_axy
-from .refine import MIN_MATCHES as MIN_REFIT, refine_wcs, reference_stars
+from .refine import (MIN_MATCHES as MIN_REFIT, note_order, query_budget, refine_wcs,
+                     reference_stars)
 from .solver import find_installation, run_engine
 
 __all__ = ['solve', 'SolveResult', 'AXY_FILE', 'ENGINE_LOG', 'MIN_SOURCES']
@@ -73,8 +74,11 @@ class SolveResult:
     hints : list of str
         The header cards behind the attempt that solved.
     refit : dict or None
-        The refit against all catalogue stars in the field (order, matches,
-        RMS), when it improved on the engine's solution.
+        The refit against all catalogue stars in the field (``order``: the
+        SIP order used, ``order_from``: ``'data'`` when chosen by held-out
+        stars, ``'tweak_order'`` when given; matches, RMS), when it improved
+        on the engine's solution (the header's ``AN_ORDER`` says the order
+        either way).
     tracking : dict or None
         With a ``reference``: ``tracked`` (whether following the reference's
         field solved the frame, with no search), and when it did ``matches``,
@@ -339,7 +343,8 @@ def _refine(header, x, y, width, height, settings, inst, good=None, fwhm=3.0, st
         tan = calibration_from_wcs(header, width, height)
         ra, dec, mag = stars or reference_stars(inst.index_files, tan['ra'], tan['dec'],
                                                 1.05 * tan['radius'],
-                                                query_starkd=inst.query_starkd)
+                                                query_starkd=inst.query_starkd,
+                                                max_stars=query_budget(len(x)))
         tweak = settings.get('tweak_order')
         order = None if tweak is None else max(1, int(tweak))
         return refine_wcs(header, x, y, width, height, ra, dec, order=order, good=good,
@@ -509,8 +514,10 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
             refit = _refine(header, x, y, width, height, settings, inst, good, fwhm)
             if refit is not None:
                 header = refit.header
-                _write_header(outcome.wcs_path, header)
                 result.refit = refit.to_dict()
+            else:       # the engine's solution stands: say its order
+                header = note_order(header, settings.get('tweak_order'))
+            _write_header(outcome.wcs_path, header)
             timings['refit'] = round(time.perf_counter() - t0, 4)
             result.solved = True
             result.wcs_header = header.tostring()
