@@ -47,6 +47,8 @@ class BatchItem:
     reference : str, optional
         In a sequence (``track=True``): the WCS header of the solved frame
         whose field it follows first (see `~astrometry_query.tracking`).
+    reference_sources : dict, optional
+        ``x``, ``y`` of that frame's sources (the frame is registered on them).
     """
     index: int
     label: str
@@ -62,6 +64,7 @@ class BatchItem:
     started: float = 0.0
     next_look: float = 0.0
     reference: str | None = None
+    reference_sources: dict | None = None
 
 
 @runtime_checkable

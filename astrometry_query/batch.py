@@ -10,6 +10,7 @@ processes by default, a Dask cluster too), or concurrent submissions to a
 nova server and one adaptive loop polling them.  One bad input never stops
 the rest.
 """
+import io
 import json
 import os
 import threading
@@ -247,7 +248,7 @@ class Batches:
             except Exception as exc:    # one bad input never stops the rest
                 return item, _row(item, 'failure', error=f'{type(exc).__name__}: {exc}')
             if sequence is not None and item.image is not None:
-                item.reference = _reference(sequence, item)
+                item.reference, item.reference_sources = _reference(sequence, item)
             return item, self._known(item, use_cache, journal, timeout, retry_failed)
 
         def submitted(item):
@@ -270,7 +271,8 @@ class Batches:
                 for item, outcome in run.done(timeout=feed.idle_wait):
                     row = self._row_of(item, outcome, journal, timeout)
                     if sequence is not None and row['header'] is not None and item.width:
-                        sequence.solved(row['header'], item.width, item.height)
+                        sequence.solved(row['header'], item.width, item.height,
+                                        sources=self._frame_sources(row))
                     if row['origin'] == 'new' and use_cache and row['header'] is not None:
                         self.solver.cache.put(item.key, row['header'], job_id=row['job_id'],
                                               submission_id=row['submission_id'])
@@ -281,6 +283,23 @@ class Batches:
         finally:
             run.close()
             progress.close()
+
+    def _frame_sources(self, row, n=300):
+        """A solved frame's brightest sources (``x``, ``y``), from its job's
+        .axy, for the frames that follow it; None when the job has none."""
+        if row['job_id'] is None:
+            return None
+        try:
+            with fits.open(io.BytesIO(self.backend.download(row['job_id'], 'axy'))) as hdul:
+                table = hdul[1].data
+                names = {name.upper(): name for name in table.columns.names}
+                x, y = (np.asarray(table[names[k]], float) for k in ('X', 'Y'))
+                if 'FLUX' in names:
+                    order = np.argsort(-np.asarray(table[names['FLUX']], float), kind='stable')
+                    x, y = x[order], y[order]
+        except Exception:       # a remote job, a job without its sources: catalogue only
+            return None
+        return {'x': x[:n].tolist(), 'y': y[:n].tolist()}
 
     def _row_of(self, item, outcome, journal, timeout):
         """The row of a finished input: a known row as it is; a solve's outcome
@@ -383,12 +402,14 @@ class ListFeed:
 
 
 def _reference(sequence, item):
-    """The solved frame an input of a sequence follows (its WCS header), or None."""
+    """The solved frame an input of a sequence follows: (its WCS header text,
+    its sources), or (None, None)."""
     hints = header_hints(item.image.header, item.image.shape, item.image.wcs())
     position = hints.position if hints else None
     pointing = (position['center_ra'], position['center_dec']) if position else None
-    header = sequence.reference_for(item.width, item.height, pointing)
-    return header.tostring() if header is not None else None
+    header, sources = sequence.reference_for(item.width, item.height, pointing,
+                                             with_sources=True)
+    return (header.tostring(), sources) if header is not None else (None, None)
 
 
 def _keep_with_image(item, row, keep):

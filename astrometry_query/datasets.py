@@ -27,7 +27,8 @@ from astropy.wcs.utils import proj_plane_pixel_scales
 from .index.locations import DEFAULT_INDEX_DIR, configured_index_dirs, find_config
 
 __all__ = ['index_stars', 'make_wcs', 'SyntheticField', 'render_field', 'wcs_rms_error',
-           'read_truth_wcs', 'make_example_image', 'EXAMPLE_IMAGE', 'synthetic_catalog']
+           'read_truth_wcs', 'make_example_image', 'EXAMPLE_IMAGE', 'synthetic_catalog',
+           'lens_distortion']
 
 EXAMPLE_IMAGE = Path(__file__).resolve().parent / 'data' / 'example.fits'
 _erf = np.vectorize(math.erf, otypes=[float])
@@ -156,7 +157,8 @@ def make_wcs(center, *, pixel_scale, shape=(1024, 1024), rotation=0 * u.deg, fli
     sip : dict, optional
         SIP terms ``'A_p_q'``, ``'B_p_q'`` (pixel units, e.g. ``{'A_2_0': 1e-6}``), ``'order'``,
         and/or ``'k1'``: radial distortion moving each pixel by ``k1 * r**2`` (pix**-2) times
-        its offset from CRPIX (k1 > 0: pincushion). No AP/BP (``all_world2pix`` iterates).
+        its offset from CRPIX (k1 > 0: barrel, the stars drawn nearer the centre; a camera
+        lens: `lens_distortion`). No AP/BP (``all_world2pix`` iterates).
 
     Returns
     -------
@@ -777,3 +779,55 @@ def write_photograph(photo, path, encoding='jpeg', *, quality=90):
                                                                 exif=exif.tobytes())
         truth = _rotated_wcs(photo.wcs, rgb.shape[:2], 1)
     return path, truth
+
+
+# -- camera lenses ---------------------------------------------------------------------
+def lens_distortion(shape, corner, *, k2_share=0.0, order=11):
+    """The radial distortion of a camera lens, as ``sip`` terms for `make_wcs` and
+    `render_field`.
+
+    The lens (Brown-Conrady, as camera calibration tools model it) draws a star
+    whose distortion-free position is ``r`` pixels from the image centre at
+    ``r * (1 - k1 * r**2 - k2 * r**4)``.  The SIP polynomial (pixels to sky) is
+    the inverse of that, which no polynomial holds exactly: it is the series
+    expansion of the inverse, fitted to order ``order`` (11: within 0.001 px of
+    the lens over the image for corners of up to 60 px).
+
+    Parameters
+    ----------
+    shape : tuple of int
+        ``(ny, nx)``.
+    corner : float
+        Pixels the lens moves a star seen in the corners (positive: barrel, the
+        stars drawn toward the centre, as most wide-angle lenses; negative:
+        pincushion).
+    k2_share : float
+        Share of ``corner`` from the ``r**5`` term (negative with a positive
+        ``corner``: a "moustache" lens, whose barrel turns back at the corners).
+    order : int
+        Odd SIP order of the series.
+
+    Returns
+    -------
+    dict
+        ``A_p_q``, ``B_p_q`` and ``order`` (pixel units).
+    """
+    ny, nx = shape
+    reach = math.hypot((nx - 1) / 2.0, (ny - 1) / 2.0)
+    far = reach + corner        # where a star seen in the corner would be with no lens
+    k1, k2 = (1.0 - k2_share) * corner / far ** 3, k2_share * corner / far ** 5
+    ideal = np.linspace(0.0, 1.2 * max(far, reach), 2000)
+    seen = ideal * (1.0 - k1 * ideal ** 2 - k2 * ideal ** 4)
+    # ideal = seen * (1 + sum_j c_j (seen / reach)**(2 j)), j = 1 .. (order - 1) / 2
+    powers = np.arange(1, (order - 1) // 2 + 1)
+    design = (seen / reach)[:, None] ** (2 * powers) * seen[:, None]
+    c = np.linalg.lstsq(design, ideal - seen, rcond=None)[0] / reach ** (2 * powers)
+    terms = {}
+    for j, cj in zip(powers, c):      # u * (u**2 + v**2)**j, expanded
+        for i in range(j + 1):
+            times = cj * math.comb(j, i)
+            terms[f'A_{2 * i + 1}_{2 * (j - i)}'] = terms.get(f'A_{2 * i + 1}_{2 * (j - i)}', 0.0) \
+                + times
+            terms[f'B_{2 * (j - i)}_{2 * i + 1}'] = terms.get(f'B_{2 * (j - i)}_{2 * i + 1}', 0.0) \
+                + times
+    return dict(terms, order=int(2 * powers[-1] + 1))

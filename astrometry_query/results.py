@@ -376,9 +376,16 @@ def calibration_from_wcs(header, width=None, height=None, *, flip_orientation=Fa
     """
     width = float(width if width is not None else header['IMAGEW'])
     height = float(height if height is not None else header['IMAGEH'])
-    tan = wcs_from_header(header)
-    tan.sip = None
-    cd = tan.wcs.cd if tan.wcs.has_cd() else tan.pixel_scale_matrix
+    centre = (0.5 + 0.5 * width, 0.5 + 0.5 * height)
+    plain = _plain_tan(header)
+    if plain is not None:       # a solver's TAN: a few lines of maths, not a WCS object
+        crval, crpix, cd = plain
+        ra, dec = _tan_pix2world(centre, crval, crpix, cd)
+    else:
+        tan = wcs_from_header(header)
+        tan.sip = None
+        cd = tan.wcs.cd if tan.wcs.has_cd() else tan.pixel_scale_matrix
+        ra, dec = tan.wcs_pix2world([centre], 1)[0]
     (cd11, cd12), (cd21, cd22) = cd
     det = cd11 * cd22 - cd12 * cd21
     pixscale = 3600.0 * math.sqrt(abs(det))
@@ -388,11 +395,47 @@ def calibration_from_wcs(header, width=None, height=None, *, flip_orientation=Fa
         orientation += 360.0
     if flip_orientation:
         orientation = (180.0 - orientation + 360.0) % 360.0
-    ra, dec = tan.wcs_pix2world([[0.5 + 0.5 * width, 0.5 + 0.5 * height]], 1)[0]
     return {'ra': float(ra % 360.0), 'dec': float(dec),
             'width_arcsec': pixscale * width, 'height_arcsec': pixscale * height,
             'radius': pixscale * math.hypot(width, height) / 2.0 / 3600.0,
             'pixscale': pixscale, 'orientation': orientation, 'parity': parity}
+
+
+def _plain_tan(header):
+    """(crval, crpix, cd) of a celestial TAN header with nothing unusual
+    (no PV, LONPOLE 180, degrees, a CD matrix or PC with CDELT), else None."""
+    if not (str(header.get('CTYPE1', '')).startswith('RA---TAN')
+            and str(header.get('CTYPE2', '')).startswith('DEC--TAN')):
+        return None
+    if float(header.get('LONPOLE', 180.0)) != 180.0 or any(
+            str(header.get(k, 'deg')).strip().lower() != 'deg' for k in ('CUNIT1', 'CUNIT2')) \
+            or any(k.startswith('PV') for k in header.keys()):
+        return None
+    try:
+        crval = (float(header['CRVAL1']), float(header['CRVAL2']))
+        crpix = (float(header['CRPIX1']), float(header['CRPIX2']))
+        if 'CD1_1' in header:
+            cd = np.array([[float(header.get(f'CD{i}_{j}', 0.0)) for j in (1, 2)]
+                           for i in (1, 2)])
+        else:
+            pc = np.array([[float(header.get(f'PC{i}_{j}', float(i == j))) for j in (1, 2)]
+                           for i in (1, 2)])
+            cd = np.array([[float(header.get('CDELT1', 1.0))], [float(header.get('CDELT2', 1.0))]])
+            cd = cd * pc
+    except (KeyError, TypeError, ValueError):
+        return None
+    return crval, crpix, cd
+
+
+def _tan_pix2world(pixel, crval, crpix, cd):
+    """RA, Dec (deg) of a FITS (1-based) pixel through a plain TAN projection."""
+    x, y = cd @ np.array([pixel[0] - crpix[0], pixel[1] - crpix[1]])
+    xi, eta = math.radians(x), math.radians(y)
+    ra0, dec0 = math.radians(crval[0]), math.radians(crval[1])
+    across = math.cos(dec0) - eta * math.sin(dec0)
+    ra = ra0 + math.atan2(xi, across)
+    dec = math.atan2(math.sin(dec0) + eta * math.cos(dec0), math.hypot(xi, across))
+    return math.degrees(ra), math.degrees(dec)
 
 
 def make_wcs_header(wcs_header, job_id=None, submission_id=None):

@@ -14,6 +14,12 @@ refused: the votes must stand out from chance (the number of coincidences
 expected from the density of catalogue stars), the fit must leave residuals
 of a fraction of the star size, the roll must stay small, and most of the
 frame's stars that fall on the sky the catalogue covers must find their star.
+
+Given the solved frame's own sources, the accepted solution is then
+registered on them: the stars seen in both frames are paired and the shift
+and roll refitted, so each catalogue star's own error, the same in every
+frame, drops out (what is left is the solved frame's WCS error and the
+centroids' noise).
 A frame that does not pass is searched as any other (see
 `astrometry_query.local.pipeline.solve`'s ``reference``).
 """
@@ -56,6 +62,9 @@ class TrackResult:
         How far it turned (degrees, positive from +x towards +y).
     pairs : list
         (source index, catalogue index) of the matches.
+    registered : int
+        Frame stars paired with the reference frame's own (0: the fit rests
+        on the catalogue alone).
     """
     header: fits.Header
     matches: int
@@ -63,33 +72,39 @@ class TrackResult:
     shift: tuple
     roll: float
     pairs: list = field(default_factory=list)
+    registered: int = 0
 
     def to_dict(self):
-        return {'matches': self.matches, 'rms': round(self.rms, 4),
+        return {'matches': self.matches, 'rms': round(self.rms, 4), 'registered': self.registered,
                 'shift': [round(float(v), 3) for v in self.shift], 'roll': round(self.roll, 5)}
 
 
-def _rotated(wcs, roll_deg):
-    """The WCS turned by ``roll_deg`` on the sky about its reference point."""
-    new = wcs.deepcopy()
-    c, s = math.cos(math.radians(roll_deg)), math.sin(math.radians(roll_deg))
-    rot = np.array([[c, -s], [s, c]])
-    if new.wcs.has_cd():
-        new.wcs.cd = rot @ new.wcs.cd
-    else:
-        new.wcs.pc = rot @ new.wcs.get_pc()
-    return new
+class _Pointing:
+    """The reference WCS pointed and rolled: one WCS changed in place for each
+    trial of the fit (a copy per trial cost most of a tracked frame's time)."""
 
+    def __init__(self, reference):
+        self.reference = reference
+        self.crpix = reference.wcs.crpix.copy()
+        self.wcs = reference.deepcopy()
+        self.has_cd = self.wcs.wcs.has_cd()
+        self.base = (self.wcs.wcs.cd if self.has_cd else self.wcs.wcs.get_pc()).copy()
 
-def _model(reference, crpix, params):
-    """The reference WCS pointed and rolled by ``params`` = (dx, dy, roll): the sky
-    the reference saw at ``crpix - (dx, dy)`` is at ``crpix`` now."""
-    dx, dy, roll = params
-    new = _rotated(reference, roll)
-    ra, dec = reference.all_pix2world([[crpix[0] - dx, crpix[1] - dy]], 1)[0]
-    new.wcs.crval = [ra, dec]
-    new.wcs.set()
-    return new
+    def __call__(self, params):
+        """The WCS for ``params`` = (dx, dy, roll): the sky the reference saw at
+        ``crpix - (dx, dy)`` is at ``crpix`` now, turned by ``roll`` (deg) on
+        the sky about it.  The same object each call: copy it to keep it."""
+        dx, dy, roll = params
+        c, s = math.cos(math.radians(roll)), math.sin(math.radians(roll))
+        rotated = np.array([[c, -s], [s, c]]) @ self.base
+        if self.has_cd:
+            self.wcs.wcs.cd = rotated
+        else:
+            self.wcs.wcs.pc = rotated
+        point = [[self.crpix[0] - dx, self.crpix[1] - dy]]
+        self.wcs.wcs.crval = self.reference.all_pix2world(point, 1)[0]
+        self.wcs.wcs.set()
+        return self.wcs
 
 
 def _vote(x, y, px, py, max_shift, cell):
@@ -118,7 +133,7 @@ def _vote(x, y, px, py, max_shift, cell):
 
 
 def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_shift=None,
-          fwhm=3.0, flux=None):
+          fwhm=3.0, flux=None, ref_sources=None):
     """Solve a frame by following the field of a solved one.
 
     Parameters
@@ -140,6 +155,12 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
     flux : array, optional
         The sources' fluxes: the fit weighs each star by its signal (a faint
         star's centroid is the less certain).
+    ref_sources : tuple of array, optional
+        (x, y) of the reference frame's own sources (FITS 1-based).  The
+        field found through the catalogue is then registered on them: the
+        same stars measured in both frames, so each catalogue star's own
+        error (a few tenths of an arcsecond, the same in every frame) drops
+        out, and stars the catalogue lacks count too.
 
     Returns
     -------
@@ -155,7 +176,7 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
     max_shift = float(max_shift or max(30.0, 0.1 * max(width, height)))
     radius = max(2.0, 1.0 * fwhm)
     ref_wcs = wcs_from_header(reference)
-    crpix = ref_wcs.wcs.crpix.copy()
+    pointed = _Pointing(ref_wcs)
     with np.errstate(all='ignore'):
         px, py = ref_wcs.all_world2pix(np.asarray(ref_ra, float), np.asarray(ref_dec, float), 1,
                                        quiet=True)
@@ -176,7 +197,7 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
     params = np.array([offset[0], offset[1], 0.0])
     pairs = (np.zeros(0, int), np.zeros(0, int))
     for _ in range(3):        # match, fit, match again with the better model
-        model = _model(ref_wcs, crpix, params)
+        model = pointed(params)
         with np.errstate(all='ignore'):
             mx, my = model.all_world2pix(np.asarray(ref_ra, float)[cat],
                                          np.asarray(ref_dec, float)[cat], 1, quiet=True)
@@ -190,15 +211,20 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
         ra_m, dec_m = np.asarray(ref_ra, float)[cat][c], np.asarray(ref_dec, float)[cat][c]
 
         def residuals(p, s=s, ra_m=ra_m, dec_m=dec_m):
-            fx, fy = _model(ref_wcs, crpix, p).all_world2pix(ra_m, dec_m, 1, quiet=True)
+            fx, fy = pointed(p).all_world2pix(ra_m, dec_m, 1, quiet=True)
             return np.concatenate([(x[s] - fx) * weight[s], (y[s] - fy) * weight[s]])
         params = least_squares(residuals, params, x_scale=[1.0, 1.0, 0.01]).x
     s, c = pairs
-    model = _model(ref_wcs, crpix, params)
+    model = pointed(params)
     fx, fy = model.all_world2pix(np.asarray(ref_ra, float)[cat][c],
                                  np.asarray(ref_dec, float)[cat][c], 1, quiet=True)
     res = np.hypot(x[s] - fx, y[s] - fy)
     rms = float(np.sqrt(np.mean(res ** 2)))
+    registered = 0
+    if ref_sources is not None and rms <= max(0.6, 0.3 * fwhm):
+        params, registered = _register(x, y, weight, ref_wcs, pointed, params, ref_sources,
+                                       radius=max(0.5, 3 * rms))
+        model = pointed(params)
     # The frame's stars that the catalogue could have matched: those on its sky.
     with np.errstate(all='ignore'):
         ax, ay = model.all_world2pix(np.asarray(ref_ra, float)[cat], np.asarray(ref_dec, float)[cat],
@@ -218,8 +244,44 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
         header.remove(key, ignore_missing=True)
     header['AN_TRACK'] = (len(s), 'stars matched, following the reference field')
     header['AN_TRKRM'] = (round(rms, 4), '[pix] RMS of the tracked matches')
+    if registered:
+        header['AN_TRREG'] = (registered, 'stars registered on the reference frame')
     return TrackResult(header=header, matches=len(s), rms=rms, shift=(params[0], params[1]),
-                       roll=float(params[2]), pairs=list(zip(s.tolist(), cat[c].tolist())))
+                       roll=float(params[2]), pairs=list(zip(s.tolist(), cat[c].tolist())),
+                       registered=registered)
+
+
+def _register(x, y, weight, ref_wcs, pointed, params, ref_sources, radius):
+    """(params, pairs): the pointing and roll refitted on the stars measured in
+    both frames, or the catalogue's when too few of them pair up.
+
+    The reference frame's stars go to the sky through its own WCS, then into
+    this frame through the trial one.  The match radius starts at three times
+    the catalogue fit's RMS and tightens: a hot pixel sits still on the
+    detector while the field moves, and falls out."""
+    rx, ry = (np.asarray(v, float) for v in ref_sources)
+    with np.errstate(all='ignore'):
+        sky_ra, sky_dec = ref_wcs.all_pix2world(rx, ry, 1)
+    best, pairs = params, 0
+    for _ in range(3):
+        with np.errstate(all='ignore'):
+            mx, my = pointed(best).all_world2pix(sky_ra, sky_dec, 1, quiet=True)
+        s, r = mutual_matches(x, y, mx, my, radius)
+        if len(s) < MIN_TRACKED:
+            break
+
+        def residuals(p, s=s, r=r):
+            fx, fy = pointed(p).all_world2pix(sky_ra[r], sky_dec[r], 1, quiet=True)
+            return np.concatenate([(x[s] - fx) * weight[s], (y[s] - fy) * weight[s]])
+        fitted = least_squares(residuals, best, x_scale=[1.0, 1.0, 0.01]).x
+        fx, fy = pointed(fitted).all_world2pix(sky_ra[r], sky_dec[r], 1, quiet=True)
+        rms = float(np.sqrt(np.mean((x[s] - fx) ** 2 + (y[s] - fy) ** 2)))
+        best, pairs = fitted, len(s)
+        tighter = max(0.3, 3 * rms)
+        if tighter >= radius:
+            break
+        radius = tighter
+    return best, pairs
 
 
 class Sequence:
@@ -243,7 +305,7 @@ class Sequence:
 
     def __init__(self, max_fields=4):
         import threading
-        self._fields = []           # newest first: (header, width, height, centre, radius)
+        self._fields = []   # newest first: (header, width, height, centre, radius, sources)
         self._lock = threading.Lock()
         self.max_fields = max_fields
 
@@ -253,29 +315,34 @@ class Sequence:
     def __repr__(self):
         return f'<Sequence of {len(self._fields)} fields>'
 
-    def reference_for(self, width, height, pointing=None):
+    def reference_for(self, width, height, pointing=None, *, with_sources=False):
         """The WCS header a frame of this size should follow, or None.
 
         Parameters
         ----------
         pointing : tuple of float, optional
             (ra, dec) in degrees where the frame's header says it points.
+        with_sources : bool
+            Return (header, sources): the sources kept with that solution
+            (see `solved`), or None.
         """
         from astropy.coordinates import SkyCoord
         with self._lock:
             fields = [f for f in self._fields if (f[1], f[2]) == (int(width), int(height))]
-        if not fields:
-            return None
-        if pointing is None:
-            return fields[0][0]
-        where = SkyCoord(*pointing, unit='deg')
-        for header, _, _, centre, radius in fields:
-            if centre.separation(where).deg <= 1.5 * radius:
-                return header
-        return None
+        found = None
+        if fields and pointing is None:
+            found = fields[0]
+        elif fields:
+            where = SkyCoord(*pointing, unit='deg')
+            found = next((f for f in fields if f[3].separation(where).deg <= 1.5 * f[4]), None)
+        if with_sources:
+            return (found[0], found[5]) if found else (None, None)
+        return found[0] if found else None
 
-    def solved(self, header, width, height):
-        """Remember a frame's solution as the latest of its field."""
+    def solved(self, header, width, height, sources=None):
+        """Remember a frame's solution as the latest of its field (with its
+        sources, ``x`` and ``y`` lists, when given: frames that follow it are
+        registered on them)."""
         from astropy.coordinates import SkyCoord
 
         from .results import calibration_from_wcs
@@ -285,5 +352,6 @@ class Sequence:
             kept = [f for f in self._fields
                     if not ((f[1], f[2]) == (int(width), int(height))
                             and f[3].separation(centre).deg <= f[4])]
-            self._fields = [(header, int(width), int(height), centre, cal['radius'])] + kept
+            self._fields = [(header, int(width), int(height), centre, cal['radius'],
+                             sources)] + kept
             del self._fields[self.max_fields:]

@@ -615,3 +615,46 @@ def test_server_still_works_after_fuzzing(server):
                                         'y': [4.0, 3.0, 2.0, 1.0]}))
     payload = check_answer(reply)
     assert payload['status'] == 'success' and type(payload['subid']) is int
+
+
+def test_calibration_of_a_plain_tan_header_equals_astropys():
+    """calibration_from_wcs computes a solver's TAN by hand (a WCS object costs
+    milliseconds a frame): the same numbers as astropy's WCS, near the pole,
+    across RA 0, flipped, in CD or PC + CDELT form."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    from astrometry_query import results
+    rng = np.random.default_rng(4)
+    for i in range(200):
+        ra0, dec0 = rng.uniform(0, 360), rng.uniform(-89.9, 89.9)
+        if i % 10 == 0:
+            dec0 = 89.99 * rng.choice([-1, 1])
+        scale = 10 ** rng.uniform(-4, -1)
+        turn = rng.uniform(0, 2 * np.pi)
+        flip = rng.choice([-1, 1])
+        cd = scale * np.array([[-np.cos(turn), flip * np.sin(turn)],
+                               [np.sin(turn), flip * np.cos(turn)]])
+        header = fits.Header({'CTYPE1': 'RA---TAN-SIP', 'CTYPE2': 'DEC--TAN-SIP',
+                              'CRVAL1': ra0, 'CRVAL2': dec0, 'CRPIX1': rng.uniform(-500, 1500),
+                              'CRPIX2': rng.uniform(-500, 1500), 'IMAGEW': 1000, 'IMAGEH': 800})
+        if i % 2:
+            for (a, b), value in np.ndenumerate(cd):
+                header[f'CD{a + 1}_{b + 1}'] = value
+        else:
+            header['CDELT1'], header['CDELT2'] = scale, scale * 1.01
+            for (a, b), value in np.ndenumerate(cd / scale):
+                header[f'PC{a + 1}_{b + 1}'] = value
+        fast = results.calibration_from_wcs(header)
+        assert results._plain_tan(header) is not None
+        wcs = WCS(fits.Header([c for c in header.cards if not c.keyword.startswith('IMAGE')]))
+        wcs.wcs.ctype = ['RA---TAN', 'DEC--TAN']
+        ra, dec = wcs.wcs_pix2world([[500.5, 400.5]], 1)[0]
+        assert fast['ra'] == pytest.approx(ra % 360.0, abs=1e-9) or \
+            abs(fast['ra'] - ra % 360.0) > 359.9999
+        assert fast['dec'] == pytest.approx(dec, abs=1e-9)
+    # anything else goes through astropy's WCS
+    header['LONPOLE'] = 170.0
+    assert results._plain_tan(header) is None
+    assert results.calibration_from_wcs(header)['dec'] == pytest.approx(
+        WCS(header).wcs_pix2world([[500.5, 400.5]], 1)[0][1], abs=1e-9)

@@ -7,7 +7,7 @@ import pytest
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 
-from astrometry_query.datasets import render_field, wcs_rms_error
+from astrometry_query.datasets import index_stars, render_field, wcs_rms_error
 from astrometry_query.local.pipeline import solve
 from astrometry_query.tracking import Sequence, track
 from real_server import requires_solver
@@ -176,3 +176,60 @@ def test_a_batch_follows_a_sequence_through_cloud_and_a_jump(local, tmp_path):
     untracked = local.solve_many(paths, verbose=False, cache=False,
                                  scale=(10, 14) * u.arcsec / u.pix)
     assert list(untracked['status'][2:4]) == ['failure', 'failure']       # cloud: too few stars
+
+
+@requires_solver
+def test_a_drifting_sequence_reads_its_catalogue_stars_once(monkeypatch):
+    """The frames of a sequence drift: a circle inside a region already read is
+    answered from it (no query-starkd), with the stars a fresh query gives."""
+    from astrometry_query.local import refine
+    from astrometry_query.local.solver import find_installation
+    inst = find_installation()
+    files = inst.index_files
+    refine._REGIONS.clear()
+    first = refine.reference_stars(files, 83.8, -5.4, 0.4, query_starkd=inst.query_starkd)
+    queries = []
+    real_query = refine._query
+    monkeypatch.setattr(refine, '_query', lambda *a: (queries.append(a), real_query(*a)))
+    # 30" to the east and north: inside the region (read 25 % wider than asked)
+    near = refine.reference_stars(files, 83.8 + 30 / 3600, -5.4 + 30 / 3600, 0.4,
+                                  query_starkd=inst.query_starkd)
+    assert not queries and len(near[0]) > 20
+    refine._REGIONS.clear()
+    fresh = refine.reference_stars(files, 83.8 + 30 / 3600, -5.4 + 30 / 3600, 0.4,
+                                   query_starkd=inst.query_starkd)
+    assert queries
+    assert sorted(near[0]) == sorted(fresh[0]) and sorted(near[1]) == sorted(fresh[1])
+    assert len(first[0]) > 20
+    with pytest.raises(ValueError):      # read-only: shared by the next callers
+        near[0][0] = 0.0
+
+
+@requires_solver
+@pytest.mark.slow
+def test_a_cloudy_frame_is_registered_on_the_frame_before(local, tmp_path):
+    """Each catalogue star is off by its own error (drawn here at 3", a quarter
+    of a pixel), the same in every frame: on the few stars left under cloud
+    the catalogue fit keeps that error.  Registered on the frame before, star
+    by star, it drops out."""
+    stars = index_stars(HERE, 1.5 * u.deg)
+    rng = np.random.default_rng(3)
+    dec = np.asarray(stars['dec'], float) + rng.normal(0, 3.0, len(stars)) / 3600
+    ra = np.asarray(stars['ra'], float) + rng.normal(0, 3.0, len(stars)) / 3600 / np.cos(
+        np.radians(dec))
+    stars['ra'], stars['dec'] = ra * u.deg, dec * u.deg
+    at = SkyCoord(HERE.ra + 0.6 * u.arcmin, HERE.dec - 0.4 * u.arcmin)
+    frames = [render_field(HERE, rotation=37 * u.deg, catalog=stars, seed=61, **KW),
+              render_field(at, rotation=37.05 * u.deg, catalog=stars, extinction=3.0, seed=62,
+                           **KW)]
+    paths = [f.writeto(tmp_path / f'{i}.fits', truth='none') for i, f in enumerate(frames)]
+    table = local.solve_many(paths, track=True, verbose=False, cache=False, max_concurrency=1,
+                             scale=(10, 14) * u.arcsec / u.pix)
+    assert list(table['tracked']) == [False, True]
+    cloudy = frames[1]
+    assert 3 <= table['header'][1]['AN_TRREG'] <= 8
+    registered = wcs_rms_error(cloudy.wcs, table['header'][1], cloudy.data.shape)
+    alone = solve(image=cloudy.data, reference=table['header'][0])
+    assert alone.tracking['tracked'] and alone.tracking['registered'] == 0
+    catalogue_only = wcs_rms_error(cloudy.wcs, alone.header(), cloudy.data.shape)
+    assert registered < 0.2 and registered < 0.6 * catalogue_only, (registered, catalogue_only)

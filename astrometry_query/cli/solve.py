@@ -111,8 +111,8 @@ def add_solve_options(parser):
                         help='shrink the image N times before finding its stars (large or '
                              'noisy images; 1-64)')
     solver.add_argument('--tweak-order', type=nonnegative_int, metavar='N',
-                        help='order of the SIP distortion polynomial (0: plain TAN; default 2; '
-                             'at most 9)')
+                        help='order of the SIP distortion polynomial (0: plain TAN; at most 9; '
+                             'default: chosen from the stars locally, 2 on nova)')
     solver.add_argument('--set', action='append', metavar='NAME=VALUE', dest='set',
                         help='any solve setting of the table below (repeat for several); '
                              'booleans as true/false (yes/no, 1/0)')
@@ -375,9 +375,20 @@ def _summary(client, header, output):
         f"arcmin" if cal.width is not None else '',
         f"  orientation {cal.orientation.to_value(u.deg):.2f} deg (up is that many degrees E of N)",
         f"  parity      {parity_text(cal.parity)}",
+        _order_line(header),
         f"  WCS written to {output}",
     ]
     return '\n'.join(line for line in lines if line)
+
+
+def _order_line(header):
+    """The SIP order of the solution and how it was set (our ``AN_ORDER``), or ''."""
+    if 'AN_ORDER' not in header:
+        return ''
+    how = header.comments['AN_ORDER'].split(': ', 1)[-1]
+    order = int(header['AN_ORDER'])
+    return ('  distortion  ' + (f'SIP order {order}' if order > 1 else 'none (TAN)')
+            + (f', {how}' if how else ''))
 
 
 _TABLE_HEADERS = ('image', 'status', 'RA (deg)', 'Dec (deg)', 'scale ("/px)', 'orientation',

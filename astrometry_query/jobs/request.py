@@ -54,6 +54,9 @@ class SolveRequest:
     reference : str, optional
         The WCS (header text) of a solved frame of the same field: the solve
         follows that field first (see `~astrometry_query.tracking`).
+    reference_sources : dict, optional
+        ``x``, ``y`` lists of that frame's sources: the solve registers the
+        frame on them.
     submitted : str
         When it was made (naive UTC, ``str(datetime)``).
     """
@@ -72,6 +75,7 @@ class SolveRequest:
     original_filename: str | None = None
     input_name: str | None = None
     reference: str | None = None
+    reference_sources: dict | None = None
     submitted: str = field(default_factory=lambda: str(utc_now()))
 
     def __post_init__(self):
@@ -80,6 +84,9 @@ class SolveRequest:
         if self.sources is not None:
             self.sources = {k: [float(v) for v in self.sources[k]]
                             for k in ('x', 'y', 'flux') if k in self.sources}
+        if self.reference_sources is not None:
+            self.reference_sources = {k: [float(v) for v in self.reference_sources[k]]
+                                      for k in ('x', 'y')}
         if self.index_dir is not None and not isinstance(self.index_dir, list):
             from ..local.solver import index_dirs
             self.index_dir = [str(d) for d in index_dirs(self.index_dir)]
@@ -105,7 +112,8 @@ class SolveRequest:
         return dict(image=image, sources=self.sources, width=self.width, height=self.height,
                     settings=dict(self.settings), hints=self.hints, fwhm=self.fwhm,
                     detect_threshold=self.detect_threshold, timeout=self.timeout,
-                    index_dir=self.index_dir, hdu=self.hdu, reference=self.reference)
+                    index_dir=self.index_dir, hdu=self.hdu, reference=self.reference,
+                    reference_sources=self.reference_sources)
 
     # -- JSON -------------------------------------------------------------------------------
     def to_json(self):

@@ -185,7 +185,7 @@ class LocalBackend:
 
     def make_request(self, settings, *, image=None, sources=None, width=None, height=None,
                      hints=None, fwhm=3.0, detect_threshold=5.0, timeout=None,
-                     original_filename=None, url=None, reference=None):
+                     original_filename=None, url=None, reference=None, reference_sources=None):
         """A `~astrometry_query.jobs.SolveRequest` for this store's solves."""
         path = getattr(image, 'path', None)
         return SolveRequest(
@@ -193,6 +193,7 @@ class LocalBackend:
             timeout=float(timeout) if timeout else self.job_timeout, index_dir=self.index_setting,
             width=width, height=height, image_path=str(path) if path else None,
             hdu=getattr(image, 'hdu', None), sources=sources, url=url, reference=reference,
+            reference_sources=reference_sources,
             original_filename=original_filename or (path.name if path else None))
 
     def create_job(self, request):
@@ -565,7 +566,7 @@ class LocalBatch:
                 item.settings, image=item.image, sources=item.sources, width=item.width,
                 height=item.height, hints=item.hints, fwhm=self.fwhm,
                 detect_threshold=self.detect_threshold, timeout=self.timeout,
-                reference=item.reference))
+                reference=item.reference, reference_sources=item.reference_sources))
         item.submission_id = item.job_id
         if self.submitted is not None:
             self.submitted(item)

@@ -33,7 +33,8 @@ from ..sources import extract_sources
 from .._text import plural
 from ..tracking import MIN_TRACKED, track
 from .axy import OUTPUT_FILES, write_axy
-from .refine import MIN_MATCHES as MIN_REFIT, refine_wcs, reference_stars
+from .refine import (MIN_MATCHES as MIN_REFIT, note_order, query_budget, refine_wcs,
+                     reference_stars)
 from .solver import find_installation, run_engine
 
 __all__ = ['solve', 'SolveResult', 'AXY_FILE', 'ENGINE_LOG', 'MIN_SOURCES']
@@ -73,8 +74,11 @@ class SolveResult:
     hints : list of str
         The header cards behind the attempt that solved.
     refit : dict or None
-        The refit against all catalogue stars in the field (order, matches,
-        RMS), when it improved on the engine's solution.
+        The refit against all catalogue stars in the field (``order``: the
+        SIP order used, ``order_from``: ``'data'`` when chosen by held-out
+        stars, ``'tweak_order'`` when given; matches, RMS), when it improved
+        on the engine's solution (the header's ``AN_ORDER`` says the order
+        either way).
     tracking : dict or None
         With a ``reference``: ``tracked`` (whether following the reference's
         field solved the frame, with no search), and when it did ``matches``,
@@ -232,7 +236,7 @@ def _no_solution(settings, hints, width, height, tried=()):
             f'stars{more}')
 
 
-def _track(reference, x, y, flux, width, height, inst, fwhm, peak=None):
+def _track(reference, x, y, flux, width, height, inst, fwhm, peak=None, ref_sources=None):
     """The frame solved by following the reference's field, and the catalogue
     stars of that field; (None, None) when it does not follow."""
     if peak is not None and flux is not None and fwhm >= 1.5:
@@ -251,7 +255,8 @@ def _track(reference, x, y, flux, width, height, inst, fwhm, peak=None):
                                        query_starkd=inst.query_starkd)
         return track(x[order], y[order], reference, ra, dec, ref_mag=mag, width=width,
                      height=height, max_shift=shift, fwhm=fwhm,
-                     flux=None if flux is None else flux[order]), (ra, dec, mag)
+                     flux=None if flux is None else flux[order],
+                     ref_sources=ref_sources), (ra, dec, mag)
     except Exception:       # a search will do
         return None, None
 
@@ -338,7 +343,8 @@ def _refine(header, x, y, width, height, settings, inst, good=None, fwhm=3.0, st
         tan = calibration_from_wcs(header, width, height)
         ra, dec, mag = stars or reference_stars(inst.index_files, tan['ra'], tan['dec'],
                                                 1.05 * tan['radius'],
-                                                query_starkd=inst.query_starkd)
+                                                query_starkd=inst.query_starkd,
+                                                max_stars=query_budget(len(x)))
         tweak = settings.get('tweak_order')
         order = None if tweak is None else max(1, int(tweak))
         return refine_wcs(header, x, y, width, height, ra, dec, order=order, good=good,
@@ -354,7 +360,7 @@ def _write_header(path, header):
 
 def solve(image=None, sources=None, *, width=None, height=None, settings=None, hints=None,
           fwhm=3.0, detect_threshold=5.0, timeout=300.0, index_dir=None, work_dir=None, hdu=None,
-          reference=None):
+          reference=None, reference_sources=None):
     """Plate-solve an image or a source list with ``astrometry-engine``.
 
     Parameters
@@ -390,6 +396,9 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         first solved by following that field (`~astrometry_query.tracking.track`:
         no search, three stars are enough); when it does not show that field,
         it is searched, first around the reference's pointing and scale.
+    reference_sources : dict, optional
+        ``x``, ``y`` of the reference frame's own sources (FITS 1-based): a
+        frame that follows its field is registered on them, star by star.
 
     Returns
     -------
@@ -449,8 +458,11 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         reference = (fits.Header.fromstring(reference) if isinstance(reference, str)
                      else fits.Header(reference))
         t0 = time.perf_counter()
+        ref_xy = None if not reference_sources else (reference_sources['x'],
+                                                     reference_sources['y'])
         tracked, stars = _track(reference, x, y, flux, width, height, inst, fwhm,
-                                peak=None if image is None else np.asarray(table['peak'], float))
+                                peak=None if image is None else np.asarray(table['peak'], float),
+                                ref_sources=ref_xy)
         timings['track'] = round(time.perf_counter() - t0, 4)
         result.tracking = dict(tracked.to_dict(), tracked=True) if tracked else {'tracked': False}
         if tracked is not None:
@@ -502,8 +514,10 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
             refit = _refine(header, x, y, width, height, settings, inst, good, fwhm)
             if refit is not None:
                 header = refit.header
-                _write_header(outcome.wcs_path, header)
                 result.refit = refit.to_dict()
+            else:       # the engine's solution stands: say its order
+                header = note_order(header, settings.get('tweak_order'))
+            _write_header(outcome.wcs_path, header)
             timings['refit'] = round(time.perf_counter() - t0, 4)
             result.solved = True
             result.wcs_header = header.tostring()

@@ -6,15 +6,22 @@ of positions and its order is fixed (2 by default).  Here the solution is
 fitted again, by linear least squares, to every source matched with the
 stars of the densest index files (hundreds, usually): the same TAN-SIP
 model, CRVAL moved to the fitted centre, the SIP order chosen from the data
-(cross-validation) unless the user set ``tweak_order``, and the inverse (AP/BP) terms
-fitted for tools that need them.  The refit is kept only when it matches
-more stars and fits them better than the engine's own solution.
+(cross-validation: the order that best predicts stars left out of the fit,
+up to 7) unless the user set ``tweak_order``, and the inverse (AP/BP) terms
+fitted for tools that need them.  The stars are matched from the centre of
+the field outward, each ring with the fit of the ones inside it: a
+wide-angle lens moves the corners' stars tens of pixels from the engine's
+solution.  The header says which order was used (``AN_ORDER``).  The refit is
+kept only when it fits the matched stars better than the engine's own
+solution.
 """
+import collections
 import functools
 import math
 import os
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -24,12 +31,22 @@ from scipy.spatial import cKDTree
 from ..results import wcs_from_header
 
 __all__ = ['refine_wcs', 'reference_stars', 'RefineResult', 'warm_up', 'mutual_matches',
-           'isolated']
+           'isolated', 'query_budget', 'note_order']
 
 #: Index files queried for reference stars (the densest first).
 MAX_INDEX_FILES = 4
-#: Highest SIP order tried when the order is free.
-MAX_ORDER = 5
+#: Highest SIP order tried when the order is free (a wide-angle lens's distortion
+#: is the inverse of a radial polynomial: its series needs order 5-7 over 20-60 deg).
+MAX_ORDER = 7
+#: Fractions of the half-diagonal matched step by step, from the centre outward:
+#: where the engine's solution (order 2, from a few stars) is off by tens of
+#: pixels, the fit of the middle predicts the next ring.
+_REACH = (0.3, 0.45, 0.6, 0.75, 0.9)
+#: Highest order fitted while growing (a higher one extrapolates wildly).
+_GROW_ORDER = 3
+#: Reference stars kept per usable source (the brightest): a catalogue much
+#: deeper than the image (a wide field) only makes false matches.
+_DEPTH = 3
 #: Fewest matched stars for a refit.
 MIN_MATCHES = 12
 _SIP_KEY = ('A_', 'B_', 'AP_', 'BP_')
@@ -60,23 +77,105 @@ def warm_up(index_files):
 
 
 def reference_stars(index_files, ra, dec, radius, *, query_starkd='query-starkd',
-                    max_files=MAX_INDEX_FILES):
+                    max_files=MAX_INDEX_FILES, max_stars=None):
     """RA, Dec (deg) and magnitude (NaN if unknown) of the index stars within
     ``radius`` deg of (ra, dec).
 
     The densest index files are queried with ``query-starkd`` (a few ms
-    each); stars found in several files are kept once.  The answers are kept
-    (per process) for the last few fields: the frames of a sequence that
-    follow one field ask for the same stars.  The arrays are read-only.
+    each); stars found in several files are kept once.  ``max_stars``: the
+    files expected to hold more stars than that within the radius are left
+    out (a wide field needs its bright stars, not 100 000 faint ones: they
+    take seconds to read); the sparsest are queried when all do.  The
+    answers are kept (per process) for the last few regions, each queried a
+    little wider than asked: the frames of a sequence drift, and a frame
+    whose circle lies inside a kept region is answered from it without a
+    query.  The arrays are read-only.
     """
-    return _stars_around(tuple(str(f) for f in index_files), round(float(ra), 5),
-                         round(float(dec), 5), round(float(radius), 4), query_starkd, max_files)
+    max_stars = None if max_stars is None else int(max_stars)
+    key = (tuple(str(f) for f in index_files), query_starkd, max_files, max_stars)
+    ra, dec, radius = float(ra), float(dec), float(radius)
+    region = _REGIONS.find(key, ra, dec, radius)
+    if region is None:
+        wide = radius * _REGION_MARGIN
+        region = (ra, dec, wide, _stars_around(key[0], ra, dec, wide, query_starkd, max_files,
+                                               max_stars, budget_radius=radius))
+        _REGIONS.keep(key, region)
+    stars = _within(region[3], ra, dec, radius)
+    if not len(stars[0]) and len(region[3][0]):     # the densest files miss this corner
+        stars = _stars_around(key[0], ra, dec, radius, query_starkd, max_files, max_stars)
+    return stars
 
 
-@functools.lru_cache(maxsize=32)
-def _stars_around(index_files, ra, dec, radius, query_starkd, max_files):
+def query_budget(n_sources):
+    """How many reference stars to ask `reference_stars` for, for a field of
+    ``n_sources`` sources: ten per source (a wide field's catalogue is much
+    deeper than its image), never fewer than 5000."""
+    return max(5000, 10 * int(n_sources))
+
+
+def _within_budget(files, radius, max_stars):
+    """The densest files whose stars within ``radius`` deg number at most
+    ``max_stars`` (expected from their headers), or the sparsest ones."""
+    if max_stars is None or not files:
+        return files
+    cap = 2 * math.pi * (1 - math.cos(math.radians(min(radius, 180.0))))      # steradians
+    fit = [f for f in files if _index_info(f, os.path.getmtime(f))[0] * cap <= max_stars]
+    return fit or files[-MAX_INDEX_FILES:]
+
+
+#: A region is queried this much wider than asked (a sequence's drift).
+_REGION_MARGIN = 1.25
+
+
+class _RegionCache:
+    """The last few regions' catalogue stars, shared by the threads of a process."""
+
+    def __init__(self, size=16):
+        self._regions = collections.deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def find(self, key, ra, dec, radius):
+        with self._lock:
+            for k, region in reversed(self._regions):
+                if k == key and _separation(ra, dec, region[0], region[1]) + radius <= region[2]:
+                    return region
+        return None
+
+    def keep(self, key, region):
+        with self._lock:
+            self._regions.append((key, region))
+
+    def clear(self):
+        with self._lock:
+            self._regions.clear()
+
+
+_REGIONS = _RegionCache()
+
+
+def _separation(ra1, dec1, ra2, dec2):
+    """Angular distance (deg), haversine: exact at small separations."""
+    ra1, dec1, ra2, dec2 = map(np.radians, (ra1, dec1, ra2, dec2))
+    h = (np.sin((dec2 - dec1) / 2) ** 2
+         + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2)
+    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0, 1))))
+
+
+def _within(stars, ra, dec, radius):
+    ras, decs, mags = stars
+    keep = _separation(ras, decs, ra, dec) <= radius
+    out = ras[keep], decs[keep], mags[keep]
+    for array in out:       # kept for the next caller: nobody may change them
+        array.flags.writeable = False
+    return out
+
+
+def _stars_around(index_files, ra, dec, radius, query_starkd, max_files, max_stars=None, *,
+                  budget_radius=None):
+    """The stars of the densest index files within ``radius`` of (ra, dec);
+    ``budget_radius``: the radius ``max_stars`` is counted over (default ``radius``)."""
     ras, decs, mags = [], [], []
-    files = _densest(index_files)
+    files = _within_budget(_densest(index_files), budget_radius or radius, max_stars)
     # The densest files first; the others only when those hold nothing here
     # (index files that cover a few healpix tiles).
     for group in (files[:max_files], files[max_files:]):
@@ -178,13 +277,17 @@ def mutual_matches(x, y, rx, ry, radius):
 class RefineResult:
     """A refitted WCS header and how it was obtained."""
 
-    def __init__(self, header, order, matches, rms, engine_rms, engine_matches):
+    def __init__(self, header, order, matches, rms, engine_rms, engine_matches,
+                 order_from='data'):
         self.header, self.order, self.matches, self.rms = header, order, matches, rms
         self.engine_rms, self.engine_matches = engine_rms, engine_matches
+        #: 'data' (chosen by held-out stars) or 'tweak_order' (the user's).
+        self.order_from = order_from
 
     def to_dict(self):
-        return {'order': self.order, 'matches': self.matches, 'rms_px': round(self.rms, 5),
-                'engine_rms_px': round(self.engine_rms, 5), 'engine_matches': self.engine_matches}
+        return {'order': self.order, 'order_from': self.order_from, 'matches': self.matches,
+                'rms_px': round(self.rms, 5), 'engine_rms_px': round(self.engine_rms, 5),
+                'engine_matches': self.engine_matches}
 
 
 def _fit(u, v, xi, eta, order, scale):
@@ -219,22 +322,61 @@ def _cross_validated(u, v, xi, eta, order, scale, folds=5):
         test = idx % folds == k
         coeff = _lstsq(full[~test], rhs[~test])
         errors.append(np.hypot(*(full[test] @ coeff - rhs[test]).T))
-    return float(np.sqrt(np.mean(np.concatenate(errors) ** 2)))
+    errors = np.concatenate(errors)
+    # A false match left in must not decide the order: its error counts no
+    # more than five times the typical one.
+    cap = 5.0 * 1.4826 * np.median(errors) + 1e-15
+    return float(np.sqrt(np.mean(np.minimum(errors, cap) ** 2)))
 
 
 def _choose_order(u, v, xi, eta, scale, orders):
     """The fit of the order with the smallest cross-validated error (a higher
-    order must lower it by 3 %), on the stars that survive clipping."""
-    best = None
+    order must lower it by 3 %), on the stars that survive clipping.  The
+    search stops after two orders that do not help (a lens's radial
+    distortion needs odd orders: an even one alone may not help)."""
+    best, misses = None, 0
     for order in orders:
         n_terms = (order + 1) * (order + 2) // 2
-        if len(u) < 5 * n_terms:      # too few stars to pin every term down
+        if len(u) < 5 * n_terms or misses == 2:    # too few stars to pin every term down
             break
         cx, cy, terms, keep, rss = _fit(u, v, xi, eta, order, scale)
         cv = _cross_validated(u[keep], v[keep], xi[keep], eta[keep], order, scale)
         if best is None or cv < 0.97 * best[0]:
-            best = (cv, order, cx, cy, terms, keep)
+            best, misses = (cv, order, cx, cy, terms, keep), 0
+        else:
+            misses += 1
     return best
+
+
+def _grow(x, y, rx, ry, xi, eta, centre, half, tolerance=3.0):
+    """Sources matched with reference stars from the centre of the field outward.
+
+    The first matches are with the engine's positions (``rx``, ``ry``) near
+    the centre, where they are good even when a wide-angle lens puts them tens
+    of pixels off at the corners; then, ring after ring (`_REACH`), with the
+    positions predicted by a polynomial of (``xi``, ``eta``) fitted to the
+    matches so far.  Returns (source index, reference index) over the field.
+    """
+    cx, cy = centre
+    seen = np.hypot(x - cx, y - cy) / half
+    s, r = mutual_matches(x, y, rx, ry, tolerance)
+    sky = max(float(np.max(np.hypot(xi, eta))), 1e-9)
+    for reach in _REACH + (np.inf,):
+        near = np.nonzero(np.hypot(rx - cx, ry - cy) / half <= reach)[0]
+        close = np.nonzero(seen <= reach + tolerance / half)[0]
+        a, b = mutual_matches(x[close], y[close], rx[near], ry[near], tolerance)
+        if len(a) < MIN_MATCHES:
+            continue
+        s, r = close[a], near[b]
+        top = MAX_ORDER if reach == np.inf else _GROW_ORDER
+        best = _choose_order(xi[r], eta[r], x[s] - cx, y[s] - cy, sky, range(1, top + 1))
+        if best is None:
+            continue
+        cv, _, px, py, terms, _ = best
+        m = _design(xi / sky, eta / sky, terms)
+        rx, ry = m @ px + cx, m @ py + cy
+        tolerance = max(3.0, 5.0 * cv)
+    return s, r
 
 
 def _sip_header(header, crval, cx, cy, terms, scale, order, width, height, crpix):
@@ -280,6 +422,16 @@ def _sip_header(header, crval, cx, cy, terms, scale, order, width, height, crpix
     return out
 
 
+def note_order(header, tweak_order=None):
+    """A copy of the engine's ``header`` saying its SIP order (``AN_ORDER``):
+    for a solution the refit did not improve on."""
+    out = header.copy()
+    order = int(out.get('A_ORDER', 1)) if 'SIP' in str(out.get('CTYPE1', '')) else 1
+    out['AN_ORDER'] = (order, 'SIP order: the engine\'s ' + (
+        '(tweak_order)' if tweak_order is not None else 'default'))
+    return out
+
+
 def isolated(x, y, radius, mag=None, contrast=2.5):
     """True for points with no other point within ``radius`` (with magnitudes:
     no other point brighter than ``contrast`` magnitudes fainter than it)."""
@@ -316,7 +468,9 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
     ref_mag : array-like, optional
         Their magnitudes: a much fainter neighbour does not spoil a star.
     order : int, optional
-        SIP order (1: pure TAN).  Default: chosen from the data (1-5).
+        SIP order (1: pure TAN), used as given.  Default: chosen from the
+        data (1 to `MAX_ORDER`), the order whose fit best predicts stars
+        left out of it (cross-validation).
     good : array of bool, optional
         Sources fit to use (e.g. not blended nor saturated); default all.
     isolation : float
@@ -344,29 +498,40 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
     ref_ra, ref_dec, rx, ry = ref_ra[inside], ref_dec[inside], rx[inside], ry[inside]
     lonely = isolated(rx, ry, isolation, ref_mag)
     ref_ra, ref_dec, rx, ry = ref_ra[lonely], ref_dec[lonely], rx[lonely], ry[lonely]
+    ref_mag = ref_mag[lonely]
     usable = isolated(x, y, isolation) & (np.ones(len(x), bool) if good is None
                                            else np.asarray(good, bool))
     x, y = x[usable], y[usable]
+    if len(ref_ra) > _DEPTH * len(x) and np.isfinite(ref_mag).any():
+        # As deep as the image, no deeper (the brightest, unknown magnitudes last).
+        kept = np.argsort(np.nan_to_num(ref_mag, nan=np.inf), kind='stable')[:_DEPTH * len(x)]
+        ref_ra, ref_dec, rx, ry = ref_ra[kept], ref_dec[kept], rx[kept], ry[kept]
     crpix = (float(header['CRPIX1']), float(header['CRPIX2']))
     crval = (float(header['CRVAL1']), float(header['CRVAL2']))
     scale = max(width, height) / 2.0
     orders = [order] if order is not None else list(range(1, MAX_ORDER + 1))
     engine_rx, engine_ry = rx, ry
-    s, r = mutual_matches(x, y, rx, ry, 3.0)
-    engine_matches = len(s)
+    engine_matches = len(mutual_matches(x, y, rx, ry, 3.0)[0])
     if engine_matches < MIN_MATCHES:
+        return None
+    s, r = _grow(x, y, rx, ry, *_tan_project(ref_ra, ref_dec, *crval)[:2],
+                 ((width + 1) / 2.0, (height + 1) / 2.0), math.hypot(width, height) / 2.0)
+    if len(s) < MIN_MATCHES:
         return None
     best = None
     for _ in range(3):       # match, fit, match again with the better solution
         u, v = x[s] - crpix[0], y[s] - crpix[1]
-        for _ in range(3):   # move CRVAL onto the fitted centre
+        for step in range(3):   # move CRVAL onto the fitted centre
             xi, eta, ok = _tan_project(ref_ra[r], ref_dec[r], *crval)
             if not ok.all():
                 return None
-            best = _choose_order(u, v, xi, eta, scale, orders)
-            if best is None:
-                return None
-            _, chosen, cx, cy, terms, keep = best
+            if step == 0:       # the order, from held-out stars
+                best = _choose_order(u, v, xi, eta, scale, orders)
+                if best is None:
+                    return None
+                _, chosen, cx, cy, terms, keep = best
+            else:
+                cx, cy, terms, keep, _ = _fit(u, v, xi, eta, chosen, scale)
             const = (cx[terms.index((0, 0))], cy[terms.index((0, 0))])
             if math.hypot(*const) * 3600 < 1e-6:
                 break
@@ -392,4 +557,8 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
         return None
     candidate['AN_REFIT'] = (int(keep.sum()), 'stars in the astrometry_query refit')
     candidate['AN_RMS'] = (round(rms, 5), '[pix] RMS of the refit residuals')
-    return RefineResult(candidate, chosen, int(keep.sum()), rms, engine_rms, engine_matches)
+    order_from = 'data' if order is None else 'tweak_order'
+    candidate['AN_ORDER'] = (int(chosen), 'SIP order: ' + (
+        'chosen by held-out stars' if order is None else 'set by tweak_order'))
+    return RefineResult(candidate, chosen, int(keep.sum()), rms, engine_rms, engine_matches,
+                        order_from)
