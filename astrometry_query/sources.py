@@ -104,8 +104,8 @@ def _band_sources(band, core, fwhm, threshold, binning, saturation):
     if binning > 1:
         for _ in range(binning // 2):
             detect = _bin2(detect)
+            err = err if np.ndim(err) == 0 else _bin2(err) / 4.0    # a map: its mean
         # The sum of b*b pixels has b times the noise of one.
-        err = err if np.ndim(err) == 0 else _bin2(err) / 2.0
         objects = sep.extract(np.ascontiguousarray(detect), threshold, err=err * binning,
                               minarea=3, filter_kernel=_gaussian_kernel(fwhm / binning),
                               deblend_nthresh=16)
