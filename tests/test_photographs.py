@@ -155,6 +155,29 @@ def test_bmp_and_webp_are_read(fmt, tmp_path):
     assert _found(extract_sources(path), x, y) >= 24
 
 
+def test_no_encoding_is_refused(tmp_path):
+    """Grey + alpha, 1-bit, a palette with a transparent entry, 16-bit grey, CMYK
+    and progressive JPEG, a GIF, 32-bit integer and float TIFF: each read, its
+    stars found."""
+    rng = np.random.default_rng(7)
+    grey, x, y = _star_picture(rng)
+    rgb = np.dstack([grey, grey // 2 + 10, grey])
+    pictures = {
+        'la.png': (PIL.fromarray(np.dstack([grey, np.full_like(grey, 255)]), 'LA'), {}),
+        'bits.png': (PIL.fromarray(grey > 100), {}),
+        'trns.png': (PIL.fromarray(rgb).quantize(64), {'transparency': 0}),
+        'grey16.png': (PIL.fromarray(grey.astype(np.uint16) * 250), {}),
+        'cmyk.jpg': (PIL.fromarray(rgb).convert('CMYK'), {'quality': 95}),
+        'progressive.jpg': (PIL.fromarray(rgb), {'progressive': True, 'quality': 95}),
+        'palette.gif': (PIL.fromarray(rgb).quantize(128), {}),
+        'int32.tif': (PIL.fromarray(grey.astype(np.int32) * 1000), {}),
+        'float.tif': (PIL.fromarray(grey.astype(np.float32)), {}),
+    }
+    for name, (picture, options) in pictures.items():
+        picture.save(tmp_path / name, **options)
+        assert _found(extract_sources(tmp_path / name), x, y) >= 20, name     # of 25
+
+
 # -- rendered photographs, solved -------------------------------------------------------------
 @pytest.fixture(scope='module')
 def bright_nebula():
