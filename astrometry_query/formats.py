@@ -31,10 +31,10 @@ Conventions, the same for every kind:
   gamma is undone: many astronomy programs store linear data in PNG and
   TIFF, and a monotonic stretch does not move a star's centre.  Palettes
   are looked up; 16-bit samples are kept.
-* **Alpha**: dropped, except that fully transparent pixels (alpha 0, the
-  blank edges of a mosaic or a rotated crop) hold no data: they come back
-  as NaN (the pixels as float32), which source extraction leaves out,
-  rather than as the black or white a program stored under them.
+* **Alpha**: dropped, except that fully transparent black or white pixels
+  (alpha 0, the blank edges of a mosaic or a rotated crop) hold no data:
+  they come back as NaN (the pixels as float32), which source extraction
+  leaves out, rather than as the black or white a program stored there.
 * **RAW development** (`RAW_DEVELOPMENT`): bilinear demosaicing (LibRaw's
   LINEAR), linear output (gamma 1, no auto-brightening, 16-bit), no white
   balance (all multipliers 1: the camera's channels as recorded, whatever
@@ -230,13 +230,17 @@ def _raw_pixels(path):
 
 def _as_grey_or_colour(data):
     """Grey + alpha -> grey, RGBA -> RGB (decoders that keep alpha), fully
-    transparent pixels NaN (float32); colour whose channels are all equal (a
-    grey palette, grey saved as RGB) -> grey."""
+    transparent black or white pixels NaN (float32); colour whose channels are
+    all equal (a grey palette, grey saved as RGB) -> grey."""
     if data.ndim == 3 and data.shape[-1] in (2, 4):
         alpha = data[..., -1]
         data = data[..., :data.shape[-1] - 1]
-        clear = alpha == 0
-        if clear.any() and not clear.all():     # no data there (a mosaic's or crop's edges)
+        top = np.iinfo(data.dtype).max if data.dtype.kind in 'ui' else 1.0
+        # A program's filler (black or white) where there is no data: a mosaic's or a
+        # turned crop's edges.  Another colour made transparent (a palette's entry) is
+        # still the picture's.
+        clear = (alpha == 0) & ((data == 0).all(axis=-1) | (data == top).all(axis=-1))
+        if clear.any() and not clear.all():
             data = data.astype(np.float32)
             data[clear] = np.nan
     if data.ndim == 3 and all(np.array_equal(data[..., 0], data[..., i])
@@ -266,7 +270,7 @@ def read_picture(path, kind=None):
         ``(ny, nx)`` grey levels or ``(ny, nx, 3)`` colour, in the file's own
         type (uint8, uint16, float32...); row 0 is the first stored row (the
         top of the picture), no orientation tag applied.  Alpha is dropped
-        (fully transparent pixels become NaN, as float32), palettes are
+        (fully transparent black or white pixels become NaN, as float32), palettes are
         looked up, colour with three equal channels comes back
         grey, a RAW file is developed as `RAW_DEVELOPMENT` says (16-bit RGB).
 

@@ -121,15 +121,17 @@ def _star_picture(rng, shape=(200, 300)):
 
 
 def test_transparent_pixels_are_no_data(tmp_path):
-    """A mosaic's transparent edges hold black (or anything): they are NaN, not sky."""
+    """A mosaic's transparent edges hold black or white: they are NaN, not sky."""
     rng = np.random.default_rng(5)
     grey, x, y = _star_picture(rng)
     alpha = np.full(grey.shape, 255, np.uint8)
     alpha[:, :100] = 0
     rgb = np.dstack([grey, grey, grey])
     rgb[:, :100] = 0
+    white = grey.copy()
+    white[:, :100] = 255
     PIL.fromarray(np.dstack([rgb, alpha]), 'RGBA').save(tmp_path / 'rgba.png')
-    PIL.fromarray(np.dstack([grey, alpha]), 'LA').save(tmp_path / 'la.png')
+    PIL.fromarray(np.dstack([white, alpha]), 'LA').save(tmp_path / 'la.png')
     for name in ('rgba.png', 'la.png'):
         data = read_picture(tmp_path / name)
         assert data.dtype == np.float32 and np.isnan(data[:, :100]).all()
@@ -138,9 +140,12 @@ def test_transparent_pixels_are_no_data(tmp_path):
         assert found['x'].min() > 100
         right = x > 104
         assert _found(found, x[right], y[right]) == right.sum()
-    # alpha everywhere opaque (or everywhere clear): the pixels as stored
+    # alpha nowhere 0, or transparent pixels that hold the picture's colours (a
+    # palette entry made transparent): the pixels as stored
     PIL.fromarray(np.dstack([rgb, np.full_like(alpha, 200)]), 'RGBA').save(tmp_path / 'a.png')
-    assert read_picture(tmp_path / 'a.png').dtype == np.uint8
+    PIL.fromarray(np.dstack([grey, alpha]), 'LA').save(tmp_path / 'b.png')
+    for name in ('a.png', 'b.png'):
+        assert read_picture(tmp_path / name).dtype == np.uint8
 
 
 @pytest.mark.parametrize('fmt', ['BMP', 'WEBP'])
