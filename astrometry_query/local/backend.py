@@ -392,6 +392,9 @@ class LocalBackend:
                    'status': status, 'original_filename': self.request(job_id).original_filename}
         if result.get('calibration'):
             payload['calibration'] = result['calibration']
+        payload['command_line'] = result.get('command_line')
+        if status == 'failure':
+            payload['error_message'] = self.failure_reason(job_id)
         return Job.from_api(job_id, payload, int(job_id))
 
     def failure_reason(self, job_id):
