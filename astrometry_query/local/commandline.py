@@ -85,10 +85,10 @@ def solve_field_command(settings=None, *, filename='image.fits', hints=None, wid
 
     Examples
     --------
-    >>> print(solve_field_command({'scale_units': 'arcsecperpix', 'scale_lower': 2,
-    ...                            'scale_upper': 3, 'parity': 1}, filename='m 42.fits',
-    ...                           timeout=60, refit=False))
-    solve-field --overwrite --no-plots --scale-units arcsecperpix --scale-low 2 --scale-high 3 --parity neg --cpulimit 60 'm 42.fits'
+    >>> text = solve_field_command({'scale_units': 'degwidth', 'scale_lower': 1,
+    ...                             'scale_upper': 2}, filename='m 42.fits')
+    >>> print(text.splitlines()[0])
+    solve-field --overwrite --no-plots --scale-units degwidth --scale-low 1 --scale-high 2 'm 42.fits'
     """
     settings = dict(settings or {})
     hints = hints or {}
