@@ -18,6 +18,7 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
 from astrometry_query import AstrometryNetClass
+from astrometry_query.cli import main
 from astrometry_query.datasets import render_field, wcs_rms_error
 from astrometry_query.exceptions import SolveFailedError
 from astrometry_query.local import pipeline
@@ -109,7 +110,7 @@ def test_the_command_line_says_what_the_solve_was_given():
 # -- real failures -------------------------------------------------------------------------------
 @requires_solver
 @pytest.mark.slow
-def test_a_failed_local_solve_says_why(local, orion):
+def test_a_failed_local_solve_says_why(local, orion, capsys):
     path, _ = orion
     with pytest.raises(SolveFailedError) as info:
         local.solve_from_image(path, verbose=False, cache=False, header_hints=False,
@@ -122,6 +123,11 @@ def test_a_failed_local_solve_says_why(local, orion):
     assert ('--scale-low 5.5 --scale-high 6.5 --ra 150 --dec 30 --radius 1'
             in job.command_line)
     assert job.command_line.splitlines()[0].endswith("'orion field.fits'")
+    # and on the command line
+    code = main(['jobs', 'show', str(job.id), '--backend', 'local'])
+    out = capsys.readouterr().out
+    assert code == 0 and 'index files consulted' in out and 'solve-field command:' in out
+    assert '    solve-field --overwrite --no-plots --scale-units arcsecperpix' in out
 
 
 @requires_solver
