@@ -5,7 +5,7 @@ Users of nova.astrometry.net ask which ``solve-field`` call a job amounts to
 or to tell a mailing list what they did.  `solve_field_command` writes it from
 what a job was asked (its nova settings, the header hints it searched with, the
 field size, its time limit and index directories): one line ready to paste in a
-shell, every argument quoted (`shlex.quote`), and after it, as shell comments,
+shell, every argument quoted (``shlex.quote``), and after it, as shell comments,
 what ``solve-field`` cannot be told.
 """
 import math
