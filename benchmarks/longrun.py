@@ -82,6 +82,13 @@ def tree_rss(pid):
     return total
 
 
+def _cpu():
+    """CPU seconds of this process and its waited-for children (the engines): less
+    sensitive than wall time to what else the machine runs."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def local_run(paths, n, store, out=None):
     """``n`` local solves in this process, cycling over ``paths``; one record per
     solve: seconds, RSS, fds, threads (and written as JSON lines to ``out``)."""
@@ -92,12 +99,12 @@ def local_run(paths, n, store, out=None):
     try:
         with AstrometryNetClass(backend='local') as client:
             for i in range(n):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), _cpu()
                 header = client.solve_from_image(paths[i % len(paths)], cache=False,
                                                  verbose=False, solve_timeout=120)
-                seconds = time.perf_counter() - t0
+                seconds, cpu = time.perf_counter() - t0, _cpu() - c0
                 rss, fds, threads = process_state()
-                record = {'i': i + 1, 'seconds': seconds, 'rss': rss, 'fds': fds,
+                record = {'i': i + 1, 'seconds': seconds, 'cpu': cpu, 'rss': rss, 'fds': fds,
                           'threads': threads, 'solved': header is not None}
                 records.append(record)
                 if sink:
@@ -109,8 +116,8 @@ def local_run(paths, n, store, out=None):
     return records
 
 
-def _block_times(records, size=50):
-    return [statistics.median(r['seconds'] for r in records[k:k + size])
+def _block_times(records, key='seconds', size=50):
+    return [statistics.median(r[key] for r in records[k:k + size])
             for k in range(0, len(records), size)]
 
 
@@ -136,27 +143,31 @@ def local_section(work, say, n=N_SOLVES):
         bare.append(bare_solve_field(path, Path(work) / 'longrun-bare' / path.stem,
                                      hints=hints)[0])
     bare_median = statistics.median(bare)
-    blocks = _block_times(records)
+    blocks, cpu = _block_times(records), _block_times(records, 'cpu')
     rows = []
     for k, at in enumerate(c for c in CHECKPOINTS if c <= len(records)):
         rec = records[at - 1]
         block = blocks[k]
         rows.append([at, f'{rec["rss"] / 1e6:.1f}', rec['fds'], rec['threads'],
-                     f'{block:.3f}', f'{bare_median:.3f}', ratio(block, bare_median)])
-    say(table(rows, ['after solve', 'RSS MB', 'open fds', 'threads',
-                     'median s/solve (block of 50)', 'bare solve-field s', 'ratio']))
+                     f'{block:.3f}', f'{cpu[k]:.3f}', f'{bare_median:.3f}',
+                     ratio(block, bare_median)])
+    say(table(rows, ['after solve', 'RSS MB', 'open fds', 'threads', 'wall s/solve',
+                     'CPU s/solve', 'bare solve-field s', 'ratio (wall)']))
+    say('\n(s/solve: medians over the block of 50 solves ending there; CPU: this process and '
+        'its engines.)')
     first = records[min(49, len(records) - 1)]
     last = records[-1]
     growth = 100.0 * (last['rss'] - first['rss']) / first['rss']
     slow = 100.0 * (blocks[-1] - blocks[0]) / blocks[0]
+    slow_cpu = 100.0 * (cpu[-1] - cpu[0]) / cpu[0]
     solved = sum(r['solved'] for r in records)
     say(f'\n{solved}/{len(records)} solved in {total:.0f} s.  RSS from solve {first["i"]} to '
         f'{last["i"]}: {first["rss"] / 1e6:.1f} -> {last["rss"] / 1e6:.1f} MB, growth '
         f'{growth:+.1f} % (target < 10 %); open fds {first["fds"]} -> {last["fds"]}, threads '
         f'{first["threads"]} -> {last["threads"]}; median time of the last block of 50 against '
-        f'the first: {slow:+.1f} %.  Bare solve-field is a process per solve (nothing to grow): '
-        f'median {bare_median:.3f} s on the same fields.')
-    return growth, slow
+        f'the first: {slow:+.1f} % wall, {slow_cpu:+.1f} % CPU.  Bare solve-field is a process '
+        f'per solve (nothing to grow): median {bare_median:.3f} s on the same fields.')
+    return growth, slow_cpu
 
 
 def _timed_get(session, url, repeat=5, **kw):
