@@ -129,12 +129,17 @@ def local_section(work, say, n=N_SOLVES):
     code = ('import sys, json; sys.path.insert(0, sys.argv[1]); from longrun import local_run; '
             'local_run([__import__("pathlib").Path(p) for p in json.loads(sys.argv[2])], '
             'int(sys.argv[3]), sys.argv[4], sys.argv[5])')
+    def run(count, out):
+        subprocess.run([sys.executable, '-c', code, str(Path(__file__).parent),
+                        json.dumps([str(p) for p in paths]), str(count),
+                        str(Path(work) / 'longrun-store'), str(out)], check=True)
+        return [json.loads(line) for line in out.read_text().splitlines()]
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, '-c', code, str(Path(__file__).parent),
-                    json.dumps([str(p) for p in paths]), str(n), str(Path(work) / 'longrun-store'),
-                    str(out)], check=True)
+    records = run(n, out)
     total = time.perf_counter() - t0
-    records = [json.loads(line) for line in out.read_text().splitlines()]
+    # Then a fresh process, on the same store, at once: the time a solve takes on the
+    # machine as it is now, for the long run's last block to be read against.
+    fresh = run(50, Path(work) / 'longrun-fresh.jsonl')
     # The reference: bare solve-field on the same fields, given the header's hints.
     bare = []
     for path in paths:
@@ -151,23 +156,31 @@ def local_section(work, say, n=N_SOLVES):
         rows.append([at, f'{rec["rss"] / 1e6:.1f}', rec['fds'], rec['threads'],
                      f'{block:.3f}', f'{cpu[k]:.3f}', f'{bare_median:.3f}',
                      ratio(block, bare_median)])
+    fresh_wall, fresh_cpu = _block_times(fresh)[0], _block_times(fresh, 'cpu')[0]
+    rows.append(['50 in a fresh process', f'{fresh[-1]["rss"] / 1e6:.1f}', fresh[-1]['fds'],
+                 fresh[-1]['threads'], f'{fresh_wall:.3f}', f'{fresh_cpu:.3f}',
+                 f'{bare_median:.3f}', ratio(fresh_wall, bare_median)])
     say(table(rows, ['after solve', 'RSS MB', 'open fds', 'threads', 'wall s/solve',
                      'CPU s/solve', 'bare solve-field s', 'ratio (wall)']))
-    say('\n(s/solve: medians over the block of 50 solves ending there; CPU: this process and '
-        'its engines.)')
+    say('\n(s/solve: medians over the block of 50 solves ending there; CPU: the process and '
+        'its engines.  The last row: a new process solving the same fields right after, on '
+        'the same job store.)')
     first = records[min(49, len(records) - 1)]
     last = records[-1]
     growth = 100.0 * (last['rss'] - first['rss']) / first['rss']
     slow = 100.0 * (blocks[-1] - blocks[0]) / blocks[0]
     slow_cpu = 100.0 * (cpu[-1] - cpu[0]) / cpu[0]
+    against_fresh = 100.0 * (cpu[-1] - fresh_cpu) / fresh_cpu
     solved = sum(r['solved'] for r in records)
     say(f'\n{solved}/{len(records)} solved in {total:.0f} s.  RSS from solve {first["i"]} to '
         f'{last["i"]}: {first["rss"] / 1e6:.1f} -> {last["rss"] / 1e6:.1f} MB, growth '
         f'{growth:+.1f} % (target < 10 %); open fds {first["fds"]} -> {last["fds"]}, threads '
         f'{first["threads"]} -> {last["threads"]}; median time of the last block of 50 against '
-        f'the first: {slow:+.1f} % wall, {slow_cpu:+.1f} % CPU.  Bare solve-field is a process '
+        f'the first: {slow:+.1f} % wall, {slow_cpu:+.1f} % CPU; against a fresh process '
+        f'solving the same fields right after: {against_fresh:+.1f} % CPU, '
+        f'{100.0 * (blocks[-1] - fresh_wall) / fresh_wall:+.1f} % wall.  Bare solve-field is a process '
         f'per solve (nothing to grow): median {bare_median:.3f} s on the same fields.')
-    return growth, slow_cpu
+    return growth, against_fresh
 
 
 def _timed_get(session, url, repeat=5, **kw):
