@@ -203,3 +203,20 @@ def test_server_jobs_record_the_command_line_and_why_they_failed(open_nova_serve
         page = requests.get(f'{open_nova_server.url}/job/{info.value.job_id}', timeout=30).text
         assert 'Why it failed' in page and 'index files consulted: index-tycho2-' in page
         assert '--ra 150 --dec 30 --radius 1' in page
+
+
+def test_a_nova_job_gets_its_command_line_from_what_the_client_sent():
+    from nova_mock import FakeNova, attach
+    fake = FakeNova()
+    x, y = [10.5, 200.25, 35.0, 410.0, 99.0, 300.5], [20.0, 150.5, 400.0, 33.25, 250.0, 88.0]
+    with AstrometryNetClass(api_key=fake.api_key, server=fake.base) as client:
+        attach(client, fake)
+        header = client.solve_from_source_list(x, y, 512, 480, verbose=False, scale_lower=1,
+                                               scale_upper=2, scale_units='arcsecperpix')
+        job = client.get_job_info(header)
+        assert job.command_line.splitlines()[0] == (
+            'solve-field --overwrite --no-plots --scale-units arcsecperpix --scale-low 1 '
+            '--scale-high 2 --width 512 --height 480 job.axy')
+    with AstrometryNetClass(api_key=fake.api_key, server=fake.base) as other:
+        attach(other, fake)     # nova does not record it: another client cannot say it
+        assert other.get_job_info(header).command_line is None
