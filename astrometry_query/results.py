@@ -279,7 +279,8 @@ class Job(_ClientBound):
     the annotated image, fetched through its `client` (see `bind`).
 
     ``command_line`` is the ``solve-field`` command equivalent to the job
-    (local jobs and jobs of an astrometry_query server; None from nova), and
+    (local jobs and jobs of an astrometry_query server; for nova's, what the
+    client that submitted them sent, else None), and
     ``error_message`` says why a failed job found nothing: the sources used,
     the scales and sky area searched, the index files consulted, the best
     match, and the next step.
