@@ -33,6 +33,7 @@ from ..sources import extract_sources
 from .._text import plural
 from ..tracking import MIN_TRACKED, track
 from .axy import OUTPUT_FILES, write_axy
+from .failures import engine_search, failure_details
 from .refine import (MIN_MATCHES as MIN_REFIT, note_order, query_budget, refine_wcs,
                      reference_stars)
 from .solver import find_installation, run_engine
@@ -100,6 +101,10 @@ class SolveResult:
         ``x``, ``y``, ``flux`` of the sources used (FITS 1-based), when extracted here.
     worker : str
         ``host:pid`` of the process that solved (a thread, a process pool, a Dask worker).
+    search_hints : dict or None
+        The header hints the search was given (``scale``, ``position``...:
+        `~astrometry_query.hints.SolveHints` as a dict), for the equivalent
+        solve-field command line.
     """
     solved: bool
     wcs_header: str | None = None
@@ -120,6 +125,7 @@ class SolveResult:
     files: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)
     worker: str | None = None
+    search_hints: dict | None = None
 
     def __repr__(self):        # not the header text nor the file bytes
         from ..reprs import solve_result_text
@@ -218,22 +224,24 @@ def _tried(attempts, hints):
             if key in keys and source]
 
 
-def _no_solution(settings, hints, width, height, tried=()):
-    """Why nothing was found, in terms of what the search was given and covered."""
+def _search_details(settings, hints, width, height, outcome, n_sources):
+    """Sources used, index files consulted, best match and the next step
+    (`~astrometry_query.local.failures.failure_details`)."""
+    low, high = scale_bounds(settings, width, height)
+    if (low, high) == (None, None) and hints and hints.scale:
+        low, high = scale_bounds(hints.scale, width, height)
+    return failure_details(
+        settings, low, high, n_sources, engine_search(outcome.log) if outcome else None,
+        has_position='center_ra' in settings or bool(hints and hints.position),
+        has_scale=(low, high) != (None, None))
+
+
+def _no_solution(settings, hints, width, height, tried=(), *, outcome=None, n_sources=0):
+    """Why nothing was found, in terms of what the search was given and covered,
+    what it consulted and came closest to, and what to try next."""
     searched = searched_text(settings, width, height, tried)
-    given = []
-    if scale_bounds(settings, width, height) != (None, None) or (hints and hints.scale):
-        given.append('scale')
-    if 'center_ra' in settings or (hints and hints.position):
-        given.append('position')
-    if not given:
-        return (f'no solution was found searching {searched}: give scale and position hints, '
-                'or check the image has enough stars')
-    missing = {'scale', 'position'} - set(given)
-    more = f'; a {missing.pop()} hint would narrow the search' if missing else ''
-    return (f'no solution was found searching {searched}: check the '
-            f'{" and ".join(given)} (and the parity), and that the image has enough '
-            f'stars{more}')
+    details = _search_details(settings, hints, width, height, outcome, n_sources)
+    return f'no solution was found searching {searched}: {details}'
 
 
 def _track(reference, x, y, flux, width, height, inst, fwhm, peak=None, ref_sources=None):
@@ -453,7 +461,8 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
     width, height = int(width), int(height)
     result = SolveResult(solved=False, width=width, height=height, n_sources=len(x),
                          timings=timings, sources=extracted,
-                         worker=f'{socket.gethostname()}:{os.getpid()}')
+                         worker=f'{socket.gethostname()}:{os.getpid()}',
+                         search_hints=hints.to_dict() if hints else None)
     if reference is not None:
         reference = (fits.Header.fromstring(reference) if isinstance(reference, str)
                      else fits.Header(reference))
@@ -471,8 +480,10 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         hints = _near(reference, hints, width, height)     # searched near it first
     if len(x) < MIN_SOURCES:
         result.error = (f'only {plural(len(x), "source was", "sources were")} found: at least '
-                        f'{MIN_SOURCES} are needed '
-                        '(check the image, or lower detect_threshold)')
+                        f'{MIN_SOURCES} are needed, so no index file was consulted and '
+                        f'{searched_text(settings, width, height)} was not searched.  Next: '
+                        'check the image (exposure, focus, a cap left on), or lower '
+                        'detect_threshold')
         result.error_kind = 'too_few_sources'
         result.elapsed = time.perf_counter() - started
         return result
@@ -501,11 +512,14 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
             result.error_kind = 'index_coverage'
         elif not solved:
             tried = _tried(result.attempts, hints)
+            used = max([a.get('sources') or 0 for a in result.attempts] or [0]) or len(x)
             result.error = (f'the time limit ({timeout:g} s) stopped the search of '
-                            f'{searched_text(settings, width, height, tried)}: give a longer '
-                            'solve_timeout, or narrower scale and position hints'
+                            f'{searched_text(settings, width, height, tried)}: '
+                            f'{_search_details(settings, hints, width, height, outcome, used)}; '
+                            'or give a longer solve_timeout'
                             if result.timed_out
-                            else _no_solution(settings, hints, width, height, tried))
+                            else _no_solution(settings, hints, width, height, tried,
+                                              outcome=outcome, n_sources=used))
         else:
             t0 = time.perf_counter()
             header = fits.getheader(outcome.wcs_path)
