@@ -1,0 +1,132 @@
+"""Crowded fields: a star cluster no index holds, in front of the index's stars.
+
+The selection (`astrometry_query.local.selection`) must spread the sources
+the engine gets over the field and thin the crowd, so that the catalogue
+stars around a cluster are used; a field without a crowd keeps the order
+of old (solve-field's ``--uniformize 10``).
+"""
+import astropy.units as u
+import numpy as np
+import pytest
+from astropy.coordinates import SkyCoord
+from astropy.io import fits
+
+from astrometry_query.datasets import cluster_catalog, render_crowded_field, wcs_rms_error
+from astrometry_query.local.axy import write_axy
+from astrometry_query.local.pipeline import solve
+from astrometry_query.local.selection import (CROWD_CELLS, FLAG_BLENDED, crowding,
+                                              needs_deeper, refit_usable, select_sources,
+                                              uniformize)
+from astrometry_query.local.solver import solver_available
+
+needs_solver = pytest.mark.skipif(not solver_available(), reason='astrometry.net not installed')
+
+
+def _cluster_list(seed=1, n_field=300, n_cluster=3000, size=2000):
+    """Sources brightest first: a Gaussian cluster (brighter) in the middle, field stars
+    everywhere; returns x, y, is_cluster."""
+    rng = np.random.default_rng(seed)
+    fx, fy = rng.uniform(1, size, (2, n_field))
+    cx, cy = np.clip(rng.normal(size / 2, size / 12, (2, n_cluster)), 1, size)
+    x, y = np.concatenate([cx, fx]), np.concatenate([cy, fy])
+    member = np.r_[np.ones(n_cluster, bool), np.zeros(n_field, bool)]
+    flux = np.where(member, 10 ** rng.uniform(3, 5, len(x)), 10 ** rng.uniform(1, 3.5, len(x)))
+    order = np.argsort(-flux)
+    return x[order], y[order], member[order]
+
+
+def test_selection_spreads_the_sources_and_caps_the_crowd():
+    x, y, member = _cluster_list()
+    crowd = crowding(x, y, 2000, 2000)
+    assert crowd.any and crowd.crowded[member].mean() > 0.8 and not crowd.crowded[~member].all()
+    order = select_sources(x, y, 2000, 2000, limit=1000)
+    assert len(set(order)) == len(order)
+    # Every cell's brightest first: the first round covers every cell holding a source.
+    first = order[:np.count_nonzero(crowd.counts)]
+    assert set(crowd.cell[first]) == set(np.nonzero(crowd.counts)[0])
+    # Crowded cells give no more than the median cell holds.
+    picked = np.bincount(crowd.cell[order], minlength=len(crowd.counts))
+    assert (picked[crowd.crowded_cells] <= crowd.cap).all()
+    # The field stars outside the crowd all go to the engine, though 3000 brighter
+    # sources came first; the old order gave it the crowd.
+    outside = ~member & ~crowd.crowded
+    assert set(np.nonzero(outside)[0]) <= set(order)
+    assert member[order].mean() < 0.5
+    old = np.arange(1000)[uniformize(x[:1000], y[:1000], 2000, 2000)]
+    assert member[old].mean() > 0.95
+
+
+def test_selection_sets_blends_in_the_crowd_aside():
+    x, y, member = _cluster_list(seed=2)
+    flag = np.where(member & (np.arange(len(x)) % 2 == 0), FLAG_BLENDED, 0)
+    crowd = crowding(x, y, 2000, 2000)
+    order = select_sources(x, y, 2000, 2000, flag=flag)
+    chosen = order[crowd.crowded[order]]
+    # Crowded cells have far more unblended sources than their cap: no blend is chosen.
+    assert chosen.size and not (flag[chosen] & FLAG_BLENDED).any()
+
+
+def test_clean_field_keeps_the_old_order(tmp_path):
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(1, 1500, (2, 1400))
+    assert not crowding(x, y, 1500, 1200).any
+    order = select_sources(x, y, 1500, 1200, limit=1000)
+    assert np.array_equal(order, np.arange(1000)[uniformize(x[:1000], y[:1000], 1500, 1200)])
+    assert not needs_deeper(x, y, 1500, 1200, 1000)
+    assert refit_usable(x, y, 1500, 1200).all()
+    # write_axy: the sources sorted by flux, then solve-field's order, as before.
+    flux = rng.uniform(1, 100, len(x))
+    write_axy(tmp_path / 'a.axy', x, y, flux, {}, 1500, 1200)
+    table = fits.getdata(tmp_path / 'a.axy', 1)
+    best = np.argsort(-flux, kind='stable')[:1000]
+    expected = best[uniformize(x[best], y[best], 1500, 1200)]
+    assert np.array_equal(table['X'], x[expected])
+
+
+def test_crowding_grid_and_refit_mask():
+    x, y, member = _cluster_list(seed=4)
+    crowd = crowding(x, y, 2000, 1000)
+    assert (crowd.nx, crowd.ny) == (CROWD_CELLS, CROWD_CELLS // 2)
+    usable = refit_usable(x, y, 2000, 2000)
+    assert not usable[crowding(x, y, 2000, 2000).crowded].any() and usable[~member].any()
+    assert needs_deeper(x[:1000], y[:1000], 2000, 2000, 1000)
+
+
+def test_cluster_catalog_profiles():
+    centre = SkyCoord(100, 5, unit='deg')
+    for profile in ('plummer', 'king'):
+        stars = cluster_catalog(centre, 4000, core_radius=2 * u.arcmin,
+                                tidal_radius=20 * u.arcmin, profile=profile, seed=1)
+        r = SkyCoord(stars['ra'], stars['dec']).separation(centre).arcmin
+        assert len(stars) == 4000 and r.max() <= 20.001
+        assert 0.1 < np.mean(r < 2) < 0.7        # a core, and a halo
+        assert np.all(np.diff(stars['mag']) >= 0)
+    with pytest.raises(ValueError):
+        cluster_catalog(centre, 10, core_radius=1 * u.arcmin, profile='gauss')
+
+
+#: The target field: 1.2 deg (2048 px at 2.1"/px) in Monoceros; 11,000 stars of a
+#: cluster no index holds (Plummer, 9' scale radius) make ~2,800 of the 3,000
+#: brightest sources (measured: 2,822, with 91 index stars among them).
+CENTRE = SkyCoord(100.0, 5.0, unit='deg')
+
+
+def _open_cluster_field(seed=3):
+    cluster = cluster_catalog(CENTRE, 11000, core_radius=9 * u.arcmin,
+                              tidal_radius=22 * u.arcmin, mag_range=(7.5, 12.0), seed=1)
+    return render_crowded_field(CENTRE, cluster=cluster, pixel_scale=2.1 * u.arcsec / u.pix,
+                                shape=(2048, 2048), rotation=30 * u.deg, fwhm=3.0,
+                                saturation=60000.0, hot_pixels=10, cosmic_rays=3, seed=seed)
+
+
+@pytest.mark.slow
+@needs_solver
+def test_cluster_field_of_1_2_deg_solves(tmp_path):
+    field = _open_cluster_field()
+    assert field.stars['member'].sum() > 10000 and (~field.stars['member']).sum() > 50
+    path = field.writeto(tmp_path / 'cluster.fits', truth='none')
+    result = solve(path, hints='header', timeout=90)
+    assert result.solved, result.error
+    assert wcs_rms_error(field.wcs, result.header(), field.data.shape) < 0.15
+    # The sources went deeper than the crowd, and the refit left it out.
+    assert result.n_sources > 1000 and result.attempts[-1]['sources'] < 1000
