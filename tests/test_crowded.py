@@ -18,6 +18,7 @@ from astrometry_query.local.selection import (CROWD_CELLS, FLAG_BLENDED, crowdin
                                               needs_deeper, refit_usable, select_sources,
                                               uniformize)
 from astrometry_query.local.solver import solver_available
+from astrometry_query.sources import extract_sources
 
 needs_solver = pytest.mark.skipif(not solver_available(), reason='astrometry.net not installed')
 
@@ -130,3 +131,35 @@ def test_cluster_field_of_1_2_deg_solves(tmp_path):
     assert wcs_rms_error(field.wcs, result.header(), field.data.shape) < 0.15
     # The sources went deeper than the crowd, and the refit left it out.
     assert result.n_sources > 1000 and result.attempts[-1]['sources'] < 1000
+
+
+class _Capture:
+    """Stands for a nova client: records the source list it is sent."""
+
+    def submit_source_list(self, x, y, settings, *, width, height):
+        self.x, self.y = np.asarray(x), np.asarray(y)
+        return 'submitted'
+
+
+@pytest.mark.slow
+def test_nova_upload_sends_the_stars_around_a_crowd():
+    from astropy.table import vstack
+    from astrometry_query.datasets import render_field, synthetic_catalog
+    from astrometry_query.images import open_image
+    from astrometry_query.nova.uploads import send_image
+    centre = SkyCoord(40.0, 20.0, unit='deg')
+    around = synthetic_catalog(centre, 0.8 * u.deg, 800, mag_range=(10.5, 13.0), seed=1)
+    cluster = cluster_catalog(centre, 8000, core_radius=8 * u.arcmin,
+                              tidal_radius=18 * u.arcmin, mag_range=(7.0, 10.5), seed=2)
+    field = render_field(centre, pixel_scale=4.0 * u.arcsec / u.pix, shape=(1024, 1024),
+                         catalog=vstack([around, cluster]), fwhm=2.0, seed=3)
+    client = _Capture()
+    assert send_image(client, open_image(field.data), {}, fwhm=2.0,
+                      verbose=False) == 'submitted'
+    # The sources sent reach the field stars far from the cluster (18' = 270 px):
+    # the brightest 1000 hold few of them.
+    far = np.hypot(client.x - 512.5, client.y - 512.5) > 300
+    brightest = extract_sources(field.data, fwhm=2.0)
+    far_before = np.hypot(brightest['x'] - 512.5, brightest['y'] - 512.5) > 300
+    assert far.sum() > 200 and far.sum() > 3 * far_before.sum()
+    assert far.mean() > 0.5 > far_before.mean()
