@@ -28,7 +28,7 @@ from astropy.io import fits
 
 from astrometry_query import AstrometryNetClass
 from astrometry_query.datasets import cluster_catalog, render_crowded_field
-from astrometry_query.exceptions import SolveFailedError
+from astrometry_query.exceptions import SolveFailedError, SolveTimeoutError
 from astrometry_query.hints import header_hints
 from astrometry_query.images import open_image
 from astrometry_query.local import selection
@@ -78,7 +78,7 @@ def _ours(client, path, truth, shape, **kw):
     t0 = time.perf_counter()
     try:
         header = client.solve_from_image(path, verbose=False, cache=False, **kw)
-    except SolveFailedError:
+    except (SolveFailedError, SolveTimeoutError):
         header = None
     return time.perf_counter() - t0, rms(truth, header, shape)
 

@@ -42,9 +42,13 @@ def test_selection_spreads_the_sources_and_caps_the_crowd():
     assert crowd.any and crowd.crowded[member].mean() > 0.8 and not crowd.crowded[~member].all()
     order = select_sources(x, y, 2000, 2000, limit=1000)
     assert len(set(order)) == len(order)
-    # Every cell's brightest first: the first round covers every cell holding a source.
-    first = order[:np.count_nonzero(crowd.counts)]
-    assert set(crowd.cell[first]) == set(np.nonzero(crowd.counts)[0])
+    # Every uncrowded cell's brightest first, then the crowd's.
+    calm = np.nonzero((crowd.counts > 0) & ~crowd.crowded_cells)[0]
+    assert set(crowd.cell[order[:len(calm)]]) == set(calm)
+    in_crowd = crowd.crowded[order]
+    assert not in_crowd[:np.argmax(in_crowd)].any() and in_crowd[np.argmax(in_crowd):].all()
+    assert set(crowd.cell[order[in_crowd][:crowd.crowded_cells.sum()]]) == \
+        set(np.nonzero(crowd.crowded_cells)[0])
     # Crowded cells give no more than the median cell holds.
     picked = np.bincount(crowd.cell[order], minlength=len(crowd.counts))
     assert (picked[crowd.crowded_cells] <= crowd.cap).all()

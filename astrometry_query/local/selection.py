@@ -6,9 +6,10 @@ few of them (a cluster's stars are blends, or fainter than an index keeps,
 or simply not there), so a list of the brightest sources, even spread over
 solve-field's 10 boxes, makes quads of the crowd and the engine never tries
 the catalogue stars outside it.  Here the field is cut into a grid of
-cells; cells far denser than the median cell are *crowded*: in them only
-as many sources as a typical cell holds are kept (their brightest unblended
-ones), and every cell then gives its brightest source in turn.  A field
+cells; cells far denser than the median cell are *crowded*.  Every
+uncrowded cell gives its brightest source in turn, then the crowded ones
+do, each giving only as many sources as a typical cell holds (its
+brightest unblended ones).  A field
 with no crowded cell keeps exactly the old order (`uniformize`).
 """
 import math
@@ -157,9 +158,9 @@ def select_sources(x, y, width, height, *, flag=None, limit=None, cells=None, fa
     `~numpy.ndarray` of int
         Indices into ``x``, ``y``: without crowding, the first ``limit``
         sources in solve-field's order (`uniformize`); with it, the
-        sources of uncrowded cells and at most the median cell's count of
-        each crowded cell (its brightest, unblended first), each cell's
-        brightest in turn.
+        sources of uncrowded cells, each cell's brightest in turn, then at
+        most the median cell's count of each crowded cell (its brightest,
+        unblended first), in turn too.
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     n = len(x)
@@ -178,8 +179,9 @@ def select_sources(x, y, width, height, *, flag=None, limit=None, cells=None, fa
     rank[rank_key] = np.arange(n) - start[crowd.cell[rank_key]]
     keep = ~in_crowd | (rank < crowd.cap)
     kept = np.nonzero(keep)[0]
-    # Each cell's brightest in turn; within a round, brightest first.
-    order = kept[np.lexsort((kept, rank[kept]))]
+    # Each uncrowded cell's brightest in turn (within a round, brightest first),
+    # then the crowd's: the engine's first quads are made of the stars around it.
+    order = kept[np.lexsort((kept, rank[kept], in_crowd[kept]))]
     return order[:limit]
 
 
