@@ -43,7 +43,7 @@ FIELDS = {
     'open cluster (Mon)': ((100.0, 5.0), (11000, 'plummer', 9.0, 22.0, (7.5, 12.0)),
                            dict(rotation=30 * u.deg, fwhm=3.0, hot_pixels=10, cosmic_rays=3,
                                 seed=3)),
-    'globular (Sgr)': ((279.1, -23.9), (30000, 'king', 2.0, 25.0, (7.5, 13.0)),
+    'globular (Sgr)': ((279.1, -23.9), (30000, 'king', 2.0, 25.0, (7.0, 12.5)),
                        dict(rotation=-20 * u.deg, fwhm=3.5, zeropoint=21.0, hot_pixels=20,
                             cosmic_rays=5, seed=5)),
 }

@@ -34,7 +34,7 @@ from .._text import plural
 from ..tracking import MIN_TRACKED, track
 from .axy import OUTPUT_FILES, write_axy
 from .refine import MIN_MATCHES as MIN_REFIT, refine_wcs, reference_stars
-from .selection import CROWD_SOURCES, needs_deeper, refit_usable
+from .selection import CROWD_SOURCES, needs_deeper
 from .solver import find_installation, run_engine
 
 __all__ = ['solve', 'SolveResult', 'AXY_FILE', 'ENGINE_LOG', 'MIN_SOURCES']
@@ -63,7 +63,8 @@ class SolveResult:
     width, height : int
         The field size solved.
     n_sources : int
-        Sources given to the engine.
+        Sources found (the engine is given at most 1000 of them, fewer when
+        they crowd: see ``attempts``).
     elapsed : float
         Wall-clock seconds of the whole solve.
     timings : dict
@@ -442,7 +443,7 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
             elapsed += table.meta['elapsed']
         timings['extract'] = round(elapsed, 4)
         x, y, flux = (np.asarray(table[c], float) for c in ('x', 'y', 'flux'))
-        good = refit_usable(x, y, width, height, np.asarray(table['flag']) == 0)
+        good = np.asarray(table['flag']) == 0
         extracted = {'x': x, 'y': y, 'flux': flux, 'flag': np.asarray(table['flag'])}
     else:
         x = np.asarray(sources['x'], float)
@@ -450,7 +451,7 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         flux = sources['flux'] if 'flux' in getattr(sources, 'keys', lambda: [])() or (
             hasattr(sources, 'colnames') and 'flux' in sources.colnames) else None
         flux = None if flux is None else np.asarray(flux, float)
-        good = refit_usable(x, y, int(width), int(height)) if len(x) else None
+        good = None
     width, height = int(width), int(height)
     result = SolveResult(solved=False, width=width, height=height, n_sources=len(x),
                          timings=timings, sources=extracted,

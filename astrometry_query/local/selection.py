@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-__all__ = ['crowding', 'select_sources', 'uniformize', 'needs_deeper', 'refit_usable', 'Crowding',
+__all__ = ['crowding', 'select_sources', 'uniformize', 'needs_deeper', 'Crowding',
            'CROWD_CELLS', 'CROWD_FACTOR', 'CROWD_SOURCES', 'FLAG_BLENDED', 'UNIFORM_BOXES']
 
 #: Boxes used to spread the first sources over the field (solve-field's --uniformize 10).
@@ -195,14 +195,3 @@ def needs_deeper(x, y, width, height, limit):
     outside the crowd are fainter than the last one kept."""
     return len(x) >= limit and crowding(x, y, width, height).any
 
-
-def refit_usable(x, y, width, height, good=None):
-    """``good`` (default all) minus the sources in crowded cells: a catalogue
-    star there has cluster stars within a matching radius, so it is left out
-    of the refit when the field has stars elsewhere."""
-    usable = np.ones(len(x), bool) if good is None else np.asarray(good, bool).copy()
-    if len(x):
-        crowd = crowding(x, y, width, height)
-        if crowd.any:
-            usable &= ~crowd.crowded
-    return usable
