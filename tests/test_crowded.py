@@ -48,9 +48,9 @@ def test_selection_spreads_the_sources_and_caps_the_crowd():
     assert not in_crowd[:np.argmax(in_crowd)].any() and in_crowd[np.argmax(in_crowd):].all()
     assert set(crowd.cell[order[in_crowd][:crowd.crowded_cells.sum()]]) == \
         set(np.nonzero(crowd.crowded_cells)[0])
-    # Crowded cells give no more than the median cell holds.
+    # Crowded cells give no more than the median cell holds (or their share of 1000).
     picked = np.bincount(crowd.cell[order], minlength=len(crowd.counts))
-    assert (picked[crowd.crowded_cells] <= crowd.cap).all()
+    assert (picked[crowd.crowded_cells] <= crowd.cap(1000)).all()
     # The field stars outside the crowd all go to the engine, though 3000 brighter
     # sources came first; the old order gave it the crowd.
     outside = ~member & ~crowd.crowded
@@ -64,7 +64,7 @@ def test_selection_sets_blends_in_the_crowd_aside():
     x, y, member = _cluster_list(seed=2)
     flag = np.where(member & (np.arange(len(x)) % 2 == 0), FLAG_BLENDED, 0)
     crowd = crowding(x, y, 2000, 2000)
-    order = select_sources(x, y, 2000, 2000, flag=flag)
+    order = select_sources(x, y, 2000, 2000, flag=flag, limit=1000)
     chosen = order[crowd.crowded[order]]
     # Crowded cells have far more unblended sources than their cap: no blend is chosen.
     assert chosen.size and not (flag[chosen] & FLAG_BLENDED).any()
@@ -84,6 +84,14 @@ def test_clean_field_keeps_the_old_order(tmp_path):
     best = np.argsort(-flux, kind='stable')[:1000]
     expected = best[uniformize(x[best], y[best], 1500, 1200)]
     assert np.array_equal(table['X'], x[expected])
+
+
+def test_sources_in_part_of_the_field_are_no_crowd():
+    rng = np.random.default_rng(5)
+    x, y = rng.uniform(1, 1000, 3000), rng.uniform(1, 600, 3000)     # the top 40 % hidden
+    assert not crowding(x, y, 1000, 1500).any
+    order = select_sources(x, y, 1000, 1500, limit=1000)
+    assert np.array_equal(order, np.arange(1000)[uniformize(x[:1000], y[:1000], 1000, 1500)])
 
 
 def test_crowding_grid_and_going_deeper():

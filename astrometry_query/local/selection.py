@@ -9,8 +9,8 @@ the catalogue stars outside it.  Here the field is cut into a grid of
 cells; cells far denser than the median cell are *crowded*.  Every
 uncrowded cell gives its brightest source in turn, then the crowded ones
 do, each giving only as many sources as a typical cell holds (its
-brightest unblended ones).  A field
-with no crowded cell keeps exactly the old order (`uniformize`).
+brightest unblended ones).  A field with no crowded cell keeps exactly the
+old order (`uniformize`).
 """
 import math
 
@@ -28,6 +28,8 @@ CROWD_CELLS = 8
 CROWD_FACTOR = 3.0
 #: Fewer sources than this in a cell is never crowding (small-number noise).
 _MIN_CROWD = 6
+#: Sources extracted from a crowded field (the catalogue stars are among fainter ones).
+CROWD_SOURCES = 4000
 #: The extraction's "split from a blend" bit (`astrometry_query.sources.FLAG_BLENDED`).
 FLAG_BLENDED = 2
 
@@ -88,17 +90,16 @@ class Crowding:
 
     @property
     def any(self):
-        return bool(self.crowded_cells.any())
+        """Some cells are crowded, fewer than half of those holding sources
+        (sources in part of the field only, the rest empty or hidden, are
+        no crowd)."""
+        crowded = int(self.crowded_cells.sum())
+        return 0 < crowded < 0.5 * np.count_nonzero(self.counts)
 
-    @property
-    def cap(self):
-        """Sources a crowded cell may give: as many as the median cell holds."""
-        return max(2, int(math.ceil(self.median)))
-
-    def share(self):
-        """The fraction of the sources in crowded cells."""
-        n = len(self.cell)
-        return float(self.crowded.sum()) / n if n else 0.0
+    def cap(self, limit):
+        """Sources a crowded cell may give: as many as the median cell holds,
+        and at least its share of ``limit``."""
+        return max(2, int(math.ceil(self.median)), int(limit) // len(self.counts))
 
 
 def crowding(x, y, width, height, *, cells=None, factor=None):
@@ -159,8 +160,8 @@ def select_sources(x, y, width, height, *, flag=None, limit=None, cells=None, fa
         Indices into ``x``, ``y``: without crowding, the first ``limit``
         sources in solve-field's order (`uniformize`); with it, the
         sources of uncrowded cells, each cell's brightest in turn, then at
-        most the median cell's count of each crowded cell (its brightest,
-        unblended first), in turn too.
+        most the median cell's count (or its share of ``limit``) of each
+        crowded cell (its brightest, unblended first), in turn too.
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     n = len(x)
@@ -177,7 +178,7 @@ def select_sources(x, y, width, height, *, flag=None, limit=None, cells=None, fa
     rank = np.empty(n, int)
     start = np.searchsorted(crowd.cell[rank_key], np.arange(crowd.nx * crowd.ny))
     rank[rank_key] = np.arange(n) - start[crowd.cell[rank_key]]
-    keep = ~in_crowd | (rank < crowd.cap)
+    keep = ~in_crowd | (rank < crowd.cap(limit))
     kept = np.nonzero(keep)[0]
     # Each uncrowded cell's brightest in turn (within a round, brightest first),
     # then the crowd's: the engine's first quads are made of the stars around it.
@@ -185,13 +186,11 @@ def select_sources(x, y, width, height, *, flag=None, limit=None, cells=None, fa
     return order[:limit]
 
 
-#: Sources extracted from a crowded field (the catalogue stars are among fainter ones).
-CROWD_SOURCES = 4000
-
-
 def needs_deeper(x, y, width, height, limit):
     """Whether an extraction that stopped at ``limit`` sources (brightest first)
     should go deeper: its sources crowd into part of the field, so the stars
-    outside the crowd are fainter than the last one kept."""
-    return len(x) >= limit and crowding(x, y, width, height).any
+    outside the crowd are fainter than the last one kept.  Any crowded cell
+    will do (the stars around the crowd may all be fainter): the deeper list
+    decides how the sources are chosen."""
+    return len(x) >= limit and bool(crowding(x, y, width, height).crowded_cells.any())
 
