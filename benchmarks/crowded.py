@@ -160,6 +160,7 @@ def crowded(work, repeat, say):
                          *_cell(blind_bare_t, blind_bare_e),
                          ratio(blind_t, blind_bare_t if blind_bare_e else None)])
     say(f'\nSolved, RMS against the true WCS (px) and seconds (ours hinted: median of {repeat}; '
-        f'the others once, stopped after {LIMIT} s)\n')
+        f'the others once: ours with solve_timeout={LIMIT}, bare with --cpulimit {LIMIT}, '
+        f'killed after {2 * LIMIT + 60} s)\n')
     say(table(rows, ['field', 'search', 'ours', 'RMS px', 's', 'ours, old selection',
                      'RMS px', 's', 'bare solve-field', 'RMS px', 's', 'ours / bare s']))
