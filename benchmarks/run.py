@@ -4,7 +4,7 @@ the same run, with the ratio.
     python benchmarks/run.py                 # everything (~25 min on 2 cores)
     python benchmarks/run.py --only speed    # one section: accuracy, speed, server,
                                              # extraction, cache, memory, polling, batch,
-                                             # narrow, sequence, wide, longrun
+                                             # narrow, sequence, wide, longrun, crowded
     python benchmarks/run.py --quick         # fewer fields and repeats
 
 Needs the ``bench`` extra (``pip install -e ".[bench]"``: photutils, psutil)
@@ -32,6 +32,7 @@ import astropy.units as u  # noqa: E402
 from astrometry_query import AstrometryNetClass, conf  # noqa: E402
 from astrometry_query.server import ServerThread  # noqa: E402
 from astrometry_query.sources import extract_sources  # noqa: E402
+from crowded import crowded  # noqa: E402
 from longrun import longrun  # noqa: E402
 from narrow import narrow  # noqa: E402
 from sequence import sequence  # noqa: E402
@@ -448,7 +449,7 @@ def batches(work, n=32):
 
 
 SECTIONS = ('accuracy', 'speed', 'server', 'extraction', 'cache', 'memory', 'polling', 'batch',
-            'narrow', 'sequence', 'wide', 'longrun')
+            'narrow', 'sequence', 'wide', 'longrun', 'crowded')
 
 
 def main(argv=None):
@@ -477,7 +478,8 @@ def main(argv=None):
                'narrow': lambda: narrow(work, repeat, say),
                'sequence': lambda: sequence(work, repeat, say),
                'wide': lambda: wide(work, repeat, say),
-               'longrun': lambda: longrun(work, repeat, say)}
+               'longrun': lambda: longrun(work, repeat, say),
+               'crowded': lambda: crowded(work, repeat, say)}
     for name in sections:
         runners[name]()
     name = 'results.txt' if sections == SECTIONS else f'results-{"-".join(sections)}.txt'

@@ -28,7 +28,7 @@ from ..hints import SolveHints, header_hints
 from ..index.coverage import check_field
 from ..images import open_image
 from ..results import calibration_from_wcs
-from ..settings import scale_bounds
+from ..settings import MAX_SOURCES, scale_bounds
 from ..sources import extract_sources
 from .._text import plural
 from ..tracking import MIN_TRACKED, track
@@ -36,6 +36,7 @@ from .axy import OUTPUT_FILES, write_axy
 from .failures import engine_search, failure_details
 from .refine import (MIN_MATCHES as MIN_REFIT, note_order, query_budget, refine_wcs,
                      reference_stars)
+from .selection import CROWD_SOURCES, needs_deeper
 from .solver import find_installation, run_engine
 
 __all__ = ['solve', 'SolveResult', 'AXY_FILE', 'ENGINE_LOG', 'MIN_SOURCES']
@@ -64,7 +65,8 @@ class SolveResult:
     width, height : int
         The field size solved.
     n_sources : int
-        Sources given to the engine.
+        Sources found (the engine is given at most 1000 of them, fewer when
+        they crowd: see ``attempts``).
     elapsed : float
         Wall-clock seconds of the whole solve.
     timings : dict
@@ -156,7 +158,8 @@ def _attempt_limits(attempts, timeout):
     return limits
 
 
-def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, flux, inst):
+def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, flux, inst,
+                     flag=None):
     """Run the engine on each attempt until one solves; returns (outcome, attempts, used)."""
     tries = hints.attempts(axy_args) if hints else [axy_args]
     deadline = time.monotonic() + timeout
@@ -168,7 +171,8 @@ def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, fl
                             'sources': 0, 'logodds': None})
             break
         limit = min(limit, remaining)
-        n = write_axy(work_dir / AXY_FILE, x, y, flux, args, width, height, cpulimit=limit)
+        n = write_axy(work_dir / AXY_FILE, x, y, flux, args, width, height, cpulimit=limit,
+                      flag=flag)
         blind = scale_bounds(args, width, height) == (None, None)
         outcome = run_engine(work_dir / AXY_FILE, work_dir, timeout=limit, installation=inst,
                              inparallel=blind, wcs_name=OUTPUT_FILES['wcs'])
@@ -444,10 +448,17 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         hints = _without_uncovered(hints, coverage)     # the header may be wrong: search on
     if image is not None:
         downsample = settings.get('downsample_factor') or None
-        table = extract_sources(img, fwhm=fwhm, detect_threshold=detect_threshold,
-                                downsample=min(int(downsample), 4) if downsample else None,
-                                invert=bool(settings.get('invert')))
-        timings['extract'] = round(table.meta['elapsed'], 4)
+        extract = dict(fwhm=fwhm, detect_threshold=detect_threshold,
+                       downsample=min(int(downsample), 4) if downsample else None,
+                       invert=bool(settings.get('invert')))
+        table = extract_sources(img, **extract)
+        elapsed = table.meta['elapsed']
+        if needs_deeper(table['x'], table['y'], width, height, MAX_SOURCES):
+            # A crowd (a cluster) holds the brightest sources: go deeper for the
+            # stars around it, which the selection (local.selection) puts first.
+            table = extract_sources(img, max_sources=CROWD_SOURCES, **extract)
+            elapsed += table.meta['elapsed']
+        timings['extract'] = round(elapsed, 4)
         x, y, flux = (np.asarray(table[c], float) for c in ('x', 'y', 'flux'))
         good = np.asarray(table['flag']) == 0
         extracted = {'x': x, 'y': y, 'flux': flux, 'flag': np.asarray(table['flag'])}
@@ -494,7 +505,8 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         remaining = timeout - (time.perf_counter() - started)
         t0 = time.perf_counter()
         outcome, result.attempts, result.hints = _engine_attempts(
-            settings, hints, width, height, remaining, work, x, y, flux, inst)
+            settings, hints, width, height, remaining, work, x, y, flux, inst,
+            flag=extracted.get('flag'))
         timings['engine'] = round(time.perf_counter() - t0, 4)
         solved = bool(outcome and outcome.solved)
         # Only the widest search reached decides: an earlier hinted one is cut short on purpose.
