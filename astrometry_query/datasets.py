@@ -28,7 +28,7 @@ from .index.locations import DEFAULT_INDEX_DIR, configured_index_dirs, find_conf
 
 __all__ = ['index_stars', 'make_wcs', 'SyntheticField', 'render_field', 'wcs_rms_error',
            'read_truth_wcs', 'make_example_image', 'EXAMPLE_IMAGE', 'synthetic_catalog',
-           'lens_distortion']
+           'lens_distortion', 'cluster_catalog', 'render_crowded_field']
 
 EXAMPLE_IMAGE = Path(__file__).resolve().parent / 'data' / 'example.fits'
 _erf = np.vectorize(math.erf, otypes=[float])
@@ -831,3 +831,106 @@ def lens_distortion(shape, corner, *, k2_share=0.0, order=11):
             terms[f'B_{2 * (j - i)}_{2 * i + 1}'] = terms.get(f'B_{2 * (j - i)}_{2 * i + 1}', 0.0) \
                 + times
     return dict(terms, order=int(2 * powers[-1] + 1))
+
+
+# -- Crowded fields: star clusters that no catalogue holds ------------------------------
+def cluster_catalog(center, n_stars, *, core_radius, tidal_radius=None, profile='plummer',
+                    mag_range=(8.0, 12.5), slope=0.3, seed=None):
+    """Stars of a star cluster (open or globular) that no index holds.
+
+    Positions follow a projected King (1962) or Plummer profile about
+    ``center``, so the core is as dense as a real cluster's: at a few
+    arcsec per pixel its stars blend there.
+
+    Parameters
+    ----------
+    center : `~astropy.coordinates.SkyCoord`
+    n_stars : int
+    core_radius : `~astropy.units.Quantity`
+        King core radius, or Plummer scale radius (half the stars lie within it).
+    tidal_radius : `~astropy.units.Quantity`, optional
+        No star beyond it (default 15 core radii; King's profile falls to zero there).
+    profile : {'plummer', 'king'}
+        Surface density ``(1 + R**2/a**2)**-2``, or King's
+        ``(1/sqrt(1 + R**2/rc**2) - 1/sqrt(1 + rt**2/rc**2))**2``.
+    mag_range : (float, float)
+        Brightest and faintest magnitudes.
+    slope : float
+        Star counts grow as ``10**(slope * mag)``.
+    seed : int, optional
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        ``ra``, ``dec`` (deg) and ``mag``, brightest first.
+    """
+    if profile not in ('plummer', 'king'):
+        raise ValueError(f"profile must be 'plummer' or 'king', not {profile!r}")
+    rng = np.random.default_rng(seed)
+    rc = u.Quantity(core_radius, u.deg).to_value(u.deg)
+    rt = 15 * rc if tidal_radius is None else u.Quantity(tidal_radius, u.deg).to_value(u.deg)
+    r = np.linspace(0.0, rt, 4001)
+    if profile == 'plummer':
+        density = (1 + (r / rc) ** 2) ** -2
+    else:
+        density = np.clip(1 / np.sqrt(1 + (r / rc) ** 2) - 1 / math.sqrt(1 + (rt / rc) ** 2),
+                          0, None) ** 2
+    cumulative = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] * r[1:]
+                                                          + density[:-1] * r[:-1]))])
+    radius = np.interp(rng.uniform(0, cumulative[-1], n_stars), cumulative, r)
+    pos = center.icrs.directional_offset_by(rng.uniform(0, 360, n_stars) * u.deg, radius * u.deg)
+    a = slope * math.log(10)
+    lo, hi = np.exp(a * np.asarray(mag_range, float))
+    mag = np.log(lo + rng.uniform(0, 1, n_stars) * (hi - lo)) / a
+    order = np.argsort(mag, kind='stable')
+    return Table([pos.ra.deg[order] * u.deg, pos.dec.deg[order] * u.deg, mag[order]],
+                 names=('ra', 'dec', 'mag'))
+
+
+def render_crowded_field(center, *, cluster, pixel_scale, shape=(1024, 1024), jitter=0.5,
+                         seed=None, index_dir=None, index_names=None, **kwargs):
+    """A field with a star cluster no index holds (`cluster_catalog`) in front
+    of the index's stars.
+
+    The index stars are each moved by ``jitter`` arcsec RMS and re-coloured
+    (0.3 mag RMS), as a real sky fits its catalogue.
+
+    Parameters
+    ----------
+    center : `~astropy.coordinates.SkyCoord`
+        The field centre.
+    cluster : `~astropy.table.Table`
+        The cluster's stars (``ra``, ``dec``, ``mag``), e.g. `cluster_catalog`.
+    pixel_scale, shape, seed, index_dir, index_names
+        See `render_field` (``kwargs`` go there too: rotation, fwhm, saturation...).
+    jitter : float
+        Arcsec RMS of the index stars' positions drawn (0: exactly the catalogue's).
+
+    Returns
+    -------
+    SyntheticField
+        ``stars`` has a ``member`` column: True for the cluster's stars
+        (not in any index).
+    """
+    wcs = make_wcs(center, pixel_scale=pixel_scale, shape=shape)
+    ny, nx = shape
+    corners = wcs.all_pix2world([0, nx - 1] * 2, [0] * 2 + [ny - 1] * 2, 0)
+    radius = SkyCoord(*corners, unit='deg').separation(center).max() * 1.1 + 2 * u.arcmin
+    stars = index_stars(center, radius, index_dir=index_dir, index_names=index_names)
+    rng = np.random.default_rng(None if seed is None else seed + 7919)
+    n = len(stars)
+    dec = np.asarray(stars['dec'], float) + rng.normal(0, jitter, n) / 3600
+    ra = np.asarray(stars['ra'], float) + rng.normal(0, jitter, n) / 3600 / np.cos(np.radians(dec))
+    mag = np.asarray(stars['mag'], float) + rng.normal(0, 0.3, n)
+    c_ra, c_dec = (u.Quantity(cluster[c], u.deg).to_value(u.deg) for c in ('ra', 'dec'))
+    catalog = Table([np.concatenate([ra, c_ra]) * u.deg, np.concatenate([dec, c_dec]) * u.deg,
+                     np.concatenate([mag, np.asarray(cluster['mag'], float)])],
+                    names=('ra', 'dec', 'mag'))
+    sf = render_field(center, pixel_scale=pixel_scale, shape=shape, seed=seed, catalog=catalog,
+                      **kwargs)
+    members = set(np.round(c_ra, 9) + 1j * np.round(c_dec, 9))
+    key = np.round(np.asarray(sf.stars['ra'], float), 9) + 1j * np.round(
+        np.asarray(sf.stars['dec'], float), 9)
+    sf.stars['member'] = np.array([k in members for k in key], bool)
+    sf.meta['NCLUSTER'] = int(sf.stars['member'].sum())
+    return sf

@@ -277,6 +277,13 @@ class Job(_ClientBound):
 
     In a notebook it shows its calibration and, once solved, a thumbnail of
     the annotated image, fetched through its `client` (see `bind`).
+
+    ``command_line`` is the ``solve-field`` command equivalent to the job
+    (local jobs and jobs of an astrometry_query server; for nova's, what the
+    client that submitted them sent, else None), and
+    ``error_message`` says why a failed job found nothing: the sources used,
+    the scales and sky area searched, the index files consulted, the best
+    match, and the next step.
     """
     id: int
     status: str
@@ -286,6 +293,8 @@ class Job(_ClientBound):
     machine_tags: list = field(default_factory=list)
     tags: list = field(default_factory=list)
     original_filename: str | None = None
+    command_line: str | None = None
+    error_message: str | None = None
     client = _ClientBound.client
     bind = _ClientBound.bind
 
@@ -299,7 +308,9 @@ class Job(_ClientBound):
                    objects_in_field=list(payload.get('objects_in_field') or []),
                    machine_tags=list(payload.get('machine_tags') or []),
                    tags=list(payload.get('tags') or []),
-                   original_filename=payload.get('original_filename'))
+                   original_filename=payload.get('original_filename'),
+                   command_line=payload.get('command_line') or None,
+                   error_message=payload.get('error_message') or None)
 
     @property
     def solved(self):

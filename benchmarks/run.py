@@ -4,7 +4,8 @@ the same run, with the ratio.
     python benchmarks/run.py                 # everything (~25 min on 2 cores)
     python benchmarks/run.py --only speed    # one section: accuracy, speed, server,
                                              # extraction, cache, memory, polling, batch,
-                                             # narrow, sequence, photographs, wide
+                                             # narrow, sequence, wide, longrun, crowded,
+                                             # photographs
     python benchmarks/run.py --quick         # fewer fields and repeats
 
 Needs the ``bench`` extra (``pip install -e ".[bench]"``: photutils, psutil)
@@ -32,6 +33,8 @@ import astropy.units as u  # noqa: E402
 from astrometry_query import AstrometryNetClass, conf  # noqa: E402
 from astrometry_query.server import ServerThread  # noqa: E402
 from astrometry_query.sources import extract_sources  # noqa: E402
+from crowded import crowded  # noqa: E402
+from longrun import longrun  # noqa: E402
 from narrow import narrow  # noqa: E402
 from photographs import photographs  # noqa: E402
 from sequence import sequence  # noqa: E402
@@ -448,7 +451,7 @@ def batches(work, n=32):
 
 
 SECTIONS = ('accuracy', 'speed', 'server', 'extraction', 'cache', 'memory', 'polling', 'batch',
-            'narrow', 'sequence', 'photographs', 'wide')
+            'narrow', 'sequence', 'wide', 'longrun', 'crowded', 'photographs')
 
 
 def main(argv=None):
@@ -476,8 +479,10 @@ def main(argv=None):
                'batch': lambda: batches(work),
                'narrow': lambda: narrow(work, repeat, say),
                'sequence': lambda: sequence(work, repeat, say),
-               'photographs': lambda: photographs(work, repeat, say),
-               'wide': lambda: wide(work, repeat, say)}
+               'wide': lambda: wide(work, repeat, say),
+               'longrun': lambda: longrun(work, repeat, say),
+               'crowded': lambda: crowded(work, repeat, say),
+               'photographs': lambda: photographs(work, repeat, say)}
     for name in sections:
         runners[name]()
     name = 'results.txt' if sections == SECTIONS else f'results-{"-".join(sections)}.txt'

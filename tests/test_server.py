@@ -302,7 +302,9 @@ def test_solved_submission_and_job_endpoints(nova_server, solved, field):
     assert machine == objects['objects_in_field']
     assert exact_json(requests.post(api + '/tags'))['tags'] == machine
     info = exact_json(requests.get(api + '/info'))
-    assert list(info) == JOB_KEYS + ['calibration']
+    # nova's keys in nova's order; ours (the equivalent solve-field command) after them
+    assert list(info) == JOB_KEYS + ['calibration', 'command_line']
+    assert info['command_line'].startswith('solve-field --overwrite --no-plots ')
     assert info['original_filename'] == 'json-xy' and info['status'] == 'success'
     assert list(info['calibration']) == ['ra', 'dec', 'radius', 'pixscale', 'orientation',
                                          'parity']
@@ -449,8 +451,9 @@ def test_images_failures_and_bad_inputs(nova_server, session):
     assert exact_json(requests.get(api + '/calibration')) == no_cal
     assert exact_json(requests.get(api + '/annotations')) == no_cal
     info = exact_json(requests.get(api + '/info'))
-    # nova's keys in nova's order; ours adds why the job failed, after them
-    assert list(info) == JOB_KEYS + ['error_message', 'error_kind']
+    # nova's keys in nova's order; ours adds the solve-field command and why the job
+    # failed, after them
+    assert list(info) == JOB_KEYS + ['command_line', 'error_message', 'error_kind']
     assert info['objects_in_field'] == info['tags'] == []
     assert 'no solution' in info['error_message'] and info['error_kind'] == 'no_solution'
     assert is_html(requests.get(f'{nova_server.url}/wcs_file/{job}'), 500)

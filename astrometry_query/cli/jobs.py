@@ -268,7 +268,7 @@ def _job_json(job, full=False, times=(None, None)):
     if full:
         record['calibration'] = None if cal is None else cal.to_api()
         record.update(objects_in_field=job.objects_in_field, tags=job.tags,
-                      machine_tags=job.machine_tags)
+                      machine_tags=job.machine_tags, command_line=job.command_line)
     else:
         for key, unit in (('ra', u.deg), ('dec', u.deg), ('radius', u.deg),
                           ('pixscale', u.arcsec / u.pix), ('orientation', u.deg)):
@@ -391,5 +391,8 @@ def run_job_show(args):
         lines.append(f"  objects     {', '.join(job.objects_in_field)}")
     if job.tags and job.tags != job.objects_in_field:
         lines.append(f"  tags        {', '.join(job.tags)}")
+    if job.command_line:        # the same solve with solve-field, to copy
+        lines.append('  solve-field command:')
+        lines += [f'    {line}' for line in job.command_line.splitlines()]
     echo('\n'.join(lines))
     return EXIT_OK

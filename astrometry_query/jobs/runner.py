@@ -73,7 +73,9 @@ def run_job(job_dir, request, image=None):
         ``height``, ``elapsed``, ``timings``, ``attempts``, ``hints``,
         ``timed_out``, ``error``, ``error_kind`` (see ``failure_kind``),
         ``n_sources``, ``source_list``, ``input``, ``original_filename``,
-        ``worker``, ``finished`` (naive UTC, as ``str(datetime)``).  An input
+        ``worker``, ``command_line`` (the equivalent ``solve-field`` command,
+        see `~astrometry_query.local.commandline`), ``finished`` (naive UTC,
+        as ``str(datetime)``).  An input
         that could not be fetched is no job: its reason goes to ``error.txt``
         (the submission's error, as nova has it) and no ``result.json`` is
         written.
@@ -188,11 +190,24 @@ def record_result(job_dir, solved, request, *, error=None, image=None, elapsed=N
             result['input'] = _save_image(job_dir, keep)
         except Exception as exc:
             note_error(job_dir, exc)
+    result['command_line'] = _command_line(request, solved)
     result['elapsed'] = round(elapsed if elapsed is not None
                               else (solved.elapsed if solved is not None else 0.0), 4)
     result['finished'] = str(utc_now())
     write_json(job_dir / RESULT_FILE, result)
     return result
+
+
+def _command_line(request, solved):
+    """The solve-field command equivalent to the job (None if it cannot be said)."""
+    from ..local.commandline import command_of_request
+    hints = getattr(solved, 'search_hints', None) or {}
+    try:
+        return command_of_request(request, hints=hints, hint_sources=[
+            hints.get(k) for k in ('scale_source', 'position_source') if hints.get(k)])
+    except Exception as exc:        # never the reason a job's outcome is lost
+        log.debug(f'no command line for the job: {exc}')
+        return None
 
 
 def _save_image(job_dir, image):

@@ -13,43 +13,12 @@ from astropy.io import fits
 
 from ..jobs.files import ENGINE_OUTPUTS
 from ..settings import MAX_SOURCES, scale_bounds
+from .selection import UNIFORM_BOXES, select_sources, uniformize
 
 __all__ = ['uniformize', 'axy_header', 'write_axy', 'OUTPUT_FILES', 'UNIFORM_BOXES']
 
 #: The engine's outputs of one solve, as named in the .axy.
 OUTPUT_FILES = ENGINE_OUTPUTS
-#: Boxes used to spread the first sources over the field (solve-field's --uniformize 10).
-UNIFORM_BOXES = 10
-
-
-def uniformize(x, y, width, height, boxes=UNIFORM_BOXES):
-    """An order that takes the brightest source of each box in turn.
-
-    The input is brightest first.  Round k holds the k-th brightest source
-    of every box, brightest first, so the first sources the engine builds
-    quads from cover the whole field instead of one bright corner.
-
-    Returns
-    -------
-    `~numpy.ndarray` of int
-    """
-    n = len(x)
-    if n == 0 or boxes <= 1:
-        return np.arange(n)
-    nw = max(1, int(round(math.sqrt(boxes * width / height))))
-    nh = max(1, int(round(boxes / nw)))
-    bx = np.clip(((np.asarray(x) - 0.5) * nw / width).astype(int), 0, nw - 1)
-    by = np.clip(((np.asarray(y) - 0.5) * nh / height).astype(int), 0, nh - 1)
-    box = by * nw + bx
-    # rank of each source within its box (inputs are brightest first)
-    rank = np.empty(n, dtype=int)
-    seen = {}
-    for i, b in enumerate(box):
-        rank[i] = seen.get(b, 0)
-        seen[b] = rank[i] + 1
-    return np.lexsort((np.arange(n), rank))
-
-
 def axy_header(args, width, height, *, cpulimit=None, outputs=OUTPUT_FILES):
     """The directive cards of a .axy for nova arguments, with nova's semantics:
     a false-y value (0, empty, None) leaves its directive out, and the position
@@ -93,8 +62,12 @@ def axy_header(args, width, height, *, cpulimit=None, outputs=OUTPUT_FILES):
     return h
 
 
-def write_axy(path, x, y, flux, args, width, height, *, cpulimit=None, sort=True):
+def write_axy(path, x, y, flux, args, width, height, *, cpulimit=None, sort=True, flag=None):
     """Write the .axy of a source list (FITS 1-based pixels).
+
+    The sources are spread over the field as ``solve-field --uniformize``
+    does; when they crowd into part of it (a cluster), the crowd is thinned
+    first (`~astrometry_query.local.selection.select_sources`).
 
     Parameters
     ----------
@@ -110,6 +83,9 @@ def write_axy(path, x, y, flux, args, width, height, *, cpulimit=None, sort=True
         The field size.
     cpulimit : float, optional
         The engine's CPU-time limit, seconds.
+    flag : array-like of int, optional
+        Extraction flags (`~astrometry_query.sources.FLAG_BLENDED`...), in
+        the order of ``x``: blends in a crowd are set aside first.
 
     Returns
     -------
@@ -118,15 +94,15 @@ def write_axy(path, x, y, flux, args, width, height, *, cpulimit=None, sort=True
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     flux = None if flux is None else np.asarray(flux, float)
+    flag = None if flag is None else np.asarray(flag, int)
     if flux is not None and sort:
         order = np.argsort(-np.nan_to_num(flux, nan=-np.inf), kind='stable')
         x, y, flux = x[order], y[order], flux[order]
-    x, y = x[:MAX_SOURCES], y[:MAX_SOURCES]
-    flux = None if flux is None else flux[:MAX_SOURCES]
-    order = uniformize(x, y, width, height)
+        flag = None if flag is None else flag[order]
+    order = select_sources(x, y, width, height, flag=flag, limit=MAX_SOURCES)
     columns = [fits.Column('X', 'D', array=x[order]), fits.Column('Y', 'D', array=y[order])]
     if flux is not None:
         columns.append(fits.Column('FLUX', 'D', array=flux[order]))
     primary = fits.PrimaryHDU(header=axy_header(args, width, height, cpulimit=cpulimit))
     fits.HDUList([primary, fits.BinTableHDU.from_columns(columns)]).writeto(path, overwrite=True)
-    return len(x)
+    return len(order)

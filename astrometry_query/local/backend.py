@@ -220,7 +220,18 @@ class LocalBackend:
         future = (runner or self.runner).submit(job_dir, request, image=_in_memory(image))
         with self._lock:
             self._futures[int(job_id)] = future
+        future.add_done_callback(lambda done: self._forget(int(job_id), done))
         return future
+
+    def _forget(self, job_id, future):
+        """Drop a job's Future once its outcome is on disk: a process that solves
+        all night must not keep every job's request and outcome in memory.  (A
+        Future that failed is kept: waiting on it again says why.)"""
+        if future.cancelled() or future.exception() is not None:
+            return
+        with self._lock:
+            if self._futures.get(job_id) is future:
+                del self._futures[job_id]
 
     def future(self, job_id):
         """The Future of a job's outcome: the running one, or, for a job found
@@ -393,6 +404,9 @@ class LocalBackend:
                    'status': status, 'original_filename': self.request(job_id).original_filename}
         if result.get('calibration'):
             payload['calibration'] = result['calibration']
+        payload['command_line'] = result.get('command_line')
+        if status == 'failure':
+            payload['error_message'] = self.failure_reason(job_id)
         return Job.from_api(job_id, payload, int(job_id))
 
     def failure_reason(self, job_id):

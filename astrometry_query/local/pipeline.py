@@ -28,13 +28,15 @@ from ..hints import SolveHints, header_hints
 from ..index.coverage import check_field
 from ..images import open_image
 from ..results import calibration_from_wcs
-from ..settings import scale_bounds
+from ..settings import MAX_SOURCES, scale_bounds
 from ..sources import extract_sources
 from .._text import plural
 from ..tracking import MIN_TRACKED, track
 from .axy import OUTPUT_FILES, write_axy
+from .failures import engine_search, failure_details
 from .refine import (MIN_MATCHES as MIN_REFIT, note_order, query_budget, refine_wcs,
                      reference_stars)
+from .selection import CROWD_SOURCES, needs_deeper
 from .solver import find_installation, run_engine
 
 __all__ = ['solve', 'SolveResult', 'AXY_FILE', 'ENGINE_LOG', 'MIN_SOURCES']
@@ -63,7 +65,8 @@ class SolveResult:
     width, height : int
         The field size solved.
     n_sources : int
-        Sources given to the engine.
+        Sources found (the engine is given at most 1000 of them, fewer when
+        they crowd: see ``attempts``).
     elapsed : float
         Wall-clock seconds of the whole solve.
     timings : dict
@@ -100,6 +103,10 @@ class SolveResult:
         ``x``, ``y``, ``flux`` of the sources used (FITS 1-based), when extracted here.
     worker : str
         ``host:pid`` of the process that solved (a thread, a process pool, a Dask worker).
+    search_hints : dict or None
+        The header hints the search was given (``scale``, ``position``...:
+        `~astrometry_query.hints.SolveHints` as a dict), for the equivalent
+        solve-field command line.
     """
     solved: bool
     wcs_header: str | None = None
@@ -120,6 +127,7 @@ class SolveResult:
     files: dict = field(default_factory=dict)
     sources: dict = field(default_factory=dict)
     worker: str | None = None
+    search_hints: dict | None = None
 
     def __repr__(self):        # not the header text nor the file bytes
         from ..reprs import solve_result_text
@@ -150,7 +158,8 @@ def _attempt_limits(attempts, timeout):
     return limits
 
 
-def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, flux, inst):
+def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, flux, inst,
+                     flag=None):
     """Run the engine on each attempt until one solves; returns (outcome, attempts, used)."""
     tries = hints.attempts(axy_args) if hints else [axy_args]
     deadline = time.monotonic() + timeout
@@ -162,7 +171,8 @@ def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, fl
                             'sources': 0, 'logodds': None})
             break
         limit = min(limit, remaining)
-        n = write_axy(work_dir / AXY_FILE, x, y, flux, args, width, height, cpulimit=limit)
+        n = write_axy(work_dir / AXY_FILE, x, y, flux, args, width, height, cpulimit=limit,
+                      flag=flag)
         blind = scale_bounds(args, width, height) == (None, None)
         outcome = run_engine(work_dir / AXY_FILE, work_dir, timeout=limit, installation=inst,
                              inparallel=blind, wcs_name=OUTPUT_FILES['wcs'])
@@ -218,22 +228,24 @@ def _tried(attempts, hints):
             if key in keys and source]
 
 
-def _no_solution(settings, hints, width, height, tried=()):
-    """Why nothing was found, in terms of what the search was given and covered."""
+def _search_details(settings, hints, width, height, outcome, n_sources):
+    """Sources used, index files consulted, best match and the next step
+    (`~astrometry_query.local.failures.failure_details`)."""
+    low, high = scale_bounds(settings, width, height)
+    if (low, high) == (None, None) and hints and hints.scale:
+        low, high = scale_bounds(hints.scale, width, height)
+    return failure_details(
+        settings, low, high, n_sources, engine_search(outcome.log) if outcome else None,
+        has_position='center_ra' in settings or bool(hints and hints.position),
+        has_scale=(low, high) != (None, None))
+
+
+def _no_solution(settings, hints, width, height, tried=(), *, outcome=None, n_sources=0):
+    """Why nothing was found, in terms of what the search was given and covered,
+    what it consulted and came closest to, and what to try next."""
     searched = searched_text(settings, width, height, tried)
-    given = []
-    if scale_bounds(settings, width, height) != (None, None) or (hints and hints.scale):
-        given.append('scale')
-    if 'center_ra' in settings or (hints and hints.position):
-        given.append('position')
-    if not given:
-        return (f'no solution was found searching {searched}: give scale and position hints, '
-                'or check the image has enough stars')
-    missing = {'scale', 'position'} - set(given)
-    more = f'; a {missing.pop()} hint would narrow the search' if missing else ''
-    return (f'no solution was found searching {searched}: check the '
-            f'{" and ".join(given)} (and the parity), and that the image has enough '
-            f'stars{more}')
+    details = _search_details(settings, hints, width, height, outcome, n_sources)
+    return f'no solution was found searching {searched}: {details}'
 
 
 def _track(reference, x, y, flux, width, height, inst, fwhm, peak=None, ref_sources=None):
@@ -436,10 +448,17 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         hints = _without_uncovered(hints, coverage)     # the header may be wrong: search on
     if image is not None:
         downsample = settings.get('downsample_factor') or None
-        table = extract_sources(img, fwhm=fwhm, detect_threshold=detect_threshold,
-                                downsample=min(int(downsample), 4) if downsample else None,
-                                invert=bool(settings.get('invert')))
-        timings['extract'] = round(table.meta['elapsed'], 4)
+        extract = dict(fwhm=fwhm, detect_threshold=detect_threshold,
+                       downsample=min(int(downsample), 4) if downsample else None,
+                       invert=bool(settings.get('invert')))
+        table = extract_sources(img, **extract)
+        elapsed = table.meta['elapsed']
+        if needs_deeper(table['x'], table['y'], width, height, MAX_SOURCES):
+            # A crowd (a cluster) holds the brightest sources: go deeper for the
+            # stars around it, which the selection (local.selection) puts first.
+            table = extract_sources(img, max_sources=CROWD_SOURCES, **extract)
+            elapsed += table.meta['elapsed']
+        timings['extract'] = round(elapsed, 4)
         x, y, flux = (np.asarray(table[c], float) for c in ('x', 'y', 'flux'))
         good = np.asarray(table['flag']) == 0
         extracted = {'x': x, 'y': y, 'flux': flux, 'flag': np.asarray(table['flag'])}
@@ -453,7 +472,8 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
     width, height = int(width), int(height)
     result = SolveResult(solved=False, width=width, height=height, n_sources=len(x),
                          timings=timings, sources=extracted,
-                         worker=f'{socket.gethostname()}:{os.getpid()}')
+                         worker=f'{socket.gethostname()}:{os.getpid()}',
+                         search_hints=hints.to_dict() if hints else None)
     if reference is not None:
         reference = (fits.Header.fromstring(reference) if isinstance(reference, str)
                      else fits.Header(reference))
@@ -471,8 +491,10 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         hints = _near(reference, hints, width, height)     # searched near it first
     if len(x) < MIN_SOURCES:
         result.error = (f'only {plural(len(x), "source was", "sources were")} found: at least '
-                        f'{MIN_SOURCES} are needed '
-                        '(check the image, or lower detect_threshold)')
+                        f'{MIN_SOURCES} are needed, so no index file was consulted and '
+                        f'{searched_text(settings, width, height)} was not searched.  Next: '
+                        'check the image (exposure, focus, a cap left on), or lower '
+                        'detect_threshold')
         result.error_kind = 'too_few_sources'
         result.elapsed = time.perf_counter() - started
         return result
@@ -483,7 +505,8 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         remaining = timeout - (time.perf_counter() - started)
         t0 = time.perf_counter()
         outcome, result.attempts, result.hints = _engine_attempts(
-            settings, hints, width, height, remaining, work, x, y, flux, inst)
+            settings, hints, width, height, remaining, work, x, y, flux, inst,
+            flag=extracted.get('flag'))
         timings['engine'] = round(time.perf_counter() - t0, 4)
         solved = bool(outcome and outcome.solved)
         # Only the widest search reached decides: an earlier hinted one is cut short on purpose.
@@ -501,11 +524,14 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
             result.error_kind = 'index_coverage'
         elif not solved:
             tried = _tried(result.attempts, hints)
+            used = max([a.get('sources') or 0 for a in result.attempts] or [0]) or len(x)
             result.error = (f'the time limit ({timeout:g} s) stopped the search of '
-                            f'{searched_text(settings, width, height, tried)}: give a longer '
-                            'solve_timeout, or narrower scale and position hints'
+                            f'{searched_text(settings, width, height, tried)}: '
+                            f'{_search_details(settings, hints, width, height, outcome, used)}; '
+                            'or give a longer solve_timeout'
                             if result.timed_out
-                            else _no_solution(settings, hints, width, height, tried))
+                            else _no_solution(settings, hints, width, height, tried,
+                                              outcome=outcome, n_sources=used))
         else:
             t0 = time.perf_counter()
             header = fits.getheader(outcome.wcs_path)

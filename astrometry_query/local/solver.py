@@ -284,6 +284,8 @@ def kill_process_group(proc, grace=_KILL_GRACE):
     proc.wait()
 
 
+#: coreutils' stdbuf, to make the engine's output line-buffered (None: not installed).
+_STDBUF = shutil.which('stdbuf')
 #: The engines running in this process, so that a shutdown can stop them all.
 _RUNNING = set()
 _RUNNING_LOCK = threading.Lock()
@@ -331,7 +333,11 @@ def run_engine(axy_path, work_dir, *, timeout=None, installation=None, inparalle
     wcs_path.unlink(missing_ok=True)   # success is "the WCS exists": no stale one
     config = write_engine_config(work_dir / JOB_CONFIG, inst, inparallel=inparallel,
                                  cpulimit=timeout or 300)
-    cmd = [inst.engine, '--config', str(config), str(Path(axy_path).resolve())]
+    # -v: the log then names the index files tried and the best matches (failures say
+    # them); line-buffered (stdbuf), so that what it said survives a kill at the time limit.
+    cmd = [inst.engine, '-v', '--config', str(config), str(Path(axy_path).resolve())]
+    if _STDBUF:
+        cmd = [_STDBUF, '-oL', *cmd]
     timed_out = False
     start = time.monotonic()
     # A new session makes the engine the leader of its own process group, so

@@ -7,6 +7,7 @@ All HTTP goes through a ``request`` callable with the signature of
 astroquery's ``BaseQuery._request``, so the facade's cache, session and
 test mocks apply; this module never imports the facade.
 """
+import collections
 import contextlib
 import io
 import os
@@ -109,6 +110,9 @@ class NovaClient:
         self._limits = threading.local()
         #: Longest status long poll the server offers (its X-Long-Poll header), 0: none.
         self.long_poll = 0.0
+        # What the last submissions sent, for their solve-field command (nova does not
+        # record it); bounded, as a client may run all night.
+        self._sent = collections.OrderedDict()
 
     def __repr__(self):
         return f'<NovaClient server={self.server!r} logged_in={self._session_key is not None}>'
@@ -338,24 +342,49 @@ class NovaClient:
         if isinstance(image, (str, os.PathLike)):
             path = Path(image)
             with open(path, 'rb') as handle:
-                return self._upload(args, files={'file': (filename or path.name, handle,
-                                                          'application/octet-stream')})
+                return self._sent_as(self._upload(args, files={'file': (
+                    filename or path.name, handle, 'application/octet-stream')}),
+                    args, filename=filename or path.name)
         if isinstance(image, (bytes, bytearray)):
             image = io.BytesIO(bytes(image))
-        return self._upload(args, files={'file': (filename or 'image.fits', image,
-                                                  'application/octet-stream')})
+        return self._sent_as(self._upload(args, files={'file': (
+            filename or 'image.fits', image, 'application/octet-stream')}),
+            args, filename=filename or 'image.fits')
 
     def submit_source_list(self, x, y, args, *, width, height, timeout=None):
         """Submit x/y lists (brightest first) in the JSON, as nova's client does."""
         payload = dict(args, x=[float(v) for v in x], y=[float(v) for v in y],
                        image_width=int(width), image_height=int(height))
-        return self._upload(payload)
+        return self._sent_as(self._upload(payload), args, width=int(width), height=int(height),
+                             source_list=True)
 
     def submit_url(self, url, args, *, timeout=None):
         """Ask the server to fetch an image from a URL (``timeout``: the
         solve's time limit, which nova sets itself, is not sent)."""
         answer = self._api('POST', ['url_upload'], dict(args, url=url), auth=True)
-        return Submission(id=int(answer['subid']), hash=answer.get('hash'))
+        name = url.split('?')[0].rstrip('/').rsplit('/', 1)[-1] or 'image.fits'
+        return self._sent_as(Submission(id=int(answer['subid']), hash=answer.get('hash')),
+                             args, filename=name)
+
+    def _sent_as(self, submission, args, **what):
+        """Remember what a submission sent (the last 256), for `command_line`."""
+        with self._lock:
+            self._sent[int(submission.id)] = (dict(args), what)
+            while len(self._sent) > 256:
+                self._sent.popitem(last=False)
+        return submission
+
+    def command_line(self, submission_id):
+        """The solve-field command equivalent to a submission this client sent
+        (nova does not record it), or None for one it does not know."""
+        from ..local.commandline import solve_field_command
+        with self._lock:
+            sent = self._sent.get(submission_id)
+        if sent is None:
+            return None
+        args, what = sent
+        return solve_field_command(args, refit=False, **dict(
+            {'filename': 'job.axy' if what.get('source_list') else 'image.fits'}, **what))
 
     def _upload(self, args, files=None):
         answer = self._api('POST', ['upload'], args, auth=True, files=files)
@@ -379,7 +408,10 @@ class NovaClient:
     def job_info(self, job_id, submission_id=None, *, cache=False):
         ids = {'job_id': int(job_id), 'submission_id': submission_id}
         payload = self._api('GET', ['jobs', int(job_id), 'info'], cache=cache, ids=ids)
-        return Job.from_api(job_id, payload, submission_id)
+        job = Job.from_api(job_id, payload, submission_id)
+        if job.command_line is None and submission_id is not None:
+            job.command_line = self.command_line(int(submission_id))
+        return job
 
     def failure(self, job_id):
         """A failed job's outcome as `~astrometry_query.jobs.error_for` reads it:

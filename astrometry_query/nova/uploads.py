@@ -1,14 +1,18 @@
 """What a nova server is sent for an image: a source list extracted here (sep,
-windowed centroids; only the brightest 1000), or the image itself when too
+windowed centroids; only the brightest 1000, or when they crowd into part of
+the field 1000 spread over it), or the image itself when too
 few sources are found, when asked, or for a server that extracts the same
 way in parallel (ours)."""
 import contextlib
 import io
 
+import numpy as np
 from astropy.io import fits
 from astroquery import log
 
 from .._text import plural
+from ..local.selection import CROWD_SOURCES, needs_deeper, select_sources
+from ..settings import MAX_SOURCES
 from ..sources import extract_sources
 
 __all__ = ['send_image', 'MIN_SOURCES']
@@ -55,8 +59,19 @@ def send_image(client, img, settings, *, force_image_upload=False, fwhm=3.0,
                      f'({sources.meta["elapsed"]:.2f} s).')
         if len(sources) >= MIN_SOURCES:
             height, width = img.shape
-            return client.submit_source_list(sources['x'].value, sources['y'].value, settings,
-                                             width=width, height=height)
+            x, y = sources['x'].value, sources['y'].value
+            if needs_deeper(x, y, width, height, MAX_SOURCES):
+                # A crowd (a cluster) holds the brightest sources: send the stars
+                # around it too, the crowd thinned (local.selection).
+                with cpu_slot or contextlib.nullcontext():
+                    sources = extract_sources(img, fwhm=fwhm, detect_threshold=detect_threshold,
+                                              downsample=settings.get('downsample_factor'),
+                                              max_sources=CROWD_SOURCES)
+                x, y = sources['x'].value, sources['y'].value
+                chosen = select_sources(x, y, width, height, flag=np.asarray(sources['flag']),
+                                        limit=MAX_SOURCES)
+                x, y = x[chosen], y[chosen]
+            return client.submit_source_list(x, y, settings, width=width, height=height)
         log.info(f'Only {plural(len(sources), "source")} found: uploading the image instead.')
     else:
         img.check_values()          # an empty or constant image is not worth an upload

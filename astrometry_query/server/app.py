@@ -288,15 +288,16 @@ class NovaApp:
         if job['calibration'] is not None:
             out['calibration'] = {k: job['calibration'].get(k) for k in
                                   ('ra', 'dec', 'radius', 'pixscale', 'orientation', 'parity')}
-        if job['status'] == 'failure':
-            # Not in nova's answer (clients ignore extra keys): why it failed, so
-            # that a client can say what to do (e.g. which index files to fetch).
-            from ..jobs.files import read_result
-            result = await run_in_threadpool(read_result,
-                                             self.data_dir / 'jobs' / str(job['id']))
-            if result and result.get('error'):
-                out['error_message'] = result['error']
-                out['error_kind'] = result.get('error_kind')
+        # Not in nova's answer (clients ignore extra keys): the equivalent solve-field
+        # command, and why it failed, so that a client can say what to do (e.g.
+        # which index files to fetch).
+        from ..jobs.files import read_result
+        result = await run_in_threadpool(read_result, self.data_dir / 'jobs' / str(job['id']))
+        if result and result.get('command_line'):
+            out['command_line'] = result['command_line']
+        if job['status'] == 'failure' and result and result.get('error'):
+            out['error_message'] = result['error']
+            out['error_kind'] = result.get('error_kind')
         return nova_json(out)
 
     async def myjobs(self, request):

@@ -31,8 +31,8 @@ from .http import (SESSION_COOKIE, ApiError, BadRequest, Endpoint, NotFound, Rat
 from .store import SESSION_AGE
 from .web_auth import Refused, WebAuth
 from .web_forms import FORM_FIELDS, form_args, labelled
-from .web_html import (ASSETS, HEADERS, esc, extraction_html, facts_html, form_html, page, refresh,
-                       solution_html, table_html)
+from .web_html import (ASSETS, HEADERS, command_html, esc, extraction_html, facts_html, form_html,
+                       page, refresh, solution_html, table_html)
 from .web_summaries import JOB_WORDS, public, summaries
 
 __all__ = ['WebPages', 'form_args']
@@ -221,7 +221,8 @@ class WebPages:
 
     async def job(self, request):
         """GET /job/<jobid>: image size, annotated image, calibration (log-odds, links to
-        sky viewers), objects, the extraction image, downloads, or the error."""
+        sky viewers), objects, the extraction image, downloads, or the error; and the
+        equivalent solve-field command line."""
         job_id, ctx = self._id(request), await self.auth.context(request)
         owner = None if job_id is None else await run_in_threadpool(self.store.job_submission, job_id)
         if owner is None or not self._may_see(ctx, owner):
@@ -257,6 +258,8 @@ class WebPages:
                             for r, what, name in DOWNLOADS if have.get(r, solved))
             if links:
                 parts.append(f'<h2>Downloads</h2><ul class="downloads">{links}</ul>')
+        if result.get('command_line'):
+            parts.append(command_html(result['command_line']))
         return self._page(ctx, f'Job {job_id}', ''.join(parts),
                           head=refresh(job['status'] in ('success', 'failure', '?')))
 

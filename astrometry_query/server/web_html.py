@@ -124,6 +124,16 @@ def extraction_html(job_id, size, n_sources):
             f'href="/extraction_image_full/{job_id}">full size</a>)</figcaption></figure>')
 
 
+def command_html(command):
+    """The job's equivalent solve-field command, in a block to copy (the script
+    adds a Copy button)."""
+    return ('<h2 id="command-heading">The same solve with solve-field</h2>'
+            '<p class="sub">Run it where the input file is (astrometry.net installed); the '
+            'lines starting with # say what it does not reproduce.</p>'
+            f'<pre class="command" id="command-line" tabindex="0" '
+            f'aria-labelledby="command-heading">{esc(command)}</pre>')
+
+
 def solved_logodds(result):
     """The log-odds of the engine run that solved (``result.json``'s attempts), or None."""
     return next((a.get('logodds') for a in result.get('attempts') or () if a.get('solved')), None)

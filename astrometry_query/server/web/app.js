@@ -122,7 +122,21 @@
     setTimeout(tick, FAST);
   }
 
+  // The solve-field command of a job page: a button that copies it.
+  function copyButton(pre) {
+    if (!navigator.clipboard) return;
+    var button = el('button', 'copy', 'Copy the command');
+    button.type = 'button';
+    button.addEventListener('click', function () {
+      navigator.clipboard.writeText(pre.textContent).then(function () {
+        announce('The command was copied.');
+      });
+    });
+    pre.insertAdjacentElement('afterend', button);
+  }
+
   document.addEventListener('DOMContentLoaded', function () {
+    document.querySelectorAll('pre.command').forEach(copyButton);
     document.querySelectorAll('table[data-poll]').forEach(pollList);
     document.querySelectorAll('[data-job][data-status]').forEach(function (node) {
       if (node.dataset.status !== 'success' && node.dataset.status !== 'failure') pollJob(node);
