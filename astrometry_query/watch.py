@@ -5,7 +5,7 @@ of a folder as they arrive: the ones there at the start, then each new one
 once it is complete.  A camera writes a frame over seconds, so a file is
 taken only when its size and time have not changed for ``settle`` seconds
 and, for a FITS file, when it holds all the data its header announces.
-Files are noticed by `watchdog` (inotify and its peers; a polling observer on
+Files are noticed by ``watchdog`` (inotify and its peers; a polling observer on
 network file systems, where change notices do not travel, or when asked).
 
 A file is left alone when its solution is already there: a ``NAME.wcs``
