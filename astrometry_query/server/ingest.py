@@ -2,8 +2,8 @@
 the submission arguments (cast and checked as nova casts them, over its
 defaults), uploads stored, url_uploads downloaded (`~astrometry_query.urls.fetch_url`,
 public addresses only unless allowed), gunzipped and untarred, and each file
-recognised: an image (FITS, PNG, JPEG, GIF, and beyond nova TIFF, XISF and
-camera RAW) or a source list (FITS table or text), with its size.
+recognised: an image (FITS, PNG, JPEG, GIF, and beyond nova TIFF, XISF,
+camera RAW, BMP and WebP) or a source list (FITS table or text), with its size.
 """
 import gzip
 import hashlib
@@ -165,11 +165,11 @@ def _as_source_list(x, y, out, name, args):
 
 
 #: Image kinds nova does not take, read here as the solver reads them (`open_image`).
-_CAMERA_KINDS = ('tiff', 'xisf', 'raw')
+_CAMERA_KINDS = ('tiff', 'xisf', 'raw', 'bmp', 'webp')
 
 
 def _camera_file(path):
-    """(kind, width, height) of a TIFF, XISF or camera RAW file, else None.
+    """(kind, width, height) of a TIFF, XISF, camera RAW, BMP or WebP file, else None.
 
     Raises ValueError (the reader's words) for such a file that cannot be read.
     """
@@ -189,15 +189,15 @@ def _camera_file(path):
 def classify(path, name, args, index=0):
     """Recognise one decoded file: an image, or a source list (FITS table or text).
 
-    Images are FITS, PNG, JPEG and GIF as on nova, and TIFF, XISF and camera
-    RAW files (recognised as `~astrometry_query.images.open_image` reads
+    Images are FITS, PNG, JPEG and GIF as on nova, and TIFF, XISF, camera
+    RAW, BMP and WebP files (recognised as `~astrometry_query.images.open_image` reads
     them, by their first bytes).
 
     Raises
     ------
     ValueError
-        "This file's type is not supported", an unreadable TIFF, XISF or RAW
-        file, or a non-positive source list.
+        "This file's type is not supported", an unreadable TIFF, XISF, RAW,
+        BMP or WebP file, or a non-positive source list.
     """
     path = Path(path)
     with open(path, 'rb') as f:
