@@ -34,6 +34,7 @@ from .._text import plural
 from ..tracking import MIN_TRACKED, track
 from .axy import OUTPUT_FILES, write_axy
 from .refine import MIN_MATCHES as MIN_REFIT, refine_wcs, reference_stars
+from .search import run_split_search, search_workers as _search_workers, split_index_files
 from .solver import find_installation, run_engine
 
 __all__ = ['solve', 'SolveResult', 'AXY_FILE', 'ENGINE_LOG', 'MIN_SOURCES']
@@ -146,7 +147,18 @@ def _attempt_limits(attempts, timeout):
     return limits
 
 
-def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, flux, inst):
+def _run_search(work_dir, limit, inst, blind, workers):
+    """One engine run on the .axy; a blind one split across ``workers`` engines."""
+    n = _search_workers(workers, len(inst.index_files)) if blind else 1
+    if n > 1:
+        return run_split_search(work_dir / AXY_FILE, work_dir, split_index_files(inst.index_files, n),
+                                timeout=limit, installation=inst, wcs_name=OUTPUT_FILES['wcs'])
+    return run_engine(work_dir / AXY_FILE, work_dir, timeout=limit, installation=inst,
+                      inparallel=blind, wcs_name=OUTPUT_FILES['wcs'])
+
+
+def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, flux, inst,
+                     workers=None):
     """Run the engine on each attempt until one solves; returns (outcome, attempts, used)."""
     tries = hints.attempts(axy_args) if hints else [axy_args]
     deadline = time.monotonic() + timeout
@@ -160,12 +172,12 @@ def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, fl
         limit = min(limit, remaining)
         n = write_axy(work_dir / AXY_FILE, x, y, flux, args, width, height, cpulimit=limit)
         blind = scale_bounds(args, width, height) == (None, None)
-        outcome = run_engine(work_dir / AXY_FILE, work_dir, timeout=limit, installation=inst,
-                             inparallel=blind, wcs_name=OUTPUT_FILES['wcs'])
+        outcome = _run_search(work_dir, limit, inst, blind, workers)
         hinted = [k for k in ('center_ra', 'scale_lower') if k in args and k not in axy_args]
         records.append({'hints': hinted, 'seconds': round(outcome.elapsed, 4),
                         'solved': outcome.solved, 'timed_out': outcome.timed_out, 'sources': n,
-                        'logodds': outcome.logodds})
+                        'logodds': outcome.logodds,
+                        'engines': outcome.split['engines'] if outcome.split else 1})
         (work_dir / ENGINE_LOG).write_text(outcome.log)
         if outcome.solved:
             used = [source for key, source in (('scale_lower', hints and hints.scale_source),
@@ -354,7 +366,7 @@ def _write_header(path, header):
 
 def solve(image=None, sources=None, *, width=None, height=None, settings=None, hints=None,
           fwhm=3.0, detect_threshold=5.0, timeout=300.0, index_dir=None, work_dir=None, hdu=None,
-          reference=None):
+          reference=None, search_workers=None):
     """Plate-solve an image or a source list with ``astrometry-engine``.
 
     Parameters
@@ -390,6 +402,11 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         first solved by following that field (`~astrometry_query.tracking.track`:
         no search, three stars are enough); when it does not show that field,
         it is searched, first around the reference's pointing and scale.
+    search_workers : int, optional
+        A search with no scale hint is split across this many engine
+        processes (the index files dealt out among them); the first to solve
+        stops the others.  None or 0: one per core this process may use (at
+        most 4); 1: a single engine.
 
     Returns
     -------
@@ -471,7 +488,7 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         remaining = timeout - (time.perf_counter() - started)
         t0 = time.perf_counter()
         outcome, result.attempts, result.hints = _engine_attempts(
-            settings, hints, width, height, remaining, work, x, y, flux, inst)
+            settings, hints, width, height, remaining, work, x, y, flux, inst, search_workers)
         timings['engine'] = round(time.perf_counter() - t0, 4)
         solved = bool(outcome and outcome.solved)
         # Only the widest search reached decides: an earlier hinted one is cut short on purpose.
