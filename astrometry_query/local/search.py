@@ -16,15 +16,14 @@ import os
 import select
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 from astropy.io import fits
 
 from ..jobs.files import ENGINE_LOG, ENGINE_OUTPUTS, JOB_CONFIG
-from .solver import (_RUNNING, _RUNNING_LOCK, EngineOutcome, _end_with_parent_hook,
-                     engine_logodds, find_installation, write_engine_config)
+from .solver import (EngineOutcome, engine_logodds, find_installation, forget_engine,
+                     start_engine, write_engine_config)
 
 __all__ = ['search_workers', 'split_index_files', 'run_split_search', 'MAX_AUTO_WORKERS']
 
@@ -146,12 +145,7 @@ def run_split_search(axy_path, work_dir, groups, *, timeout=None, installation=N
                                          cpulimit=timeout or 300, index_files=group)
             # The log goes to a file: a pipe nobody reads while waiting could fill.
             with open(folder / ENGINE_LOG, 'wb') as log:
-                proc = subprocess.Popen([inst.engine, '--config', str(config), str(axy_path)],
-                                        cwd=folder, stdout=log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True,
-                                        preexec_fn=_end_with_parent_hook())
-            with _RUNNING_LOCK:
-                _RUNNING.add(proc)
+                proc = start_engine(config, axy_path, folder, log, inst)
             folders.append(folder)
             procs.append(proc)
         running = set(range(len(procs)))
@@ -176,8 +170,7 @@ def run_split_search(axy_path, work_dir, groups, *, timeout=None, installation=N
             if proc.poll() is None:
                 cancelled += 1
                 _kill(proc)
-            with _RUNNING_LOCK:
-                _RUNNING.discard(proc)
+            forget_engine(proc)
     elapsed = time.monotonic() - start
     log_parts = []
     for i, folder in enumerate(folders):

@@ -26,7 +26,7 @@ from ..jobs.files import JOB_CONFIG
 
 __all__ = ['Installation', 'find_installation', 'solver_available', 'EngineOutcome',
            'run_engine', 'engine_logodds', 'write_engine_config', 'kill_process_group', 'stop_all_engines',
-           'xy_columns', 'INSTALL_SOLVER', 'INSTALL_INDEXES']
+           'xy_columns', 'start_engine', 'forget_engine', 'INSTALL_SOLVER', 'INSTALL_INDEXES']
 # The split search (several engines racing on one field) is in `.search`.
 
 INSTALL_SOLVER = 'sudo apt-get install astrometry.net'
@@ -312,6 +312,26 @@ def stop_all_engines():
         except (ProcessLookupError, PermissionError):
             pass
     return len(procs)
+
+
+def start_engine(config, axy_path, work_dir, log_file, installation):
+    """Start ``astrometry-engine`` on a .axy in ``work_dir``, its output going
+    to ``log_file`` (an open file), as the leader of its own process group
+    and killed with this process; it is known to `stop_all_engines` until
+    `forget_engine` is called.  Returns the Popen."""
+    proc = subprocess.Popen([installation.engine, '--config', str(config), str(axy_path)],
+                            cwd=work_dir, stdout=log_file, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=_end_with_parent_hook())
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
+    return proc
+
+
+def forget_engine(proc):
+    """An engine started by `start_engine` has ended: `stop_all_engines` may forget it."""
+    with _RUNNING_LOCK:
+        _RUNNING.discard(proc)
 
 
 def run_engine(axy_path, work_dir, *, timeout=None, installation=None, inparallel=False,
