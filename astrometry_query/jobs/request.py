@@ -54,6 +54,8 @@ class SolveRequest:
     reference : str, optional
         The WCS (header text) of a solved frame of the same field: the solve
         follows that field first (see `~astrometry_query.tracking`).
+    search_workers : int, optional
+        Engine processes a blind search is split across (None: one per core).
     submitted : str
         When it was made (naive UTC, ``str(datetime)``).
     """
@@ -72,6 +74,7 @@ class SolveRequest:
     original_filename: str | None = None
     input_name: str | None = None
     reference: str | None = None
+    search_workers: int | None = None
     submitted: str = field(default_factory=lambda: str(utc_now()))
 
     def __post_init__(self):
@@ -105,7 +108,8 @@ class SolveRequest:
         return dict(image=image, sources=self.sources, width=self.width, height=self.height,
                     settings=dict(self.settings), hints=self.hints, fwhm=self.fwhm,
                     detect_threshold=self.detect_threshold, timeout=self.timeout,
-                    index_dir=self.index_dir, hdu=self.hdu, reference=self.reference)
+                    index_dir=self.index_dir, hdu=self.hdu, reference=self.reference,
+                    search_workers=self.search_workers)
 
     # -- JSON -------------------------------------------------------------------------------
     def to_json(self):
