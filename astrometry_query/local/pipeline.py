@@ -344,8 +344,9 @@ def _engine_error(outcome):
 def _refine(header, x, y, width, height, settings, inst, good=None, fwhm=3.0, stars=None):
     """The engine's WCS refitted to every catalogue star in the field (``stars``:
     (ra, dec, mag) when they were queried already), or None."""
-    if not inst.query_starkd:
-        return None
+    usable = len(x) if good is None else int(np.count_nonzero(good))
+    if not inst.query_starkd or usable < MIN_REFIT:
+        return None     # it could not match enough stars: no catalogue query for nothing
     try:
         tan = calibration_from_wcs(header, width, height)
         ra, dec, mag = stars or reference_stars(inst.index_files, tan['ra'], tan['dec'],
