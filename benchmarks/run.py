@@ -4,7 +4,7 @@ the same run, with the ratio.
     python benchmarks/run.py                 # everything (~25 min on 2 cores)
     python benchmarks/run.py --only speed    # one section: accuracy, speed, server,
                                              # extraction, cache, memory, polling, batch,
-                                             # narrow, sequence
+                                             # narrow, sequence, blind
     python benchmarks/run.py --quick         # fewer fields and repeats
 
 Needs the ``bench`` extra (``pip install -e ".[bench]"``: photutils, psutil)
@@ -34,6 +34,7 @@ from astrometry_query.server import ServerThread  # noqa: E402
 from astrometry_query.sources import extract_sources  # noqa: E402
 from narrow import narrow  # noqa: E402
 from sequence import sequence  # noqa: E402
+from blind import blind  # noqa: E402
 
 API_KEY = 'benchmarkkeyabcd'
 OUT = []
@@ -446,7 +447,7 @@ def batches(work, n=32):
 
 
 SECTIONS = ('accuracy', 'speed', 'server', 'extraction', 'cache', 'memory', 'polling', 'batch',
-            'narrow', 'sequence')
+            'narrow', 'sequence', 'blind')
 
 
 def main(argv=None):
@@ -473,7 +474,8 @@ def main(argv=None):
                'polling': lambda: polling(fields, work),
                'batch': lambda: batches(work),
                'narrow': lambda: narrow(work, repeat, say),
-               'sequence': lambda: sequence(work, repeat, say)}
+               'sequence': lambda: sequence(work, repeat, say),
+               'blind': lambda: blind(work, repeat, say)}
     for name in sections:
         runners[name]()
     name = 'results.txt' if sections == SECTIONS else f'results-{"-".join(sections)}.txt'
