@@ -467,8 +467,8 @@ def scale_bounds(args, width, height):
 
 
 def check_search_workers(value):
-    """``conf.search_workers`` as an int: 0 (automatic: one engine per core) or
-    how many engine processes a blind local search is split across."""
+    """``conf.search_workers`` as an int: 0 (automatic: one engine per index
+    file) or how many engine processes a blind local search is split across."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         value = None
     try:
@@ -477,7 +477,7 @@ def check_search_workers(value):
         number = None
     if number is None or not 0 <= number <= 256:
         raise InvalidSettingError(
-            f'conf.search_workers must be a whole number from 0 (one engine per core) to 256, '
+            f'conf.search_workers must be a whole number from 0 (automatic) to 256, '
             f'got {value!r}.', setting='search_workers', allowed='0 <= search_workers <= 256')
     return number
 

@@ -58,8 +58,14 @@ def _group_gone(proc):
 def test_search_workers_rule():
     assert search_workers(1, 13) == 1
     assert search_workers(8, 3) == 3            # never more engines than index files
-    assert 1 <= search_workers(None, 13) <= search.MAX_AUTO_WORKERS
+    assert search_workers(None, 13) == 13 and search_workers(None, 40) == search.MAX_AUTO_WORKERS
     assert search_workers(0, 13) == search_workers(None, 13)
+    files = [f'index-{i}.fits' for i in range(5)]
+    assert search.blind_search_plan(files, 1) is None
+    groups, delays = search.blind_search_plan(files, 2)
+    # Every file at once first; the shares join it if it has not solved.
+    assert groups[0] == tuple(files) and sorted(groups[1] + groups[2]) == files
+    assert delays == [0.0, search.ESCALATE_AFTER, search.ESCALATE_AFTER]
     assert check_search_workers(0) == 0 and check_search_workers('3') == 3
     for bad in (-1, 1.5, 'many', True, 1000):
         with pytest.raises(InvalidSettingError, match='search_workers'):
@@ -120,14 +126,15 @@ def test_first_success_cancels_the_rest(blind_field, tmp_path, started):
 
 @pytest.mark.slow
 @needs_solver
-def test_split_search_gives_the_single_search_wcs(blind_field, tmp_path, started):
+def test_split_search_gives_the_single_search_wcs(blind_field, tmp_path, started, monkeypatch):
     path, truth = blind_field
     single = solve(path, work_dir=tmp_path / 'one', search_workers=1)
     assert not started                                       # a single engine: run_engine
+    monkeypatch.setattr(search, 'ESCALATE_AFTER', 0.0)       # the shares start at once
     split = solve(path, work_dir=tmp_path / 'two', search_workers=2)
     assert single.solved and split.solved
-    assert split.attempts[-1]['engines'] == 2 and single.attempts[-1]['engines'] == 1
-    assert len(started) == 2 and all(_group_gone(p) for p in started)
+    assert split.attempts[-1]['engines'] == 3 and single.attempts[-1]['engines'] == 1
+    assert len(started) == 3 and all(_group_gone(p) for p in started)
     # The same solution (refitted to the same catalogue stars), as good as the truth allows.
     assert wcs_rms_error(single.header(), split.header(), (1000, 1000)) < 0.02
     assert wcs_rms_error(truth, split.header(), (1000, 1000)) < 0.05
@@ -181,8 +188,24 @@ def test_client_reads_the_image_header_twice_and_extracts_once(blind_field, loca
     monkeypatch.setattr(pipeline, 'extract_sources',
                         lambda *a, **k: extracted.append(a) or real_extract(*a, **k))
     path, truth = blind_field
-    with conf.set_temp('search_workers', 2):
+    with conf.set_temp('search_workers', 0):
         header = local.solve_from_image(path, verbose=False, cache=False, header_hints=False)
     assert wcs_rms_error(truth, header, (1000, 1000)) < 0.05
     assert len(extracted) == 1
     assert len(opened) == 2
+
+
+@pytest.mark.slow
+@needs_solver
+def test_shares_join_only_a_search_that_has_not_solved(blind_field, tmp_path, started):
+    """An easy field is solved by the first engine before the others are due:
+    they never start (no cost on the fields a single engine solves at once)."""
+    path, _ = blind_field
+    solve(path, work_dir=tmp_path, search_workers=1)
+    inst = find_installation()
+    outcome = run_split_search(tmp_path / pipeline.AXY_FILE, tmp_path,
+                               [tuple(inst.index_files)] + split_index_files(inst.index_files, 3),
+                               delays=[0.0, 60.0, 60.0, 60.0], timeout=120, installation=inst)
+    assert outcome.solved and outcome.elapsed < 30
+    assert outcome.split['engines'] == 1 and len(started) == 1
+    assert outcome.split['solved_by'] == [f.name for f in inst.index_files]

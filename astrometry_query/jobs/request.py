@@ -55,7 +55,7 @@ class SolveRequest:
         The WCS (header text) of a solved frame of the same field: the solve
         follows that field first (see `~astrometry_query.tracking`).
     search_workers : int, optional
-        Engine processes a blind search is split across (None: one per core).
+        Engine processes a blind search is split across (None: automatic).
     submitted : str
         When it was made (naive UTC, ``str(datetime)``).
     """

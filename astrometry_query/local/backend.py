@@ -106,7 +106,7 @@ class LocalBackend:
         self._futures = {}
         self._lock = threading.Lock()
         self.job_timeout = job_timeout
-        #: Engines a blind search is split across (None: one per core; see
+        #: Engines a blind search is split across (None: automatic; see
         #: `~astrometry_query.local.pipeline.solve`).
         self.search_workers = None
 

@@ -34,7 +34,7 @@ from .._text import plural
 from ..tracking import MIN_TRACKED, track
 from .axy import OUTPUT_FILES, write_axy
 from .refine import MIN_MATCHES as MIN_REFIT, refine_wcs, reference_stars
-from .search import run_split_search, search_workers as _search_workers, split_index_files
+from .search import blind_search_plan, run_split_search
 from .solver import find_installation, run_engine
 
 __all__ = ['solve', 'SolveResult', 'AXY_FILE', 'ENGINE_LOG', 'MIN_SOURCES']
@@ -148,10 +148,11 @@ def _attempt_limits(attempts, timeout):
 
 
 def _run_search(work_dir, limit, inst, blind, workers):
-    """One engine run on the .axy; a blind one split across ``workers`` engines."""
-    n = _search_workers(workers, len(inst.index_files)) if blind else 1
-    if n > 1:
-        return run_split_search(work_dir / AXY_FILE, work_dir, split_index_files(inst.index_files, n),
+    """One engine run on the .axy; a blind one joined by engines searching the
+    index files apart when it does not solve at once (`.search`)."""
+    plan = blind_search_plan(inst.index_files, workers) if blind else None
+    if plan is not None:
+        return run_split_search(work_dir / AXY_FILE, work_dir, plan[0], delays=plan[1],
                                 timeout=limit, installation=inst, wcs_name=OUTPUT_FILES['wcs'])
     return run_engine(work_dir / AXY_FILE, work_dir, timeout=limit, installation=inst,
                       inparallel=blind, wcs_name=OUTPUT_FILES['wcs'])
@@ -404,10 +405,10 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         no search, three stars are enough); when it does not show that field,
         it is searched, first around the reference's pointing and scale.
     search_workers : int, optional
-        A search with no scale hint is split across this many engine
-        processes (the index files dealt out among them); the first to solve
-        stops the others.  None or 0: one per core this process may use (at
-        most 4); 1: a single engine.
+        A search with no scale hint that one engine has not finished within
+        a second is joined by this many engine processes, each on its
+        share of the index files; the first to solve stops the others.
+        None or 0: one per index file (at most 16); 1: a single engine.
 
     Returns
     -------

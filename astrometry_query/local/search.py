@@ -1,15 +1,19 @@
 """A blind search split across processes: the first engine to solve wins.
 
-One ``astrometry-engine`` is single-threaded: a blind search (no scale
-hint) uses one core however many the machine has.  Here the index files
-are dealt out in turn, in order of quad size, to a few engines that run at
-once on the same .axy, each in its own folder with its own configuration
-(``inparallel`` over its share).  Every engine thus covers the whole scale
-range with every other index file, so a field that two neighbouring index
-scales can solve is within reach of several of them.  The first engine
-that writes a WCS wins; the others are killed at once (with their process
-groups), and the winner's files are moved to where a single engine would
-have written them.  This is what StellarSolver does in C++ with threads.
+One ``astrometry-engine`` given every index file (``inparallel``) tries each
+quad of the field against all of them in step: its search goes at the pace
+of the index files whose quads cost the most to look up, which are seldom
+the ones that hold the field (measured: a 2"/px field that index 07 alone
+solves in 0.16 s takes the whole set 9.5 s).  Here a blind search starts as
+that one engine; when it has not solved within `ESCALATE_AFTER` seconds
+(easy fields have), more engines join it, each on its share of the index
+files (dealt out in turn, in order of quad size), all on the same .axy, each
+in its own folder with its own configuration.  The first engine that writes
+a WCS wins; the others are killed at once (with their process groups), and
+the winner's files are moved to where a single engine would have written
+them.  The gain comes from searching the index files apart, not only from
+more cores: it holds on a single busy core too.  StellarSolver does the
+same in C++ with threads.
 """
 import functools
 import os
@@ -25,30 +29,37 @@ from ..jobs.files import ENGINE_LOG, ENGINE_OUTPUTS, JOB_CONFIG
 from .solver import (EngineOutcome, engine_logodds, find_installation, forget_engine,
                      start_engine, write_engine_config)
 
-__all__ = ['search_workers', 'split_index_files', 'run_split_search', 'MAX_AUTO_WORKERS']
+__all__ = ['search_workers', 'split_index_files', 'run_split_search', 'blind_search_plan',
+           'MAX_AUTO_WORKERS', 'ESCALATE_AFTER']
 
 #: Most engines a blind search is split into by default (``workers=None``).
-MAX_AUTO_WORKERS = 4
+MAX_AUTO_WORKERS = 16
+#: Seconds the single engine searches alone before the split engines join it.
+ESCALATE_AFTER = 1.0
 #: Folder prefix of each engine of a split search, inside the work directory.
 SHARE_DIR = 'search-'
-
-
-def _cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def search_workers(workers, n_index_files):
     """How many engines a blind search is split into.
 
-    ``workers``: None or 0 for automatic (the cores this process may use, at
-    most `MAX_AUTO_WORKERS`), 1 for a single engine, else that many; never
-    more than there are index files.
+    ``workers``: None or 0 for automatic (one per index file, at most
+    `MAX_AUTO_WORKERS`), 1 for a single engine, else that many; never more
+    than there are index files.
     """
-    n = min(_cores(), MAX_AUTO_WORKERS) if not workers else int(workers)
+    n = MAX_AUTO_WORKERS if not workers else int(workers)
     return max(1, min(n, n_index_files))
+
+
+def blind_search_plan(index_files, workers=None):
+    """(groups, delays) of a blind search for `run_split_search`: every index
+    file at once, then, after `ESCALATE_AFTER` s, each share of them apart;
+    None for a single engine."""
+    n = search_workers(workers, len(index_files))
+    if n <= 1:
+        return None
+    groups = [tuple(index_files)] + split_index_files(index_files, n)
+    return groups, [0.0] + [ESCALATE_AFTER] * (len(groups) - 1)
 
 
 @functools.lru_cache(maxsize=512)
@@ -103,7 +114,7 @@ def _wait_any(procs, timeout):
 
 
 def run_split_search(axy_path, work_dir, groups, *, timeout=None, installation=None,
-                     wcs_name=ENGINE_OUTPUTS['wcs']):
+                     wcs_name=ENGINE_OUTPUTS['wcs'], delays=None):
     """Run one engine per group of index files on the same .axy; the first
     that solves wins and the others are killed.
 
@@ -119,6 +130,9 @@ def run_split_search(axy_path, work_dir, groups, *, timeout=None, installation=N
     timeout : float, optional
         Wall-clock seconds for the whole search; each engine's CPU limit too.
     installation : `~astrometry_query.local.solver.Installation`, optional
+    delays : list of float, optional
+        Seconds after the start at which each group's engine starts, if no
+        engine has solved by then (default: all at once).
 
     Returns
     -------
@@ -132,45 +146,59 @@ def run_split_search(axy_path, work_dir, groups, *, timeout=None, installation=N
     axy_path = Path(axy_path).resolve()
     wcs_path = work_dir / wcs_name
     wcs_path.unlink(missing_ok=True)
+    delays = list(delays) if delays is not None else [0.0] * len(groups)
     start = time.monotonic()
     deadline = start + timeout if timeout else None
-    folders, procs = [], []
+    folders, procs, launched = [], [], []
     winner, timed_out, cancelled = None, False, 0
     try:
-        for i, group in enumerate(groups):
-            folder = work_dir / f'{SHARE_DIR}{i}'
-            shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True)
-            config = write_engine_config(folder / JOB_CONFIG, inst, inparallel=True,
-                                         cpulimit=timeout or 300, index_files=group)
-            # The log goes to a file: a pipe nobody reads while waiting could fill.
-            with open(folder / ENGINE_LOG, 'wb') as log:
-                proc = start_engine(config, axy_path, folder, log, inst)
-            folders.append(folder)
-            procs.append(proc)
-        running = set(range(len(procs)))
-        while running and winner is None:
-            for i in sorted(running):
-                if procs[i].poll() is None:
+        pending = sorted(range(len(groups)), key=lambda i: delays[i])
+        running = set()
+        while winner is None:
+            now = time.monotonic()
+            while pending and now - start >= delays[pending[0]]:
+                i = pending.pop(0)
+                folder = work_dir / f'{SHARE_DIR}{len(procs)}'
+                shutil.rmtree(folder, ignore_errors=True)
+                folder.mkdir(parents=True)
+                left = timeout - (now - start) if timeout else 300
+                config = write_engine_config(folder / JOB_CONFIG, inst, inparallel=True,
+                                             cpulimit=max(1.0, left), index_files=groups[i])
+                # The log goes to a file: a pipe nobody reads while waiting could fill.
+                with open(folder / ENGINE_LOG, 'wb') as log:
+                    proc = start_engine(config, axy_path, folder, log, inst)
+                running.add(len(procs))
+                folders.append(folder)
+                procs.append(proc)
+                launched.append(i)
+            for k in sorted(running):
+                if procs[k].poll() is None:
                     continue
-                running.discard(i)
+                running.discard(k)
                 # Only an engine that ended by itself has a whole WCS.
-                if procs[i].returncode == 0 and (folders[i] / wcs_name).is_file():
-                    winner = i
+                if procs[k].returncode == 0 and (folders[k] / wcs_name).is_file():
+                    winner = k
                     break
-            if winner is not None or not running:
+            if winner is not None or not (running or pending):
                 break
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
                 timed_out = True
                 break
-            _wait_any([procs[i] for i in running], 0.5 if left is None else min(0.5, left))
+            wait = 0.5 if left is None else min(0.5, left)
+            if pending:
+                wait = min(wait, max(0.0, start + delays[pending[0]] - time.monotonic()))
+            if running:
+                _wait_any([procs[k] for k in running], wait)
+            else:
+                time.sleep(wait)
     finally:
         for proc in procs:
             if proc.poll() is None:
                 cancelled += 1
                 _kill(proc)
             forget_engine(proc)
+    groups = [groups[i] for i in launched]
     elapsed = time.monotonic() - start
     log_parts = []
     for i, folder in enumerate(folders):
