@@ -10,8 +10,8 @@ that one engine; when it has not solved within `ESCALATE_AFTER` seconds
 files (dealt out in turn, in order of quad size), all on the same .axy, each
 in its own folder with its own configuration.  The first engine that writes
 a WCS wins; the others are killed at once (with their process groups), and
-the winner's files are moved to where a single engine would have written
-them.  The gain comes from searching the index files apart, not only from
+the winner's files end where a single engine writes them (the first engine
+works there).  The gain comes from searching the index files apart, not only from
 more cores: it holds on a single busy core too.  StellarSolver does the
 same in C++ with threads.
 """
@@ -156,11 +156,14 @@ def run_split_search(axy_path, work_dir, groups, *, timeout=None, installation=N
         running = set()
         while winner is None:
             now = time.monotonic()
-            while pending and now - start >= delays[pending[0]]:
+            # One start a pass: a winner or the time limit is seen between starts.
+            if pending and now - start >= delays[pending[0]]:
                 i = pending.pop(0)
-                folder = work_dir / f'{SHARE_DIR}{len(procs)}'
-                shutil.rmtree(folder, ignore_errors=True)
-                folder.mkdir(parents=True)
+                # The first engine works where a single one would; the others apart.
+                folder = work_dir / f'{SHARE_DIR}{len(procs)}' if procs else work_dir
+                if procs:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    folder.mkdir(parents=True)
                 left = timeout - (now - start) if timeout else 300
                 config = write_engine_config(folder / JOB_CONFIG, inst, inparallel=True,
                                              cpulimit=max(1.0, left), index_files=groups[i])
@@ -186,7 +189,7 @@ def run_split_search(axy_path, work_dir, groups, *, timeout=None, installation=N
                 timed_out = True
                 break
             wait = 0.5 if left is None else min(0.5, left)
-            if pending:
+            if pending:     # (0 when the next start is due)
                 wait = min(wait, max(0.0, start + delays[pending[0]] - time.monotonic()))
             if running:
                 _wait_any([procs[k] for k in running], wait)
@@ -212,11 +215,11 @@ def run_split_search(axy_path, work_dir, groups, *, timeout=None, installation=N
     log = '\n'.join(log_parts)
     if timed_out:
         log += f'\nastrometry_query: stopped after the time limit of {timeout:g} s\n'
-    if winner is not None:
+    if winner:      # not the first engine's, already in place
         for name in set(ENGINE_OUTPUTS.values()) | {wcs_name}:
             if (folders[winner] / name).is_file():
                 os.replace(folders[winner] / name, work_dir / name)
-    for folder in folders:
+    for folder in folders[1:]:
         shutil.rmtree(folder, ignore_errors=True)
     solved = winner is not None and wcs_path.is_file()
     returncode = procs[winner].returncode if winner is not None else (
