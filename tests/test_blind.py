@@ -209,3 +209,38 @@ def test_shares_join_only_a_search_that_has_not_solved(blind_field, tmp_path, st
     assert outcome.solved and outcome.elapsed < 30
     assert outcome.split['engines'] == 1 and len(started) == 1
     assert outcome.split['solved_by'] == [f.name for f in inst.index_files]
+
+
+@pytest.mark.slow
+@needs_solver
+def test_split_engines_die_with_the_process_that_started_them(blind_field, tmp_path):
+    """kill -9 of the process searching: its engines (started through setpriv,
+    not a preexec hook) end too."""
+    import subprocess
+    import sys
+    import time
+    psutil = pytest.importorskip('psutil')
+    path, _ = blind_field
+    solve(path, work_dir=tmp_path, search_workers=1)         # the .axy
+    script = (
+        'from astrometry_query.local.search import run_split_search, split_index_files\n'
+        'from astrometry_query.local.solver import find_installation\n'
+        'inst = find_installation()\n'
+        "big = [f for f in inst.index_files if not any(f'-0{k}' in f.name for k in (7, 8, 9))]\n"
+        f'run_split_search({str(tmp_path / pipeline.AXY_FILE)!r}, {str(tmp_path)!r}, '
+        'split_index_files(big, 3), timeout=120, installation=inst)\n')
+    searcher = subprocess.Popen([sys.executable, '-c', script], cwd=os.getcwd())
+    try:
+        deadline = time.monotonic() + 60
+        engines = []
+        while len(engines) < 3 and time.monotonic() < deadline and searcher.poll() is None:
+            time.sleep(0.1)
+            engines = [p for p in psutil.Process(searcher.pid).children(recursive=True)
+                       if 'astrometry-engine' in ' '.join(p.cmdline())]
+        if len(engines) < 3:
+            pytest.skip('the index files 10-19 are needed for a long search')
+    finally:
+        searcher.kill()
+        searcher.wait()
+    gone, alive = psutil.wait_procs(engines, timeout=10)
+    assert not alive, [p.pid for p in alive]
