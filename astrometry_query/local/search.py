@@ -35,7 +35,7 @@ __all__ = ['search_workers', 'split_index_files', 'run_split_search', 'blind_sea
 #: Most engines a blind search is split into by default (``workers=None``).
 MAX_AUTO_WORKERS = 16
 #: Seconds the single engine searches alone before the split engines join it.
-ESCALATE_AFTER = 1.0
+ESCALATE_AFTER = 0.3
 #: Folder prefix of each engine of a split search, inside the work directory.
 SHARE_DIR = 'search-'
 
