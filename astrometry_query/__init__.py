@@ -60,6 +60,11 @@ class Conf(_config.ConfigNamespace):
     index_dir = _config.ConfigItem(
         '', 'Directory of astrometry.net index files for the local backend '
         '(default: the add_path entries of /etc/astrometry.cfg).')
+    search_workers = _config.ConfigItem(
+        0, 'Local backend: engine processes that join a blind search (no scale hint) '
+        'one engine has not solved within 0.3 s, each on its share of the index files, '
+        'the first to solve stopping the others; 0 = one per index file (at most 16), '
+        '1 = a single engine.')
     local_data_dir = _config.ConfigItem(
         '', 'Where the local backend keeps its job directories '
         '(default: astropy cache dir/astrometry_query/local).')

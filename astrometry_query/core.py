@@ -28,7 +28,7 @@ from .job_results import JobResults
 from .nova.client import MISSING_API_KEY, NovaClient
 from .nova.protocol import api_url, decode_response, encode_request, redact, site_url
 from .results import SUBMISSION_ID_CARD, Submission, job_ref, jobs_table
-from .settings import SETTINGS, allowed_settings_text, validate_settings
+from .settings import SETTINGS, allowed_settings_text, check_search_workers, validate_settings
 from .solving import Solver
 from .watch import watch_folder
 
@@ -280,6 +280,7 @@ class AstrometryNetClass(BaseQuery):
             backend = LocalBackend(data_dir, index_dir=conf.index_dir or None)
             self._backends['local'] = backend
         backend.index_setting = conf.index_dir or None      # conf is read at call time
+        backend.search_workers = check_search_workers(conf.search_workers) or None
         return backend
 
     @property

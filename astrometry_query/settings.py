@@ -19,7 +19,8 @@ from astropy.coordinates import Angle, SkyCoord
 from .exceptions import InvalidSettingError
 
 __all__ = ['SETTINGS', 'validate_settings', 'normalize_settings', 'to_nova_args',
-           'nova_cast', 'allowed_settings_text', 'parse_position', 'scale_bounds', 'MAX_SOURCES']
+           'nova_cast', 'allowed_settings_text', 'check_search_workers', 'parse_position',
+           'scale_bounds', 'MAX_SOURCES']
 
 #: nova's solver reads at most this many sources (``--objs 1000``).
 MAX_SOURCES = 1000
@@ -463,6 +464,22 @@ def scale_bounds(args, width, height):
     if units == 'focalmm':          # a longer focal length is a smaller scale
         low, high = high, low
     return low, high
+
+
+def check_search_workers(value):
+    """``conf.search_workers`` as an int: 0 (automatic: one engine per index
+    file) or how many engine processes a blind local search is split across."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        value = None
+    try:
+        number = int(value) if value is not None and float(value) == int(float(value)) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or not 0 <= number <= 256:
+        raise InvalidSettingError(
+            f'conf.search_workers must be a whole number from 0 (automatic) to 256, '
+            f'got {value!r}.', setting='search_workers', allowed='0 <= search_workers <= 256')
+    return number
 
 
 def nova_cast(raw):

@@ -5,7 +5,7 @@ the same run, with the ratio.
     python benchmarks/run.py --only speed    # one section: accuracy, speed, server,
                                              # extraction, cache, memory, polling, batch,
                                              # narrow, sequence, wide, longrun, crowded,
-                                             # photographs
+                                             # photographs, blind
     python benchmarks/run.py --quick         # fewer fields and repeats
 
 Needs the ``bench`` extra (``pip install -e ".[bench]"``: photutils, psutil)
@@ -38,6 +38,7 @@ from longrun import longrun  # noqa: E402
 from narrow import narrow  # noqa: E402
 from photographs import photographs  # noqa: E402
 from sequence import sequence  # noqa: E402
+from blind import blind  # noqa: E402
 from wide import wide  # noqa: E402
 
 API_KEY = 'benchmarkkeyabcd'
@@ -451,7 +452,7 @@ def batches(work, n=32):
 
 
 SECTIONS = ('accuracy', 'speed', 'server', 'extraction', 'cache', 'memory', 'polling', 'batch',
-            'narrow', 'sequence', 'wide', 'longrun', 'crowded', 'photographs')
+            'narrow', 'sequence', 'wide', 'longrun', 'crowded', 'photographs', 'blind')
 
 
 def main(argv=None):
@@ -482,7 +483,8 @@ def main(argv=None):
                'wide': lambda: wide(work, repeat, say),
                'longrun': lambda: longrun(work, repeat, say),
                'crowded': lambda: crowded(work, repeat, say),
-               'photographs': lambda: photographs(work, repeat, say)}
+               'photographs': lambda: photographs(work, repeat, say),
+               'blind': lambda: blind(work, repeat, say)}
     for name in sections:
         runners[name]()
     name = 'results.txt' if sections == SECTIONS else f'results-{"-".join(sections)}.txt'

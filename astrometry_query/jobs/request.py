@@ -57,6 +57,8 @@ class SolveRequest:
     reference_sources : dict, optional
         ``x``, ``y`` lists of that frame's sources: the solve registers the
         frame on them.
+    search_workers : int, optional
+        Engine processes a blind search is split across (None: automatic).
     submitted : str
         When it was made (naive UTC, ``str(datetime)``).
     """
@@ -76,6 +78,7 @@ class SolveRequest:
     input_name: str | None = None
     reference: str | None = None
     reference_sources: dict | None = None
+    search_workers: int | None = None
     submitted: str = field(default_factory=lambda: str(utc_now()))
 
     def __post_init__(self):
@@ -113,7 +116,8 @@ class SolveRequest:
                     settings=dict(self.settings), hints=self.hints, fwhm=self.fwhm,
                     detect_threshold=self.detect_threshold, timeout=self.timeout,
                     index_dir=self.index_dir, hdu=self.hdu, reference=self.reference,
-                    reference_sources=self.reference_sources)
+                    reference_sources=self.reference_sources,
+                    search_workers=self.search_workers)
 
     # -- JSON -------------------------------------------------------------------------------
     def to_json(self):

@@ -212,6 +212,8 @@ def _command_line(request, solved):
 
 def _save_image(job_dir, image):
     """Keep the image in the job (for new_fits): its name there."""
+    if isinstance(image, (str, os.PathLike)) and Path(image).is_file():
+        return place_input(job_dir, image).name        # not opened (and parsed) once more
     img = open_image(image)
     if img.path is not None:
         return place_input(job_dir, img.path).name

@@ -106,6 +106,9 @@ class LocalBackend:
         self._futures = {}
         self._lock = threading.Lock()
         self.job_timeout = job_timeout
+        #: Engines a blind search is split across (None: automatic; see
+        #: `~astrometry_query.local.pipeline.solve`).
+        self.search_workers = None
 
     def __repr__(self):
         return f'<LocalBackend data_dir={str(self.data_dir)!r}>'
@@ -192,6 +195,7 @@ class LocalBackend:
             settings=dict(settings), hints=hints, fwhm=fwhm, detect_threshold=detect_threshold,
             timeout=float(timeout) if timeout else self.job_timeout, index_dir=self.index_setting,
             width=width, height=height, image_path=str(path) if path else None,
+            search_workers=self.search_workers,
             hdu=getattr(image, 'hdu', None), sources=sources, url=url, reference=reference,
             reference_sources=reference_sources,
             original_filename=original_filename or (path.name if path else None))

@@ -36,6 +36,7 @@ from .axy import OUTPUT_FILES, write_axy
 from .failures import engine_search, failure_details
 from .refine import (MIN_MATCHES as MIN_REFIT, note_order, query_budget, refine_wcs,
                      reference_stars)
+from .search import blind_search_plan, run_split_search
 from .selection import CROWD_SOURCES, needs_deeper
 from .solver import find_installation, run_engine
 
@@ -158,8 +159,19 @@ def _attempt_limits(attempts, timeout):
     return limits
 
 
+def _run_search(work_dir, limit, inst, blind, workers):
+    """One engine run on the .axy; a blind one joined by engines searching the
+    index files apart when it does not solve at once (`.search`)."""
+    plan = blind_search_plan(inst.index_files, workers) if blind else None
+    if plan is not None:
+        return run_split_search(work_dir / AXY_FILE, work_dir, plan[0], delays=plan[1],
+                                timeout=limit, installation=inst, wcs_name=OUTPUT_FILES['wcs'])
+    return run_engine(work_dir / AXY_FILE, work_dir, timeout=limit, installation=inst,
+                      inparallel=blind, wcs_name=OUTPUT_FILES['wcs'])
+
+
 def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, flux, inst,
-                     flag=None):
+                     workers=None, flag=None):
     """Run the engine on each attempt until one solves; returns (outcome, attempts, used)."""
     tries = hints.attempts(axy_args) if hints else [axy_args]
     deadline = time.monotonic() + timeout
@@ -174,12 +186,12 @@ def _engine_attempts(axy_args, hints, width, height, timeout, work_dir, x, y, fl
         n = write_axy(work_dir / AXY_FILE, x, y, flux, args, width, height, cpulimit=limit,
                       flag=flag)
         blind = scale_bounds(args, width, height) == (None, None)
-        outcome = run_engine(work_dir / AXY_FILE, work_dir, timeout=limit, installation=inst,
-                             inparallel=blind, wcs_name=OUTPUT_FILES['wcs'])
+        outcome = _run_search(work_dir, limit, inst, blind, workers)
         hinted = [k for k in ('center_ra', 'scale_lower') if k in args and k not in axy_args]
         records.append({'hints': hinted, 'seconds': round(outcome.elapsed, 4),
                         'solved': outcome.solved, 'timed_out': outcome.timed_out, 'sources': n,
-                        'logodds': outcome.logodds})
+                        'logodds': outcome.logodds,
+                        'engines': outcome.split['engines'] if outcome.split else 1})
         (work_dir / ENGINE_LOG).write_text(outcome.log)
         if outcome.solved:
             used = [source for key, source in (('scale_lower', hints and hints.scale_source),
@@ -349,8 +361,9 @@ def _engine_error(outcome):
 def _refine(header, x, y, width, height, settings, inst, good=None, fwhm=3.0, stars=None):
     """The engine's WCS refitted to every catalogue star in the field (``stars``:
     (ra, dec, mag) when they were queried already), or None."""
-    if not inst.query_starkd:
-        return None
+    usable = len(x) if good is None else int(np.count_nonzero(good))
+    if not inst.query_starkd or usable < MIN_REFIT:
+        return None     # it could not match enough stars: no catalogue query for nothing
     try:
         tan = calibration_from_wcs(header, width, height)
         ra, dec, mag = stars or reference_stars(inst.index_files, tan['ra'], tan['dec'],
@@ -372,7 +385,7 @@ def _write_header(path, header):
 
 def solve(image=None, sources=None, *, width=None, height=None, settings=None, hints=None,
           fwhm=3.0, detect_threshold=5.0, timeout=300.0, index_dir=None, work_dir=None, hdu=None,
-          reference=None, reference_sources=None):
+          reference=None, reference_sources=None, search_workers=None):
     """Plate-solve an image or a source list with ``astrometry-engine``.
 
     Parameters
@@ -411,6 +424,11 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
     reference_sources : dict, optional
         ``x``, ``y`` of the reference frame's own sources (FITS 1-based): a
         frame that follows its field is registered on them, star by star.
+    search_workers : int, optional
+        A search with no scale hint that one engine has not finished within
+        0.3 s is joined by this many engine processes, each on its
+        share of the index files; the first to solve stops the others.
+        None or 0: one per index file (at most 16); 1: a single engine.
 
     Returns
     -------
@@ -505,7 +523,7 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         remaining = timeout - (time.perf_counter() - started)
         t0 = time.perf_counter()
         outcome, result.attempts, result.hints = _engine_attempts(
-            settings, hints, width, height, remaining, work, x, y, flux, inst,
+            settings, hints, width, height, remaining, work, x, y, flux, inst, search_workers,
             flag=extracted.get('flag'))
         timings['engine'] = round(time.perf_counter() - t0, 4)
         solved = bool(outcome and outcome.solved)

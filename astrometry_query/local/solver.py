@@ -26,7 +26,8 @@ from ..jobs.files import JOB_CONFIG
 
 __all__ = ['Installation', 'find_installation', 'solver_available', 'EngineOutcome',
            'run_engine', 'engine_logodds', 'write_engine_config', 'kill_process_group', 'stop_all_engines',
-           'xy_columns', 'INSTALL_SOLVER', 'INSTALL_INDEXES']
+           'xy_columns', 'start_engine', 'forget_engine', 'INSTALL_SOLVER', 'INSTALL_INDEXES']
+# The split search (several engines racing on one field) is in `.search`.
 
 INSTALL_SOLVER = 'sudo apt-get install astrometry.net'
 INSTALL_INDEXES = ('sudo apt-get install astrometry-data-tycho2-10-19-littleendian '
@@ -200,6 +201,9 @@ class EngineOutcome:
     logodds : float or None
         The solution's log-odds (natural log of the odds that the match is
         true, as the engine wrote it into the WCS file); None when unsolved.
+    split : dict or None
+        For a search split across engines (`~astrometry_query.local.search`):
+        ``engines``, ``cancelled`` and ``solved_by`` (the winner's index files).
     """
     solved: bool
     wcs_path: Path | None
@@ -208,6 +212,7 @@ class EngineOutcome:
     returncode: int | None
     log: str
     logodds: float | None = None
+    split: dict | None = None
 
 
 #: The engine writes the match's properties as COMMENT cards of wcs.fits ("log odds: 191.367");
@@ -230,20 +235,26 @@ def engine_logodds(wcs_path, log=''):
         return None
 
 
-def write_engine_config(path, installation, *, inparallel=False, cpulimit=300):
+def write_engine_config(path, installation, *, inparallel=False, cpulimit=300,
+                        index_files=None):
     """Write an engine configuration; return its path.
 
     ``inparallel`` loads every index at once and searches them together:
     the engine stays single-threaded, and a blind search is much faster
     (measured: 25 s against 42 s), but it touches every index file, so it
-    is used only when the scale is unknown.
+    is used only when the scale is unknown.  ``index_files``: only these
+    (one share of a split search), instead of every file of the
+    installation's directories.
     """
     lines = ['# astrometry.net engine config written by astrometry_query']
     if inparallel:
         lines.append('inparallel')
     lines.append(f'cpulimit {max(1, math.ceil(cpulimit))}')
-    lines += [f'add_path {d}' for d in installation.index_dirs]
-    lines.append('autoindex')
+    if index_files is not None:
+        lines += [f'index {Path(f).resolve()}' for f in index_files]
+    else:
+        lines += [f'add_path {d}' for d in installation.index_dirs]
+        lines.append('autoindex')
     path = Path(path)
     path.write_text('\n'.join(lines) + '\n')
     return path
@@ -303,6 +314,37 @@ def stop_all_engines():
         except (ProcessLookupError, PermissionError):
             pass
     return len(procs)
+
+
+@functools.lru_cache(maxsize=4)
+def _setpriv(path_env):
+    return shutil.which('setpriv', path=path_env) if sys.platform.startswith('linux') else None
+
+
+def start_engine(config, axy_path, work_dir, log_file, installation):
+    """Start ``astrometry-engine`` on a .axy in ``work_dir``, its output going
+    to ``log_file`` (an open file), as the leader of its own process group
+    and killed with this process; it is known to `stop_all_engines` until
+    `forget_engine` is called.  Returns the Popen."""
+    cmd = [installation.engine, '--config', str(config), str(axy_path)]
+    setpriv = _setpriv(os.environ.get('PATH', os.defpath))
+    # setpriv asks for the kill-with-parent signal and becomes the engine: no
+    # preexec_fn, so the start is a vfork (0.2 ms), not a fork of this whole
+    # process (20-40 ms from a 400 MB one, more under load; a split search
+    # starts a dozen engines at once).
+    proc = subprocess.Popen([setpriv, '--pdeathsig', 'KILL', *cmd] if setpriv else cmd,
+                            cwd=work_dir, stdout=log_file, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True,
+                            preexec_fn=None if setpriv else _end_with_parent_hook())
+    with _RUNNING_LOCK:
+        _RUNNING.add(proc)
+    return proc
+
+
+def forget_engine(proc):
+    """An engine started by `start_engine` has ended: `stop_all_engines` may forget it."""
+    with _RUNNING_LOCK:
+        _RUNNING.discard(proc)
 
 
 def run_engine(axy_path, work_dir, *, timeout=None, installation=None, inparallel=False,
