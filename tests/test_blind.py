@@ -244,3 +244,47 @@ def test_split_engines_die_with_the_process_that_started_them(blind_field, tmp_p
         searcher.wait()
     gone, alive = psutil.wait_procs(engines, timeout=10)
     assert not alive, [p.pid for p in alive]
+
+
+def test_batches_and_busy_servers_keep_one_engine_per_solve(tmp_path):
+    """The automatic split is for a solve on its own: a batch with several
+    inputs in flight, or a server with several workers, already keeps the
+    cores busy, so each of their solves gets one engine; a number set is kept."""
+    from astrometry_query.local.backend import LocalBatch
+    from astrometry_query.server.queue import request_for
+
+    class Store:
+        def path(self, job_id):
+            return tmp_path / str(job_id)
+
+    made = []
+
+    class Backend:
+        store = Store()
+        search_workers = None
+
+        def make_request(self, settings, **kw):
+            from astrometry_query.jobs import SolveRequest
+            return SolveRequest(settings=dict(settings), search_workers=self.search_workers,
+                                width=10, height=10, sources={'x': [1.0], 'y': [1.0]})
+
+        def create_job(self, request):
+            made.append(request)
+            return len(made)
+
+        def start(self, job_id, image=None, runner=None):
+            import concurrent.futures as cf
+            return cf.Future()
+
+    from astrometry_query.backends import BatchItem
+    for max_concurrency, configured, expected in ((4, None, 1), (1, None, None), (4, 3, 3)):
+        backend = Backend()
+        backend.search_workers = configured
+        run = LocalBatch(backend, executor='threads', max_concurrency=max_concurrency,
+                         timeout=10, fwhm=3.0, detect_threshold=5.0, submitted=None)
+        run.submit(0, 'x', lambda i, raw: (BatchItem(index=i, label='x', width=10, height=10,
+                                                     sources={'x': [1.0], 'y': [1.0]}), None))
+        assert made[-1].search_workers == expected, (max_concurrency, configured)
+    job = {'args': {}, 'original_filename': 'f.xy', 'kind': 'image', 'path': str(tmp_path / 'f')}
+    assert request_for(job, 10, shared=True).search_workers == 1
+    assert request_for(job, 10).search_workers is None

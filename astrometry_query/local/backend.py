@@ -580,11 +580,14 @@ class LocalBatch:
             return
         backend = self.backend
         if item.job_id is None or not (backend.store.path(item.job_id) / REQUEST_FILE).is_file():
-            item.job_id = backend.create_job(backend.make_request(
+            request = backend.make_request(
                 item.settings, image=item.image, sources=item.sources, width=item.width,
                 height=item.height, hints=item.hints, fwhm=self.fwhm,
                 detect_threshold=self.detect_threshold, timeout=self.timeout,
-                reference=item.reference, reference_sources=item.reference_sources))
+                reference=item.reference, reference_sources=item.reference_sources)
+            if request.search_workers is None and self.window > 1:
+                request.search_workers = 1      # the batch keeps every core busy already
+            item.job_id = backend.create_job(request)
         item.submission_id = item.job_id
         if self.submitted is not None:
             self.submitted(item)

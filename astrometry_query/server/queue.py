@@ -79,12 +79,14 @@ def make_runner(kind, workers, dask_scheduler=None):
     return runner, workers, runner.terminate
 
 
-def request_for(job, solve_timeout, index_dir=None):
+def request_for(job, solve_timeout, index_dir=None, *, shared=False):
     """The `~astrometry_query.jobs.SolveRequest` of one job row of the store.
 
     Images are solved with the hints of their headers for whatever the
     request left open (nova's default scale range, 0.1-180 degrees wide,
     means "anything", so it is dropped when the request did not give it).
+    ``shared``: other solves run beside this one and keep the cores busy, so
+    a blind search keeps one engine (no split search).
     """
     settings = dict(job['args'])
     given = set(settings.pop(GIVEN_KEY, settings))
@@ -94,7 +96,8 @@ def request_for(job, solve_timeout, index_dir=None):
     if 'tweak_order' not in given:      # nova's default 2: we choose the order from the data
         settings.pop('tweak_order', None)
     request = SolveRequest(settings=settings, timeout=solve_timeout, index_dir=index_dir,
-                           original_filename=job['original_filename'])
+                           original_filename=job['original_filename'],
+                           search_workers=1 if shared else None)
     if job['kind'] == 'xyls':
         with fits.open(job['path']) as hdul:
             table = hdul[1].data
@@ -248,7 +251,8 @@ class SolveQueue:
             if job_dir.exists():    # a re-run after a restart starts clean
                 shutil.rmtree(job_dir)
             job_dir.mkdir(parents=True)
-            request = request_for(job, self.solve_timeout, self.index_dir)
+            request = request_for(job, self.solve_timeout, self.index_dir,
+                                  shared=self.workers > 1)
             request.write(job_dir)
             result = self.runner.submit(job_dir, request).result()
         except WorkerLostError as exc:
