@@ -109,11 +109,13 @@ def bare_solve_field(path, work, *, hints=None, timeout=600, index_dir=None):
 
 def serve_process(data_dir, port, api_key, *, workers=2, extra=(), timeout=120.0):
     """`astrometry-query serve` in its own process (as deployed), once it
-    answers on 127.0.0.1:``port``; returns the Popen."""
+    answers on 127.0.0.1:``port``; returns the Popen.  ``api_key`` None: an
+    open server (no keys)."""
     import requests
+    keys = ('--api-key', api_key) if api_key is not None else ()
     proc = subprocess.Popen([sys.executable, '-m', 'astrometry_query.cli', 'serve', '--port',
                              str(port), '--workers', str(workers), '--data-dir', str(data_dir),
-                             '--api-key', api_key, *extra],
+                             *keys, *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

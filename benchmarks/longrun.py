@@ -32,7 +32,7 @@ from astrometry_query.datasets import render_field
 from astrometry_query.hints import header_hints
 from astrometry_query.images import open_image
 
-from common import bare_solve_field, ratio, table
+from common import bare_solve_field, ratio, serve_process, table
 
 #: Ten sky positions (RA, Dec) of the fields.
 CENTRES = [(120.0, 15.0), (83.8, -5.4), (10.7, 41.3), (280.5, -40.2), (30.2, 60.3),
@@ -194,24 +194,6 @@ def _timed_get(session, url, repeat=5, **kw):
     return statistics.median(times), status
 
 
-def _open_server(data_dir, port, timeout=120.0):
-    """`astrometry-query serve` without API keys (every page shows every job), in
-    its own process as deployed, once it answers."""
-    import requests
-    proc = subprocess.Popen([sys.executable, '-m', 'astrometry_query.cli', 'serve', '--port',
-                             str(port), '--workers', '2', '--data-dir', str(data_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f'http://127.0.0.1:{port}/', timeout=1)
-            return proc
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError('the server did not start')
-
-
 def server_section(work, say, n_jobs=N_JOBS, port=8791):
     import requests
     from astrometry_query import AstrometryNetClass
@@ -226,7 +208,7 @@ def server_section(work, say, n_jobs=N_JOBS, port=8791):
                       dict(hints.scale, **hints.position)))
     say(f'\n### A server given {n_jobs:,} jobs (source lists with hints, 2 worker processes)\n')
     data_dir = Path(work) / 'longrun-server'
-    server = _open_server(data_dir, port)
+    server = serve_process(data_dir, port, None)   # open: every page shows every job
     url = f'http://127.0.0.1:{port}'
     rows, done = [], 0
     started = time.perf_counter()

@@ -14,7 +14,8 @@ from astropy.io import fits
 from astrometry_query.datasets import cluster_catalog, render_crowded_field, wcs_rms_error
 from astrometry_query.local.axy import write_axy
 from astrometry_query.local.pipeline import solve
-from astrometry_query.local.selection import (CROWD_CELLS, FLAG_BLENDED, crowding,
+from astrometry_query.sources import FLAG_BLENDED
+from astrometry_query.local.selection import (CROWD_CELLS, crowding,
                                               needs_deeper, select_sources, uniformize)
 from astrometry_query.local.solver import solver_available
 from astrometry_query.sources import extract_sources

@@ -16,8 +16,10 @@ import math
 
 import numpy as np
 
+from ..sources import FLAG_BLENDED
+
 __all__ = ['crowding', 'select_sources', 'uniformize', 'needs_deeper', 'Crowding',
-           'CROWD_CELLS', 'CROWD_FACTOR', 'CROWD_SOURCES', 'FLAG_BLENDED', 'UNIFORM_BOXES']
+           'CROWD_CELLS', 'CROWD_FACTOR', 'CROWD_SOURCES', 'UNIFORM_BOXES']
 
 #: Boxes used to spread the first sources over the field (solve-field's --uniformize 10).
 UNIFORM_BOXES = 10
@@ -30,8 +32,6 @@ CROWD_FACTOR = 3.0
 _MIN_CROWD = 6
 #: Sources extracted from a crowded field (the catalogue stars are among fainter ones).
 CROWD_SOURCES = 4000
-#: The extraction's "split from a blend" bit (`astrometry_query.sources.FLAG_BLENDED`).
-FLAG_BLENDED = 2
 
 
 def uniformize(x, y, width, height, boxes=UNIFORM_BOXES):
