@@ -4,7 +4,7 @@ import os
 import threading
 from pathlib import Path
 
-__all__ = ['write_atomic', 'atomic_path']
+__all__ = ['write_atomic', 'atomic_path', 'move_into_place']
 
 
 @contextlib.contextmanager
@@ -64,4 +64,11 @@ def write_atomic(path, content, *, mode=None):
             tmp.write_text(content, encoding='utf-8')
         else:
             tmp.write_bytes(content)
+    return Path(path)
+
+
+def move_into_place(source, path):
+    """Move a finished file to ``path`` (same file system: one rename, so a
+    reader sees the old file or the whole new one).  Returns ``path``."""
+    os.replace(source, path)
     return Path(path)

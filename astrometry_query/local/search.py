@@ -25,6 +25,7 @@ from pathlib import Path
 
 from astropy.io import fits
 
+from ..files import move_into_place
 from ..jobs.files import ENGINE_LOG, ENGINE_OUTPUTS, JOB_CONFIG
 from .solver import (EngineOutcome, engine_logodds, find_installation, forget_engine,
                      start_engine, write_engine_config)
@@ -218,7 +219,7 @@ def run_split_search(axy_path, work_dir, groups, *, timeout=None, installation=N
     if winner:      # not the first engine's, already in place
         for name in set(ENGINE_OUTPUTS.values()) | {wcs_name}:
             if (folders[winner] / name).is_file():
-                os.replace(folders[winner] / name, work_dir / name)
+                move_into_place(folders[winner] / name, work_dir / name)
     for folder in folders[1:]:
         shutil.rmtree(folder, ignore_errors=True)
     solved = winner is not None and wcs_path.is_file()
