@@ -42,6 +42,7 @@ def sequence(tmp_path_factory):
     return frames
 
 
+@pytest.mark.slow
 @requires_solver
 def test_solve_track_in_place(sequence, capsys):
     folder = sequence[0][0].parent

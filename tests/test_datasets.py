@@ -144,6 +144,7 @@ def test_make_wcs_sip_radial():
     assert w2.sip.a_order == 2 and w2.sip.a[2, 0] == 1e-6 and w2.sip.b[0, 2] == 2e-6
 
 
+@pytest.mark.slow
 @needs_index
 def test_render_is_deterministic():
     kw = dict(pixel_scale=10 * u.arcsec / u.pix, shape=(200, 300), rotation=10 * u.deg, hot_pixels=3,
@@ -170,6 +171,7 @@ def test_field_repr_says_what_it_is_not_its_pixels():
     assert repr(unseeded).endswith(' stars>')
 
 
+@pytest.mark.slow
 @needs_index
 def test_render_options():
     kw = dict(pixel_scale=10 * u.arcsec / u.pix, shape=(256, 256), noise=False, seed=1)

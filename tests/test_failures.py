@@ -205,6 +205,7 @@ def test_server_jobs_record_the_command_line_and_why_they_failed(open_nova_serve
         assert '--ra 150 --dec 30 --radius 1' in page
 
 
+@pytest.mark.slow
 def test_a_nova_job_gets_its_command_line_from_what_the_client_sent():
     from nova_mock import FakeNova, attach
     fake = FakeNova()

@@ -46,6 +46,7 @@ def _replacing_modules():
     return out
 
 
+@pytest.mark.slow
 def test_files_are_replaced_through_files_py_only():
     # index/download.py keeps its partial file under one name across calls (to resume
     # it), and local/backend.py renames whole job directories, not files.

@@ -187,6 +187,7 @@ def files(field, tmp_path_factory):
 
 
 # -- every format solves to the truth ---------------------------------------------------------
+@pytest.mark.slow
 @requires_solver
 @pytest.mark.parametrize('name', list(FORMATS))
 def test_every_format_solves_to_the_truth(name, files, field, local):
@@ -283,6 +284,7 @@ def _exif(orientation=6, **tags):
     return exif
 
 
+@pytest.mark.slow
 @requires_solver
 @pytest.mark.parametrize('kind', ['jpeg', 'png', 'tiff', 'dng'])
 def test_orientation_tags_are_not_applied(kind, field, local, tmp_path):

@@ -145,6 +145,7 @@ def test_write_wcs_needs_a_file(field, local):
     assert len(local.backend.my_jobs()) == before
 
 
+@pytest.mark.slow
 def test_a_batch_writes_every_frame_and_says_where(field, local, tmp_path):
     frames = [_frame(field, tmp_path / f'f{i}.fits', layout='single') for i in range(3)]
     table = local.solve_many(frames, verbose=False, cache=False, write_wcs=True, **SCALE)
@@ -164,6 +165,7 @@ def test_through_the_server_too(field, tmp_path, nova_server):
     assert wcs_rms_error(field.wcs, sci, field.data.shape) < 0.15
 
 
+@pytest.mark.slow
 def test_the_command_line_in_place(field, tmp_path, capsys):
     frames = [_frame(field, tmp_path / f'n{i}.fits', layout='single') for i in range(2)]
     png = tmp_path / 'n2.png'

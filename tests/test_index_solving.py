@@ -176,6 +176,7 @@ def test_server_refuses_a_trusted_header_scale_at_once(hinted, make_nova_server)
     assert 'index download 5200' in str(info.value)
 
 
+@pytest.mark.slow
 def test_server_with_tycho_only_says_why(narrow_field, make_nova_server):
     path, _, _ = narrow_field
     server = make_nova_server(index_dir=str(INDEX_DIR))

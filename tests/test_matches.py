@@ -127,6 +127,7 @@ def test_magnitudes_from_rdls_when_corr_has_none(local, field, image):
     assert unknown.meta['mag_source'] is None and np.isnan(unknown['mag']).all()
 
 
+@pytest.mark.slow
 @requires_solver
 def test_a_frame_solved_by_tracking_has_matched_stars(local, tmp_path):
     frames = [render_field(SkyCoord(HERE.ra + 0.3 * i * u.arcmin, HERE.dec - 0.2 * i * u.arcmin),
@@ -159,6 +160,7 @@ def test_the_matches_kind_is_in_the_table_but_not_a_nova_download():
     assert 'matches' not in DOWNLOAD_KINDS     # nova.astrometry.net has no such file
 
 
+@pytest.mark.slow
 @requires_solver
 def test_our_server_serves_the_matches_file(nova, field, image):
     header = nova.solve_from_image(image, **SOLVE)       # sends the sources: no fluxes
@@ -175,6 +177,7 @@ def test_our_server_serves_the_matches_file(nova, field, image):
     dict(kind='html'),                  # nova.astrometry.net: its home page for unknown paths
     dict(kind='status', status=404),    # another server: not found
 ], ids=['home page', '404'])
+@pytest.mark.slow
 def test_without_a_matches_file_the_solvers_matches_are_used(nova_server, field, image, answer):
     with FaultProxy(nova_server.url) as proxy, \
             AstrometryNetClass(api_key=nova_server.api_key, server=proxy.url,

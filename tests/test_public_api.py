@@ -84,6 +84,7 @@ def test_every_other_module_says_it_is_internal():
     assert set(PUBLIC_MODULES) <= set(MODULES)
 
 
+@pytest.mark.slow
 def test_datasets_and_the_deprecated_simulate_alias(monkeypatch):
     import astrometry_query.datasets as datasets
     monkeypatch.delitem(sys.modules, 'astrometry_query.simulate', raising=False)

@@ -138,6 +138,7 @@ def test_hot_pixels_outnumbering_the_stars_left_do_not_stop_tracking(reference, 
     assert wcs_rms_error(frame.wcs, tracked.header(), frame.data.shape) < 0.3
 
 
+@pytest.mark.slow
 @requires_solver
 def test_a_frame_of_another_field_is_searched(reference):
     frame = render_field(ELSEWHERE, rotation=37 * u.deg, seed=4, **KW)
@@ -146,6 +147,7 @@ def test_a_frame_of_another_field_is_searched(reference):
     assert result.solved and wcs_rms_error(frame.wcs, result.header(), frame.data.shape) < 0.15
 
 
+@pytest.mark.slow
 @requires_solver
 def test_a_clear_frame_tracked_is_as_good_as_searched(reference):
     frame = _frame(HERE, drift=(1.5, 0.8), roll=-0.1, seed=21)
@@ -157,6 +159,7 @@ def test_a_clear_frame_tracked_is_as_good_as_searched(reference):
                                                         frame.data.shape) + 0.02
 
 
+@pytest.mark.slow
 @requires_solver
 def test_a_batch_follows_a_sequence_through_cloud_and_a_jump(local, tmp_path):
     frames = [_frame(HERE, drift=(0.2 * i, -0.1 * i), roll=0.01 * i, seed=30 + i,

@@ -54,6 +54,7 @@ def _fits_bytes(shape=(64, 64)):
 
 
 # -- the feed, alone ---------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize('poll', [False, True])
 def test_a_file_being_written_is_taken_once_complete(tmp_path, poll):
     """A FITS file written in pieces over 1.5 s, with pauses longer than ``settle``,
@@ -88,6 +89,7 @@ def test_a_file_being_written_is_taken_once_complete(tmp_path, poll):
         feed.close()
 
 
+@pytest.mark.slow
 def test_what_is_taken_and_what_is_left_alone(tmp_path):
     (tmp_path / 'notes.txt').write_text('not an image')
     (tmp_path / '.hidden.fits').write_bytes(_fits_bytes())
@@ -119,6 +121,7 @@ def test_what_is_taken_and_what_is_left_alone(tmp_path):
     assert already_solved(tmp_path / 'a.fits', output_dir=tmp_path / 'nowhere') is False
 
 
+@pytest.mark.slow
 def test_a_reused_name_is_taken_again_but_not_our_own_writes(tmp_path):
     (tmp_path / 'latest.fits').write_bytes(_fits_bytes())
     feed = FolderFeed(tmp_path, settle=0.1)
@@ -180,6 +183,7 @@ def _camera(folder, frames, every, stop=None, linger=2.0, names=None):
     return thread
 
 
+@pytest.mark.slow
 @requires_solver
 def test_frames_are_solved_as_they_land_and_a_restart_solves_only_new_ones(local, tmp_path):
     frames = _frames(5)
@@ -211,6 +215,7 @@ def test_frames_are_solved_as_they_land_and_a_restart_solves_only_new_ones(local
     assert again[0]['status'] == 'success' and again[0]['origin'] == 'new'
 
 
+@pytest.mark.slow
 @requires_solver
 def test_in_place_writes_each_frame_once_and_keeps_its_cards(local, tmp_path):
     frames = _frames(3, seed=10)
@@ -237,6 +242,7 @@ def test_in_place_writes_each_frame_once_and_keeps_its_cards(local, tmp_path):
     assert not list(tmp_path.glob('*.wcs'))
 
 
+@pytest.mark.slow
 @requires_solver
 def test_output_dir_and_a_frame_that_fails_is_not_searched_again(local, tmp_path):
     frames = _frames(2, seed=20)
@@ -267,6 +273,7 @@ def test_output_dir_and_a_frame_that_fails_is_not_searched_again(local, tmp_path
     assert again[0]['origin'] == 'journal' and 'not searched again' in again[0]['error']
 
 
+@pytest.mark.slow
 @requires_solver
 def test_a_folder_watched_through_a_nova_server(open_nova_server, tmp_path):
     """The nova backend (our own server on loopback): frames uploaded as they
