@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 import numpy as np
+from astropy.coordinates import angular_separation
 from astropy.io import fits
 from scipy.spatial import cKDTree
 
@@ -154,11 +155,8 @@ _REGIONS = _RegionCache()
 
 
 def _separation(ra1, dec1, ra2, dec2):
-    """Angular distance (deg), haversine: exact at small separations."""
-    ra1, dec1, ra2, dec2 = map(np.radians, (ra1, dec1, ra2, dec2))
-    h = (np.sin((dec2 - dec1) / 2) ** 2
-         + np.cos(dec1) * np.cos(dec2) * np.sin((ra2 - ra1) / 2) ** 2)
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(h, 0, 1))))
+    """Angular distance (deg) between positions in degrees (astropy's formula)."""
+    return np.degrees(angular_separation(*map(np.radians, (ra1, dec1, ra2, dec2))))
 
 
 def _within(stars, ra, dec, radius):
