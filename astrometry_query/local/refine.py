@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from astropy.coordinates import angular_separation
 from astropy.io import fits
+from astropy.wcs import WCS, Sip
 from scipy.spatial import cKDTree
 
 from ..results import wcs_from_header
@@ -246,7 +247,12 @@ def _terms(order, min_order=0):
 
 
 def _design(u, v, terms):
-    return np.stack([u ** p * v ** q for p, q in terms], axis=1)
+    top = max(max(t) for t in terms)
+    up, vp = [np.ones_like(u)], [np.ones_like(v)]
+    for _ in range(top):        # powers by products: ** on arrays is far slower
+        up.append(up[-1] * u)
+        vp.append(vp[-1] * v)
+    return np.stack([up[p] * vp[q] for p, q in terms], axis=1)
 
 
 def _lstsq(m, rhs):
@@ -308,42 +314,61 @@ def _fit(u, v, xi, eta, order, scale):
     return cx, cy, terms, keep, float(np.sum(resid ** 2))
 
 
-def _cross_validated(u, v, xi, eta, order, scale, folds=5):
-    """RMS of held-out residuals (degrees) of a fit of ``order``: what the fit
-    is worth where no star pinned it down."""
+def _cross_validated(u, v, xi, eta, order, scale, keep, folds=5):
+    """Mean square of held-out residuals (degrees^2) of a fit of ``order``, and
+    its standard error: what the fit is worth where no star pinned it down.
+
+    The fits leave out the stars the order's own fit clipped (``keep``
+    False), but every star is held out and judged, so that all orders are
+    compared on the same stars: one that clips a star it fits badly does
+    not win by it."""
     terms = _terms(order)
     idx = np.arange(len(u))
     full = _design(u / scale, v / scale, terms)
     rhs = np.column_stack([xi, eta])
+    # Each fold's normal equations are the kept stars' less the fold's own.
+    normal, right = full[keep].T @ full[keep], full[keep].T @ rhs[keep]
     errors = []
     for k in range(folds):
         test = idx % folds == k
-        coeff = _lstsq(full[~test], rhs[~test])
+        out = test & keep
+        try:
+            coeff = np.linalg.solve(normal - full[out].T @ full[out],
+                                    right - full[out].T @ rhs[out])
+        except np.linalg.LinAlgError:
+            coeff = _lstsq(full[~test & keep], rhs[~test & keep])
         errors.append(np.hypot(*(full[test] @ coeff - rhs[test]).T))
     errors = np.concatenate(errors)
     # A false match left in must not decide the order: its error counts no
     # more than five times the typical one.
     cap = 5.0 * 1.4826 * np.median(errors) + 1e-15
-    return float(np.sqrt(np.mean(np.minimum(errors, cap) ** 2)))
+    squared = np.minimum(errors, cap) ** 2
+    return float(np.mean(squared)), float(np.std(squared) / math.sqrt(len(squared)))
 
 
 def _choose_order(u, v, xi, eta, scale, orders):
-    """The fit of the order with the smallest cross-validated error (a higher
-    order must lower it by 3 %), on the stars that survive clipping.  The
+    """The fit of the lowest order whose held-out error is within one standard
+    error of the smallest one (a higher order must beat the noise of the
+    comparison, not just the number), on the stars that survive clipping:
+    (RMS held-out error, order, coefficients xi, eta, terms, kept).  The
     search stops after two orders that do not help (a lens's radial
     distortion needs odd orders: an even one alone may not help)."""
-    best, misses = None, 0
+    fits_, best, misses = [], None, 0
     for order in orders:
         n_terms = (order + 1) * (order + 2) // 2
         if len(u) < 5 * n_terms or misses == 2:    # too few stars to pin every term down
             break
         cx, cy, terms, keep, rss = _fit(u, v, xi, eta, order, scale)
-        cv = _cross_validated(u[keep], v[keep], xi[keep], eta[keep], order, scale)
-        if best is None or cv < 0.97 * best[0]:
-            best, misses = (cv, order, cx, cy, terms, keep), 0
+        mse, se = _cross_validated(u, v, xi, eta, order, scale, keep)
+        fits_.append((mse, se, order, cx, cy, terms, keep))
+        if best is None or mse < 0.97 * best[0]:
+            best, misses = fits_[-1], 0
         else:
             misses += 1
-    return best
+    if best is None:
+        return None
+    chosen = next(f for f in fits_ if f[0] <= best[0] + best[1])
+    return (math.sqrt(chosen[0]),) + chosen[2:]
 
 
 def _grow(x, y, rx, ry, xi, eta, centre, half, tolerance=3.0):
@@ -377,11 +402,34 @@ def _grow(x, y, rx, ry, xi, eta, centre, half, tolerance=3.0):
     return s, r
 
 
-def _sip_header(header, crval, cx, cy, terms, scale, order, width, height, crpix):
-    """The engine header with the refitted TAN(-SIP) solution written in."""
+def _linear_and_sip(cx, cy, terms, scale):
+    """The fitted polynomial as a CD matrix and SIP terms (pixel offsets)."""
     coeff = {t: (cx[i] / scale ** sum(t), cy[i] / scale ** sum(t)) for i, t in enumerate(terms)}
     cd = np.array([[coeff[(1, 0)][0], coeff[(0, 1)][0]], [coeff[(1, 0)][1], coeff[(0, 1)][1]]])
     inv = np.linalg.inv(cd)
+    return cd, {t: inv @ np.array(coeff[t]) for t in terms if sum(t) >= 2}
+
+
+def _model_wcs(crval, cx, cy, terms, scale, order, crpix):
+    """The fitted solution as a WCS object, for matching (no header: building
+    and parsing one costs more than the fit)."""
+    cd, a = _linear_and_sip(cx, cy, terms, scale)
+    w = WCS(naxis=2)
+    sip = order >= 2
+    w.wcs.ctype = ['RA---TAN-SIP', 'DEC--TAN-SIP'] if sip else ['RA---TAN', 'DEC--TAN']
+    w.wcs.crval, w.wcs.crpix, w.wcs.cd = list(crval), list(crpix), cd
+    if sip:
+        am, bm = np.zeros((order + 1, order + 1)), np.zeros((order + 1, order + 1))
+        for (p, q), value in a.items():
+            am[p, q], bm[p, q] = value
+        w.sip = Sip(am, bm, None, None, list(crpix))
+    w.wcs.set()
+    return w
+
+
+def _sip_header(header, crval, cx, cy, terms, scale, order, width, height, crpix):
+    """The engine header with the refitted TAN(-SIP) solution written in."""
+    cd, a = _linear_and_sip(cx, cy, terms, scale)
     out = header.copy()
     for key in [k for k in out if k.startswith(_SIP_KEY) or k in ('A_ORDER', 'B_ORDER', 'AP_ORDER',
                                                                     'BP_ORDER')]:
@@ -395,7 +443,6 @@ def _sip_header(header, crval, cx, cy, terms, scale, order, width, height, crpix
     out['CD2_1'], out['CD2_2'] = float(cd[1, 0]), float(cd[1, 1])
     if not sip:
         return out
-    a = {t: inv @ np.array(coeff[t]) for t in terms if sum(t) >= 2}
     out['A_ORDER'] = (order, 'Polynomial order, axis 1')
     for (p, q), value in a.items():
         out[f'A_{p}_{q}'] = float(value[0])
@@ -534,8 +581,7 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
             if math.hypot(*const) * 3600 < 1e-6:
                 break
             crval = _tan_deproject(const[0], const[1], *crval)
-        candidate = _sip_header(header, crval, cx, cy, terms, scale, chosen, width, height, crpix)
-        fitted = wcs_from_header(candidate)
+        fitted = _model_wcs(crval, cx, cy, terms, scale, chosen, crpix)
         with np.errstate(all='ignore'):
             rx, ry = fitted.all_world2pix(ref_ra, ref_dec, 1, quiet=True)
         res = np.hypot(x[s] - rx[r], y[s] - ry[r])
@@ -553,6 +599,7 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
     engine_rms = float(np.sqrt(np.mean(np.minimum(engine_res[keep], 3.0) ** 2)))
     if keep.sum() < MIN_MATCHES or rms > engine_rms:
         return None
+    candidate = _sip_header(header, crval, cx, cy, terms, scale, chosen, width, height, crpix)
     candidate['AN_REFIT'] = (int(keep.sum()), 'stars in the astrometry_query refit')
     candidate['AN_RMS'] = (round(rms, 5), '[pix] RMS of the refit residuals')
     order_from = 'data' if order is None else 'tweak_order'
