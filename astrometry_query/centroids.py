@@ -134,8 +134,26 @@ def windowed_centroids(data, x, y, sigma, *, max_shift=1.0):
     return xs, ys, ok
 
 
-def window_sigmas(data, x, y, bright, fwhm):
-    """The window sigma of each star: the PSF sigma of the bright stars near it.
+def _own_sizes(data, x, y, window):
+    """Each star's Gaussian sigma, from its windowed second moment about its
+    windowed centroid (NaN where that cannot be read)."""
+    half = int(math.ceil(_REACH * float(np.max(window)) + 1.5))
+    ix, iy = np.round(x).astype(int), np.round(y).astype(int)
+    stamps, offsets = _stamps(data, ix, iy, half)
+    cx, cy, ok = _iterate(stamps, offsets, x, y, ix, iy, window, 1.0)
+    m2 = _second_moments(stamps, offsets, cx, cy, ix, iy, window)
+    # A Gaussian star (sigma s) seen through a Gaussian window (sigma w) has
+    # the second moment s^2 w^2 / (s^2 + w^2): solved for s.
+    w2 = window * window
+    with np.errstate(divide='ignore', invalid='ignore'):
+        s2 = m2 * w2 / (w2 - m2)
+    good = ok & np.isfinite(s2) & (s2 > 0.09) & (m2 < 0.9 * w2)
+    return np.where(good, np.sqrt(np.where(good, s2, 1.0)), np.nan)
+
+
+def window_sigmas(data, x, y, sizers, fwhm, own=None):
+    """The window sigma of each star: the PSF sigma of the well-measured stars
+    near it, or its own where it is wider (a saturated or stretched core).
 
     Parameters
     ----------
@@ -143,11 +161,15 @@ def window_sigmas(data, x, y, bright, fwhm):
         The image, background subtracted.
     x, y : array-like
         Star positions (0-based).
-    bright : array of bool
-        Stars bright enough (and not saturated) to measure their width.
+    sizers : array of bool
+        Stars bright enough to measure their width, and faint enough that
+        their core is not clipped or compressed (a stretched photograph).
     fwhm : float
         The expected FWHM (pixels): the first window, and every star's when
-        fewer than 3 bright stars could be measured.
+        fewer than 3 stars could be measured.
+    own : array of bool, optional
+        Stars whose own width is used where it is wider than their
+        neighbours' (the brightest and the saturated).
 
     Returns
     -------
@@ -157,31 +179,26 @@ def window_sigmas(data, x, y, bright, fwhm):
     x, y = np.asarray(x, float), np.asarray(y, float)
     first = max(float(fwhm), 0.7) / 2.3548
     sigma = np.full(len(x), first)
-    idx = np.nonzero(np.asarray(bright, bool))[0][:_SIZERS]
-    if len(idx) < 3:
-        return sigma
-    ix, iy = np.round(x[idx]).astype(int), np.round(y[idx]).astype(int)
-    window = first
-    for _ in range(2):      # again through a window of the size found, if it is far off
-        half = int(math.ceil(_REACH * window + 1.5))
-        stamps, offsets = _stamps(data, ix, iy, half)
-        w = np.full(len(idx), window)
-        cx, cy, ok = _iterate(stamps, offsets, x[idx], y[idx], ix, iy, w, 1.0)
-        m2 = _second_moments(stamps, offsets, cx, cy, ix, iy, w)
-        # A Gaussian star (sigma s) seen through a Gaussian window (sigma w) has
-        # the second moment s^2 w^2 / (s^2 + w^2): solved for s.
-        with np.errstate(divide='ignore', invalid='ignore'):
-            s2 = m2 * w * w / (w * w - m2)
-        good = ok & np.isfinite(s2) & (s2 > 0.09) & (m2 < 0.9 * w * w)
-        if good.sum() < 3:
-            return sigma
-        sizes = np.sqrt(s2[good])
-        typical = float(np.median(sizes))
-        if abs(typical / window - 1.0) < 0.2:
-            break
-        window = min(typical, 10.0)
-    k = min(_NEIGHBOURS, len(sizes))
-    _, near = cKDTree(np.column_stack([x[idx][good], y[idx][good]])).query(
-        np.column_stack([x, y]), k=k)
-    near = near.reshape(len(x), k)
-    return np.median(sizes[near], axis=1).clip(0.3, 10.0)
+    idx = np.nonzero(np.asarray(sizers, bool))[0][:_SIZERS]
+    if len(idx) >= 3:
+        window = first
+        for _ in range(2):      # again through a window of the size found, if it is far off
+            sizes = _own_sizes(data, x[idx], y[idx], np.full(len(idx), window))
+            good = np.isfinite(sizes)
+            if good.sum() < 3:
+                break
+            typical = float(np.median(sizes[good]))
+            if abs(typical / window - 1.0) < 0.2:
+                break
+            window = min(typical, 10.0)
+        if good.sum() >= 3:
+            k = min(_NEIGHBOURS, int(good.sum()))
+            _, near = cKDTree(np.column_stack([x[idx][good], y[idx][good]])).query(
+                np.column_stack([x, y]), k=k)
+            sigma = np.median(sizes[good][near.reshape(len(x), k)], axis=1).clip(0.3, 10.0)
+    if own is not None and np.any(own):
+        pick = np.nonzero(np.asarray(own, bool))[0]
+        sizes = _own_sizes(data, x[pick], y[pick], sigma[pick])
+        wider = np.isfinite(sizes) & (sizes > sigma[pick])
+        sigma[pick[wider]] = np.minimum(sizes[wider], 10.0)
+    return sigma

@@ -226,9 +226,15 @@ def _measure(band, objects, x0, y0, fwhm, sat_map, max_keep, rms, sharp=None):
     radius = np.full(len(x0), max(2.0, 1.5 * fwhm))
     light = band if sharp is None else sharp
     flux, _, _ = sep.sum_circle(light, x0, y0, radius, subpix=1)
-    # Windows the width of the bright stars around each star (a faint star's own
-    # width is mostly noise), all stars iterated in step (see `centroids`).
-    sigma = window_sigmas(light, x0, y0, (peak > 20.0 * rms) & ~saturated, fwhm)
+    # Windows the width of the well-measured stars around each star (a faint
+    # star's own width is mostly noise; the brightest's cores may be clipped or
+    # compressed by a stretch: their own width where wider), all stars
+    # iterated in step (see `centroids`).
+    snr = peak / max(rms, 1e-30)
+    sizers = (snr > 20.0) & (snr < 200.0) & ~saturated
+    if sizers.sum() < 3:
+        sizers = (snr > 20.0) & ~saturated
+    sigma = window_sigmas(light, x0, y0, sizers, fwhm, own=(snr >= 200.0) | saturated)
     xw, yw, ok = windowed_centroids(light, x0, y0, sigma, max_shift=max(1.0, fwhm))
     flag = np.zeros(len(xw), dtype=np.int16)
     flag[(objects['flag'] & sep.OBJ_MERGED) > 0] |= FLAG_BLENDED

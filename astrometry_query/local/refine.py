@@ -467,11 +467,27 @@ def _sip_header(header, crval, cx, cy, terms, scale, order, width, height, crpix
     return out
 
 
+def _parameters(order):
+    """Free parameters of a TAN-SIP solution of ``order`` (both axes; order 1
+    is CRVAL and the CD matrix)."""
+    return (order + 1) * (order + 2)
+
+
+def _order_of(header):
+    return int(header.get('A_ORDER', 1)) if 'SIP' in str(header.get('CTYPE1', '')) else 1
+
+
+def _per_freedom(rms, n, parameters):
+    """An RMS of n residuals (2 coordinates each) per degree of freedom."""
+    free = 2 * n - parameters
+    return rms * math.sqrt(2 * n / free) if free > 0 else math.inf
+
+
 def note_order(header, tweak_order=None):
     """A copy of the engine's ``header`` saying its SIP order (``AN_ORDER``):
     for a solution the refit did not improve on."""
     out = header.copy()
-    order = int(out.get('A_ORDER', 1)) if 'SIP' in str(out.get('CTYPE1', '')) else 1
+    order = _order_of(out)
     out['AN_ORDER'] = (order, 'SIP order: the engine\'s ' + (
         '(tweak_order)' if tweak_order is not None else 'default'))
     return out
@@ -590,14 +606,21 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
         if len(s_new) < MIN_MATCHES or (np.array_equal(s_new, s) and np.array_equal(r_new, r)):
             break
         s, r = s_new, r_new
-    # Judge both solutions on the same stars, with the same clipping.
+    # Judge both solutions on the same stars, with the same clipping, each by
+    # its residual variance per degree of freedom (the engine's SIP terms were
+    # fitted to much the same stars: with few stars, more terms always fit
+    # them closer, and predict the rest of the field worse).
     res = np.hypot(x[s] - rx[r], y[s] - ry[r])
     engine_res = np.hypot(x[s] - engine_rx[r], y[s] - engine_ry[r])
-    clip = max(4.0 * 1.4826 * np.median(res), 0.05)
+    # Distances of 2-D residuals follow a Rayleigh law (median 1.18 sigma):
+    # beyond 3x the median lie 2 in 1000 of the good matches.
+    clip = max(3.0 * np.median(res), 0.05)
     keep = res < clip
+    n = int(keep.sum())
     rms = float(np.sqrt(np.mean(res[keep] ** 2)))
     engine_rms = float(np.sqrt(np.mean(np.minimum(engine_res[keep], 3.0) ** 2)))
-    if keep.sum() < MIN_MATCHES or rms > engine_rms:
+    if n < MIN_MATCHES or not (_per_freedom(rms, n, _parameters(chosen))
+                               <= _per_freedom(engine_rms, n, _parameters(_order_of(header)))):
         return None
     candidate = _sip_header(header, crval, cx, cy, terms, scale, chosen, width, height, crpix)
     candidate['AN_REFIT'] = (int(keep.sum()), 'stars in the astrometry_query refit')
