@@ -21,7 +21,7 @@ PUBLIC_MODULES = (
     'astrometry_query.backends',
     'astrometry_query.jobs',
     'astrometry_query.local.pipeline',  # one solve as one function, for any Executor
-    'astrometry_query.local.commandline',   # the solve-field command equivalent to a solve
+    'astrometry_query.solve_field',     # the solve-field command equivalent to a solve
     'astrometry_query.index',
     'astrometry_query.images',
     'astrometry_query.formats',         # TIFF, XISF, camera RAW, colour pictures -> luminance

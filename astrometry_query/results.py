@@ -23,6 +23,7 @@ from astropy.wcs import WCS
 
 from ._text import one_line, scale_text
 from .exceptions import InvalidInputError
+from .projection import tan_deproject
 
 __all__ = ['Submission', 'Job', 'Calibration', 'calibration_from_wcs', 'make_wcs_header',
            'wcs_from_header', 'is_wcs_key', 'annotations_table', 'jobs_table', 'job_ref', 'parity_text',
@@ -441,12 +442,7 @@ def _plain_tan(header):
 def _tan_pix2world(pixel, crval, crpix, cd):
     """RA, Dec (deg) of a FITS (1-based) pixel through a plain TAN projection."""
     x, y = cd @ np.array([pixel[0] - crpix[0], pixel[1] - crpix[1]])
-    xi, eta = math.radians(x), math.radians(y)
-    ra0, dec0 = math.radians(crval[0]), math.radians(crval[1])
-    across = math.cos(dec0) - eta * math.sin(dec0)
-    ra = ra0 + math.atan2(xi, across)
-    dec = math.atan2(math.sin(dec0) + eta * math.cos(dec0), math.hypot(xi, across))
-    return math.degrees(ra), math.degrees(dec)
+    return tan_deproject(x, y, crval[0], crval[1])
 
 
 def make_wcs_header(wcs_header, job_id=None, submission_id=None):

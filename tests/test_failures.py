@@ -22,7 +22,7 @@ from astrometry_query.cli import main
 from astrometry_query.datasets import render_field, wcs_rms_error
 from astrometry_query.exceptions import SolveFailedError
 from astrometry_query.local import pipeline
-from astrometry_query.local.commandline import solve_field_command
+from astrometry_query.solve_field import solve_field_command
 from astrometry_query.local.failures import EngineSearch, engine_search, failure_details
 from astrometry_query.sources import extract_sources
 from real_server import requires_solver

@@ -104,3 +104,17 @@ def test_datasets_and_the_deprecated_simulate_alias(monkeypatch):
     out = subprocess.run([sys.executable, '-W', 'always', '-c', code], capture_output=True,
                          text=True, check=True)
     assert (out.stdout + out.stderr).count('astrometry_query.simulate is deprecated') == 1
+
+
+def test_the_solve_field_command_moved_out_of_local(monkeypatch):
+    """It serves nova jobs too: no longer under ``local``, whose old name warns."""
+    import astrometry_query.solve_field as solve_field
+    monkeypatch.delitem(sys.modules, 'astrometry_query.local.commandline', raising=False)
+    with pytest.warns(AstropyDeprecationWarning, match=r'astrometry_query\.local\.commandline '
+                                                       r'is deprecated: import from '
+                                                       r'astrometry_query\.solve_field'):
+        old = importlib.import_module('astrometry_query.local.commandline')
+    assert old.solve_field_command is solve_field.solve_field_command
+    assert old.__all__ == solve_field.__all__
+    assert 'astrometry_query.solve_field' in PUBLIC_MODULES
+    assert 'astrometry_query.local.commandline' not in PUBLIC_MODULES

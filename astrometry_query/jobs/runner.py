@@ -74,7 +74,7 @@ def run_job(job_dir, request, image=None):
         ``timed_out``, ``error``, ``error_kind`` (see ``failure_kind``),
         ``n_sources``, ``source_list``, ``input``, ``original_filename``,
         ``worker``, ``command_line`` (the equivalent ``solve-field`` command,
-        see `~astrometry_query.local.commandline`), ``finished`` (naive UTC,
+        see `~astrometry_query.solve_field`), ``finished`` (naive UTC,
         as ``str(datetime)``).  An input
         that could not be fetched is no job: its reason goes to ``error.txt``
         (the submission's error, as nova has it) and no ``result.json`` is
@@ -200,7 +200,7 @@ def record_result(job_dir, solved, request, *, error=None, image=None, elapsed=N
 
 def _command_line(request, solved):
     """The solve-field command equivalent to the job (None if it cannot be said)."""
-    from ..local.commandline import command_of_request
+    from ..solve_field import command_of_request
     hints = getattr(solved, 'search_hints', None) or {}
     try:
         return command_of_request(request, hints=hints, hint_sources=[

@@ -30,6 +30,7 @@ from astropy.io import fits
 from astropy.wcs import WCS, Sip
 from scipy.spatial import cKDTree
 
+from ..projection import tan_deproject, tan_project
 from ..results import wcs_from_header
 
 __all__ = ['refine_wcs', 'reference_stars', 'RefineResult', 'warm_up', 'mutual_matches',
@@ -217,29 +218,6 @@ def _query(paths, ra, dec, radius, query_starkd, ras, decs, mags):
                 decs.append(np.array(data['DEC'], float))
                 mag = next((c for c in data.columns.names if c.upper().startswith('MAG')), None)
                 mags.append(np.array(data[mag], float) if mag else np.full(len(data), np.nan))
-
-
-def _tan_project(ra, dec, ra0, dec0):
-    """Gnomonic projection about (ra0, dec0): intermediate coordinates in degrees."""
-    a, d = np.radians(ra), np.radians(dec)
-    a0, d0 = math.radians(ra0), math.radians(dec0)
-    cos_c = math.sin(d0) * np.sin(d) + math.cos(d0) * np.cos(d) * np.cos(a - a0)
-    xi = np.cos(d) * np.sin(a - a0) / cos_c
-    eta = (math.cos(d0) * np.sin(d) - math.sin(d0) * np.cos(d) * np.cos(a - a0)) / cos_c
-    return np.degrees(xi), np.degrees(eta), cos_c > 0
-
-
-def _tan_deproject(xi, eta, ra0, dec0):
-    x, y = math.radians(xi), math.radians(eta)
-    d0 = math.radians(dec0)
-    rho = math.hypot(x, y)
-    c = math.atan(rho)
-    if rho == 0:
-        return ra0, dec0
-    dec = math.asin(math.cos(c) * math.sin(d0) + y * math.sin(c) * math.cos(d0) / rho)
-    ra = math.radians(ra0) + math.atan2(x * math.sin(c),
-                                        rho * math.cos(d0) * math.cos(c) - y * math.sin(d0) * math.sin(c))
-    return math.degrees(ra) % 360.0, math.degrees(dec)
 
 
 def _terms(order, min_order=0):
@@ -575,7 +553,7 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
     engine_matches = len(mutual_matches(x, y, rx, ry, 3.0)[0])
     if engine_matches < MIN_MATCHES:
         return None
-    s, r = _grow(x, y, rx, ry, *_tan_project(ref_ra, ref_dec, *crval)[:2],
+    s, r = _grow(x, y, rx, ry, *tan_project(ref_ra, ref_dec, *crval)[:2],
                  ((width + 1) / 2.0, (height + 1) / 2.0), math.hypot(width, height) / 2.0)
     if len(s) < MIN_MATCHES:
         return None
@@ -583,7 +561,7 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
     for _ in range(3):       # match, fit, match again with the better solution
         u, v = x[s] - crpix[0], y[s] - crpix[1]
         for step in range(3):   # move CRVAL onto the fitted centre
-            xi, eta, ok = _tan_project(ref_ra[r], ref_dec[r], *crval)
+            xi, eta, ok = tan_project(ref_ra[r], ref_dec[r], *crval)
             if not ok.all():
                 return None
             if step == 0:       # the order, from held-out stars
@@ -596,7 +574,7 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
             const = (cx[terms.index((0, 0))], cy[terms.index((0, 0))])
             if math.hypot(*const) * 3600 < 1e-6:
                 break
-            crval = _tan_deproject(const[0], const[1], *crval)
+            crval = tan_deproject(const[0], const[1], *crval)
         fitted = _model_wcs(crval, cx, cy, terms, scale, chosen, crpix)
         with np.errstate(all='ignore'):
             rx, ry = fitted.all_world2pix(ref_ra, ref_dec, 1, quiet=True)

@@ -377,7 +377,7 @@ class NovaClient:
     def command_line(self, submission_id):
         """The solve-field command equivalent to a submission this client sent
         (nova does not record it), or None for one it does not know."""
-        from ..local.commandline import solve_field_command
+        from ..solve_field import solve_field_command
         with self._lock:
             sent = self._sent.get(submission_id)
         if sent is None:
