@@ -1,7 +1,7 @@
 """Source extraction with sep, and x/y source lists as astrometry.net reads them.
 
 `extract_sources` finds stars at full resolution with ``sep.extract`` and
-measures windowed centroids (`centroids`, as SExtractor's XWIN/YWIN), which
+measures windowed centroids (``astrometry_query.centroids``, as SExtractor's XWIN/YWIN), which
 are 5-10x more precise than sep's isophotal barycentres.  The image
 is processed in bands of rows, so a large file is never held in memory
 whole (nor converted to float64), and a memory-mapped array is read a band
