@@ -1,8 +1,8 @@
 """Source extraction with sep, and x/y source lists as astrometry.net reads them.
 
 `extract_sources` finds stars at full resolution with ``sep.extract`` and
-measures windowed centroids (``astrometry_query.centroids``, as SExtractor's XWIN/YWIN), which
-are 5-10x more precise than sep's isophotal barycentres.  The image
+measures windowed centroids (``astrometry_query.centroids``, as SExtractor's
+XWIN/YWIN), which are 5-10x more precise than sep's isophotal barycentres.  The image
 is processed in bands of rows, so a large file is never held in memory
 whole (nor converted to float64), and a memory-mapped array is read a band
 at a time.  Hot pixels and cosmic rays (sharper than any star) are dropped;
