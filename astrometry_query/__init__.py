@@ -62,7 +62,7 @@ class Conf(_config.ConfigNamespace):
         '(default: the add_path entries of /etc/astrometry.cfg).')
     search_workers = _config.ConfigItem(
         0, 'Local backend: engine processes that join a blind search (no scale hint) '
-        'one engine has not solved within 0.3 s, each on its share of the index files, '
+        'one engine has not solved within 0.2 s, each on its share of the index files, '
         'the first to solve stopping the others; 0 = one per index file (at most 16), '
         '1 = a single engine.')
     local_data_dir = _config.ConfigItem(

@@ -16,7 +16,7 @@ Then the split search: fields whose single blind search takes seconds
 every index file (``inparallel``: each quad of the field looked up in all of
 them in step) and with the default, where engines that search the index
 files apart (one per file) join that engine when it has not solved within
-0.3 s, the first to solve stopping the others (``search_workers``); and,
+0.2 s, the first to solve stopping the others (``search_workers``); and,
 for reference, one engine searching the index files one after the other
 (the engine's default without ``inparallel``, as bare solve-field runs it).
 """

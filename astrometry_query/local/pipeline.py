@@ -426,7 +426,7 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         frame that follows its field is registered on them, star by star.
     search_workers : int, optional
         A search with no scale hint that one engine has not finished within
-        0.3 s is joined by this many engine processes, each on its
+        0.2 s is joined by this many engine processes, each on its
         share of the index files; the first to solve stops the others.
         None or 0: one per index file (at most 16); 1: a single engine.
 
