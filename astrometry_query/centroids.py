@@ -54,24 +54,30 @@ def _iterate(stamps, offsets, x0, y0, ix, iy, sigma, max_shift):
     inv = 1.0 / (2.0 * sigma[:, None] ** 2)
     active = np.ones(len(x), bool)
     far = np.zeros(len(x), bool)
+    a, sub = np.arange(len(x)), stamps
     for _ in range(MAX_ITERATIONS):
-        a = np.nonzero(active)[0]
-        if not len(a):
+        live = active[a]
+        if not live.any():
             break
+        if live.sum() < 0.5 * len(a):      # fewer stamps to carry: copy them once
+            a = a[live]
+            sub = stamps[a]
         dx, dy = px[a] - x[a, None], py[a] - y[a, None]
         gx, gy = np.exp(-dx * dx * inv[a]), np.exp(-dy * dy * inv[a])
-        rows = np.einsum('nij,nj->ni', stamps[a], gx)          # window x light, by row
+        rows = np.einsum('nij,nj->ni', sub, gx)                 # window x light, by row
         total = np.einsum('ni,ni->n', rows, gy)
-        sx = np.einsum('nij,nj,ni->n', stamps[a], gx * dx, gy)
+        sx = np.einsum('ni,ni->n', np.einsum('nij,nj->ni', sub, gx * dx), gy)
         sy = np.einsum('ni,ni->n', rows, gy * dy)
         with np.errstate(divide='ignore', invalid='ignore'):
             # The factor 2 makes a Gaussian star converge in a few steps (SExtractor's).
             step_x, step_y = 2.0 * sx / total, 2.0 * sy / total
         bad = ~(np.isfinite(step_x) & np.isfinite(step_y) & (total > 0))
-        step_x[bad], step_y[bad] = 0.0, 0.0
+        # Stars already done keep their place (they are carried until compacted).
+        still = active[a] & ~bad
+        step_x, step_y = np.where(still, step_x, 0.0), np.where(still, step_y, 0.0)
         x[a] += step_x
         y[a] += step_y
-        far[a] = (np.hypot(x[a] - x0[a], y[a] - y0[a]) > max_shift) | bad
+        far[a] |= active[a] & ((np.hypot(x[a] - x0[a], y[a] - y0[a]) > max_shift) | bad)
         active[a[far[a] | (np.hypot(step_x, step_y) < TOLERANCE)]] = False
     # As sep's: the last step counts when the iterations run out (a faint
     # star's centre may still hop by a hundredth of a pixel).
