@@ -464,6 +464,7 @@ def main(argv=None):
     sections = args.only or SECTIONS
     repeat = 1 if args.quick else 3
     work = Path(args.work or tempfile.mkdtemp(prefix='aq-bench-'))
+    work.mkdir(parents=True, exist_ok=True)     # a --work folder that does not exist yet
     conf.poll_interval = 0.5
     names = ['and_3as', 'sco_10as_flip', 'cas_11as_radial'] if args.quick else None
     needs_fields = {'accuracy', 'speed', 'server', 'cache', 'polling'} & set(sections)
