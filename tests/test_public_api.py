@@ -1,7 +1,8 @@
 """The public surface in one place (issue 16): `astrometry_query.PUBLIC_MODULES`
 is the table of public modules, the API reference documents exactly those,
 every module declares its names (``__all__``), and every other module says
-that it is internal; the old ``simulate`` name still works, with a warning."""
+that it is internal; old module names (``simulate``, ``local.commandline``) still
+work, with a warning."""
 import ast
 import importlib
 import re
@@ -84,37 +85,28 @@ def test_every_other_module_says_it_is_internal():
     assert set(PUBLIC_MODULES) <= set(MODULES)
 
 
+#: Old module names that still work, with a warning: (old, new, names the same objects).
+ALIASES = [('astrometry_query.simulate', 'astrometry_query.datasets',
+            ['render_field', 'SyntheticField']),
+           # the solve-field command serves nova jobs too: no longer under ``local``
+           ('astrometry_query.local.commandline', 'astrometry_query.solve_field',
+            ['solve_field_command', 'command_of_request'])]
+
+
 @pytest.mark.slow
-def test_datasets_and_the_deprecated_simulate_alias(monkeypatch):
-    import astrometry_query.datasets as datasets
-    monkeypatch.delitem(sys.modules, 'astrometry_query.simulate', raising=False)
-    with pytest.warns(AstropyDeprecationWarning, match=r'astrometry_query\.simulate is '
-                                                       r'deprecated: import from '
-                                                       r'astrometry_query\.datasets'):
-        simulate = importlib.import_module('astrometry_query.simulate')
-    assert simulate.render_field is datasets.render_field
-    assert simulate.SyntheticField is datasets.SyntheticField
-    assert simulate.__all__ == datasets.__all__
-    assert 'astrometry_query.datasets' in PUBLIC_MODULES
-    assert 'astrometry_query.simulate' not in PUBLIC_MODULES
+@pytest.mark.parametrize('old_name, new_name, names', ALIASES)
+def test_deprecated_aliases(monkeypatch, old_name, new_name, names):
+    new = importlib.import_module(new_name)
+    monkeypatch.delitem(sys.modules, old_name, raising=False)
+    with pytest.warns(AstropyDeprecationWarning,
+                      match=re.escape(f'{old_name} is deprecated: import from {new_name}')):
+        old = importlib.import_module(old_name)
+    assert all(getattr(old, name) is getattr(new, name) for name in names)
+    assert old.__all__ == new.__all__
+    assert new_name in PUBLIC_MODULES and old_name not in PUBLIC_MODULES
     # once per process, however often it is imported
-    code = ('import astrometry_query.simulate\n'
-            'from astrometry_query.simulate import render_field\n'
-            'import astrometry_query.simulate as again')
+    code = (f'import {old_name}\nfrom {old_name} import {names[0]}\n'
+            f'import {old_name} as again')
     out = subprocess.run([sys.executable, '-W', 'always', '-c', code], capture_output=True,
                          text=True, check=True)
-    assert (out.stdout + out.stderr).count('astrometry_query.simulate is deprecated') == 1
-
-
-def test_the_solve_field_command_moved_out_of_local(monkeypatch):
-    """It serves nova jobs too: no longer under ``local``, whose old name warns."""
-    import astrometry_query.solve_field as solve_field
-    monkeypatch.delitem(sys.modules, 'astrometry_query.local.commandline', raising=False)
-    with pytest.warns(AstropyDeprecationWarning, match=r'astrometry_query\.local\.commandline '
-                                                       r'is deprecated: import from '
-                                                       r'astrometry_query\.solve_field'):
-        old = importlib.import_module('astrometry_query.local.commandline')
-    assert old.solve_field_command is solve_field.solve_field_command
-    assert old.__all__ == solve_field.__all__
-    assert 'astrometry_query.solve_field' in PUBLIC_MODULES
-    assert 'astrometry_query.local.commandline' not in PUBLIC_MODULES
+    assert (out.stdout + out.stderr).count(f'{old_name} is deprecated') == 1
