@@ -13,7 +13,7 @@ the field outward, each ring with the fit of the ones inside it: a
 wide-angle lens moves the corners' stars tens of pixels from the engine's
 solution.  The header says which order was used (``AN_ORDER``).  The refit is
 kept only when it fits the matched stars better than the engine's own
-solution.
+solution, per degree of freedom (see `refine_wcs`).
 """
 import collections
 import functools
@@ -519,7 +519,10 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
     Returns
     -------
     RefineResult or None
-        None when too few stars match, or the refit is not better.
+        None when too few stars match, or the refit is not better: its residual
+        variance per degree of freedom on the matched stars (a blend or false
+        match beyond 3x the median residual left out) is over the engine's,
+        whose SIP terms were fitted to much the same stars.
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     ref_ra, ref_dec = np.asarray(ref_ra, float), np.asarray(ref_dec, float)
