@@ -33,7 +33,8 @@ __all__ = ['extract_sources', 'check_source_list', 'write_xylist', 'source_list_
 FLAG_SATURATED = 1
 #: Bit set for a source split from a blend (its centroid may be pulled).
 FLAG_BLENDED = 2
-#: Bit set when the windowed centroid did not converge (the isophotal one is given).
+#: Bit set when the windowed centroid wandered off (a neighbour pulled it) or saw no
+#: light: the isophotal one is given.
 FLAG_CENTROID = 4
 #: Pixels per band: bounds the working memory to ~100 MB whatever the image size.
 _BAND_PIXELS = 17_000_000
