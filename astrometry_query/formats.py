@@ -59,7 +59,8 @@ from .exceptions import InvalidInputError
 from .image_meta import exif_cards, libraw_cards, xisf_cards
 
 __all__ = ['file_kind', 'read_picture', 'luminance', 'describe_picture', 'PictureInfo',
-           'PICTURE_KINDS', 'KIND_NAMES', 'RAW_SUFFIXES', 'RAW_DEVELOPMENT']
+           'PICTURE_KINDS', 'NOVA_KINDS', 'NOT_AN_IMAGE', 'KIND_NAMES', 'RAW_SUFFIXES',
+           'RAW_DEVELOPMENT']
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,19 @@ KIND_NAMES = {'fits': 'FITS', 'png': 'PNG', 'jpeg': 'JPEG', 'gif': 'GIF', 'tiff'
               'xisf': 'XISF', 'raw': 'camera RAW', 'bmp': 'BMP', 'webp': 'WebP'}
 #: The kinds decoded here (not FITS): their row 0 is the top of the picture as seen.
 PICTURE_KINDS = ('png', 'jpeg', 'gif', 'tiff', 'xisf', 'raw', 'bmp', 'webp')
+#: The kinds nova itself takes; the others are read by this package only.
+NOVA_KINDS = ('fits', 'png', 'jpeg', 'gif')
+
+
+def _names(kinds):
+    """'A, B or C' of the kinds' readable names."""
+    names = [KIND_NAMES[k] for k in kinds]
+    return ', '.join(names[:-1]) + ' or ' + names[-1] if len(names) > 1 else names[0]
+
+
+#: What a file that is none of the kinds is not (after its name, in messages).
+NOT_AN_IMAGE = (f'is not a {_names(NOVA_KINDS)} image, '
+                f'nor {_names([k for k in PICTURE_KINDS if k not in NOVA_KINDS])}.')
 #: Name endings of camera RAW files (lower case): the kind when the first
 #: bytes leave it open (a TIFF-based RAW such as NEF or ARW).
 RAW_SUFFIXES = ('.cr2', '.cr3', '.crw', '.nef', '.nrw', '.arw', '.srf', '.sr2', '.dng',
@@ -282,8 +296,7 @@ def read_picture(path, kind=None):
     path = Path(path)
     kind = kind or file_kind(path)[0]
     if kind not in _PIXELS:
-        raise InvalidInputError(f'image: {path.name} is not a PNG, JPEG, GIF, TIFF, XISF, '
-                                'camera RAW, BMP or WebP file.')
+        raise InvalidInputError(f'image: {path.name} is not a {_names(PICTURE_KINDS)} file.')
     try:
         data = _PIXELS[kind](path)
     except InvalidInputError:

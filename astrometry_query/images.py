@@ -25,8 +25,8 @@ from astropy.wcs import WCS, FITSFixedWarning
 
 from ._log import quiet_warnings
 from .exceptions import InvalidInputError
-from .formats import (KIND_NAMES, PICTURE_KINDS, RAW_SUFFIXES, describe_picture, file_kind,
-                      luminance, read_picture)
+from .formats import (KIND_NAMES, NOT_AN_IMAGE, PICTURE_KINDS, RAW_SUFFIXES, describe_picture,
+                      file_kind, luminance, read_picture)
 
 __all__ = ['Image', 'open_image', 'file_kind', 'read_picture', 'luminance', 'expand_images',
            'image_stem', 'is_image_name', 'MIN_SIZE', 'IMAGE_SUFFIXES', 'PICTURE_KINDS']
@@ -395,8 +395,7 @@ def open_image(image, hdu=None):
             _check_shape(info.shape, path.name)
             return Image(shape=tuple(info.shape), header=info.header, kind=kind,
                          name=path.name, path=path.resolve(), meta=info.meta)
-        raise InvalidInputError(f'image: {path.name} is not a FITS, PNG, JPEG or GIF image, '
-                                'nor TIFF, XISF, camera RAW, BMP or WebP.')
+        raise InvalidInputError(f'image: {path.name} {NOT_AN_IMAGE}')
     if isinstance(image, fits.HDUList):
         index = _first_image_hdu(image, hdu, 'the HDUList')
         h = image[index]

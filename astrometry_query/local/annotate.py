@@ -19,6 +19,7 @@ from astropy.wcs import WCS, FITSFixedWarning
 from ..display import display_levels
 from ..drawing import write_png
 from ..exceptions import AstrometryNetError, InvalidInputError, LocalSolverNotFoundError
+from ..formats import NOT_AN_IMAGE
 from ..images import PICTURE_KINDS, file_kind, read_picture
 from ..files import atomic_path
 from ..results import is_wcs_key
@@ -190,8 +191,7 @@ def read_image(path):
         raise InvalidInputError(f'{path} has no image HDU with 2-D data.')
     if kind in PICTURE_KINDS:
         return read_picture(path, kind)
-    raise InvalidInputError(f'{path} is not a FITS, PNG, JPEG or GIF image, nor TIFF, XISF, '
-                            'camera RAW, BMP or WebP.')
+    raise InvalidInputError(f'{path} {NOT_AN_IMAGE}')
 
 
 def _wcs_header(wcs):

@@ -20,6 +20,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..exceptions import InvalidInputError
+from ..formats import NOVA_KINDS, PICTURE_KINDS
 from ..images import file_kind, open_image
 from ..settings import MAX_SOURCES, SETTINGS, nova_cast
 from ..urls import copy_limited, fetch_url
@@ -165,7 +166,7 @@ def _as_source_list(x, y, out, name, args):
 
 
 #: Image kinds nova does not take, read here as the solver reads them (`open_image`).
-_CAMERA_KINDS = ('tiff', 'xisf', 'raw', 'bmp', 'webp')
+_CAMERA_KINDS = tuple(k for k in PICTURE_KINDS if k not in NOVA_KINDS)
 
 
 def _camera_file(path):
