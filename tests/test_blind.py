@@ -181,11 +181,12 @@ def test_client_reads_the_image_header_twice_and_extracts_once(blind_field, loca
     """Through the client: the file's header is parsed where it is submitted
     and where it is solved, not a third time to keep it; sources once."""
     import astrometry_query.images as images
+    from astrometry_query.local import selection
     opened, extracted = [], []
-    real_open, real_extract = images._open_fits_file, pipeline.extract_sources
+    real_open, real_extract = images._open_fits_file, selection.extract_sources
     monkeypatch.setattr(images, '_open_fits_file',
                         lambda *a, **k: opened.append(a) or real_open(*a, **k))
-    monkeypatch.setattr(pipeline, 'extract_sources',
+    monkeypatch.setattr(selection, 'extract_sources',
                         lambda *a, **k: extracted.append(a) or real_extract(*a, **k))
     path, truth = blind_field
     with conf.set_temp('search_workers', 0):

@@ -28,8 +28,7 @@ from ..hints import SolveHints, header_hints
 from ..index.coverage import check_field
 from ..images import open_image
 from ..results import calibration_from_wcs
-from ..settings import MAX_SOURCES, scale_bounds
-from ..sources import extract_sources
+from ..settings import scale_bounds
 from .._text import plural
 from ..tracking import MIN_TRACKED, track
 from .axy import OUTPUT_FILES, write_axy
@@ -37,7 +36,7 @@ from .failures import engine_search, failure_details
 from .refine import (MIN_MATCHES as MIN_REFIT, note_order, query_budget, refine_wcs,
                      reference_stars)
 from .search import blind_search_plan, run_split_search
-from .selection import CROWD_SOURCES, needs_deeper
+from .selection import extract_for_engine
 from .solver import find_installation, run_engine
 
 __all__ = ['solve', 'SolveResult', 'AXY_FILE', 'ENGINE_LOG', 'MIN_SOURCES']
@@ -466,17 +465,12 @@ def solve(image=None, sources=None, *, width=None, height=None, settings=None, h
         hints = _without_uncovered(hints, coverage)     # the header may be wrong: search on
     if image is not None:
         downsample = settings.get('downsample_factor') or None
-        extract = dict(fwhm=fwhm, detect_threshold=detect_threshold,
-                       downsample=min(int(downsample), 4) if downsample else None,
-                       invert=bool(settings.get('invert')))
-        table = extract_sources(img, **extract)
-        elapsed = table.meta['elapsed']
-        if needs_deeper(table['x'], table['y'], width, height, MAX_SOURCES):
-            # A crowd (a cluster) holds the brightest sources: go deeper for the
-            # stars around it, which the selection (local.selection) puts first.
-            table = extract_sources(img, max_sources=CROWD_SOURCES, **extract)
-            elapsed += table.meta['elapsed']
-        timings['extract'] = round(elapsed, 4)
+        # A crowd (a cluster) holding the brightest sources: deeper, for the stars
+        # around it, which the selection (local.selection) puts first.
+        table = extract_for_engine(img, fwhm=fwhm, detect_threshold=detect_threshold,
+                                   downsample=min(int(downsample), 4) if downsample else None,
+                                   invert=bool(settings.get('invert')))
+        timings['extract'] = round(table.meta['elapsed'], 4)
         x, y, flux = (np.asarray(table[c], float) for c in ('x', 'y', 'flux'))
         good = np.asarray(table['flag']) == 0
         extracted = {'x': x, 'y': y, 'flux': flux, 'flag': np.asarray(table['flag'])}

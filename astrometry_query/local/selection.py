@@ -16,10 +16,11 @@ import math
 
 import numpy as np
 
-from ..sources import FLAG_BLENDED
+from ..settings import MAX_SOURCES
+from ..sources import FLAG_BLENDED, extract_sources
 
-__all__ = ['crowding', 'select_sources', 'uniformize', 'needs_deeper', 'Crowding',
-           'CROWD_CELLS', 'CROWD_FACTOR', 'CROWD_SOURCES', 'UNIFORM_BOXES']
+__all__ = ['crowding', 'select_sources', 'uniformize', 'needs_deeper', 'extract_for_engine',
+           'Crowding', 'CROWD_CELLS', 'CROWD_FACTOR', 'CROWD_SOURCES', 'UNIFORM_BOXES']
 
 #: Boxes used to spread the first sources over the field (solve-field's --uniformize 10).
 UNIFORM_BOXES = 10
@@ -194,3 +195,22 @@ def needs_deeper(x, y, width, height, limit):
     decides how the sources are chosen."""
     return len(x) >= limit and bool(crowding(x, y, width, height).crowded_cells.any())
 
+
+def extract_for_engine(image, **options):
+    """`~astrometry_query.sources.extract_sources` (with ``options``) for the
+    engine: the brightest `~astrometry_query.settings.MAX_SOURCES`, or, when
+    those crowd into part of the field (`needs_deeper`), the brightest
+    `CROWD_SOURCES`, for the stars around the crowd are fainter.
+
+    ``meta['crowded']`` says which (the deeper list is for `select_sources`
+    to thin); ``meta['elapsed']`` counts both extractions.
+    """
+    table = extract_sources(image, **options)
+    crowded = needs_deeper(table['x'], table['y'], table.meta['width'], table.meta['height'],
+                           MAX_SOURCES)
+    if crowded:
+        first = table.meta['elapsed']
+        table = extract_sources(image, max_sources=CROWD_SOURCES, **options)
+        table.meta['elapsed'] += first
+    table.meta['crowded'] = crowded
+    return table

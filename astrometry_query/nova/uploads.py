@@ -11,9 +11,8 @@ from astropy.io import fits
 from astroquery import log
 
 from .._text import plural
-from ..local.selection import CROWD_SOURCES, needs_deeper, select_sources
+from ..local.selection import extract_for_engine, select_sources
 from ..settings import MAX_SOURCES
-from ..sources import extract_sources
 
 __all__ = ['send_image', 'MIN_SOURCES']
 
@@ -52,22 +51,17 @@ def send_image(client, img, settings, *, force_image_upload=False, fwhm=3.0,
     """
     if not force_image_upload:
         with cpu_slot or contextlib.nullcontext():
-            sources = extract_sources(img, fwhm=fwhm, detect_threshold=detect_threshold,
-                                      downsample=settings.get('downsample_factor'))
+            sources = extract_for_engine(img, fwhm=fwhm, detect_threshold=detect_threshold,
+                                         downsample=settings.get('downsample_factor'))
         if verbose:
             log.info(f'Found {plural(len(sources), "source")} in {img.name} '
                      f'({sources.meta["elapsed"]:.2f} s).')
         if len(sources) >= MIN_SOURCES:
             height, width = img.shape
             x, y = sources['x'].value, sources['y'].value
-            if needs_deeper(x, y, width, height, MAX_SOURCES):
+            if sources.meta['crowded']:
                 # A crowd (a cluster) holds the brightest sources: send the stars
                 # around it too, the crowd thinned (local.selection).
-                with cpu_slot or contextlib.nullcontext():
-                    sources = extract_sources(img, fwhm=fwhm, detect_threshold=detect_threshold,
-                                              downsample=settings.get('downsample_factor'),
-                                              max_sources=CROWD_SOURCES)
-                x, y = sources['x'].value, sources['y'].value
                 chosen = select_sources(x, y, width, height, flag=np.asarray(sources['flag']),
                                         limit=MAX_SOURCES)
                 x, y = x[chosen], y[chosen]
