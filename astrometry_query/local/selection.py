@@ -51,16 +51,29 @@ def uniformize(x, y, width, height, boxes=UNIFORM_BOXES):
         return np.arange(n)
     nw = max(1, int(round(math.sqrt(boxes * width / height))))
     nh = max(1, int(round(boxes / nw)))
-    bx = np.clip(((np.asarray(x) - 0.5) * nw / width).astype(int), 0, nw - 1)
-    by = np.clip(((np.asarray(y) - 0.5) * nh / height).astype(int), 0, nh - 1)
-    box = by * nw + bx
+    box = _cells(x, y, width, height, nw, nh)
     # rank of each source within its box (inputs are brightest first)
-    rank = np.empty(n, dtype=int)
-    seen = {}
-    for i, b in enumerate(box):
-        rank[i] = seen.get(b, 0)
-        seen[b] = rank[i] + 1
+    rank = _rank_in_cell(box, nw * nh)
     return np.lexsort((np.arange(n), rank))
+
+
+def _cells(x, y, width, height, nx, ny):
+    """The cell of each source (FITS 1-based positions) on an nx by ny grid."""
+    bx = np.clip(((np.asarray(x, float) - 0.5) * nx / width).astype(int), 0, nx - 1)
+    by = np.clip(((np.asarray(y, float) - 0.5) * ny / height).astype(int), 0, ny - 1)
+    return by * nx + bx
+
+
+def _rank_in_cell(cell, n_cells, first=None):
+    """Each source's rank within its cell, in input order (brightest first),
+    sources where ``first`` is False before the others."""
+    n = len(cell)
+    later = np.zeros(n, bool) if first is None else ~np.asarray(first, bool)
+    by_cell = np.lexsort((np.arange(n), later, cell))
+    start = np.searchsorted(cell[by_cell], np.arange(n_cells))
+    rank = np.empty(n, int)
+    rank[by_cell] = np.arange(n) - start[cell[by_cell]]
+    return rank
 
 
 class Crowding:
@@ -129,9 +142,7 @@ def crowding(x, y, width, height, *, cells=None, factor=None):
     x, y = np.asarray(x, float), np.asarray(y, float)
     side = max(width, height) / max(1, int(cells))
     nx, ny = max(1, round(width / side)), max(1, round(height / side))
-    bx = np.clip(((x - 0.5) * nx / width).astype(int), 0, nx - 1)
-    by = np.clip(((y - 0.5) * ny / height).astype(int), 0, ny - 1)
-    cell = by * nx + bx
+    cell = _cells(x, y, width, height, nx, ny)
     counts = np.bincount(cell, minlength=nx * ny)
     median = float(np.median(counts))
     limit = max(factor * median, median + 5.0 * math.sqrt(median), _MIN_CROWD)
@@ -175,10 +186,7 @@ def select_sources(x, y, width, height, *, flag=None, limit=None, cells=None, fa
                else (np.asarray(flag, int) & FLAG_BLENDED) > 0)
     in_crowd = crowd.crowded
     # Within each crowded cell: unblended sources first, then by brightness.
-    rank_key = np.lexsort((np.arange(n), blended & in_crowd, crowd.cell))
-    rank = np.empty(n, int)
-    start = np.searchsorted(crowd.cell[rank_key], np.arange(crowd.nx * crowd.ny))
-    rank[rank_key] = np.arange(n) - start[crowd.cell[rank_key]]
+    rank = _rank_in_cell(crowd.cell, crowd.nx * crowd.ny, first=~(blended & in_crowd))
     keep = ~in_crowd | (rank < crowd.cap(limit))
     kept = np.nonzero(keep)[0]
     # Each uncrowded cell's brightest in turn (within a round, brightest first),
