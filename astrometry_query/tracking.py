@@ -209,11 +209,7 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
             break
         pairs = (s, c)
         ra_m, dec_m = np.asarray(ref_ra, float)[cat][c], np.asarray(ref_dec, float)[cat][c]
-
-        def residuals(p, s=s, ra_m=ra_m, dec_m=dec_m):
-            fx, fy = pointed(p).all_world2pix(ra_m, dec_m, 1, quiet=True)
-            return np.concatenate([(x[s] - fx) * weight[s], (y[s] - fy) * weight[s]])
-        params = least_squares(residuals, params, x_scale=[1.0, 1.0, 0.01]).x
+        params = _fit_pointing(pointed, params, x[s], y[s], weight[s], ra_m, dec_m)
     s, c = pairs
     model = pointed(params)
     fx, fy = model.all_world2pix(np.asarray(ref_ra, float)[cat][c],
@@ -251,6 +247,15 @@ def track(x, y, reference, ref_ra, ref_dec, *, width, height, ref_mag=None, max_
                        registered=registered)
 
 
+def _fit_pointing(pointed, start, x, y, weight, ra, dec):
+    """The (dx, dy, roll) of `_Pointing` that puts the stars at (ra, dec) on
+    the frame's (x, y), each weighed by ``weight``: least squares from ``start``."""
+    def residuals(p):
+        fx, fy = pointed(p).all_world2pix(ra, dec, 1, quiet=True)
+        return np.concatenate([(x - fx) * weight, (y - fy) * weight])
+    return least_squares(residuals, start, x_scale=[1.0, 1.0, 0.01]).x
+
+
 def _register(x, y, weight, ref_wcs, pointed, params, ref_sources, radius):
     """(params, pairs): the pointing and roll refitted on the stars measured in
     both frames, or the catalogue's when too few of them pair up.
@@ -269,11 +274,7 @@ def _register(x, y, weight, ref_wcs, pointed, params, ref_sources, radius):
         s, r = mutual_matches(x, y, mx, my, radius)
         if len(s) < MIN_TRACKED:
             break
-
-        def residuals(p, s=s, r=r):
-            fx, fy = pointed(p).all_world2pix(sky_ra[r], sky_dec[r], 1, quiet=True)
-            return np.concatenate([(x[s] - fx) * weight[s], (y[s] - fy) * weight[s]])
-        fitted = least_squares(residuals, best, x_scale=[1.0, 1.0, 0.01]).x
+        fitted = _fit_pointing(pointed, best, x[s], y[s], weight[s], sky_ra[r], sky_dec[r])
         fx, fy = pointed(fitted).all_world2pix(sky_ra[r], sky_dec[r], 1, quiet=True)
         rms = float(np.sqrt(np.mean((x[s] - fx) ** 2 + (y[s] - fy) ** 2)))
         best, pairs = fitted, len(s)
