@@ -4,12 +4,12 @@ The windowed centroid (SExtractor's XWIN/YWIN, sep's ``winpos``) is the
 position where a Gaussian window of the star's own width, centred on it,
 sees the light balanced on every side.  It is 5-10x more precise than an
 isophotal barycentre.  Here every star is iterated in step, on small
-stamps cut once from the image with numpy: for a field of ~1500 stars this
-costs a fifth of ``sep.winpos`` plus ``sep.flux_radius`` (which sized the
+stamps cut once from the image with numpy: for a field of ~1400 stars this
+costs a third of ``sep.winpos`` plus ``sep.flux_radius`` (which sized the
 windows) and gives the same positions (to ~1e-3 px on isolated stars, see
 tests/test_centroids.py).  The window of each star is the PSF width of the
-bright stars around it, measured from their windowed second moments: a
-faint star's own size is mostly noise, and a wide lens's PSF changes over
+well-measured stars around it, measured from their windowed second moments:
+a faint star's own size is mostly noise, and a wide lens's PSF changes over
 the field.
 
 Pure functions of arrays (0-based pixel coordinates, as sep's).
@@ -33,8 +33,9 @@ _NEIGHBOURS = 7
 
 
 def _stamps(data, ix, iy, half):
-    """(n, 2h+1, 2h+1) cut-outs centred on integer pixels, and a mask of the
-    pixels inside the image (outside ones are given 0 and no weight)."""
+    """(n, 2h+1, 2h+1) cut-outs centred on integer pixels (pixels outside the
+    image are 0: no light, so no weight), and the offsets of their rows and
+    columns from the centre."""
     ny, nx = data.shape
     offsets = np.arange(-half, half + 1)
     cols = ix[:, None] + offsets
@@ -51,7 +52,6 @@ def _iterate(stamps, offsets, x0, y0, ix, iy, sigma, max_shift):
     # Pixel coordinates of each stamp's columns and rows.
     px = ix[:, None] + offsets
     py = iy[:, None] + offsets
-    inv = 1.0 / (2.0 * sigma[:, None] ** 2)
     active = np.ones(len(x), bool)
     far = np.zeros(len(x), bool)
     a, sub = np.arange(len(x)), stamps
@@ -62,8 +62,7 @@ def _iterate(stamps, offsets, x0, y0, ix, iy, sigma, max_shift):
         if live.sum() < 0.5 * len(a):      # fewer stamps to carry: copy them once
             a = a[live]
             sub = stamps[a]
-        dx, dy = px[a] - x[a, None], py[a] - y[a, None]
-        gx, gy = np.exp(-dx * dx * inv[a]), np.exp(-dy * dy * inv[a])
+        dx, dy, gx, gy = _window(px[a], py[a], x[a], y[a], sigma[a])
         rows = np.einsum('nij,nj->ni', sub, gx)                 # window x light, by row
         total = np.einsum('ni,ni->n', rows, gy)
         sx = np.einsum('ni,ni->n', np.einsum('nij,nj->ni', sub, gx * dx), gy)
@@ -84,12 +83,17 @@ def _iterate(stamps, offsets, x0, y0, ix, iy, sigma, max_shift):
     return x, y, ~far
 
 
+def _window(px, py, x, y, sigma):
+    """Offsets of the stamps' columns and rows from (x, y), and the Gaussian
+    window's weights along them (the window is their product)."""
+    dx, dy = px - x[:, None], py - y[:, None]
+    inv = 1.0 / (2.0 * sigma[:, None] ** 2)
+    return dx, dy, np.exp(-dx * dx * inv), np.exp(-dy * dy * inv)
+
+
 def _second_moments(stamps, offsets, x, y, ix, iy, sigma):
     """Windowed second moment (pixels^2, mean of the two axes) about (x, y)."""
-    dx = ix[:, None] + offsets - x[:, None]
-    dy = iy[:, None] + offsets - y[:, None]
-    inv = 1.0 / (2.0 * sigma[:, None] ** 2)
-    gx, gy = np.exp(-dx * dx * inv), np.exp(-dy * dy * inv)
+    dx, dy, gx, gy = _window(ix[:, None] + offsets, iy[:, None] + offsets, x, y, sigma)
     rows = np.einsum('nij,nj->ni', stamps, gx)
     total = np.einsum('ni,ni->n', rows, gy)
     mxx = np.einsum('nij,nj,ni->n', stamps, gx * dx * dx, gy)
