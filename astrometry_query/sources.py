@@ -101,12 +101,12 @@ def _band_sources(band, core, fwhm, threshold, binning, saturation):
     bkg.subfrom(band)
     if mask is not None:
         band[bad] = 0.0
-    detect = band
+    sharp = None
     if err is None:     # under a nebula: stars are found and ranked on the light's sharp
-        detect = _sharp_part(band, fwhm)      # part only, where knots count little
-        err = _sharp_noise(detect, mask, rms)
+        sharp = _sharp_part(band, fwhm)       # part only, where knots count little
+        err = _sharp_noise(sharp, mask, rms)
         rms = float(np.median(err))
-    sharp = detect if detect is not band else None
+    detect = band if sharp is None else sharp
     reach = 1.6 if sharp is None else 2.0
     if binning > 1:
         for _ in range(binning // 2):

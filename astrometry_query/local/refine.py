@@ -604,10 +604,9 @@ def refine_wcs(header, x, y, width, height, ref_ra, ref_dec, *, order=None, good
                                <= _per_freedom(engine_rms, n, _parameters(_order_of(header)))):
         return None
     candidate = _sip_header(header, crval, cx, cy, terms, scale, chosen, width, height, crpix)
-    candidate['AN_REFIT'] = (int(keep.sum()), 'stars in the astrometry_query refit')
+    candidate['AN_REFIT'] = (n, 'stars in the astrometry_query refit')
     candidate['AN_RMS'] = (round(rms, 5), '[pix] RMS of the refit residuals')
     order_from = 'data' if order is None else 'tweak_order'
     candidate['AN_ORDER'] = (int(chosen), 'SIP order: ' + (
         'chosen by held-out stars' if order is None else 'set by tweak_order'))
-    return RefineResult(candidate, chosen, int(keep.sum()), rms, engine_rms, engine_matches,
-                        order_from)
+    return RefineResult(candidate, chosen, n, rms, engine_rms, engine_matches, order_from)
