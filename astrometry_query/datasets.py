@@ -28,7 +28,7 @@ from .index.locations import DEFAULT_INDEX_DIR, configured_index_dirs, find_conf
 
 __all__ = ['index_stars', 'make_wcs', 'SyntheticField', 'render_field', 'wcs_rms_error',
            'read_truth_wcs', 'make_example_image', 'EXAMPLE_IMAGE', 'synthetic_catalog',
-           'lens_distortion', 'cluster_catalog', 'render_crowded_field']
+           'lens_distortion', 'cluster_catalog', 'render_crowded_field', 'jitter_catalog']
 
 EXAMPLE_IMAGE = Path(__file__).resolve().parent / 'data' / 'example.fits'
 _erf = np.vectorize(math.erf, otypes=[float])
@@ -507,15 +507,34 @@ class Photograph:
                 + ', '.join(f'{k} {v}' for k, v in self.meta.items() if v) + '>')
 
 
-def _jittered_index_stars(center, radius, jitter, seed):
-    """Index stars moved by ``jitter`` arcsec RMS and re-coloured 0.3 mag: a real sky."""
-    stars = index_stars(center, radius)
-    rng = np.random.default_rng(seed)
-    n = len(stars)
-    dec = np.asarray(stars['dec'], float) + rng.normal(0, jitter, n) / 3600
-    ra = np.asarray(stars['ra'], float) + rng.normal(0, jitter, n) / 3600 / np.cos(np.radians(dec))
-    return Table([ra * u.deg, dec * u.deg, np.asarray(stars['mag'], float) + rng.normal(0, 0.3, n)],
-                 names=('ra', 'dec', 'mag'))
+def jitter_catalog(stars, jitter, rng, *, mag_jitter=0.0):
+    """A copy of a catalogue with each star moved by ``jitter`` arcsec RMS (and
+    its magnitude by ``mag_jitter`` RMS): a sky drawn from it fits the
+    catalogue no better than a real sky fits its own.
+
+    Parameters
+    ----------
+    stars : `~astropy.table.Table`
+        ``ra``, ``dec`` (deg) and, with ``mag_jitter``, ``mag`` (e.g. `index_stars`).
+    jitter : float
+        Arcseconds RMS in each coordinate.
+    rng : `numpy.random.Generator`
+        Declinations are drawn first, then right ascensions, then magnitudes.
+    mag_jitter : float
+        Magnitudes RMS (0: kept).
+
+    Returns
+    -------
+    `~astropy.table.Table`
+    """
+    out = stars.copy()
+    n = len(out)
+    dec = np.asarray(out['dec'], float) + rng.normal(0, jitter, n) / 3600
+    ra = np.asarray(out['ra'], float) + rng.normal(0, jitter, n) / 3600 / np.cos(np.radians(dec))
+    out['ra'], out['dec'] = ra * u.deg, dec * u.deg
+    if mag_jitter:
+        out['mag'] = np.asarray(out['mag'], float) + rng.normal(0, mag_jitter, n)
+    return out
 
 
 def _fractal(shape, rng, slope=3.0, smallest=3.0):
@@ -637,7 +656,9 @@ def render_photograph(center, *, pixel_scale, shape=(800, 1000), rotation=0 * u.
     (ny, nx), sigma = shape, fwhm / (2 * math.sqrt(2 * math.log(2)))
     scale = _scale_deg(pixel_scale)
     radius = 0.75 * math.hypot(nx, ny) * scale * u.deg
-    catalog = _jittered_index_stars(center, radius, jitter, rng.integers(1 << 30))
+    # Each star as a real sky differs from its catalogue: moved, and re-coloured 0.3 mag.
+    catalog = jitter_catalog(index_stars(center, radius), jitter,
+                             np.random.default_rng(rng.integers(1 << 30)), mag_jitter=0.3)
     faintest = float(np.nanmax(np.asarray(catalog['mag']))) if len(catalog) else 12.0
     extra = synthetic_catalog(center, radius, int(faint_stars * (radius.to_value(u.deg) ** 2)
                                                   / (nx * ny * scale ** 2 / math.pi)),
@@ -916,12 +937,11 @@ def render_crowded_field(center, *, cluster, pixel_scale, shape=(1024, 1024), ji
     ny, nx = shape
     corners = wcs.all_pix2world([0, nx - 1] * 2, [0] * 2 + [ny - 1] * 2, 0)
     radius = SkyCoord(*corners, unit='deg').separation(center).max() * 1.1 + 2 * u.arcmin
-    stars = index_stars(center, radius, index_dir=index_dir, index_names=index_names)
-    rng = np.random.default_rng(None if seed is None else seed + 7919)
-    n = len(stars)
-    dec = np.asarray(stars['dec'], float) + rng.normal(0, jitter, n) / 3600
-    ra = np.asarray(stars['ra'], float) + rng.normal(0, jitter, n) / 3600 / np.cos(np.radians(dec))
-    mag = np.asarray(stars['mag'], float) + rng.normal(0, 0.3, n)
+    stars = jitter_catalog(index_stars(center, radius, index_dir=index_dir,
+                                       index_names=index_names),
+                           jitter, np.random.default_rng(None if seed is None else seed + 7919),
+                           mag_jitter=0.3)
+    ra, dec, mag = (np.asarray(stars[c], float) for c in ('ra', 'dec', 'mag'))
     c_ra, c_dec = (u.Quantity(cluster[c], u.deg).to_value(u.deg) for c in ('ra', 'dec'))
     catalog = Table([np.concatenate([ra, c_ra]) * u.deg, np.concatenate([dec, c_dec]) * u.deg,
                      np.concatenate([mag, np.asarray(cluster['mag'], float)])],

@@ -23,7 +23,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 
 from astrometry_query import AstrometryNetClass
-from astrometry_query.datasets import index_stars, render_field
+from astrometry_query.datasets import index_stars, jitter_catalog, render_field
 from astrometry_query.hints import header_hints
 from astrometry_query.sources import extract_sources
 
@@ -38,14 +38,8 @@ CLOUDS = (4.4, 4.6, 4.8, 5.0, 5.2, 5.4)
 
 def _catalog(seed=5):
     """The index's stars around the field, moved and re-coloured (a real sky)."""
-    stars = index_stars(CENTRE, 1.0 * u.deg)
-    rng = np.random.default_rng(seed)
-    n = len(stars)
-    dec = np.asarray(stars['dec'], float) + rng.normal(0, 0.5, n) / 3600
-    ra = np.asarray(stars['ra'], float) + rng.normal(0, 0.5, n) / 3600 / np.cos(np.radians(dec))
-    stars['ra'], stars['dec'] = ra * u.deg, dec * u.deg
-    stars['mag'] = np.asarray(stars['mag'], float) + rng.normal(0, 0.3, n)
-    return stars
+    return jitter_catalog(index_stars(CENTRE, 1.0 * u.deg), 0.5, np.random.default_rng(seed),
+                          mag_jitter=0.3)
 
 
 def _pointing(i):

@@ -24,7 +24,8 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
 from astrometry_query import AstrometryNetClass
-from astrometry_query.datasets import _as_wcs, index_stars, lens_distortion, render_field
+from astrometry_query.datasets import (_as_wcs, index_stars, jitter_catalog, lens_distortion,
+                                       render_field)
 from astrometry_query.hints import header_hints
 from astrometry_query.images import open_image
 
@@ -41,13 +42,7 @@ FIELDS = {
 
 def _stars(centre, radius, seed=5):
     """The index stars, each moved by 0.5" RMS."""
-    stars = index_stars(centre, radius)
-    rng = np.random.default_rng(seed)
-    n = len(stars)
-    dec = np.asarray(stars['dec'], float) + rng.normal(0, 0.5, n) / 3600
-    ra = np.asarray(stars['ra'], float) + rng.normal(0, 0.5, n) / 3600 / np.cos(np.radians(dec))
-    stars['ra'], stars['dec'] = ra * u.deg, dec * u.deg
-    return stars
+    return jitter_catalog(index_stars(centre, radius), 0.5, np.random.default_rng(seed))
 
 
 def _render(name, folder):

@@ -365,3 +365,28 @@ def test_solve_sip_field(tmp_path):
 def test_solve_bundled_example(tmp_path):
     solved = _solve(tmp_path, EXAMPLE_IMAGE, *_scale_hint(9))
     assert wcs_rms_error(read_truth_wcs(EXAMPLE_IMAGE), solved) < 0.15
+
+
+def test_jitter_catalog_moves_a_copy_by_the_rms_given():
+    from astropy.coordinates import angular_separation
+
+    from astropy.table import Table
+
+    from astrometry_query.datasets import jitter_catalog
+    rng = np.random.default_rng(0)
+    n = 20000
+    stars = Table({'ra': rng.uniform(0, 360, n) * u.deg, 'dec': rng.uniform(-80, 80, n) * u.deg,
+                   'mag': rng.uniform(5, 12, n)})
+    before = np.asarray(stars['ra'], float).copy()
+    moved = jitter_catalog(stars, 2.0, np.random.default_rng(1), mag_jitter=0.3)
+    apart = angular_separation(*(np.radians(np.asarray(t[c], float)) for t in (stars, moved)
+                                 for c in ('ra', 'dec')))
+    # 2" RMS in each coordinate: the distance is 2 * sqrt(2) RMS
+    assert np.degrees(np.sqrt(np.mean(apart ** 2))) * 3600 == pytest.approx(2 * np.sqrt(2),
+                                                                           rel=0.02)
+    assert np.std(np.asarray(moved['mag']) - np.asarray(stars['mag'])) == pytest.approx(0.3,
+                                                                                       rel=0.02)
+    np.testing.assert_array_equal(np.asarray(stars['ra'], float), before)   # a copy is moved
+    kept = jitter_catalog(stars, 2.0, np.random.default_rng(1))
+    np.testing.assert_array_equal(kept['mag'], stars['mag'])
+    np.testing.assert_array_equal(kept['ra'], moved['ra'])      # the same draws first

@@ -7,7 +7,7 @@ import pytest
 from astropy.coordinates import SkyCoord
 from astropy.wcs import WCS
 
-from astrometry_query.datasets import index_stars, render_field, wcs_rms_error
+from astrometry_query.datasets import index_stars, jitter_catalog, render_field, wcs_rms_error
 from astrometry_query.local.pipeline import solve
 from astrometry_query.tracking import Sequence, track
 from real_server import requires_solver
@@ -215,12 +215,7 @@ def test_a_cloudy_frame_is_registered_on_the_frame_before(local, tmp_path):
     of a pixel), the same in every frame: on the few stars left under cloud
     the catalogue fit keeps that error.  Registered on the frame before, star
     by star, it drops out."""
-    stars = index_stars(HERE, 1.5 * u.deg)
-    rng = np.random.default_rng(3)
-    dec = np.asarray(stars['dec'], float) + rng.normal(0, 3.0, len(stars)) / 3600
-    ra = np.asarray(stars['ra'], float) + rng.normal(0, 3.0, len(stars)) / 3600 / np.cos(
-        np.radians(dec))
-    stars['ra'], stars['dec'] = ra * u.deg, dec * u.deg
+    stars = jitter_catalog(index_stars(HERE, 1.5 * u.deg), 3.0, np.random.default_rng(3))
     at = SkyCoord(HERE.ra + 0.6 * u.arcmin, HERE.dec - 0.4 * u.arcmin)
     frames = [render_field(HERE, rotation=37 * u.deg, catalog=stars, seed=61, **KW),
               render_field(at, rotation=37.05 * u.deg, catalog=stars, extinction=3.0, seed=62,

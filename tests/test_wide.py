@@ -10,8 +10,8 @@ import pytest
 from astropy.coordinates import SkyCoord
 from astropy.io import fits
 
-from astrometry_query.datasets import (index_stars, lens_distortion, make_wcs, render_field,
-                                       synthetic_catalog, wcs_rms_error)
+from astrometry_query.datasets import (index_stars, jitter_catalog, lens_distortion, make_wcs,
+                                       render_field, synthetic_catalog, wcs_rms_error)
 from astrometry_query.local import refine
 from astrometry_query.local.refine import MAX_ORDER, refine_wcs
 
@@ -145,12 +145,7 @@ def wide_field(tmp_path_factory):
     moving the corners' stars 40 px, the index stars moved by 0.5" (the
     catalogue fits them no better than a real sky)."""
     centre = SkyCoord(83.8, 60.0, unit='deg')
-    stars = index_stars(centre, 30 * u.deg)
-    rng = np.random.default_rng(5)
-    dec = np.asarray(stars['dec'], float) + rng.normal(0, 0.5, len(stars)) / 3600
-    stars['ra'] = (np.asarray(stars['ra'], float)
-                   + rng.normal(0, 0.5, len(stars)) / 3600 / np.cos(np.radians(dec))) * u.deg
-    stars['dec'] = dec * u.deg
+    stars = jitter_catalog(index_stars(centre, 30 * u.deg), 0.5, np.random.default_rng(5))
     shape = (600, 900)
     field = render_field(centre, pixel_scale=180 * u.arcsec / u.pix, shape=shape,
                          rotation=10 * u.deg, sip=lens_distortion(shape, 40.0, k2_share=-0.5),
