@@ -47,22 +47,12 @@ HARD = {'ori_8as': ((83.8, -5.4), 8.0, 30.0), 'cnc_2as_b': ((120.0, 15.0), 2.0, 
 _SHORT = 10.0
 
 
-def _sep_alone(path):
-    """Seconds of sep's own extraction of the file: read, background, extract."""
-    import sep
-    t0 = time.perf_counter()
-    img = open_image(path)
-    data = np.ascontiguousarray(img.rows(0, img.shape[0]), dtype=np.float32)
-    bkg = sep.Background(data)
-    bkg.subfrom(data)
-    sep.extract(data, 5.0, err=bkg.globalrms, minarea=3)
-    return time.perf_counter() - t0
-
-
-def _sep_with_centroids(path, fwhm=3.0, keep=1300):
-    """Seconds of sep alone plus the windowed centroids sep gives (``flux_radius``
-    sizing each window, ``winpos``) on its brightest sources: what our extraction
-    costs when built from sep's own calls, as it was."""
+def _sep(path, *, centroids=False, fwhm=3.0, keep=1300):
+    """Seconds of sep's own extraction of the file: read, background, extract
+    (the floor of any extraction with sep); with ``centroids``, also the
+    windowed centroids sep gives (``flux_radius`` sizing each window,
+    ``winpos``) on its brightest sources: what our extraction costs when
+    built from sep's own calls, as it was."""
     import sep
     t0 = time.perf_counter()
     img = open_image(path)
@@ -70,11 +60,12 @@ def _sep_with_centroids(path, fwhm=3.0, keep=1300):
     bkg = sep.Background(data)
     bkg.subfrom(data)
     objects = sep.extract(data, 5.0, err=bkg.globalrms, minarea=3)
-    objects = objects[np.argsort(-objects['flux'])[:keep]]
-    x, y = objects['x'], objects['y']
-    half, _ = sep.flux_radius(data, x, y, np.full(len(x), 2.0 * fwhm), 0.5, subpix=5)
-    sigma = 2.0 / 2.3548 * np.where(np.isfinite(half) & (half > 0.3), half, fwhm / 2.0)
-    sep.winpos(data, x, y, sigma, subpix=0)
+    if centroids:
+        objects = objects[np.argsort(-objects['flux'])[:keep]]
+        x, y = objects['x'], objects['y']
+        half, _ = sep.flux_radius(data, x, y, np.full(len(x), 2.0 * fwhm), 0.5, subpix=5)
+        sigma = 2.0 / 2.3548 * np.where(np.isfinite(half) & (half > 0.3), half, fwhm / 2.0)
+        sep.winpos(data, x, y, sigma, subpix=0)
     return time.perf_counter() - t0
 
 
@@ -111,8 +102,8 @@ def _blind_fields(work, repeat, say):
                 for stage in ('extract', 'engine', 'refit'):
                     t[stage].append(r.timings.get(stage))
                 kept.append(r.refit is not None)
-                t['sep'].append(_sep_alone(f.path))
-                t['sepwin'].append(_sep_with_centroids(f.path))
+                t['sep'].append(_sep(f.path))
+                t['sepwin'].append(_sep(f.path, centroids=True))
                 errs['engine'].append(rms(f.truth, _engine_only(f.path).header(), f.shape))
                 t0 = time.perf_counter()
                 header = client.solve_from_image(f.path, verbose=False, cache=False,
